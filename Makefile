@@ -1,0 +1,94 @@
+# blkmig build.  `make` builds build/blkmigd; `make check` runs every test;
+# `make demo` runs a verified live migration.  BUILD=build-asan with
+# `./configure --builddir=build-asan --enable-sanitizers` gives an ASan build.
+
+BUILD ?= build
+-include $(BUILD)/config.mak
+
+LIB_DIRS := util block migration qapi nbd
+LIB_SRCS := $(sort $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
+SYS_SRCS := $(sort $(wildcard system/*.c))
+TOOL_SRCS := $(sort $(wildcard tools/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+SYS_OBJS := $(SYS_SRCS:%.c=$(BUILD)/%.o)
+TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/%.o)
+LIBBLKMIG := $(BUILD)/libblkmig.a
+
+# Test programs: tests/<kind>/test-*.c; each kind's other .c files are
+# shared helpers linked into every test of that kind (qtest helpers are
+# also linked into interop and bench tests).
+TEST_KINDS := unit qtest interop fuzz
+QTEST_HELPERS := $(filter-out tests/qtest/test-%.c,$(wildcard tests/qtest/*.c))
+define test_rules
+$(1)_TESTS := $$(patsubst tests/$(1)/%.c,$(BUILD)/tests/$(1)/%,$$(sort $$(wildcard tests/$(1)/test-*.c)))
+$(1)_HELPERS := $$(filter-out tests/$(1)/test-%.c,$$(wildcard tests/$(1)/*.c))
+$(1)_HELPER_OBJS := $$(sort $$(patsubst %.c,$(BUILD)/%.o,$$($(1)_HELPERS) $$(if $$(filter unit,$(1)),,$(QTEST_HELPERS))))
+$(BUILD)/tests/$(1)/test-%: $(BUILD)/tests/$(1)/test-%.o $$($(1)_HELPER_OBJS) $(LIBBLKMIG)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+endef
+$(foreach k,$(TEST_KINDS),$(eval $(call test_rules,$(k))))
+ALL_TESTS := $(foreach k,$(TEST_KINDS),$($(k)_TESTS))
+
+CPPFLAGS += -Iinclude -MMD -MP
+
+.PHONY: all check check-unit check-qtest check-interop demo deps clean install bench asan
+all: $(BUILD)/config.mak $(BUILD)/blkmigd $(if $(TOOL_SRCS),$(BUILD)/blkmig)
+
+$(BUILD)/config.mak: configure
+	./configure --builddir=$(BUILD) $(if $(filter build-asan,$(BUILD)),--enable-sanitizers)
+
+$(BUILD)/%.o: %.c $(BUILD)/config.mak
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIBBLKMIG): $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/blkmigd: $(SYS_OBJS) $(LIBBLKMIG)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/blkmig: $(TOOL_OBJS) $(LIBBLKMIG)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+tests: all $(ALL_TESTS)
+
+PROVE := prove --exec '' --timer
+export BLKMIGD := $(abspath $(BUILD)/blkmigd)
+
+check: deps
+	$(MAKE) tests
+	$(PROVE) $(unit_TESTS) $(qtest_TESTS) $(interop_TESTS)
+
+check-unit: all $(unit_TESTS)
+	$(PROVE) $(unit_TESTS)
+check-qtest: all $(qtest_TESTS)
+	$(PROVE) $(qtest_TESTS)
+check-interop: all $(interop_TESTS)
+	$(PROVE) $(interop_TESTS)
+
+# Unit tests under AddressSanitizer and UBSan.
+asan:
+	$(MAKE) BUILD=build-asan all $(subst $(BUILD)/,build-asan/,$(unit_TESTS))
+	$(PROVE) $(subst $(BUILD)/,build-asan/,$(unit_TESTS))
+
+demo: deps
+	$(MAKE) all
+	scripts/demo.sh $(DEMO_ARGS)
+
+bench: deps
+	$(MAKE) all
+	tests/bench/run.sh
+
+deps:
+	scripts/deps.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/blkmigd $(DESTDIR)$(PREFIX)/bin/
+	$(if $(TOOL_SRCS),install -m 755 $(BUILD)/blkmig $(DESTDIR)$(PREFIX)/bin/)
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,89 @@
+/* Migration state machine: outgoing migration thread, incoming side,
+ * cancel, query.  Callers: QMP commands and blkmigd main. */
+#ifndef MIGRATION_MIGRATION_H
+#define MIGRATION_MIGRATION_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    MIG_STATUS_NONE,
+    MIG_STATUS_SETUP,
+    MIG_STATUS_ACTIVE,
+    MIG_STATUS_CANCELLING,
+    MIG_STATUS_CANCELLED,
+    MIG_STATUS_COMPLETED,
+    MIG_STATUS_FAILED,
+} MigrationStatus;
+
+const char *mig_status_name(MigrationStatus s);
+
+typedef struct MigrationDiskStats {
+    uint64_t transferred;       /* bytes written to the stream for disks */
+    uint64_t remaining;         /* bytes still to send */
+    uint64_t total;             /* sum of drive sizes */
+    uint64_t zero_blocks;       /* chunks sent as ZERO_BLOCK */
+    uint64_t data_blocks;       /* chunks sent with data */
+    uint64_t dirty_sync_count;  /* completed passes over the dirty bitmaps */
+    double mbps;                /* wire throughput, megabits/s */
+} MigrationDiskStats;
+
+typedef struct MigrationInfo {
+    MigrationStatus status;
+    bool has_times;             /* total/setup/downtime known (source side) */
+    int64_t total_time;         /* ms */
+    int64_t setup_time;         /* ms */
+    int64_t downtime;           /* ms, once completed */
+    int64_t expected_downtime;  /* ms, while active */
+    char *error_desc;           /* on failure; freed by migration_info_clear */
+    bool has_disk;
+    MigrationDiskStats disk;
+} MigrationInfo;
+
+void migration_info_clear(MigrationInfo *info);
+
+/* Hooks the emulator (a higher layer) registers.  Called from the migration
+ * thread. */
+typedef struct MigrationVmOps {
+    /* Stop the guest for switchover: returns once no guest write is in
+     * flight; the runstate becomes finish-migrate. */
+    void (*stop_for_switchover)(void *opaque);
+    /* Source ended: completed -> postmigrate; failed/cancelled -> resume the
+     * guest if it ran before (SUCCESS says which). */
+    void (*source_finished)(void *opaque, bool success, bool was_running);
+    /* Destination loaded everything and flushed: start the guest (or leave
+     * it paused if blkmigd was started with --paused). */
+    void (*incoming_finished)(void *opaque, bool success);
+    bool (*guest_is_running)(void *opaque);
+    void *opaque;
+} MigrationVmOps;
+void migration_set_vm_ops(const MigrationVmOps *ops);
+
+/* Status-change listener (QMP turns it into MIGRATION events when the
+ * events capability is on).  Called from any thread. */
+typedef void (*MigrationStatusListener)(MigrationStatus status, void *opaque);
+void migration_set_status_listener(MigrationStatusListener cb, void *opaque);
+
+/* Registers the block migration handler (call once at start-up). */
+void migration_init(void);
+
+/* Start an outgoing migration to URI (tcp:, unix:, file:).  Fails at once
+ * if a migration is active, the URI is bad or the connection is refused. */
+bool migration_start(const char *uri, GError **errp);
+/* Request cancel of the active outgoing migration; no-op otherwise. */
+void migration_cancel(void);
+
+/* Listen for (tcp:, unix:) or read (file:) an incoming migration.  The
+ * load runs in a thread; returns once listening / the file is open. */
+bool migration_incoming_start(const char *uri, GError **errp);
+/* True while an incoming migration is expected or running. */
+bool migration_incoming_pending(void);
+
+void migration_query(MigrationInfo *out);
+bool migration_is_active(void);  /* setup, active or cancelling */
+
+/* Wait for background threads to finish (blkmigd exit). */
+void migration_shutdown(void);
+
+#endif

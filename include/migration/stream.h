@@ -1,0 +1,69 @@
+/* Buffered migration stream over an fd (socket or file).
+ *
+ * Errors latch: after the first failure every put is a no-op, every get
+ * returns zeros, and mig_stream_error() reports the first error.  The
+ * stream owns its fd (closed by mig_stream_close). */
+#ifndef MIGRATION_STREAM_H
+#define MIGRATION_STREAM_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct MigStream MigStream;
+
+MigStream *mig_stream_new_writer(int fd);
+MigStream *mig_stream_new_reader(int fd);
+/* Flushes a writer (errors ignored), closes the fd and frees. */
+void mig_stream_close(MigStream *f);
+int mig_stream_fd(MigStream *f);
+
+/* Writers.  Large buffers (>= 64 KiB) may be written with writev straight
+ * from the caller's memory: the caller must keep BUF valid until the call
+ * returns (it does not retain it). */
+void mig_put_u8(MigStream *f, uint8_t v);
+void mig_put_be16(MigStream *f, uint16_t v);
+void mig_put_be32(MigStream *f, uint32_t v);
+void mig_put_be64(MigStream *f, uint64_t v);
+void mig_put_buffer(MigStream *f, const void *buf, size_t len);
+/* Flush buffered bytes to the fd; returns 0 or the latched -errno. */
+int mig_stream_flush(MigStream *f);
+/* fsync the fd (for file: streams); returns 0 or -errno (and latches). */
+int mig_stream_fsync(MigStream *f);
+
+/* Readers.  A short read at end of file latches -EPIPE with the message
+ * "unexpected end of stream at byte N". */
+uint8_t mig_get_u8(MigStream *f);
+uint16_t mig_get_be16(MigStream *f);
+uint32_t mig_get_be32(MigStream *f);
+uint64_t mig_get_be64(MigStream *f);
+/* Reads exactly LEN bytes into BUF; returns LEN or 0 on error. */
+size_t mig_get_buffer(MigStream *f, void *buf, size_t len);
+/* Reads and discards LEN bytes. */
+void mig_skip(MigStream *f, size_t len);
+/* Peek whether the next read would hit clean end of file (no bytes left). */
+bool mig_at_eof(MigStream *f);
+
+/* Error state: 0 or negative errno of the first error. */
+int mig_stream_error(MigStream *f);
+/* Human message for the first error ("Broken pipe", or a message given to
+ * mig_stream_set_error); NULL when no error. */
+const char *mig_stream_error_msg(MigStream *f);
+/* Latch an error (keeps the first one). MSG may be NULL (strerror used). */
+void mig_stream_set_error(MigStream *f, int err, const char *msg);
+
+/* Pace writes to BYTES_PER_SEC (0 = unlimited) with a token bucket whose
+ * depth is a tenth of a second's worth and which starts empty, so any
+ * 1-second window carries at most the limit (+10% worst case).  Writes
+ * are split as needed.  May be changed at any time from any thread. */
+void mig_stream_set_rate_limit(MigStream *f, uint64_t bytes_per_sec);
+
+/* Bytes put into / got out of the stream so far (including buffered). */
+uint64_t mig_stream_bytes(MigStream *f);
+
+/* Unblock a thread stuck in I/O on this stream from another thread
+ * (shutdown(2) for sockets); the blocked call fails with -ECANCELED. */
+void mig_stream_shutdown(MigStream *f);
+
+#endif

@@ -1,0 +1,39 @@
+/* Endpoint URIs shared by --qmp, --nbd, --incoming and migrate:
+ *   tcp:HOST:PORT   unix:PATH   file:PATH   defer                       */
+#ifndef UTIL_SOCKETS_H
+#define UTIL_SOCKETS_H
+
+#include <glib.h>
+#include <stdbool.h>
+
+typedef enum {
+    ENDPOINT_TCP,
+    ENDPOINT_UNIX,
+    ENDPOINT_FILE,
+    ENDPOINT_DEFER,
+} EndpointKind;
+
+typedef struct Endpoint {
+    EndpointKind kind;
+    char *host;     /* TCP: "" or "0" mean any address; "[::1]" brackets stripped */
+    char *port;     /* TCP */
+    char *path;     /* UNIX, FILE */
+} Endpoint;
+
+/* Parse URI.  ALLOWED is a bitmask of (1 << EndpointKind) the caller
+ * accepts; anything else fails with a message listing the accepted forms. */
+bool endpoint_parse(const char *uri, unsigned allowed, Endpoint *out, GError **errp);
+void endpoint_clear(Endpoint *ep);
+char *endpoint_to_str(const Endpoint *ep);          /* caller frees */
+
+/* Listening socket (SO_REUSEADDR; a stale unix socket file is replaced).
+ * Returns fd (CLOEXEC) or -1 with errp set. */
+int endpoint_listen(const Endpoint *ep, GError **errp);
+/* Blocking connect; returns fd (CLOEXEC) or -1 with errp set. */
+int endpoint_connect(const Endpoint *ep, GError **errp);
+/* accept() retrying on EINTR; returns fd (CLOEXEC) or -1 with errno set. */
+int socket_accept(int listen_fd);
+/* Large send/receive buffers for bulk transfer; errors ignored. */
+void socket_tune_bulk(int fd);
+
+#endif

@@ -1,0 +1,73 @@
+/* Test harness for whole daemons: start blkmigd processes, talk QMP to
+ * them, build and compare real sparse disk files.  Used by tests/qtest,
+ * tests/interop and tests/bench. */
+#ifndef TESTS_LIBQTEST_H
+#define TESTS_LIBQTEST_H
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct QTestDaemon QTestDaemon;
+
+/* Per-process scratch directory (removed at exit unless KEEP_TMP is set). */
+const char *qtest_tmpdir(void);
+/* g_build_filename(qtest_tmpdir(), name); caller frees. */
+char *qtest_path(const char *name);
+
+/* Start $BLKMIGD (default build/blkmigd) with the space-separated ARGS
+ * (printf format) plus "--qmp unix:<tmpdir>/<name>.qmp".  Waits until the
+ * QMP greeting arrives and qmp_capabilities succeeded; fails the test if
+ * the daemon exits first.  The daemon dies with the test process. */
+QTestDaemon *qtest_daemon_start(const char *name, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* SIGKILL and reap. */
+void qtest_daemon_kill(QTestDaemon *d);
+/* "quit" over QMP, then reap (SIGKILL after 10 s). Frees D. */
+void qtest_daemon_quit(QTestDaemon *d);
+bool qtest_daemon_alive(QTestDaemon *d);
+const char *qtest_daemon_qmp_path(QTestDaemon *d);
+/* Log file of the daemon (its stderr), for messages on failure. */
+const char *qtest_daemon_log(QTestDaemon *d);
+
+/* Send one command (printf format producing a JSON object, single quotes
+ * are NOT translated) and return the reply object; events that arrive
+ * meanwhile are queued.  Caller unrefs the node. */
+JsonNode *qtest_qmp(QTestDaemon *d, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* Like qtest_qmp but asserts success; returns the "return" member (new ref). */
+JsonNode *qtest_qmp_ok(QTestDaemon *d, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* Asserts the reply is an error and returns its class (caller frees);
+ * *desc_out (optional) gets the desc. */
+char *qtest_qmp_error(QTestDaemon *d, char **desc_out, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+/* Wait for event NAME (queued or new) up to TIMEOUT_MS; returns the whole
+ * event object or NULL on timeout. */
+JsonNode *qtest_event_wait(QTestDaemon *d, const char *name, int timeout_ms);
+
+/* Convenience over query-status / query-migrate. */
+char *qtest_runstate(QTestDaemon *d);
+JsonNode *qtest_query_migrate(QTestDaemon *d);
+/* Poll query-migrate until status is completed, failed or cancelled (or
+ * TIMEOUT_MS passes: test fails).  Returns the final query-migrate reply
+ * "return" object node. */
+JsonNode *qtest_migrate_wait(QTestDaemon *d, int timeout_ms);
+/* Enable capabilities, e.g. qtest_set_caps(d, "block", "zero-blocks", NULL). */
+void qtest_set_caps(QTestDaemon *d, ...) G_GNUC_NULL_TERMINATED;
+
+/* Disk files. */
+void qtest_disk_create(const char *path, uint64_t size);            /* sparse */
+/* Write DATA_CHUNKS runs of random (never all-zero per 4 KiB) data of
+ * RUN_LEN bytes at seeded random 4 KiB-aligned offsets; returns the set of
+ * distinct 1 MiB chunks touched. */
+uint64_t qtest_disk_scatter(const char *path, uint64_t seed, unsigned runs, uint64_t run_len);
+/* Number of 1 MiB chunks of PATH holding any non-zero byte. */
+uint64_t qtest_disk_data_chunks(const char *path);
+uint64_t qtest_allocated_bytes(const char *path);   /* st_blocks * 512 */
+/* Byte compare; on difference fills *first_diff and returns false. */
+bool qtest_files_equal(const char *a, const char *b, uint64_t *first_diff);
+
+/* A free TCP port on 127.0.0.1 (bind to 0, read back, close). */
+int qtest_free_port(void);
+/* Test skip helper for optional third-party tools: true when PROG is on PATH. */
+bool qtest_have_program(const char *prog);
+
+#endif

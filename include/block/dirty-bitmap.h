@@ -36,5 +36,9 @@ uint64_t dirty_bitmap_snapshot_and_clear(DirtyBitmap *bm, uint64_t off, uint64_t
 /* Mark every granule dirty / clean. */
 void dirty_bitmap_set_all(DirtyBitmap *bm);
 void dirty_bitmap_clear_all(DirtyBitmap *bm);
+/* A disabled bitmap keeps its bits but is not marked by writes (new bitmaps
+ * are enabled). */
+void dirty_bitmap_set_enabled(DirtyBitmap *bm, bool enabled);
+bool dirty_bitmap_is_enabled(DirtyBitmap *bm);
 
 #endif

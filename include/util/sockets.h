@@ -35,5 +35,8 @@ int endpoint_connect(const Endpoint *ep, GError **errp);
 int socket_accept(int listen_fd);
 /* Large send/receive buffers for bulk transfer; errors ignored. */
 void socket_tune_bulk(int fd);
+/* Local TCP port of a bound socket (e.g. after listening on port 0), or -1
+ * when FD is not an IPv4/IPv6 socket. */
+int socket_local_port(int fd);
 
 #endif

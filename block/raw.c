@@ -1,0 +1,401 @@
+/* The raw format: the drive is the file (or block device) byte for byte.
+ * Holes in the file are the drive's unallocated areas. */
+#include <errno.h>
+#include <fcntl.h>
+#include <gio/gio.h>
+#include <inttypes.h>
+#include <linux/falloc.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "aio-native.h"
+#include "block-int.h"
+
+#define ZERO_BUF_SIZE (1024 * 1024)
+
+typedef struct RawState {
+    int fd;             /* O_DIRECT with cache=none */
+    /* cache=none: buffered fd for what O_DIRECT cannot do, i.e. the last
+     * partial block of a file whose size is not a multiple of 4 KiB;
+     * -1 otherwise. */
+    int fd_buffered;
+    uint64_t size;
+    AioNative *aio;     /* aio=native, else NULL */
+} RawState;
+
+/* Source of zeroes for write-zeroes fallback; aligned for O_DIRECT, in
+ * .bss so it costs nothing until used. */
+static uint8_t zero_buf[ZERO_BUF_SIZE] __attribute__((aligned(BDRV_DIRECT_ALIGN)));
+
+/* ---- Open and close ---- */
+
+static bool raw_create(const BlockOptions *opts, GError **errp)
+{
+    if (opts->read_only) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "Drive '%s': create=on cannot be combined with read-only=on", opts->id);
+        return false;
+    }
+    if (opts->size == 0) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "Drive '%s': create=on needs size=", opts->id);
+        return false;
+    }
+    /* A fresh sparse file: old contents go, the size is exactly size=. */
+    int fd = open(opts->filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || ftruncate(fd, (off_t)opts->size) < 0) {
+        int err = errno;
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err),
+                    "Cannot create '%s' with %" PRIu64 " bytes: %s",
+                    opts->filename, opts->size, g_strerror(err));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
+static int open_fd(const BlockOptions *opts, bool direct, GError **errp)
+{
+    int flags = (opts->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (direct ? O_DIRECT : 0);
+    int fd = open(opts->filename, flags);
+
+    if (fd < 0 && direct && errno == EINVAL) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "Cannot open '%s' with cache=none: its file system does not "
+                    "support O_DIRECT (use cache=writeback)", opts->filename);
+    } else if (fd < 0) {
+        int err = errno;
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err),
+                    "Cannot open '%s'%s: %s", opts->filename,
+                    opts->read_only ? " (read-only)" : "", g_strerror(err));
+    }
+    return fd;
+}
+
+/* lseek rather than fstat: block devices report st_size 0. */
+static bool raw_get_size(RawState *s, const BlockOptions *opts, GError **errp)
+{
+    off_t end = lseek(s->fd, 0, SEEK_END);
+
+    if (end < 0) {
+        int err = errno;
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err),
+                    "Cannot get the size of '%s': %s", opts->filename, g_strerror(err));
+        return false;
+    }
+    s->size = (uint64_t)end;
+    if (opts->size && s->size != opts->size) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "Drive '%s': '%s' has %" PRIu64 " bytes, but size=%" PRIu64
+                    " was given (add create=on to make a new file)",
+                    opts->id, opts->filename, s->size, opts->size);
+        return false;
+    }
+    return true;
+}
+
+static void raw_close(BlockDriverState *bs)
+{
+    RawState *s = bdrv_opaque(bs);
+
+    aio_native_free(s->aio);
+    s->aio = NULL;
+    if (s->fd_buffered >= 0) {
+        close(s->fd_buffered);
+    }
+    if (s->fd >= 0) {
+        close(s->fd);
+    }
+    s->fd = s->fd_buffered = -1;
+}
+
+static bool raw_open_fds(RawState *s, const BlockOptions *opts, GError **errp)
+{
+    s->fd = open_fd(opts, opts->cache_none, errp);
+    if (s->fd < 0) {
+        return false;
+    }
+    if (opts->cache_none) {
+        s->fd_buffered = open_fd(opts, false, errp);
+        if (s->fd_buffered < 0) {
+            return false;
+        }
+    }
+    if (opts->aio_native) {
+        s->aio = aio_native_new(opts->filename, errp);
+        if (!s->aio) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int raw_open(BlockDriverState *bs, const BlockOptions *opts, GError **errp)
+{
+    RawState *s = bdrv_opaque(bs);
+
+    s->fd = s->fd_buffered = -1;
+    if (opts->create && !raw_create(opts, errp)) {
+        return -EINVAL;
+    }
+    if (!raw_open_fds(s, opts, errp) || !raw_get_size(s, opts, errp)) {
+        raw_close(bs);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int64_t raw_getlength(BlockDriverState *bs)
+{
+    RawState *s = bdrv_opaque(bs);
+    return (int64_t)s->size;
+}
+
+/* ---- Reads and writes ---- */
+
+/* The fd for a request: with O_DIRECT only aligned requests may use it. */
+static int fd_for(RawState *s, uint64_t off, const void *buf, size_t len)
+{
+    if (s->fd_buffered < 0 ||
+        (off % BDRV_DIRECT_ALIGN == 0 && len % BDRV_DIRECT_ALIGN == 0 &&
+         (uintptr_t)buf % BDRV_DIRECT_ALIGN == 0)) {
+        return s->fd;
+    }
+    return s->fd_buffered;
+}
+
+static int pread_full(int fd, uint64_t off, uint8_t *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = pread(fd, buf, len, (off_t)off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return -errno;
+        }
+        if (n == 0) {
+            return -EIO;    /* the file shrank under us */
+        }
+        buf += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int pwrite_full(int fd, uint64_t off, const uint8_t *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, buf, len, (off_t)off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return -errno;
+        }
+        if (n == 0) {
+            return -EIO;
+        }
+        buf += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int raw_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
+{
+    RawState *s = bdrv_opaque(bs);
+    int fd = fd_for(s, off, buf, len);
+
+    if (s->aio && fd == s->fd) {
+        return aio_native_pread(s->aio, fd, off, buf, len);
+    }
+    return pread_full(fd, off, buf, len);
+}
+
+static int raw_sync(RawState *s)
+{
+    return fdatasync(s->fd) < 0 ? -errno : 0;
+}
+
+/* Write without the FUA handling. */
+static int raw_write_data(RawState *s, uint64_t off, const void *buf, size_t len)
+{
+    int fd = fd_for(s, off, buf, len);
+
+    if (s->aio && fd == s->fd) {
+        return aio_native_pwrite(s->aio, fd, off, buf, len);
+    }
+    return pwrite_full(fd, off, buf, len);
+}
+
+static int raw_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len, int flags)
+{
+    RawState *s = bdrv_opaque(bs);
+    int ret = raw_write_data(s, off, buf, len);
+
+    if (ret == 0 && (flags & BDRV_REQ_FUA)) {
+        ret = raw_sync(s);
+    }
+    return ret;
+}
+
+static int raw_flush(BlockDriverState *bs)
+{
+    return raw_sync(bdrv_opaque(bs));
+}
+
+/* ---- Write zeroes, discard ---- */
+
+/* fallocate with MODE; -ENOTSUP when the file system cannot do it. */
+static int raw_fallocate(RawState *s, int mode, uint64_t off, uint64_t len)
+{
+    int rc;
+
+    do {
+        rc = fallocate(s->fd, mode, (off_t)off, (off_t)len);
+    } while (rc < 0 && errno == EINTR);
+    if (rc == 0) {
+        return 0;
+    }
+    if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL || errno == ENODEV) {
+        return -ENOTSUP;
+    }
+    return -errno;
+}
+
+static int raw_write_zero_buffer(RawState *s, uint64_t off, uint64_t len)
+{
+    while (len > 0) {
+        size_t n = len < ZERO_BUF_SIZE ? (size_t)len : ZERO_BUF_SIZE;
+        int ret = raw_write_data(s, off, zero_buf, n);
+        if (ret < 0) {
+            return ret;
+        }
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Cheapest first: a hole (when allowed), then unwritten extents, then, unless
+ * the caller wants only fast methods, real zeroes.  KEEP_SIZE everywhere so
+ * a range ending at EOF never changes the file size. */
+static int raw_zero_range(RawState *s, uint64_t off, uint64_t len, int flags)
+{
+    int ret;
+
+    if (flags & BDRV_REQ_MAY_UNMAP) {
+        ret = raw_fallocate(s, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+        if (ret != -ENOTSUP) {
+            return ret;
+        }
+    }
+    ret = raw_fallocate(s, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
+    if (ret != -ENOTSUP) {
+        return ret;
+    }
+    if (flags & BDRV_REQ_NO_FALLBACK) {
+        return -ENOTSUP;
+    }
+    return raw_write_zero_buffer(s, off, len);
+}
+
+static int raw_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
+{
+    RawState *s = bdrv_opaque(bs);
+    int ret = raw_zero_range(s, off, len, flags);
+
+    if (ret == 0 && (flags & BDRV_REQ_FUA)) {
+        ret = raw_sync(s);
+    }
+    return ret;
+}
+
+static int raw_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
+{
+    RawState *s = bdrv_opaque(bs);
+    return raw_fallocate(s, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+}
+
+/* ---- Allocation status ---- */
+
+/* One SEEK_DATA/SEEK_HOLE probe.  Returns false when a concurrent write or
+ * punch moved the boundary between the two calls. */
+static bool probe_status(RawState *s, uint64_t off, uint64_t len,
+                         uint64_t *pnum, bool *is_data)
+{
+    off_t data = lseek(s->fd, (off_t)off, SEEK_DATA);
+
+    if (data < 0) {
+        /* ENXIO: no data after OFF.  Anything else: no SEEK_DATA here, so
+         * call everything data, which is never wrong. */
+        *is_data = errno != ENXIO;
+        *pnum = len;
+        return true;
+    }
+    if ((uint64_t)data > off) {
+        *is_data = false;
+        *pnum = MIN((uint64_t)data - off, len);
+        return true;
+    }
+    off_t hole = lseek(s->fd, (off_t)off, SEEK_HOLE);
+    if (hole < 0) {
+        *is_data = true;
+        *pnum = len;
+        return true;
+    }
+    if ((uint64_t)hole <= off) {
+        return false;
+    }
+    *is_data = true;
+    *pnum = MIN((uint64_t)hole - off, len);
+    return true;
+}
+
+static int raw_block_status(BlockDriverState *bs, uint64_t off, uint64_t len,
+                            uint64_t *pnum, bool *is_data)
+{
+    RawState *s = bdrv_opaque(bs);
+
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (probe_status(s, off, len, pnum, is_data)) {
+            return 0;
+        }
+    }
+    *is_data = true;
+    *pnum = len;
+    return 0;
+}
+
+static int64_t raw_allocated_bytes(BlockDriverState *bs)
+{
+    RawState *s = bdrv_opaque(bs);
+    struct stat st;
+
+    if (fstat(s->fd, &st) < 0) {
+        return -errno;
+    }
+    return (int64_t)st.st_blocks * 512;
+}
+
+const BlockDriver bdrv_raw = {
+    .format_name = "raw",
+    .instance_size = sizeof(RawState),
+    .open = raw_open,
+    .close = raw_close,
+    .getlength = raw_getlength,
+    .pread = raw_pread,
+    .pwrite = raw_pwrite,
+    .flush = raw_flush,
+    .pwrite_zeroes = raw_pwrite_zeroes,
+    .discard = raw_discard,
+    .block_status = raw_block_status,
+    .allocated_bytes = raw_allocated_bytes,
+};

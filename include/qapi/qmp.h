@@ -50,6 +50,25 @@ void qmp_event_emit(const char *name, JsonObject *data);
 const char *qmp_arg_str(JsonObject *args, const char *name, bool required, GError **errp);
 bool qmp_arg_int(JsonObject *args, const char *name, int64_t *out, GError **errp);
 
+/* Added by qapi/: */
+
+/* Like qmp_arg_int for a JSON boolean ("Parameter 'blk' expects a
+ * boolean"); a missing member leaves *OUT unchanged. */
+bool qmp_arg_bool(JsonObject *args, const char *name, bool *out, GError **errp);
+/* Fails with "Parameter 'foo' is unexpected" when ARGS has a member not in
+ * the NULL-terminated list of names that follows ERRP. */
+bool qmp_args_only(JsonObject *args, GError **errp, ...) G_GNUC_NULL_TERMINATED;
+
+/* migrate-incoming is accepted only while FN returns true (blkmigd: the
+ * runstate is inmigrate).  Without a predicate it is always refused with
+ * "'-incoming' was not specified on the command line". */
+typedef bool (*QmpIncomingAllowedFn)(void);
+void qmp_set_incoming_allowed(QmpIncomingAllowedFn fn);
+
+/* Deliver events queued by other threads now (blkmigd calls it after its
+ * main loop ended, before qmp_server_stop). */
+void qmp_events_flush(void);
+
 /* Version string reported by query-version and the greeting. */
 #define BLKMIG_VERSION_MAJOR 0
 #define BLKMIG_VERSION_MINOR 1

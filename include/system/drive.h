@@ -9,4 +9,12 @@
  * [,cache=writeback|none][,aio=threads|native][,read-only=on]" and open it. */
 bool drive_add(const char *optstr, GError **errp);
 
+/* Added by system/: */
+/* Check the syntax of an option string without opening anything, so the
+ * command line can be validated before start-up has side effects. */
+bool drive_check(const char *optstr, GError **errp);
+/* Remove the image files drive_add created (they did not exist before);
+ * for a failed start-up, which must leave nothing behind. */
+void drive_remove_created_files(void);
+
 #endif

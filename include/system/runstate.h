@@ -27,6 +27,9 @@ typedef struct GuestDeviceOps {
     void *opaque;
 } GuestDeviceOps;
 void runstate_add_device(const GuestDeviceOps *ops);
+/* Added by system/: unregister a device added with runstate_add_device
+ * (matched by its callbacks and opaque); it gets no more calls. */
+void runstate_remove_device(const GuestDeviceOps *ops);
 
 /* Stop the guest (STOP event) and enter STATE (paused, finish-migrate,
  * postmigrate, ...).  Stopping an already stopped guest only changes the

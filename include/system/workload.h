@@ -26,4 +26,7 @@ void workload_stop_all(void);
 /* Bytes written so far by all workloads (for tests and demo). */
 uint64_t workload_bytes_written(void);
 
+/* Added by system/: free what workload_parse allocated in OPTS. */
+void workload_options_clear(WorkloadOptions *opts);
+
 #endif

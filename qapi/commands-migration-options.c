@@ -1,0 +1,147 @@
+/* Migration capabilities and parameters: migrate-set-capabilities,
+ * query-migrate-capabilities, migrate-set-parameters,
+ * query-migrate-parameters. */
+#include "qmp-internal.h"
+
+#include "migration/migration.h"
+#include "migration/options.h"
+
+typedef struct CapChange {
+    MigrationCapability cap;
+    bool state;
+} CapChange;
+
+/* {"capability": NAME, "state": BOOL} */
+static bool parse_cap_entry(JsonNode *node, unsigned index, CapChange *out, GError **errp)
+{
+    if (!JSON_NODE_HOLDS_OBJECT(node)) {
+        qmp_set_error(errp, QMP_ERR_GENERIC, "Parameter 'capabilities[%u]' expects an object",
+                      index);
+        return false;
+    }
+    JsonObject *entry = json_node_get_object(node);
+    if (!qmp_args_only(entry, errp, "capability", "state", NULL)) {
+        return false;
+    }
+    const char *name = qmp_arg_str(entry, "capability", true, errp);
+    if (!name) {
+        return false;
+    }
+    int cap = mig_cap_from_name(name);
+    if (cap < 0) {
+        qmp_set_error(errp, QMP_ERR_GENERIC,
+                      "Parameter 'capability' does not accept value '%s'", name);
+        return false;
+    }
+    if (!json_object_has_member(entry, "state")) {
+        qmp_set_error(errp, QMP_ERR_GENERIC, "Parameter 'state' is missing");
+        return false;
+    }
+    out->cap = (MigrationCapability)cap;
+    return qmp_arg_bool(entry, "state", &out->state, errp);
+}
+
+/* Every entry is checked before any is applied: a bad list changes
+ * nothing. */
+static JsonNode *migrate_set_capabilities(JsonObject *args, GError **errp)
+{
+    if (!qmp_args_only(args, errp, "capabilities", NULL)) {
+        return NULL;
+    }
+    JsonNode *list = json_object_get_member(args, "capabilities");
+    if (!list) {
+        qmp_set_error(errp, QMP_ERR_GENERIC, "Parameter 'capabilities' is missing");
+        return NULL;
+    }
+    if (!JSON_NODE_HOLDS_ARRAY(list)) {
+        qmp_set_error(errp, QMP_ERR_GENERIC, "Parameter 'capabilities' expects an array");
+        return NULL;
+    }
+    JsonArray *arr = json_node_get_array(list);
+    guint n = json_array_get_length(arr);
+    CapChange *changes = g_new0(CapChange, n ? n : 1);
+    bool ok = true;
+    for (guint i = 0; i < n && ok; i++) {
+        ok = parse_cap_entry(json_array_get_element(arr, i), i, &changes[i], errp);
+    }
+    if (ok && migration_is_active()) {
+        qmp_set_error(errp, QMP_ERR_GENERIC, "There's a migration process in progress");
+        ok = false;
+    }
+    for (guint i = 0; i < n && ok; i++) {
+        mig_cap_set(changes[i].cap, changes[i].state);
+    }
+    g_free(changes);
+    return NULL;
+}
+
+static JsonNode *query_migrate_capabilities(JsonObject *args, GError **errp)
+{
+    if (!qmp_args_only(args, errp, NULL)) {
+        return NULL;
+    }
+    JsonArray *list = json_array_new();
+    for (int cap = 0; cap < MIG_CAP__MAX; cap++) {
+        JsonObject *entry = json_object_new();
+        json_object_set_string_member(entry, "capability", mig_cap_name(cap));
+        json_object_set_boolean_member(entry, "state", mig_cap_enabled(cap));
+        json_array_add_object_element(list, entry);
+    }
+    return qmp_node_take_array(list);
+}
+
+/* A present member must be a non-negative integer. */
+static bool param_u64(JsonObject *args, const char *name, bool *has, uint64_t *out,
+                      GError **errp)
+{
+    JsonNode *node = json_object_get_member(args, name);
+    if (!node) {
+        return true;
+    }
+    if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_INT64 ||
+        json_node_get_int(node) < 0) {
+        qmp_set_error(errp, QMP_ERR_GENERIC, "Parameter '%s' expects uint64", name);
+        return false;
+    }
+    *has = true;
+    *out = (uint64_t)json_node_get_int(node);
+    return true;
+}
+
+static JsonNode *migrate_set_parameters(JsonObject *args, GError **errp)
+{
+    MigrationParametersUpdate u = { 0 };
+
+    if (!qmp_args_only(args, errp, "max-bandwidth", "downtime-limit", "dirty-granularity",
+                       NULL) ||
+        !param_u64(args, "max-bandwidth", &u.has_max_bandwidth, &u.p.max_bandwidth, errp) ||
+        !param_u64(args, "downtime-limit", &u.has_downtime_limit, &u.p.downtime_limit, errp) ||
+        !param_u64(args, "dirty-granularity", &u.has_dirty_granularity,
+                   &u.p.dirty_granularity, errp)) {
+        return NULL;
+    }
+    mig_params_apply(&u, errp);
+    return NULL;
+}
+
+static JsonNode *query_migrate_parameters(JsonObject *args, GError **errp)
+{
+    if (!qmp_args_only(args, errp, NULL)) {
+        return NULL;
+    }
+    MigrationParameters p;
+    mig_params_get(&p);
+    JsonObject *obj = json_object_new();
+    json_object_set_int_member(obj, "max-bandwidth", (gint64)p.max_bandwidth);
+    json_object_set_int_member(obj, "downtime-limit", (gint64)p.downtime_limit);
+    json_object_set_int_member(obj, "dirty-granularity", (gint64)p.dirty_granularity);
+    return qmp_node_take_object(obj);
+}
+
+void qmp_register_migration_option_commands(void)
+{
+    qmp_register_command("migrate-set-capabilities", migrate_set_capabilities);
+    qmp_register_command("query-migrate-capabilities", query_migrate_capabilities);
+    qmp_register_command("migrate-set-parameters", migrate_set_parameters);
+    qmp_register_command("query-migrate-parameters", query_migrate_parameters);
+}

@@ -1,0 +1,77 @@
+/* Private interfaces between the files of the QMP server (qapi/). */
+#ifndef QAPI_QMP_INTERNAL_H
+#define QAPI_QMP_INTERNAL_H
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include "qapi/qmp.h"
+
+/* framing.c: cuts a byte stream into top-level JSON texts by balancing
+ * braces and brackets outside strings.  One message may not exceed
+ * QMP_MAX_MESSAGE bytes nor nest deeper than QMP_MAX_NESTING: the splitter
+ * reports an error and discards the rest of that message. */
+#define QMP_MAX_MESSAGE (1024 * 1024)
+#define QMP_MAX_NESTING 1024
+
+typedef struct QmpSplitter QmpSplitter;
+typedef void (*QmpTextFn)(const char *text, size_t len, void *opaque);
+typedef void (*QmpFramingErrorFn)(const char *desc, void *opaque);
+
+QmpSplitter *qmp_splitter_new(QmpTextFn on_text, QmpFramingErrorFn on_error, void *opaque);
+void qmp_splitter_feed(QmpSplitter *s, const char *buf, size_t len);
+void qmp_splitter_free(QmpSplitter *s);
+
+/* message.c: wire form of messages. */
+/* NODE as compact JSON followed by "\r\n"; caller frees. */
+char *qmp_message_to_line(JsonNode *node);
+/* {"error": {"class": ..., "desc": ...}} (+ "id" when ID is not NULL;
+ * the id is copied). */
+JsonNode *qmp_error_reply(const GError *err, JsonNode *id);
+/* Wrap OBJ / ARR in a new node, taking over the caller's reference. */
+JsonNode *qmp_node_take_object(JsonObject *obj);
+JsonNode *qmp_node_take_array(JsonArray *arr);
+/* A GError in the QMP domain. */
+void qmp_set_error(GError **errp, QmpErrorCode code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+/* dispatch.c: one client's protocol state and command execution. */
+typedef struct QmpSession {
+    bool negotiated;        /* qmp_capabilities succeeded */
+} QmpSession;
+/* Run one input text; returns the reply line (caller frees). */
+char *qmp_dispatch_text(QmpSession *session, const char *text, size_t len);
+/* The reply line to a framing error (message too large, ...). */
+char *qmp_framing_error_line(const char *desc);
+
+/* commands.c: the command table. */
+QmpCommandFn qmp_find_command(const char *name);
+/* Registered names, sorted; caller frees the list, not the strings. */
+GList *qmp_command_names(void);
+
+/* greeting.c */
+char *qmp_greeting_line(void);
+/* {"qemu": {"micro", "minor", "major"}, "package": "blkmig"} */
+JsonNode *qmp_version_node(void);
+
+/* server.c: write LINE to every negotiated client (main thread only). */
+void qmp_server_broadcast(const char *line);
+/* The main context the server runs on (the default one until started). */
+GMainContext *qmp_server_context(void);
+/* True when called from the thread that runs the server's context. */
+bool qmp_server_in_main_thread(void);
+
+/* commands-*.c */
+void qmp_register_core_commands(void);
+void qmp_register_block_commands(void);
+void qmp_register_migration_commands(void);
+void qmp_register_migration_option_commands(void);
+/* migration-events.c: MIGRATION events and the migrate blk=true cleanup. */
+void qmp_migration_events_init(void);
+/* Turn the block capability off again when the current outgoing migration
+ * ends (migrate with blk=true enabled it just for that migration). */
+void qmp_migration_block_cap_is_temporary(void);
+/* The migration ended before it started: undo the temporary capability. */
+void qmp_migration_block_cap_restore(void);
+
+#endif

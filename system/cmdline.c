@@ -1,0 +1,222 @@
+/* blkmigd's command line: getopt_long over the options of DESIGN.md, every
+ * value syntax-checked here so that a bad one fails before start-up has
+ * created anything. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "qapi/qmp.h"
+#include "system/drive.h"
+#include "system/workload.h"
+#include "system-internal.h"
+#include "util/sockets.h"
+
+enum {
+    OPT_DRIVE = 256, OPT_QMP, OPT_NBD, OPT_INCOMING, OPT_WORKLOAD, OPT_PAUSED,
+    OPT_DAEMONIZE, OPT_PIDFILE, OPT_LOG, OPT_VERSION, OPT_HELP = 'h',
+};
+
+static const struct option long_options[] = {
+    { "drive", required_argument, NULL, OPT_DRIVE },
+    { "qmp", required_argument, NULL, OPT_QMP },
+    { "nbd", required_argument, NULL, OPT_NBD },
+    { "incoming", required_argument, NULL, OPT_INCOMING },
+    { "workload", required_argument, NULL, OPT_WORKLOAD },
+    { "paused", no_argument, NULL, OPT_PAUSED },
+    { "daemonize", no_argument, NULL, OPT_DAEMONIZE },
+    { "pidfile", required_argument, NULL, OPT_PIDFILE },
+    { "log", required_argument, NULL, OPT_LOG },
+    { "version", no_argument, NULL, OPT_VERSION },
+    { "help", no_argument, NULL, OPT_HELP },
+    { NULL, 0, NULL, 0 },
+};
+
+static const char usage_text[] =
+"Usage: blkmigd [OPTION]...\n"
+"Emulator daemon owning a VM's disks; a management layer drives it over QMP\n"
+"and moves the disks to another blkmigd with live block migration.\n"
+"\n"
+"  --drive id=ID,file=PATH[,format=raw][,size=SIZE][,create=on|off]\n"
+"          [,cache=writeback|none][,aio=threads|native][,read-only=on|off]\n"
+"                     add a disk (repeatable).  id: a letter, then letters,\n"
+"                     digits, '-', '.', '_'; also the NBD export name.\n"
+"                     format: raw only.  size: bytes or with a suffix k, M,\n"
+"                     G, T (binary); with create=on the file is created, or\n"
+"                     extended, to that size.  cache=none opens with O_DIRECT;\n"
+"                     aio=native uses Linux AIO.  A ',' inside a value is\n"
+"                     written ',,'.\n"
+"  --qmp unix:PATH | tcp:HOST:PORT\n"
+"                     serve QMP there (repeatable), any number of clients\n"
+"  --nbd unix:PATH | tcp:HOST:PORT\n"
+"                     export every drive over NBD (the guest's I/O path);\n"
+"                     I/O is served only while the guest runs\n"
+"  --incoming tcp:HOST:PORT | unix:PATH | file:PATH | defer\n"
+"                     wait for an incoming migration (state inmigrate);\n"
+"                     'defer' waits for the QMP command migrate-incoming\n"
+"  --workload drive=ID[,pattern=randwrite|seqwrite|randrw][,bs=SIZE]\n"
+"          [,rate=MIBS][,seed=N][,zero-frac=F]\n"
+"                     run a built-in guest writing to drive ID (repeatable)\n"
+"                     while the guest runs.  pattern: random or sequential\n"
+"                     (wrapping) writes of bs bytes, or random with half of\n"
+"                     the requests reads (default randwrite).  bs: multiple\n"
+"                     of 512 up to 64M (default 4k).  rate: MiB/s written,\n"
+"                     0 = unlimited (default 10).  seed: PRNG seed (default\n"
+"                     1).  zero-frac: share of writes whose data is all\n"
+"                     zeroes, 0 to 1 (default 0).\n"
+"  --paused           start with the guest stopped (state prelaunch; QMP cont\n"
+"                     starts it); after an incoming migration, stay paused\n"
+"  --daemonize        run in the background; returns once every socket is\n"
+"                     listening, with exit code 1 if start-up failed\n"
+"  --pidfile PATH     write the process id to PATH (removed at exit)\n"
+"  --log PATH         append log messages to PATH instead of stderr\n"
+"                     (set BLKMIG_DEBUG=1 for debug messages)\n"
+"  --version          print the version and exit\n"
+"  -h, --help         print this help and exit\n"
+"\n"
+"Without --incoming or --paused the guest starts running at once.  blkmigd\n"
+"exits with status 0 after the QMP command quit, SIGINT or SIGTERM.\n";
+
+static void init_config(BlkmigdConfig *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->drives = g_ptr_array_new_with_free_func(g_free);
+    cfg->qmp = g_ptr_array_new_with_free_func(g_free);
+    cfg->workloads = g_ptr_array_new_with_free_func(g_free);
+}
+
+void cmdline_config_clear(BlkmigdConfig *cfg)
+{
+    g_clear_pointer(&cfg->drives, g_ptr_array_unref);
+    g_clear_pointer(&cfg->qmp, g_ptr_array_unref);
+    g_clear_pointer(&cfg->workloads, g_ptr_array_unref);
+    g_clear_pointer(&cfg->nbd, g_free);
+    g_clear_pointer(&cfg->incoming, g_free);
+    g_clear_pointer(&cfg->pidfile, g_free);
+    g_clear_pointer(&cfg->log, g_free);
+}
+
+static bool check_endpoint(const char *option, const char *value, unsigned kinds,
+                           GError **errp)
+{
+    Endpoint ep;
+    GError *err = NULL;
+    if (!endpoint_parse(value, kinds, &ep, &err)) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, "%s: %s", option, err->message);
+        g_error_free(err);
+        return false;
+    }
+    endpoint_clear(&ep);
+    return true;
+}
+
+static bool check_workload(const char *value, GError **errp)
+{
+    WorkloadOptions opts;
+    if (!workload_parse(value, &opts, errp)) {
+        return false;
+    }
+    workload_options_clear(&opts);
+    return true;
+}
+
+/* Options given at most once. */
+static bool set_once(const char *option, char **slot, const char *value, GError **errp)
+{
+    if (*slot) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, "%s: given more than once ('%s' and '%s')",
+                    option, *slot, value);
+        return false;
+    }
+    if (!*value) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, "%s: empty value", option);
+        return false;
+    }
+    *slot = g_strdup(value);
+    return true;
+}
+
+#define SOCKET_KINDS ((1u << ENDPOINT_TCP) | (1u << ENDPOINT_UNIX))
+#define INCOMING_KINDS (SOCKET_KINDS | (1u << ENDPOINT_FILE) | (1u << ENDPOINT_DEFER))
+
+static bool take_option(int opt, const char *arg, BlkmigdConfig *cfg, GError **errp)
+{
+    switch (opt) {
+    case OPT_DRIVE:
+        g_ptr_array_add(cfg->drives, g_strdup(arg));
+        return drive_check(arg, errp);
+    case OPT_QMP:
+        g_ptr_array_add(cfg->qmp, g_strdup(arg));
+        return check_endpoint("--qmp", arg, SOCKET_KINDS, errp);
+    case OPT_WORKLOAD:
+        g_ptr_array_add(cfg->workloads, g_strdup(arg));
+        return check_workload(arg, errp);
+    case OPT_NBD:
+        return set_once("--nbd", &cfg->nbd, arg, errp) &&
+               check_endpoint("--nbd", arg, SOCKET_KINDS, errp);
+    case OPT_INCOMING:
+        return set_once("--incoming", &cfg->incoming, arg, errp) &&
+               check_endpoint("--incoming", arg, INCOMING_KINDS, errp);
+    case OPT_PIDFILE:
+        return set_once("--pidfile", &cfg->pidfile, arg, errp);
+    case OPT_LOG:
+        return set_once("--log", &cfg->log, arg, errp);
+    case OPT_PAUSED:
+        cfg->paused = true;
+        return true;
+    case OPT_DAEMONIZE:
+        cfg->daemonize = true;
+        return true;
+    }
+    return false;
+}
+
+/* getopt's own messages are off ("opterr = 0") so ours can name the
+ * option exactly as typed. */
+static int bad_usage(const char *fmt, const char *what)
+{
+    fprintf(stderr, "blkmigd: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, " (try --help)\n");
+    return 1;
+}
+
+int cmdline_parse(int argc, char **argv, BlkmigdConfig *cfg)
+{
+    int opt, rc;
+
+    init_config(cfg);
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
+        GError *err = NULL;
+        switch (opt) {
+        case OPT_HELP:
+            fputs(usage_text, stdout);
+            return 0;
+        case OPT_VERSION:
+            printf("blkmigd %d.%d.%d\n", BLKMIG_VERSION_MAJOR, BLKMIG_VERSION_MINOR,
+                   BLKMIG_VERSION_MICRO);
+            return 0;
+        case ':':
+            return bad_usage("option '%s' needs a value", argv[optind - 1]);
+        case '?':
+            if (optopt >= OPT_DRIVE) {  /* a known option given "=VALUE" */
+                char *name = g_strndup(argv[optind - 1], strcspn(argv[optind - 1], "="));
+                rc = bad_usage("option '%s' takes no value", name);
+                g_free(name);
+                return rc;
+            }
+            return bad_usage("unknown option '%s'", argv[optind - 1]);
+        default:
+            if (!take_option(opt, optarg, cfg, &err)) {
+                fprintf(stderr, "blkmigd: %s\n", err->message);
+                g_error_free(err);
+                return 1;
+            }
+        }
+    }
+    if (optind < argc) {
+        return bad_usage("unexpected argument '%s'", argv[optind]);
+    }
+    return -1;
+}

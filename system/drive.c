@@ -1,0 +1,197 @@
+/* --drive: parse the option string into BlockOptions and open the drive. */
+#include "system/drive.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "block/block.h"
+#include "system-internal.h"
+#include "util/size.h"
+
+#define OPT "--drive"
+#define MAX_ID_LEN 255      /* the stream carries ids with a u8 length */
+
+typedef struct DriveSpec {
+    char *id;
+    char *file;
+    uint64_t size;
+    bool create, cache_none, aio_native, read_only;
+} DriveSpec;
+
+static GPtrArray *created_files;    /* char *: images drive_add created */
+
+static void drive_spec_clear(DriveSpec *d)
+{
+    g_free(d->id);
+    g_free(d->file);
+}
+
+/* QEMU's rule for ids: a letter, then letters, digits, '-', '.', '_'. */
+static bool id_is_valid(const char *id)
+{
+    if (!g_ascii_isalpha(id[0]) || strlen(id) > MAX_ID_LEN) {
+        return false;
+    }
+    for (const char *p = id; *p; p++) {
+        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool parse_choice(const KeyValue *kv, const char *on_value, const char *off_value,
+                         bool *out, GError **errp)
+{
+    if (strcmp(kv->value, on_value) != 0 && strcmp(kv->value, off_value) != 0) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": %s must be %s or %s, not '%s'", kv->key,
+                    off_value, on_value, kv->value);
+        return false;
+    }
+    *out = strcmp(kv->value, on_value) == 0;
+    return true;
+}
+
+static bool parse_size(const KeyValue *kv, uint64_t *out, GError **errp)
+{
+    GError *err = NULL;
+    if (!size_parse(kv->value, out, &err) || *out == 0) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": invalid size '%s'%s%s", kv->value,
+                    err ? ": " : "", err ? err->message : "");
+        g_clear_error(&err);
+        return false;
+    }
+    return true;
+}
+
+static bool parse_key(const KeyValue *kv, DriveSpec *d, GError **errp)
+{
+    const char *k = kv->key;
+
+    if (strcmp(k, "id") == 0) {
+        if (!id_is_valid(kv->value)) {
+            g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": invalid id '%s' (a letter, then "
+                        "letters, digits, '-', '.' or '_')", kv->value);
+            return false;
+        }
+        d->id = g_strdup(kv->value);
+    } else if (strcmp(k, "file") == 0) {
+        d->file = g_strdup(kv->value);
+    } else if (strcmp(k, "format") == 0) {
+        if (strcmp(kv->value, "raw") != 0) {
+            g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": format '%s' is not supported "
+                        "(only raw)", kv->value);
+            return false;
+        }
+    } else if (strcmp(k, "size") == 0) {
+        return parse_size(kv, &d->size, errp);
+    } else if (strcmp(k, "create") == 0) {
+        return keyval_bool(OPT, kv, &d->create, errp);
+    } else if (strcmp(k, "read-only") == 0) {
+        return keyval_bool(OPT, kv, &d->read_only, errp);
+    } else if (strcmp(k, "cache") == 0) {
+        return parse_choice(kv, "none", "writeback", &d->cache_none, errp);
+    } else if (strcmp(k, "aio") == 0) {
+        return parse_choice(kv, "native", "threads", &d->aio_native, errp);
+    } else {
+        g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": unknown option '%s'", k);
+        return false;
+    }
+    return true;
+}
+
+static bool check_spec(const DriveSpec *d, GError **errp)
+{
+    const char *missing = !d->id ? "id" : !d->file ? "file" : NULL;
+
+    if (missing) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": '%s' is required", missing);
+        return false;
+    }
+    if (!*d->file) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": 'file' is empty");
+        return false;
+    }
+    if (d->create && d->read_only) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": create=on and read-only=on exclude "
+                    "each other");
+        return false;
+    }
+    return true;
+}
+
+static bool drive_parse(const char *optstr, DriveSpec *d, GError **errp)
+{
+    GPtrArray *items = keyval_parse(OPT, optstr, errp);
+    bool ok = items != NULL;
+
+    memset(d, 0, sizeof(*d));
+    for (guint i = 0; ok && i < items->len; i++) {
+        ok = parse_key(items->pdata[i], d, errp);
+    }
+    ok = ok && check_spec(d, errp);
+    if (items) {
+        g_ptr_array_unref(items);
+    }
+    if (!ok) {
+        drive_spec_clear(d);
+    }
+    return ok;
+}
+
+bool drive_check(const char *optstr, GError **errp)
+{
+    DriveSpec d;
+    if (!drive_parse(optstr, &d, errp)) {
+        return false;
+    }
+    drive_spec_clear(&d);
+    return true;
+}
+
+static void remember_created(const char *file)
+{
+    if (!created_files) {
+        created_files = g_ptr_array_new_with_free_func(g_free);
+    }
+    g_ptr_array_add(created_files, g_strdup(file));
+}
+
+bool drive_add(const char *optstr, GError **errp)
+{
+    DriveSpec d;
+    if (!drive_parse(optstr, &d, errp)) {
+        return false;
+    }
+    BlockOptions opts = {
+        .id = d.id, .filename = d.file, .format = "raw", .size = d.size,
+        .create = d.create, .cache_none = d.cache_none, .aio_native = d.aio_native,
+        .read_only = d.read_only,
+    };
+    bool existed = access(d.file, F_OK) == 0;
+    GError *err = NULL;
+    bool ok = bdrv_open(&opts, &err) != NULL;
+    if (ok && d.create && !existed) {
+        remember_created(d.file);
+    }
+    if (!ok) {
+        if (d.create && !existed) {
+            unlink(d.file);     /* a half-made image must not stay behind */
+        }
+        g_set_error(errp, BLKMIGD_ERROR, 0, OPT " id=%s: %s", d.id, err->message);
+        g_error_free(err);
+    }
+    drive_spec_clear(&d);
+    return ok;
+}
+
+void drive_remove_created_files(void)
+{
+    if (!created_files) {
+        return;
+    }
+    for (guint i = 0; i < created_files->len; i++) {
+        unlink(created_files->pdata[i]);
+    }
+    g_clear_pointer(&created_files, g_ptr_array_unref);
+}

@@ -1,0 +1,187 @@
+/* The transmission phase: read each request, check it against the export
+ * and the negotiated features, take its payload off the wire, and hand it
+ * to commands.c.  Requests of one connection run in order. */
+#include "nbd-internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+
+#define REQUEST_LEN 28
+
+const char *nbd_cmd_name(uint16_t type)
+{
+    switch (type) {
+    case NBD_CMD_READ:         return "READ";
+    case NBD_CMD_WRITE:        return "WRITE";
+    case NBD_CMD_DISC:         return "DISC";
+    case NBD_CMD_FLUSH:        return "FLUSH";
+    case NBD_CMD_TRIM:         return "TRIM";
+    case NBD_CMD_WRITE_ZEROES: return "WRITE_ZEROES";
+    case NBD_CMD_BLOCK_STATUS: return "BLOCK_STATUS";
+    default:                   return "unknown command";
+    }
+}
+
+/* 0 on success, -1 when the client is gone or sent a bad magic. */
+static int recv_request(NBDConn *c, NBDRequest *req)
+{
+    uint8_t hdr[REQUEST_LEN];
+    uint32_t magic;
+
+    if (nbd_recv(c, hdr, sizeof(hdr)) < 0) {
+        return -1;
+    }
+    magic = nbd_get32(hdr);
+    if (magic != NBD_REQUEST_MAGIC) {
+        g_warning("%s: bad request magic 0x%08x, disconnecting", c->peer, magic);
+        return -1;
+    }
+    req->flags = nbd_get16(hdr + 4);
+    req->type = nbd_get16(hdr + 6);
+    req->cookie = nbd_get64(hdr + 8);
+    req->offset = nbd_get64(hdr + 16);
+    req->len = nbd_get32(hdr + 24);
+    return 0;
+}
+
+/* Flags a command may carry.  FUA is accepted everywhere (proto.md: known
+ * clients set it on any command). */
+static uint16_t allowed_flags(const NBDConn *c, uint16_t type)
+{
+    uint16_t allowed = NBD_CMD_FLAG_FUA;
+
+    switch (type) {
+    case NBD_CMD_READ:
+        if (c->tflags & NBD_FLAG_SEND_DF) {
+            allowed |= NBD_CMD_FLAG_DF;
+        }
+        break;
+    case NBD_CMD_WRITE_ZEROES:
+        allowed |= NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
+        break;
+    case NBD_CMD_BLOCK_STATUS:
+        allowed |= NBD_CMD_FLAG_REQ_ONE;
+        break;
+    }
+    return allowed;
+}
+
+/* Command, flags and length limits: EINVAL for anything unknown. */
+static uint32_t check_command(const NBDConn *c, const NBDRequest *req, const char **msg)
+{
+    switch (req->type) {
+    case NBD_CMD_READ:
+    case NBD_CMD_WRITE:
+    case NBD_CMD_FLUSH:
+    case NBD_CMD_TRIM:
+    case NBD_CMD_WRITE_ZEROES:
+    case NBD_CMD_BLOCK_STATUS:
+        break;
+    default:
+        *msg = "unknown command";
+        return NBD_EINVAL;
+    }
+    if (req->flags & ~allowed_flags(c, req->type)) {
+        *msg = "unsupported command flags";
+        return NBD_EINVAL;
+    }
+    if ((req->type == NBD_CMD_READ || req->type == NBD_CMD_WRITE) &&
+        req->len > NBD_MAX_PAYLOAD) {
+        *msg = "request longer than the maximum payload";
+        return req->type == NBD_CMD_READ ? NBD_EOVERFLOW : NBD_EINVAL;
+    }
+    if (req->type == NBD_CMD_FLUSH && (req->offset || req->len)) {
+        *msg = "flush with nonzero offset or length";
+        return NBD_EINVAL;
+    }
+    if (req->type == NBD_CMD_BLOCK_STATUS && !c->meta_base_alloc) {
+        *msg = "no metadata context negotiated";
+        return NBD_EINVAL;
+    }
+    if (req->type == NBD_CMD_BLOCK_STATUS && req->len == 0) {
+        *msg = "empty block status request";
+        return NBD_EINVAL;
+    }
+    return 0;
+}
+
+/* The export's constraints: read-only, and its end (proto.md: writes past
+ * the end are ENOSPC, everything else EINVAL). */
+static uint32_t check_export(const NBDConn *c, const NBDRequest *req, const char **msg)
+{
+    bool past_end = req->offset > c->size || req->len > c->size - req->offset;
+
+    if (req->type == NBD_CMD_FLUSH) {
+        return 0;
+    }
+    if ((c->tflags & NBD_FLAG_READ_ONLY) && nbd_cmd_is_write(req->type)) {
+        *msg = "export is read-only";
+        return NBD_EPERM;
+    }
+    if (past_end) {
+        *msg = "request past the end of the export";
+        return req->type == NBD_CMD_WRITE || req->type == NBD_CMD_WRITE_ZEROES
+               ? NBD_ENOSPC : NBD_EINVAL;
+    }
+    return 0;
+}
+
+/* The NBD error a request must fail with before any I/O, or 0.  Only the
+ * header is known here; MSG explains the refusal to a human. */
+static uint32_t check_request(const NBDConn *c, const NBDRequest *req, const char **msg)
+{
+    uint32_t error = check_command(c, req, msg);
+
+    return error ? error : check_export(c, req, msg);
+}
+
+/* Take the request's payload off the wire.  A write that will be refused
+ * still has its payload consumed so the stream stays in sync; one longer
+ * than the maximum is drained through the small input buffer. */
+static int recv_payload(NBDConn *c, const NBDRequest *req, uint32_t error)
+{
+    if (req->type != NBD_CMD_WRITE) {
+        return 0;
+    }
+    if (error || req->len == 0) {
+        return nbd_recv_discard(c, req->len);
+    }
+    return nbd_recv(c, c->buf, req->len);
+}
+
+/* Serve one request; -1 drops the connection. */
+static int handle_request(NBDConn *c, const NBDRequest *req)
+{
+    const char *msg;
+    uint32_t error = check_request(c, req, &msg);
+
+    if (!error && (req->type == NBD_CMD_READ || req->type == NBD_CMD_WRITE) &&
+        req->len && !nbd_conn_buffer(c, req->len)) {
+        error = NBD_ENOMEM;
+        msg = "out of memory for the payload";
+    }
+    if (recv_payload(c, req, error) < 0) {
+        return -1;
+    }
+    if (error) {
+        return nbd_reply_error(c, req, error, "%s (%s at %" PRIu64 "+%" PRIu32 ")",
+                               msg, nbd_cmd_name(req->type), req->offset, req->len);
+    }
+    return nbd_cmd_execute(c, req);
+}
+
+void nbd_transmission(NBDConn *c)
+{
+    NBDRequest req;
+
+    while (recv_request(c, &req) == 0) {
+        if (req.type == NBD_CMD_DISC) {
+            g_debug("%s: soft disconnect", c->peer);
+            return;
+        }
+        if (handle_request(c, &req) < 0) {
+            return;
+        }
+        nbd_conn_trim_buffer(c);
+    }
+}

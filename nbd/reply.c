@@ -1,0 +1,81 @@
+/* Transmission replies: the simple reply, and structured reply chunks once
+ * the client negotiated NBD_OPT_STRUCTURED_REPLY.  Requests on a connection
+ * are answered in order by its one thread, so no send lock is needed. */
+#include "nbd-internal.h"
+
+#include <stdarg.h>
+
+#define SIMPLE_REPLY_LEN      16
+#define CHUNK_HEADER_LEN      20
+/* Error messages are for humans; keep them short. */
+#define ERROR_MESSAGE_MAX     256
+
+int nbd_reply_simple(NBDConn *c, uint64_t cookie, uint32_t error,
+                     const void *data, size_t len)
+{
+    uint8_t hdr[SIMPLE_REPLY_LEN];
+    struct iovec iov[2];
+
+    nbd_put32(hdr, NBD_SIMPLE_REPLY_MAGIC);
+    nbd_put32(hdr + 4, error);
+    nbd_put64(hdr + 8, cookie);
+    iov[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
+    iov[1] = (struct iovec){ .iov_base = (void *)data, .iov_len = len };
+    return nbd_sendv(c, iov, len ? 2 : 1);
+}
+
+/* One chunk: header, then a fixed part HEAD (offsets, ids) and a variable
+ * part DATA, sent with one sendmsg so the payload is not copied. */
+int nbd_reply_chunk(NBDConn *c, uint64_t cookie, uint16_t flags, uint16_t type,
+                    const void *head, uint32_t head_len,
+                    const void *data, uint32_t data_len)
+{
+    uint8_t hdr[CHUNK_HEADER_LEN];
+    struct iovec iov[3];
+    int n = 0;
+
+    g_assert((uint64_t)head_len + data_len <= UINT32_MAX);
+    nbd_put32(hdr, NBD_STRUCTURED_REPLY_MAGIC);
+    nbd_put16(hdr + 4, flags);
+    nbd_put16(hdr + 6, type);
+    nbd_put64(hdr + 8, cookie);
+    nbd_put32(hdr + 16, head_len + data_len);
+    iov[n++] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
+    if (head_len) {
+        iov[n++] = (struct iovec){ .iov_base = (void *)head, .iov_len = head_len };
+    }
+    if (data_len) {
+        iov[n++] = (struct iovec){ .iov_base = (void *)data, .iov_len = data_len };
+    }
+    return nbd_sendv(c, iov, n);
+}
+
+int nbd_reply_error(NBDConn *c, const NBDRequest *req, uint32_t error,
+                    const char *fmt, ...)
+{
+    char msg[ERROR_MESSAGE_MAX];
+    uint8_t head[6];
+    va_list ap;
+    int len;
+
+    va_start(ap, fmt);
+    len = g_vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    len = CLAMP(len, 0, (int)sizeof(msg) - 1);
+    g_debug("%s: %s: error %u: %s", c->peer, nbd_cmd_name(req->type), error, msg);
+
+    if (!c->structured) {
+        return nbd_reply_simple(c, req->cookie, error, NULL, 0);
+    }
+    nbd_put32(head, error);
+    nbd_put16(head + 4, len);
+    return nbd_reply_chunk(c, req->cookie, NBD_REPLY_FLAG_DONE,
+                           NBD_REPLY_TYPE_ERROR, head, sizeof(head), msg, len);
+}
+
+int nbd_reply_ok(NBDConn *c, const NBDRequest *req)
+{
+    /* A simple reply is valid for any payload-less success, structured or
+     * not, and is the shortest. */
+    return nbd_reply_simple(c, req->cookie, 0, NULL, 0);
+}

@@ -60,7 +60,7 @@ int interop_run(char **out, char **err, const char *prog, ...)
     g_ptr_array_insert(argv, 0, "timeout");
     cmd = g_strjoinv(" ", (char **)argv->pdata);
     g_test_message("run: %s", cmd);
-    if (!g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+    if (!g_spawn_sync(qtest_tmpdir(), (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
                       &sout, &serr, &status, &gerr)) {
         g_error("cannot run %s: %s", prog, gerr->message);
     }
@@ -95,7 +95,8 @@ pid_t interop_spawnv(const char *log_path, char **argv)
         fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         g_assert_cmpint(fd, >=, 0);
     }
-    if (!g_spawn_async_with_fds(NULL, argv, NULL,
+    /* Tools such as fio drop state files into their working directory. */
+    if (!g_spawn_async_with_fds(qtest_tmpdir(), argv, NULL,
                                 G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD,
                                 child_setup, NULL, &pid, -1, fd, fd, &gerr)) {
         g_error("cannot start %s: %s", argv[0], gerr->message);

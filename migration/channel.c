@@ -1,0 +1,60 @@
+/* Opening the transport a migration URI names (tcp:, unix:, file:). */
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "migration-internal.h"
+#include "util/sockets.h"
+
+#define MIG_URI_KINDS (1u << ENDPOINT_TCP | 1u << ENDPOINT_UNIX | 1u << ENDPOINT_FILE)
+
+static int open_file(const char *path, int flags, GError **errp)
+{
+    int fd = open(path, flags | O_CLOEXEC, 0644);
+
+    if (fd < 0) {
+        g_set_error(errp, MIG_ERROR, 0, "Could not open '%s': %s", path, g_strerror(errno));
+    }
+    return fd;
+}
+
+int mig_channel_open_outgoing(const char *uri, MigChannelKind *kind, GError **errp)
+{
+    Endpoint ep;
+    int fd;
+
+    if (!endpoint_parse(uri, MIG_URI_KINDS, &ep, errp)) {
+        return -1;
+    }
+    if (ep.kind == ENDPOINT_FILE) {
+        *kind = MIG_CHANNEL_FILE;
+        fd = open_file(ep.path, O_WRONLY | O_CREAT | O_TRUNC, errp);
+    } else {
+        *kind = MIG_CHANNEL_SOCKET;
+        fd = endpoint_connect(&ep, errp);
+        if (fd >= 0) {
+            socket_tune_bulk(fd);
+        }
+    }
+    endpoint_clear(&ep);
+    return fd;
+}
+
+int mig_channel_open_incoming(const char *uri, MigChannelKind *kind, GError **errp)
+{
+    Endpoint ep;
+    int fd;
+
+    if (!endpoint_parse(uri, MIG_URI_KINDS, &ep, errp)) {
+        return -1;
+    }
+    if (ep.kind == ENDPOINT_FILE) {
+        *kind = MIG_CHANNEL_FILE;
+        fd = open_file(ep.path, O_RDONLY, errp);
+    } else {
+        *kind = MIG_CHANNEL_SOCKET;
+        fd = endpoint_listen(&ep, errp);
+    }
+    endpoint_clear(&ep);
+    return fd;
+}

@@ -1,0 +1,434 @@
+/* Outgoing migration: the state machine and the thread that drives the
+ * savevm handlers from setup through switchover to the destination's
+ * acknowledgement. */
+#include <errno.h>
+#include <unistd.h>
+
+#include "migration/block-migration.h"
+#include "migration/migration.h"
+#include "migration/options.h"
+#include "migration/savevm.h"
+#include "migration-internal.h"
+
+/* Payload per iteration when unlimited: keeps each round short enough to
+ * re-check the switchover condition often. */
+#define UNLIMITED_ROUND_BYTES (16u << 20)
+#define BANDWIDTH_WINDOW_US (100 * 1000)
+#define ACK_TIMEOUT_US (60 * G_USEC_PER_SEC)
+/* After a write error, how long the destination gets to explain it. */
+#define DEST_ERROR_GRACE_US (2 * G_USEC_PER_SEC)
+
+typedef struct Outgoing {
+    GMutex lock;
+    bool started;               /* a migration was ever started */
+    MigrationStatus status;
+    char *error_desc;
+    gint64 start_us;
+    int64_t setup_ms;
+    int64_t total_ms;           /* once finished */
+    int64_t downtime_ms;        /* once completed */
+    int64_t expected_downtime_ms;
+    bool has_disk;
+    bool cancel_requested;
+    MigStream *f;               /* while the thread runs; for cancel */
+    GThread *thread;            /* joined by the next start or shutdown */
+} Outgoing;
+
+static Outgoing out;
+
+/* What the migration thread owns. */
+typedef struct MigrationRun {
+    MigStream *f;
+    ReturnPath *rp;
+    MigChannelKind kind;
+    uint64_t bandwidth;         /* disk bytes processed per second */
+    bool bandwidth_measured;    /* ...in the dirty phase */
+    bool in_dirty_phase;
+    gint64 window_start_us;
+    uint64_t window_start_processed;
+    bool vm_stopped;
+    bool was_running;
+    gint64 stop_us;
+} MigrationRun;
+
+static bool status_is_active(MigrationStatus s)
+{
+    return s == MIG_STATUS_SETUP || s == MIG_STATUS_ACTIVE || s == MIG_STATUS_CANCELLING;
+}
+
+bool migration_is_active(void)
+{
+    bool active;
+
+    g_mutex_lock(&out.lock);
+    active = status_is_active(out.status);
+    g_mutex_unlock(&out.lock);
+    return active;
+}
+
+/* Move from FROM to TO unless a cancel (or anything else) got there
+ * first. */
+static void status_transition(MigrationStatus from, MigrationStatus to)
+{
+    bool changed = false;
+
+    g_mutex_lock(&out.lock);
+    if (out.status == from) {
+        out.status = to;
+        changed = true;
+    }
+    g_mutex_unlock(&out.lock);
+    if (changed) {
+        migration_notify_status(to);
+    }
+}
+
+static bool cancel_requested(void)
+{
+    bool cancel;
+
+    g_mutex_lock(&out.lock);
+    cancel = out.cancel_requested;
+    g_mutex_unlock(&out.lock);
+    return cancel;
+}
+
+static bool set_cancelled_error(GError **errp)
+{
+    g_set_error(errp, MIG_ERROR, 0, "migration cancelled");
+    return false;
+}
+
+/* ---- the phases of the thread ---- */
+
+static bool run_setup(MigrationRun *run, GError **errp)
+{
+    if (savevm_state_header(run->f, errp) < 0 ||
+        savevm_state_setup(run->f, errp) < 0) {
+        return false;
+    }
+    g_mutex_lock(&out.lock);
+    out.setup_ms = (g_get_monotonic_time() - out.start_us) / 1000;
+    g_mutex_unlock(&out.lock);
+    status_transition(MIG_STATUS_SETUP, MIG_STATUS_ACTIVE);
+    return true;
+}
+
+static void start_bandwidth_window(MigrationRun *run)
+{
+    run->window_start_us = g_get_monotonic_time();
+    run->window_start_processed = block_migration_processed_bytes();
+}
+
+/* Disk bytes walked per second over the last window of at least
+ * BANDWIDTH_WINDOW_US; a window with no progress keeps the old value.
+ * The bulk phase's rate counts holes, which cost almost nothing, so the
+ * dirty phase starts measuring afresh before it trusts the estimate. */
+static void update_bandwidth(MigrationRun *run, bool bulk_done)
+{
+    gint64 elapsed = g_get_monotonic_time() - run->window_start_us;
+    uint64_t processed;
+
+    if (bulk_done && !run->in_dirty_phase) {
+        run->in_dirty_phase = true;
+        start_bandwidth_window(run);
+        return;
+    }
+    if (elapsed < BANDWIDTH_WINDOW_US) {
+        return;
+    }
+    processed = block_migration_processed_bytes();
+    if (processed > run->window_start_processed) {
+        run->bandwidth = (processed - run->window_start_processed) *
+                         (double)G_USEC_PER_SEC / elapsed;
+        run->bandwidth_measured = run->in_dirty_phase;
+    }
+    start_bandwidth_window(run);
+}
+
+/* True once the handlers' bulk phase is over and what is left can be sent
+ * within the downtime limit. */
+static bool ready_to_switch(MigrationRun *run, bool bulk_done, uint64_t downtime_limit_ms)
+{
+    uint64_t pending = savevm_state_pending();
+
+    g_mutex_lock(&out.lock);
+    out.expected_downtime_ms = run->bandwidth ? pending * 1000 / run->bandwidth : 0;
+    g_mutex_unlock(&out.lock);
+    if (!bulk_done) {
+        return false;
+    }
+    return pending == 0 ||
+           (run->bandwidth_measured &&
+            (double)pending <= (double)run->bandwidth * downtime_limit_ms / 1000);
+}
+
+static bool run_iterations(MigrationRun *run, GError **errp)
+{
+    MigrationParameters params;
+
+    mig_params_get(&params);
+    run->bandwidth = params.max_bandwidth;
+    start_bandwidth_window(run);
+    for (;;) {
+        uint64_t max_bytes;
+        int ret;
+
+        if (cancel_requested()) {
+            return set_cancelled_error(errp);
+        }
+        /* Re-read every round: QMP may change the limit at any time. */
+        mig_params_get(&params);
+        mig_stream_set_rate_limit(run->f, params.max_bandwidth);
+        max_bytes = params.max_bandwidth ? MAX(params.max_bandwidth / 10, 1)
+                                         : UNLIMITED_ROUND_BYTES;
+        ret = savevm_state_iterate(run->f, max_bytes, errp);
+        if (ret < 0) {
+            return false;
+        }
+        update_bandwidth(run, ret == 1);
+        if (ready_to_switch(run, ret == 1, params.downtime_limit)) {
+            return true;
+        }
+    }
+}
+
+static bool run_switchover(MigrationRun *run, GError **errp)
+{
+    MigrationVmOps ops = migration_get_vm_ops();
+
+    if (cancel_requested()) {
+        return set_cancelled_error(errp);
+    }
+    run->was_running = ops.guest_is_running && ops.guest_is_running(ops.opaque);
+    if (ops.stop_for_switchover) {
+        ops.stop_for_switchover(ops.opaque);
+    }
+    run->vm_stopped = true;
+    run->stop_us = g_get_monotonic_time();
+    if (savevm_state_complete(run->f, errp) < 0) {
+        return false;
+    }
+    if (run->kind == MIG_CHANNEL_FILE && mig_stream_fsync(run->f) < 0) {
+        g_set_error(errp, MIG_ERROR, 0, "saving the migration stream failed: %s",
+                    mig_stream_error_msg(run->f));
+        return false;
+    }
+    if (run->rp) {
+        return return_path_wait_ack(run->rp, ACK_TIMEOUT_US, errp);
+    }
+    return true;
+}
+
+/* ---- ending ---- */
+
+/* The error to report: the destination's own words when it sent any,
+ * waiting a little for them when our writes failed (it probably hung up
+ * because it failed). */
+static char *failure_text(MigrationRun *run, GError *err)
+{
+    char *dest = NULL;
+
+    if (run->rp) {
+        gint64 grace = mig_stream_error(run->f) ? DEST_ERROR_GRACE_US : 0;
+        dest = return_path_wait_error(run->rp, grace);
+    }
+    if (dest) {
+        char *text = g_strdup_printf("destination failed: %s", dest);
+        g_free(dest);
+        return text;
+    }
+    return g_strdup(err ? err->message : "migration failed");
+}
+
+static void release_channel(MigrationRun *run)
+{
+    MigStream *f;
+
+    /* The return path uses the stream: it goes first. */
+    g_clear_pointer(&run->rp, return_path_free);
+    g_mutex_lock(&out.lock);
+    f = out.f;
+    out.f = NULL;
+    g_mutex_unlock(&out.lock);
+    mig_stream_close(f);
+}
+
+static void run_finish(MigrationRun *run, bool ok, GError *err)
+{
+    MigrationVmOps ops = migration_get_vm_ops();
+    bool cancelled = !ok && cancel_requested();
+    char *error_desc = ok || cancelled ? NULL : failure_text(run, err);
+    MigrationStatus final = ok ? MIG_STATUS_COMPLETED
+                               : cancelled ? MIG_STATUS_CANCELLED : MIG_STATUS_FAILED;
+    gint64 now = g_get_monotonic_time();
+
+    if (error_desc) {
+        g_warning("migration failed: %s", error_desc);
+    }
+    release_channel(run);
+    savevm_state_cleanup();
+    /* The runstate changes before the status does: whoever sees the final
+     * status also sees the guest where it belongs. */
+    if (ops.source_finished) {
+        ops.source_finished(ops.opaque, ok, run->vm_stopped && run->was_running);
+    }
+    g_mutex_lock(&out.lock);
+    out.status = final;
+    out.error_desc = error_desc;
+    out.total_ms = (now - out.start_us) / 1000;
+    out.downtime_ms = ok ? (now - run->stop_us) / 1000 : 0;
+    out.expected_downtime_ms = 0;
+    g_mutex_unlock(&out.lock);
+    migration_notify_status(final);
+}
+
+static gpointer migration_thread(gpointer opaque)
+{
+    MigrationRun *run = opaque;
+    GError *err = NULL;
+    bool ok = run_setup(run, &err) && run_iterations(run, &err) &&
+              run_switchover(run, &err);
+
+    run_finish(run, ok, err);
+    g_clear_error(&err);
+    g_free(run);
+    return NULL;
+}
+
+/* ---- public entry points ---- */
+
+static bool check_idle(GError **errp)
+{
+    bool busy = migration_is_active() || incoming_is_busy();
+
+    if (busy) {
+        g_set_error(errp, MIG_ERROR, 0, "There's a migration process in progress");
+    }
+    return !busy;
+}
+
+static void join_previous_thread(void)
+{
+    GThread *thread;
+
+    g_mutex_lock(&out.lock);
+    thread = out.thread;
+    out.thread = NULL;
+    g_mutex_unlock(&out.lock);
+    if (thread) {
+        g_thread_join(thread);
+    }
+}
+
+/* The reader of the return path gets its own fd so each stream owns one. */
+static bool start_return_path(MigrationRun *run, GError **errp)
+{
+    int fd;
+
+    if (run->kind != MIG_CHANNEL_SOCKET || !mig_cap_enabled(MIG_CAP_RETURN_PATH)) {
+        return true;
+    }
+    fd = dup(mig_stream_fd(run->f));
+    if (fd < 0) {
+        g_set_error(errp, MIG_ERROR, 0, "cannot open the return path: %s",
+                    g_strerror(errno));
+        return false;
+    }
+    run->rp = return_path_start(fd, run->f);
+    return true;
+}
+
+bool migration_start(const char *uri, GError **errp)
+{
+    MigrationRun *run;
+    GThread *thread;
+    int fd;
+
+    if (!check_idle(errp)) {
+        return false;
+    }
+    join_previous_thread();
+    run = g_new0(MigrationRun, 1);
+    fd = mig_channel_open_outgoing(uri, &run->kind, errp);
+    if (fd < 0) {
+        g_free(run);
+        return false;
+    }
+    run->f = mig_stream_new_writer(fd);
+    if (!start_return_path(run, errp)) {
+        mig_stream_close(run->f);
+        g_free(run);
+        return false;
+    }
+    g_mutex_lock(&out.lock);
+    out.started = true;
+    out.status = MIG_STATUS_SETUP;
+    g_clear_pointer(&out.error_desc, g_free);
+    out.start_us = g_get_monotonic_time();
+    out.setup_ms = out.total_ms = out.downtime_ms = out.expected_downtime_ms = 0;
+    out.has_disk = mig_cap_enabled(MIG_CAP_BLOCK);
+    out.cancel_requested = false;
+    out.f = run->f;
+    g_mutex_unlock(&out.lock);
+    /* Announce setup before the thread can announce anything later. */
+    migration_notify_status(MIG_STATUS_SETUP);
+    thread = g_thread_new("migration", migration_thread, run);
+    g_mutex_lock(&out.lock);
+    out.thread = thread;
+    g_mutex_unlock(&out.lock);
+    return true;
+}
+
+void migration_cancel(void)
+{
+    bool changed = false;
+
+    g_mutex_lock(&out.lock);
+    if (out.status == MIG_STATUS_SETUP || out.status == MIG_STATUS_ACTIVE) {
+        out.status = MIG_STATUS_CANCELLING;
+        out.cancel_requested = true;
+        changed = true;
+        if (out.f) {
+            mig_stream_shutdown(out.f);
+        }
+    }
+    g_mutex_unlock(&out.lock);
+    if (changed) {
+        migration_notify_status(MIG_STATUS_CANCELLING);
+    }
+}
+
+bool outgoing_query(MigrationInfo *info)
+{
+    double seconds;
+
+    g_mutex_lock(&out.lock);
+    if (!out.started) {
+        g_mutex_unlock(&out.lock);
+        return false;
+    }
+    info->status = out.status;
+    info->error_desc = g_strdup(out.error_desc);
+    info->has_times = true;
+    info->setup_time = out.setup_ms;
+    info->total_time = status_is_active(out.status)
+                       ? (g_get_monotonic_time() - out.start_us) / 1000 : out.total_ms;
+    info->downtime = out.downtime_ms;
+    info->expected_downtime = out.expected_downtime_ms;
+    info->has_disk = out.has_disk;
+    g_mutex_unlock(&out.lock);
+
+    if (info->has_disk) {
+        block_migration_stats(&info->disk);
+        seconds = info->total_time / 1000.0;
+        info->disk.mbps = seconds > 0 ? info->disk.transferred * 8 / 1e6 / seconds : 0;
+    }
+    return true;
+}
+
+void outgoing_shutdown(void)
+{
+    migration_cancel();
+    join_previous_thread();
+}

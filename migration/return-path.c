@@ -1,0 +1,181 @@
+/* The return path: the destination's verdict travelling back to the source
+ * on the migration socket (be16 type, be16 len, payload). */
+#include <errno.h>
+#include <string.h>
+
+#include "migration-internal.h"
+
+#define RP_MAX_PAYLOAD 0xffff
+
+struct ReturnPath {
+    MigStream *in;              /* reader on a dup of the socket; owned */
+    MigStream *main;            /* the outgoing stream; not owned */
+    GThread *thread;
+    GMutex lock;
+    GCond cond;
+    bool ended;                 /* the reader thread has returned */
+    bool got_shut;
+    uint32_t shut_status;
+    char *dest_error;           /* text of an ERROR message */
+};
+
+/* Returns false when the reader should stop (SHUT, end or error). */
+static bool handle_message(ReturnPath *rp, uint16_t type, const uint8_t *payload,
+                           uint16_t len)
+{
+    switch (type) {
+    case MIG_RP_MSG_SHUT:
+        g_mutex_lock(&rp->lock);
+        rp->got_shut = true;
+        rp->shut_status = len == 4 ? (uint32_t)payload[0] << 24 | payload[1] << 16 |
+                                     payload[2] << 8 | payload[3]
+                                   : UINT32_MAX;
+        g_mutex_unlock(&rp->lock);
+        return false;
+    case MIG_RP_MSG_ERROR:
+        g_mutex_lock(&rp->lock);
+        if (!rp->dest_error) {
+            rp->dest_error = g_utf8_make_valid((const char *)payload, len);
+        }
+        g_mutex_unlock(&rp->lock);
+        /* The destination gave up: stop the sender rather than let it
+         * push data nobody reads. */
+        mig_stream_shutdown(rp->main);
+        return true;
+    default:
+        /* Unknown messages are skipped so newer destinations can add
+         * some. */
+        return true;
+    }
+}
+
+static gpointer return_path_thread(gpointer opaque)
+{
+    ReturnPath *rp = opaque;
+    uint8_t *payload = g_malloc(RP_MAX_PAYLOAD);
+    bool more = true;
+
+    while (more) {
+        uint16_t type = mig_get_be16(rp->in);
+        uint16_t len = mig_get_be16(rp->in);
+
+        if (mig_get_buffer(rp->in, payload, len) != len || mig_stream_error(rp->in)) {
+            break;
+        }
+        more = handle_message(rp, type, payload, len);
+    }
+    g_free(payload);
+    g_mutex_lock(&rp->lock);
+    rp->ended = true;
+    g_cond_broadcast(&rp->cond);
+    g_mutex_unlock(&rp->lock);
+    return NULL;
+}
+
+ReturnPath *return_path_start(int fd, MigStream *main)
+{
+    ReturnPath *rp = g_new0(ReturnPath, 1);
+
+    rp->in = mig_stream_new_reader(fd);
+    rp->main = main;
+    g_mutex_init(&rp->lock);
+    g_cond_init(&rp->cond);
+    rp->thread = g_thread_new("mig-return-path", return_path_thread, rp);
+    return rp;
+}
+
+/* Wait (rp->lock held) until DONE says so, the reader ended, or DEADLINE. */
+static void wait_locked(ReturnPath *rp, gint64 deadline, bool (*done)(ReturnPath *))
+{
+    while (!rp->ended && !done(rp)) {
+        if (!g_cond_wait_until(&rp->cond, &rp->lock, deadline)) {
+            break;
+        }
+    }
+}
+
+static bool has_verdict(ReturnPath *rp)
+{
+    return rp->got_shut || rp->dest_error;
+}
+
+static bool has_error(ReturnPath *rp)
+{
+    return rp->dest_error != NULL;
+}
+
+bool return_path_wait_ack(ReturnPath *rp, gint64 timeout_us, GError **errp)
+{
+    bool ok = false;
+
+    g_mutex_lock(&rp->lock);
+    wait_locked(rp, g_get_monotonic_time() + timeout_us, has_verdict);
+    if (rp->dest_error) {
+        g_set_error(errp, MIG_ERROR, 0, "destination failed: %s", rp->dest_error);
+    } else if (rp->got_shut && rp->shut_status == 0) {
+        ok = true;
+    } else if (rp->got_shut) {
+        g_set_error(errp, MIG_ERROR, 0,
+                    "destination failed to load the migration (status %u)",
+                    rp->shut_status);
+    } else if (rp->ended) {
+        g_set_error(errp, MIG_ERROR, 0,
+                    "destination closed the connection without confirming the migration");
+    } else {
+        g_set_error(errp, MIG_ERROR, 0,
+                    "destination did not confirm the migration within %" G_GINT64_FORMAT " s",
+                    timeout_us / G_USEC_PER_SEC);
+    }
+    g_mutex_unlock(&rp->lock);
+    return ok;
+}
+
+char *return_path_wait_error(ReturnPath *rp, gint64 timeout_us)
+{
+    char *text;
+
+    g_mutex_lock(&rp->lock);
+    wait_locked(rp, g_get_monotonic_time() + timeout_us, has_error);
+    text = g_strdup(rp->dest_error);
+    g_mutex_unlock(&rp->lock);
+    return text;
+}
+
+void return_path_free(ReturnPath *rp)
+{
+    if (!rp) {
+        return;
+    }
+    mig_stream_shutdown(rp->in);
+    g_thread_join(rp->thread);
+    mig_stream_close(rp->in);
+    g_free(rp->dest_error);
+    g_cond_clear(&rp->cond);
+    g_mutex_clear(&rp->lock);
+    g_free(rp);
+}
+
+void return_path_send_shut(MigStream *out, uint32_t status)
+{
+    mig_put_be16(out, MIG_RP_MSG_SHUT);
+    mig_put_be16(out, 4);
+    mig_put_be32(out, status);
+    mig_stream_flush(out);
+}
+
+void return_path_send_error(MigStream *out, const char *text)
+{
+    size_t len = strlen(text);
+
+    if (len > RP_MAX_PAYLOAD) {
+        /* Cut at a character boundary so the text stays valid UTF-8. */
+        len = RP_MAX_PAYLOAD;
+        while (len > 0 && ((unsigned char)text[len] & 0xc0) == 0x80) {
+            len--;
+        }
+    }
+    mig_put_be16(out, MIG_RP_MSG_ERROR);
+    mig_put_be16(out, len);
+    mig_put_buffer(out, text, len);
+    mig_stream_flush(out);
+}

@@ -1,0 +1,91 @@
+/* What both migration directions share: status names, the hooks the
+ * emulator registers, query-migrate, start-up and shutdown. */
+#include "migration/block-migration.h"
+#include "migration/migration.h"
+#include "migration-internal.h"
+
+G_DEFINE_QUARK(blkmig-migration-error-quark, mig_error)
+
+static GMutex hooks_lock;
+static MigrationVmOps vm_ops;
+static MigrationStatusListener status_listener;
+static void *status_listener_opaque;
+
+const char *mig_status_name(MigrationStatus s)
+{
+    static const char *const names[] = {
+        [MIG_STATUS_NONE] = "none",
+        [MIG_STATUS_SETUP] = "setup",
+        [MIG_STATUS_ACTIVE] = "active",
+        [MIG_STATUS_CANCELLING] = "cancelling",
+        [MIG_STATUS_CANCELLED] = "cancelled",
+        [MIG_STATUS_COMPLETED] = "completed",
+        [MIG_STATUS_FAILED] = "failed",
+    };
+    return (unsigned)s < G_N_ELEMENTS(names) ? names[s] : "unknown";
+}
+
+void migration_info_clear(MigrationInfo *info)
+{
+    g_clear_pointer(&info->error_desc, g_free);
+}
+
+void migration_set_vm_ops(const MigrationVmOps *ops)
+{
+    g_mutex_lock(&hooks_lock);
+    vm_ops = *ops;
+    g_mutex_unlock(&hooks_lock);
+}
+
+MigrationVmOps migration_get_vm_ops(void)
+{
+    MigrationVmOps ops;
+
+    g_mutex_lock(&hooks_lock);
+    ops = vm_ops;
+    g_mutex_unlock(&hooks_lock);
+    return ops;
+}
+
+void migration_set_status_listener(MigrationStatusListener cb, void *opaque)
+{
+    g_mutex_lock(&hooks_lock);
+    status_listener = cb;
+    status_listener_opaque = opaque;
+    g_mutex_unlock(&hooks_lock);
+}
+
+void migration_notify_status(MigrationStatus status)
+{
+    MigrationStatusListener cb;
+    void *opaque;
+
+    g_mutex_lock(&hooks_lock);
+    cb = status_listener;
+    opaque = status_listener_opaque;
+    g_mutex_unlock(&hooks_lock);
+    if (cb) {
+        cb(status, opaque);
+    }
+}
+
+void migration_init(void)
+{
+    block_migration_register();
+}
+
+/* The outgoing migration is what query-migrate describes once one was
+ * started; before that, a destination reports its incoming state. */
+void migration_query(MigrationInfo *out)
+{
+    *out = (MigrationInfo){ .status = MIG_STATUS_NONE };
+    if (!outgoing_query(out)) {
+        incoming_query(out);
+    }
+}
+
+void migration_shutdown(void)
+{
+    outgoing_shutdown();
+    incoming_shutdown();
+}

@@ -1,0 +1,497 @@
+/* Buffered, rate-limited, error-latching byte stream over one fd. */
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "migration/stream.h"
+
+#define STREAM_BUF_SIZE (64 * 1024)
+/* Longest single sleep of the rate limiter, so that cancellation and live
+ * limit changes take effect quickly. */
+#define RATE_SLICE_US 20000
+
+struct MigStream {
+    int fd;
+    bool writer;
+    bool is_socket;
+    uint8_t *buf;
+    size_t len;                 /* writer: bytes buffered; reader: bytes held */
+    size_t pos;                 /* reader: next unread byte in buf */
+    uint64_t bytes;
+
+    GMutex err_lock;            /* serialises latching the first error */
+    atomic_int err;
+    char *err_msg;              /* written once, before err is published */
+    atomic_bool cancelled;
+
+    _Atomic uint64_t rate_limit;
+    uint64_t bucket_rate;       /* limit the bucket below was filled at */
+    double tokens;
+    gint64 refill_time;
+};
+
+static MigStream *stream_new(int fd, bool writer)
+{
+    MigStream *f = g_new0(MigStream, 1);
+    struct stat st;
+
+    f->fd = fd;
+    f->writer = writer;
+    f->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+    f->buf = g_malloc(STREAM_BUF_SIZE);
+    g_mutex_init(&f->err_lock);
+    return f;
+}
+
+MigStream *mig_stream_new_writer(int fd)
+{
+    return stream_new(fd, true);
+}
+
+MigStream *mig_stream_new_reader(int fd)
+{
+    return stream_new(fd, false);
+}
+
+void mig_stream_close(MigStream *f)
+{
+    if (!f) {
+        return;
+    }
+    if (f->writer) {
+        mig_stream_flush(f);
+    }
+    close(f->fd);
+    g_mutex_clear(&f->err_lock);
+    g_free(f->err_msg);
+    g_free(f->buf);
+    g_free(f);
+}
+
+int mig_stream_fd(MigStream *f)
+{
+    return f->fd;
+}
+
+/* ---- errors ---- */
+
+void mig_stream_set_error(MigStream *f, int err, const char *msg)
+{
+    if (err > 0) {
+        err = -err;
+    } else if (err == 0) {
+        err = -EIO;
+    }
+    g_mutex_lock(&f->err_lock);
+    if (atomic_load(&f->err) == 0) {
+        f->err_msg = g_strdup(msg ? msg : g_strerror(-err));
+        atomic_store(&f->err, err);
+    }
+    g_mutex_unlock(&f->err_lock);
+}
+
+int mig_stream_error(MigStream *f)
+{
+    int err = atomic_load(&f->err);
+
+    if (err == 0 && atomic_load(&f->cancelled)) {
+        mig_stream_set_error(f, -ECANCELED, NULL);
+        err = atomic_load(&f->err);
+    }
+    return err;
+}
+
+const char *mig_stream_error_msg(MigStream *f)
+{
+    return mig_stream_error(f) ? f->err_msg : NULL;
+}
+
+/* Latch the errno of a failed syscall; a shutdown takes precedence because
+ * the failure is then only its consequence. */
+static void latch_errno(MigStream *f, int saved_errno)
+{
+    if (atomic_load(&f->cancelled)) {
+        mig_stream_set_error(f, -ECANCELED, NULL);
+    } else {
+        mig_stream_set_error(f, -saved_errno, NULL);
+    }
+}
+
+void mig_stream_shutdown(MigStream *f)
+{
+    atomic_store(&f->cancelled, true);
+    if (f->is_socket) {
+        shutdown(f->fd, SHUT_RDWR);
+    }
+}
+
+uint64_t mig_stream_bytes(MigStream *f)
+{
+    return f->bytes;
+}
+
+/* A non-blocking fd handed to us would otherwise spin: wait (in short
+ * slices, so shutdown is noticed) until it is ready. */
+static void wait_ready(MigStream *f, short events)
+{
+    struct pollfd pfd = { .fd = f->fd, .events = events };
+    poll(&pfd, 1, RATE_SLICE_US / 1000);
+}
+
+/* ---- rate limiting ---- */
+
+void mig_stream_set_rate_limit(MigStream *f, uint64_t bytes_per_sec)
+{
+    atomic_store(&f->rate_limit, bytes_per_sec);
+}
+
+static void bucket_refill(MigStream *f, uint64_t rate, uint64_t depth)
+{
+    gint64 now = g_get_monotonic_time();
+
+    if (f->bucket_rate == 0) {
+        /* Newly limited: the bucket starts empty. */
+        f->tokens = 0;
+        f->refill_time = now;
+    }
+    f->bucket_rate = rate;
+    f->tokens += (double)(now - f->refill_time) * rate / G_USEC_PER_SEC;
+    f->refill_time = now;
+    if (f->tokens > depth) {
+        f->tokens = depth;
+    }
+}
+
+/* Wait until some of WANT bytes may be written and take their tokens.
+ * Returns how many (at most the bucket depth), or 0 when cancelled. */
+static size_t rate_limit_take(MigStream *f, size_t want)
+{
+    for (;;) {
+        uint64_t rate = atomic_load(&f->rate_limit);
+        uint64_t depth, chunk;
+        double wait_us;
+
+        if (atomic_load(&f->cancelled)) {
+            mig_stream_set_error(f, -ECANCELED, NULL);
+            return 0;
+        }
+        if (rate == 0) {
+            f->bucket_rate = 0;
+            return want;
+        }
+        depth = MAX(rate / 10, 1);
+        bucket_refill(f, rate, depth);
+        chunk = MIN(want, depth);
+        if (f->tokens >= chunk) {
+            f->tokens -= chunk;
+            return chunk;
+        }
+        wait_us = (chunk - f->tokens) * G_USEC_PER_SEC / rate;
+        g_usleep(CLAMP((gulong)wait_us, 1, RATE_SLICE_US));
+    }
+}
+
+/* Give back tokens taken for bytes the kernel did not accept. */
+static void rate_limit_refund(MigStream *f, size_t unused)
+{
+    if (f->bucket_rate) {
+        f->tokens += unused;
+    }
+}
+
+/* ---- writing ---- */
+
+/* One writev/sendmsg of at most LIMIT bytes from IOV. */
+static ssize_t write_some(MigStream *f, const struct iovec *iov, int iovcnt, size_t limit)
+{
+    struct iovec part[2];
+    int n = 0;
+
+    g_assert(iovcnt <= 2);
+    for (int i = 0; i < iovcnt && limit > 0; i++) {
+        part[n] = iov[i];
+        if (part[n].iov_len > limit) {
+            part[n].iov_len = limit;
+        }
+        limit -= part[n].iov_len;
+        n++;
+    }
+    if (f->is_socket) {
+        /* MSG_NOSIGNAL: a vanished peer is an error, not a SIGPIPE. */
+        struct msghdr msg = { .msg_iov = part, .msg_iovlen = n };
+        return sendmsg(f->fd, &msg, MSG_NOSIGNAL);
+    }
+    return writev(f->fd, part, n);
+}
+
+static void iov_advance(struct iovec **iov, int *iovcnt, size_t n)
+{
+    while (*iovcnt > 0 && n >= (*iov)->iov_len) {
+        n -= (*iov)->iov_len;
+        (*iov)++;
+        (*iovcnt)--;
+    }
+    if (*iovcnt > 0) {
+        (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + n;
+        (*iov)->iov_len -= n;
+    }
+}
+
+/* Write all of IOV (consumed in place), pacing to the rate limit. */
+static void write_iov(MigStream *f, struct iovec *iov, int iovcnt)
+{
+    size_t total = 0;
+
+    for (int i = 0; i < iovcnt; i++) {
+        total += iov[i].iov_len;
+    }
+    while (total > 0 && mig_stream_error(f) == 0) {
+        size_t allowed = rate_limit_take(f, total);
+        ssize_t n;
+
+        if (allowed == 0) {
+            return;
+        }
+        n = write_some(f, iov, iovcnt, allowed);
+        if (n < 0) {
+            int saved = errno;
+            rate_limit_refund(f, allowed);
+            if (saved == EAGAIN || saved == EWOULDBLOCK) {
+                wait_ready(f, POLLOUT);
+            } else if (saved != EINTR) {
+                latch_errno(f, saved);
+            }
+            continue;
+        }
+        rate_limit_refund(f, allowed - n);
+        if (atomic_load(&f->cancelled)) {
+            mig_stream_set_error(f, -ECANCELED, NULL);
+            return;
+        }
+        iov_advance(&iov, &iovcnt, n);
+        total -= n;
+    }
+}
+
+int mig_stream_flush(MigStream *f)
+{
+    if (f->writer && f->len > 0 && mig_stream_error(f) == 0) {
+        struct iovec iov = { .iov_base = f->buf, .iov_len = f->len };
+        write_iov(f, &iov, 1);
+    }
+    f->len = 0;
+    return mig_stream_error(f);
+}
+
+int mig_stream_fsync(MigStream *f)
+{
+    if (mig_stream_flush(f) < 0) {
+        return mig_stream_error(f);
+    }
+    if (fsync(f->fd) < 0) {
+        int saved = errno;
+        char *msg = g_strdup_printf("fsync failed: %s", g_strerror(saved));
+        mig_stream_set_error(f, -saved, msg);
+        g_free(msg);
+    }
+    return mig_stream_error(f);
+}
+
+void mig_put_buffer(MigStream *f, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+
+    if (mig_stream_error(f)) {
+        return;
+    }
+    f->bytes += len;
+    if (len >= STREAM_BUF_SIZE) {
+        /* Big payloads go to the fd from the caller's memory, after what
+         * is buffered, in one system call where the kernel allows. */
+        struct iovec iov[2] = {
+            { .iov_base = f->buf, .iov_len = f->len },
+            { .iov_base = (void *)p, .iov_len = len },
+        };
+        write_iov(f, f->len ? iov : iov + 1, f->len ? 2 : 1);
+        f->len = 0;
+        return;
+    }
+    while (len > 0) {
+        size_t n = MIN(len, STREAM_BUF_SIZE - f->len);
+        memcpy(f->buf + f->len, p, n);
+        f->len += n;
+        p += n;
+        len -= n;
+        if (f->len == STREAM_BUF_SIZE && mig_stream_flush(f) < 0) {
+            return;
+        }
+    }
+}
+
+void mig_put_u8(MigStream *f, uint8_t v)
+{
+    mig_put_buffer(f, &v, 1);
+}
+
+void mig_put_be16(MigStream *f, uint16_t v)
+{
+    uint8_t b[2] = { v >> 8, v };
+    mig_put_buffer(f, b, sizeof(b));
+}
+
+void mig_put_be32(MigStream *f, uint32_t v)
+{
+    uint8_t b[4] = { v >> 24, v >> 16, v >> 8, v };
+    mig_put_buffer(f, b, sizeof(b));
+}
+
+void mig_put_be64(MigStream *f, uint64_t v)
+{
+    mig_put_be32(f, v >> 32);
+    mig_put_be32(f, (uint32_t)v);
+}
+
+/* ---- reading ---- */
+
+/* One read(2): bytes read, 0 at end of file, -1 with the error latched. */
+static ssize_t read_some(MigStream *f, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n;
+
+        if (mig_stream_error(f)) {
+            return -1;
+        }
+        n = read(f->fd, buf, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            wait_ready(f, POLLIN);
+            continue;
+        }
+        if (n < 0) {
+            latch_errno(f, errno);
+            return -1;
+        }
+        if (atomic_load(&f->cancelled)) {
+            mig_stream_set_error(f, -ECANCELED, NULL);
+            return -1;
+        }
+        return n;
+    }
+}
+
+static void latch_eof(MigStream *f)
+{
+    char *msg = g_strdup_printf("unexpected end of stream at byte %" G_GUINT64_FORMAT,
+                                f->bytes);
+    mig_stream_set_error(f, -EPIPE, msg);
+    g_free(msg);
+}
+
+/* Refill the empty read buffer; false at end of file or on error. */
+static bool refill(MigStream *f)
+{
+    ssize_t n = read_some(f, f->buf, STREAM_BUF_SIZE);
+
+    f->pos = 0;
+    f->len = n > 0 ? n : 0;
+    return n > 0;
+}
+
+/* Copy or discard (BUF NULL) LEN bytes; false on end of file or error. */
+static bool consume(MigStream *f, uint8_t *buf, size_t len)
+{
+    while (len > 0) {
+        size_t n;
+
+        if (f->pos == f->len) {
+            if (buf && len >= STREAM_BUF_SIZE) {
+                /* Big reads skip the buffer. */
+                ssize_t got = read_some(f, buf, len);
+                if (got <= 0) {
+                    goto fail;
+                }
+                f->bytes += got;
+                buf += got;
+                len -= got;
+                continue;
+            }
+            if (!refill(f)) {
+                goto fail;
+            }
+        }
+        n = MIN(len, f->len - f->pos);
+        if (buf) {
+            memcpy(buf, f->buf + f->pos, n);
+            buf += n;
+        }
+        f->pos += n;
+        f->bytes += n;
+        len -= n;
+    }
+    return true;
+
+fail:
+    if (mig_stream_error(f) == 0) {
+        latch_eof(f);
+    }
+    return false;
+}
+
+size_t mig_get_buffer(MigStream *f, void *buf, size_t len)
+{
+    if (mig_stream_error(f) || !consume(f, buf, len)) {
+        memset(buf, 0, len);
+        return 0;
+    }
+    return len;
+}
+
+void mig_skip(MigStream *f, size_t len)
+{
+    if (mig_stream_error(f) == 0) {
+        consume(f, NULL, len);
+    }
+}
+
+uint8_t mig_get_u8(MigStream *f)
+{
+    uint8_t v;
+    mig_get_buffer(f, &v, 1);
+    return v;
+}
+
+uint16_t mig_get_be16(MigStream *f)
+{
+    uint8_t b[2];
+    mig_get_buffer(f, b, sizeof(b));
+    return (uint16_t)(b[0] << 8 | b[1]);
+}
+
+uint32_t mig_get_be32(MigStream *f)
+{
+    uint8_t b[4];
+    mig_get_buffer(f, b, sizeof(b));
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+uint64_t mig_get_be64(MigStream *f)
+{
+    uint64_t hi = mig_get_be32(f);
+    return hi << 32 | mig_get_be32(f);
+}
+
+bool mig_at_eof(MigStream *f)
+{
+    if (mig_stream_error(f) || f->pos < f->len) {
+        return false;
+    }
+    return !refill(f) && mig_stream_error(f) == 0;
+}

@@ -48,6 +48,8 @@ bool return_path_wait_ack(ReturnPath *rp, gint64 timeout_us, GError **errp);
 /* The destination's error text if one arrives within TIMEOUT_US (caller
  * frees), else NULL. */
 char *return_path_wait_error(ReturnPath *rp, gint64 timeout_us);
+/* The destination said outright that it failed (so it did not start). */
+bool return_path_dest_refused(ReturnPath *rp);
 /* Stops the reader thread and frees. */
 void return_path_free(ReturnPath *rp);
 /* Destination: send on OUT (a writer on the migration socket). */

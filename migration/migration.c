@@ -30,6 +30,9 @@ typedef struct Outgoing {
     int64_t expected_downtime_ms;
     bool has_disk;
     bool cancel_requested;
+    /* The whole stream reached the destination, which may start the guest
+     * at any moment: cancelling or resuming here could run it twice. */
+    bool handed_over;
     MigStream *f;               /* while the thread runs; for cancel */
     GThread *thread;            /* joined by the next start or shutdown */
 } Outgoing;
@@ -209,6 +212,11 @@ static bool run_switchover(MigrationRun *run, GError **errp)
     if (savevm_state_complete(run->f, errp) < 0) {
         return false;
     }
+    if (run->rp && mig_stream_flush(run->f) == 0) {
+        g_mutex_lock(&out.lock);
+        out.handed_over = true;
+        g_mutex_unlock(&out.lock);
+    }
     if (run->kind == MIG_CHANNEL_FILE && mig_stream_fsync(run->f) < 0) {
         g_set_error(errp, MIG_ERROR, 0, "saving the migration stream failed: %s",
                     mig_stream_error_msg(run->f));
@@ -254,11 +262,38 @@ static void release_channel(MigrationRun *run)
     mig_stream_close(f);
 }
 
+/* After hand-over, only a destination that said it failed is known not to
+ * run the guest; anything else (lost connection, no answer) leaves the
+ * source guest stopped for the operator to decide. */
+static bool may_resume_guest(MigrationRun *run)
+{
+    bool handed_over;
+
+    g_mutex_lock(&out.lock);
+    handed_over = out.handed_over;
+    g_mutex_unlock(&out.lock);
+    return !handed_over || (run->rp && return_path_dest_refused(run->rp));
+}
+
+static char *unsure_outcome_text(char *error_desc)
+{
+    char *text = g_strdup_printf("%s; the destination may be running the guest, "
+                                 "so the source guest stays stopped", error_desc);
+    g_free(error_desc);
+    return text;
+}
+
 static void run_finish(MigrationRun *run, bool ok, GError *err)
 {
     MigrationVmOps ops = migration_get_vm_ops();
     bool cancelled = !ok && cancel_requested();
     char *error_desc = ok || cancelled ? NULL : failure_text(run, err);
+    bool resume = run->vm_stopped && run->was_running;
+
+    if (!ok && resume && !may_resume_guest(run)) {
+        resume = false;
+        error_desc = unsure_outcome_text(error_desc);
+    }
     MigrationStatus final = ok ? MIG_STATUS_COMPLETED
                                : cancelled ? MIG_STATUS_CANCELLED : MIG_STATUS_FAILED;
     gint64 now = g_get_monotonic_time();
@@ -271,7 +306,7 @@ static void run_finish(MigrationRun *run, bool ok, GError *err)
     /* The runstate changes before the status does: whoever sees the final
      * status also sees the guest where it belongs. */
     if (ops.source_finished) {
-        ops.source_finished(ops.opaque, ok, run->vm_stopped && run->was_running);
+        ops.source_finished(ops.opaque, ok, resume);
     }
     g_mutex_lock(&out.lock);
     out.status = final;
@@ -369,6 +404,7 @@ bool migration_start(const char *uri, GError **errp)
     out.setup_ms = out.total_ms = out.downtime_ms = out.expected_downtime_ms = 0;
     out.has_disk = mig_cap_enabled(MIG_CAP_BLOCK);
     out.cancel_requested = false;
+    out.handed_over = false;
     out.f = run->f;
     g_mutex_unlock(&out.lock);
     /* Announce setup before the thread can announce anything later. */
@@ -385,7 +421,10 @@ void migration_cancel(void)
     bool changed = false;
 
     g_mutex_lock(&out.lock);
-    if (out.status == MIG_STATUS_SETUP || out.status == MIG_STATUS_ACTIVE) {
+    if (out.handed_over) {
+        g_message("migrate_cancel ignored: the destination has the whole stream "
+                  "and is about to confirm");
+    } else if (out.status == MIG_STATUS_SETUP || out.status == MIG_STATUS_ACTIVE) {
         out.status = MIG_STATUS_CANCELLING;
         out.cancel_requested = true;
         changed = true;

@@ -130,6 +130,16 @@ bool return_path_wait_ack(ReturnPath *rp, gint64 timeout_us, GError **errp)
     return ok;
 }
 
+bool return_path_dest_refused(ReturnPath *rp)
+{
+    bool refused;
+
+    g_mutex_lock(&rp->lock);
+    refused = rp->dest_error || (rp->got_shut && rp->shut_status != 0);
+    g_mutex_unlock(&rp->lock);
+    return refused;
+}
+
 char *return_path_wait_error(ReturnPath *rp, gint64 timeout_us)
 {
     char *text;

@@ -5,10 +5,26 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* True when all LEN bytes at BUF are zero (LEN 0 is zero). */
+/* True when all LEN bytes at BUF are zero (LEN 0 is zero).  Uses the
+ * fastest implementation this CPU supports, chosen once on first use. */
 bool buffer_is_zero(const void *buf, size_t len);
 
 /* Byte-at-a-time reference used by tests to check buffer_is_zero. */
 bool buffer_is_zero_plain(const void *buf, size_t len);
+
+/* One implementation of buffer_is_zero, same contract. */
+typedef bool (*ZeroFn)(const void *buf, size_t len);
+
+/* Name of the implementation buffer_is_zero uses: "avx2", "sse2" or
+ * "word" (the portable one). */
+const char *buffer_is_zero_impl_name(void);
+
+/* The implementation called NAME ("word", "sse2", "avx2"), or NULL when
+ * this build or this CPU lacks it.  For tests and speed measurements. */
+ZeroFn buffer_is_zero_variant(const char *name);
+
+/* NULL-terminated list of every implementation name this build knows,
+ * portable first; some may be unsupported by the CPU (variant NULL). */
+const char *const *buffer_is_zero_variant_names(void);
 
 #endif

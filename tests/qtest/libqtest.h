@@ -11,7 +11,8 @@
 
 typedef struct QTestDaemon QTestDaemon;
 
-/* Per-process scratch directory (removed at exit unless KEEP_TMP is set). */
+/* Per-process scratch directory (removed at exit unless KEEP_TMP is set).
+ * A failed test aborts, which keeps it (daemon logs, disks) for a look. */
 const char *qtest_tmpdir(void);
 /* g_build_filename(qtest_tmpdir(), name); caller frees. */
 char *qtest_path(const char *name);
@@ -21,9 +22,10 @@ char *qtest_path(const char *name);
  * QMP greeting arrives and qmp_capabilities succeeded; fails the test if
  * the daemon exits first.  The daemon dies with the test process. */
 QTestDaemon *qtest_daemon_start(const char *name, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-/* SIGKILL and reap. */
+/* SIGKILL and reap. Frees D. */
 void qtest_daemon_kill(QTestDaemon *d);
-/* "quit" over QMP, then reap (SIGKILL after 10 s). Frees D. */
+/* "quit" over QMP, then reap (SIGKILL after 10 s); fails the test unless
+ * the daemon exited with status 0. Frees D. */
 void qtest_daemon_quit(QTestDaemon *d);
 bool qtest_daemon_alive(QTestDaemon *d);
 const char *qtest_daemon_qmp_path(QTestDaemon *d);
@@ -69,5 +71,44 @@ bool qtest_files_equal(const char *a, const char *b, uint64_t *first_diff);
 int qtest_free_port(void);
 /* Test skip helper for optional third-party tools: true when PROG is on PATH. */
 bool qtest_have_program(const char *prog);
+
+/* ---- Additions (libqtest owner) ---- */
+
+typedef struct QmpClient QmpClient;
+
+/* The QMP connection libqtest uses for D (borrowed), for tests that need
+ * raw access; see include/qapi/qmp-client.h. */
+QmpClient *qtest_daemon_client(QTestDaemon *d);
+int qtest_daemon_pid(QTestDaemon *d);
+/* Wait up to TIMEOUT_MS for the daemon to exit by itself and reap it:
+ * returns the waitpid status, or -1 on timeout (the daemon keeps running).
+ * D stays valid; free it with qtest_daemon_kill. */
+int qtest_daemon_wait_exit(QTestDaemon *d, int timeout_ms);
+/* The last lines of the daemon's log (caller frees). */
+char *qtest_daemon_log_tail(QTestDaemon *d);
+
+/* Member at a dotted PATH ("disk.transferred") of an object node, borrowed,
+ * or NULL when absent. */
+JsonNode *qtest_json_get(JsonNode *obj, const char *path);
+/* Same, asserting the member exists and has the type. */
+gint64 qtest_json_int(JsonNode *obj, const char *path);
+const char *qtest_json_str(JsonNode *obj, const char *path);
+bool qtest_json_bool(JsonNode *obj, const char *path);
+
+/* Poll query-status until the runstate is STATE; fails the test after
+ * TIMEOUT_MS. */
+void qtest_wait_runstate(QTestDaemon *d, const char *state, int timeout_ms);
+/* Poll query-migrate until its status is STATUS; fails the test after
+ * TIMEOUT_MS or when another final status is reached first. Returns the
+ * query-migrate "return" node. */
+JsonNode *qtest_migrate_wait_status(QTestDaemon *d, const char *status, int timeout_ms);
+
+/* Bytes in the 4 KiB blocks of PATH that hold any non-zero byte: the least
+ * a migration must carry when it sends no zeroes and no compression. */
+uint64_t qtest_disk_nonzero_bytes(const char *path);
+/* Copy SRC to DST keeping holes (only data extents are written). */
+void qtest_disk_copy(const char *src, const char *dst);
+/* File size in bytes (asserts it exists). */
+uint64_t qtest_file_size(const char *path);
 
 #endif

@@ -31,7 +31,7 @@ ALL_TESTS := $(foreach k,$(TEST_KINDS),$($(k)_TESTS))
 
 CPPFLAGS += -Iinclude -MMD -MP
 
-.PHONY: all check check-unit check-qtest check-interop demo deps clean install bench asan
+.PHONY: all tests check check-unit check-qtest check-interop demo deps clean install bench asan
 all: $(BUILD)/config.mak $(BUILD)/blkmigd $(if $(TOOL_SRCS),$(BUILD)/blkmig)
 
 $(BUILD)/config.mak: configure
@@ -58,7 +58,7 @@ export BLKMIGD := $(abspath $(BUILD)/blkmigd)
 
 check: deps
 	$(MAKE) tests
-	$(PROVE) $(unit_TESTS) $(qtest_TESTS) $(interop_TESTS)
+	$(PROVE) $(unit_TESTS) $(qtest_TESTS) $(interop_TESTS) $(fuzz_TESTS)
 
 check-unit: all $(unit_TESTS)
 	$(PROVE) $(unit_TESTS)
@@ -67,10 +67,12 @@ check-qtest: all $(qtest_TESTS)
 check-interop: all $(interop_TESTS)
 	$(PROVE) $(interop_TESTS)
 
-# Unit tests under AddressSanitizer and UBSan.
-asan:
-	$(MAKE) BUILD=build-asan all $(subst $(BUILD)/,build-asan/,$(unit_TESTS))
-	$(PROVE) $(subst $(BUILD)/,build-asan/,$(unit_TESTS))
+# Unit and whole-daemon tests with every program under AddressSanitizer
+# and UBSan (the daemons too, through BLKMIGD).
+ASAN_TESTS = $(subst $(BUILD)/,build-asan/,$(unit_TESTS) $(qtest_TESTS) $(fuzz_TESTS))
+asan: deps
+	$(MAKE) BUILD=build-asan all $(ASAN_TESTS)
+	BLKMIGD=$(abspath build-asan/blkmigd) $(PROVE) $(ASAN_TESTS)
 
 demo: deps
 	$(MAKE) all

@@ -1,0 +1,657 @@
+#!/usr/bin/env bash
+# make bench: blkmig live block migration against QEMU 7.2 (drive-mirror,
+# legacy block migration), qemu-img convert, nbdcopy, cp and raw loopback
+# TCP, in one run on the same images and the same loopback.
+#
+# Prints a table and writes build/bench/results.csv, results.txt,
+# results.png (gnuplot) and runs.csv (every single run).
+# tests/bench/README.md explains each row, column and knob.
+#
+# Environment (defaults in brackets):
+#   BENCH_SIZE [4G]         image size (k/M/G suffixes)
+#   BENCH_REPS [3]          timed runs per system and image (median shown)
+#   BENCH_DATA_PCT [10]     share of the sparse images holding data
+#   BENCH_WORKLOAD [drive=disk0,pattern=randwrite,bs=4k,rate=50]
+#                           blkmigd --workload of the live-image runs
+#   BENCH_SYSTEMS [blkmig mirror legacy qemu-img nbdcopy cp tcp]
+#   BENCH_IMAGES [sparse full live]
+#   BENCH_LEGACY_BWS [1G 512M 256M]  max-bandwidth tries for QEMU legacy,
+#                           one run each, highest first, until identical
+#   BENCH_LEGACY_LONG [20]  seconds: a default-bandwidth legacy run longer
+#                           than this is not repeated (time budget)
+#   BENCH_WIRECOUNT [1]     one extra, untimed run of qemu-img and nbdcopy
+#                           through a counting proxy for their wire bytes
+#   BENCH_TIMEOUT [300]     seconds before a single run is declared FAILED
+#   BENCH_LIVE_TIMEOUT [150] the same for blkmig's live-image migration
+#                           (cancelled then: it did not converge in time)
+#   BENCH_LONG [60]         seconds: a run longer than this (or FAILED by
+#                           timeout) is not repeated (time budget)
+#   BENCH_DIR               where the scratch directory is made [TMPDIR or /tmp]
+#   BENCH_KEEP [0]          1: keep the scratch directory
+#   BLKMIGD, BLKMIG         binaries [build/blkmigd, build/blkmig]
+set -uo pipefail
+
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+OUT=$ROOT/build/bench
+BLKMIGD=${BLKMIGD:-$ROOT/build/blkmigd}
+BLKMIG=${BLKMIG:-$ROOT/build/blkmig}
+SIZE=${BENCH_SIZE:-4G}
+REPS=${BENCH_REPS:-3}
+DATA_PCT=${BENCH_DATA_PCT:-10}
+WORKLOAD=${BENCH_WORKLOAD:-drive=disk0,pattern=randwrite,bs=4k,rate=50}
+SYSTEMS=${BENCH_SYSTEMS:-blkmig mirror legacy qemu-img nbdcopy cp tcp}
+IMAGES=${BENCH_IMAGES:-sparse full live}
+LEGACY_BWS=${BENCH_LEGACY_BWS:-1G 512M 256M}
+LEGACY_LONG=${BENCH_LEGACY_LONG:-20}
+WIRECOUNT=${BENCH_WIRECOUNT:-1}
+TIMEOUT=${BENCH_TIMEOUT:-300}
+LIVE_TIMEOUT=${BENCH_LIVE_TIMEOUT:-150}
+LONG=${BENCH_LONG:-60}
+KEEP=${BENCH_KEEP:-0}
+QEMU=qemu-system-x86_64
+
+START=$(date +%s.%N)
+mkdir -p "$OUT"
+[ -z "${BENCH_DIR:-}" ] || mkdir -p "$BENCH_DIR"
+W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/blkmig-bench.XXXXXX") || exit 1
+QMP_DIR=$W
+# shellcheck source=tests/bench/qmp.sh
+source "$ROOT/tests/bench/qmp.sh"
+
+declare -A PIDS=()
+NS_PID=
+
+cleanup() {
+    local name
+    for name in "${!QMP_PID[@]}"; do qmp_close "$name"; done
+    for name in "${!PIDS[@]}"; do
+        kill -9 "${PIDS[$name]}" 2>/dev/null || true
+        wait "${PIDS[$name]}" 2>/dev/null || true
+    done
+    if [ -n "$NS_PID" ]; then
+        kill "$NS_PID" 2>/dev/null || true
+        wait "$NS_PID" 2>/dev/null || true
+    fi
+    if [ "$KEEP" = 1 ]; then
+        echo "bench: scratch kept in $W"
+    else
+        rm -rf "$W"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+elapsed() { awk -v s="$START" -v n="$(date +%s.%N)" 'BEGIN { printf "%4.0f", n - s }'; }
+say() { printf 'bench: [%ss] %s\n' "$(elapsed)" "$*"; }
+now() { date +%s.%N; }
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
+allocated() { stat -c '%b %B' "$1" | awk '{ printf "%.0f", $1 * $2 }'; }
+# Peak resident set (VmHWM, KiB) of a live process.
+hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Bytes sent over the benchmark network namespace's loopback.
+lo_bytes() {
+    [ -n "$NS_PID" ] || { echo ""; return; }
+    awk -F'[: ]+' '$2 == "lo" { print $11 }' "/proc/$NS_PID/net/dev"
+}
+to_bytes() { numfmt --from=iec "$1"; }
+mib() { [ -n "$1" ] && awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+
+# ---------------------------------------------------------------- set-up
+
+# Packages the benchmark needs beyond scripts/deps.sh (idempotent; apt-get
+# update only when something is missing).
+ensure_packages() {
+    local p missing=""
+    for p in gnuplot-nox qemu-system-x86 qemu-utils libnbd-bin jq socat time iproute2 util-linux; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+    done
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        say "missing packages:$missing (run as root: apt-get install -y$missing); affected rows will say FAILED"
+        return 0
+    fi
+    say "installing$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >"$W/apt.log" 2>&1
+    apt-get install -y -q --no-install-recommends $missing >>"$W/apt.log" 2>&1 ||
+        { say "apt-get install failed (see below); affected rows will say FAILED"; tail -n 5 "$W/apt.log"; }
+}
+
+build_helpers() {
+    local h flags
+    for h in mkimage tcpcopy wirecount samefile; do
+        flags=""
+        case "$h" in tcpcopy|wirecount) flags=-pthread ;; esac
+        if [ ! -x "$OUT/$h" ] || [ "$ROOT/tests/bench/$h.c" -nt "$OUT/$h" ]; then
+            ${CC:-cc} -O2 -Wall $flags -o "$OUT/$h" "$ROOT/tests/bench/$h.c" || { echo "bench: cannot build $h" >&2; exit 1; }
+        fi
+    done
+}
+
+# The work tree is shared: blkmigd may be rebuilt while the benchmark
+# runs.  Every run uses a copy taken now, so all runs test the same build.
+snapshot_binaries() {
+    mkdir -p "$W/bin"
+    local b
+    for b in BLKMIGD BLKMIG; do
+        if [ -x "${!b}" ] && cp "${!b}" "$W/bin/"; then
+            printf -v "$b" '%s' "$W/bin/$(basename "${!b}")"
+        else
+            say "${!b} not built: blkmig rows will say FAILED"
+        fi
+    done
+}
+
+# All TCP traffic of the benchmark runs in a private network namespace
+# whose only interface is its own loopback (127.0.0.1): its byte counter is
+# then exactly the benchmark's wire traffic, and no port can clash.
+setup_netns() {
+    if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && command -v nsenter >/dev/null; then
+        unshare -n sleep 1000000 &
+        NS_PID=$!
+        local i
+        for ((i = 0; i < 50; i++)); do      # until unshare has switched
+            [ "$(readlink "/proc/$NS_PID/ns/net")" != "$(readlink /proc/self/ns/net)" ] && break
+            sleep 0.02
+        done
+        if nsenter -t "$NS_PID" -n ip link set lo up 2>/dev/null; then
+            say "network namespace for loopback traffic: pid $NS_PID"
+            return
+        fi
+        kill "$NS_PID" 2>/dev/null; wait "$NS_PID" 2>/dev/null
+        NS_PID=
+    fi
+    say "no private network namespace (needs root): using the host loopback; wire bytes of TCP rows from QMP only"
+}
+
+# Runs a command in the benchmark's network namespace (in the foreground).
+in_ns() {
+    if [ -n "$NS_PID" ]; then nsenter -t "$NS_PID" -n -- "$@"; else "$@"; fi
+}
+
+# A TCP port on 127.0.0.1 nobody listens on.
+PORT_NEXT=20000
+free_port() {
+    local port
+    while :; do
+        PORT_NEXT=$((PORT_NEXT + 1))
+        port=$PORT_NEXT
+        if [ -n "$NS_PID" ]; then echo "$port"; return; fi
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
+    done
+}
+
+# spawn NAME CMD...: start CMD in the background in the namespace, output
+# to NAME.log.
+spawn() {
+    local name=$1; shift
+    if [ -n "$NS_PID" ]; then
+        nsenter -t "$NS_PID" -n -- "$@" >"$W/$name.log" 2>&1 &
+    else
+        "$@" >"$W/$name.log" 2>&1 &
+    fi
+    PIDS[$name]=$!
+    # Not a job of this shell: no "Killed" notices; reaped all the same.
+    disown "${PIDS[$name]}"
+}
+
+# stop NAME [SIGNAL]: signal (default TERM) and reap, SIGKILL after 10 s.
+stop() {
+    local name=$1 sig=${2:-TERM} pid i
+    pid=${PIDS[$name]:-}
+    [ -n "$pid" ] || return 0
+    kill -"$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "PIDS[$name]"
+}
+
+# wait_exit NAME: reap a process that was asked to quit (SIGKILL after 10 s).
+wait_exit() {
+    local name=$1 pid i
+    pid=${PIDS[$name]:-}
+    [ -n "$pid" ] || return 0
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "PIDS[$name]"
+}
+
+# wait_socket PATH NAME: wait until PATH exists (10 s) while NAME lives.
+wait_socket() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        [ -S "$1" ] && return 0
+        kill -0 "${PIDS[$2]}" 2>/dev/null || { FAIL="$2 exited: $(tail -n 1 "$W/$2.log")"; return 1; }
+        sleep 0.05
+    done
+    FAIL="$2 did not create $1"
+    return 1
+}
+
+# Stops every process of the current run.
+stop_all() {
+    local name
+    for name in "${!QMP_PID[@]}"; do qmp_close "$name"; done
+    for name in "${!PIDS[@]}"; do stop "$name" KILL; done
+}
+
+# ---------------------------------------------------------------- results
+
+RUNS=$OUT/runs.tsv
+: >"$RUNS"
+declare -A R
+FIELDS="system image rep status time wire dst_alloc src_alloc rss identical sync downtime guest client note"
+
+new_run() { R=(); R[system]=$1; R[image]=$2; R[rep]=$3; R[status]=ok; FAIL=""; }
+emit() {
+    local f line=""
+    for f in $FIELDS; do line+="${R[$f]:-}"$'\t'; done
+    printf '%s\n' "${line%$'\t'}" >>"$RUNS"
+}
+# finish: record the run and print a progress line.
+finish() {
+    if [ -n "$FAIL" ]; then
+        R[status]=FAILED
+        R[note]="${R[note]:+${R[note]}; }$FAIL"
+    fi
+    emit
+    local what
+    case "${R[status]}" in
+    FAILED) what="FAILED: $FAIL" ;;
+    count) what="counting run: wire ${R[wire]:-?} bytes" ;;
+    *) what="${R[time]} s${R[identical]:+, identical ${R[identical]}}${R[wire]:+, wire $(mib "${R[wire]}") MiB}" ;;
+    esac
+    say "${R[system]} / ${R[image]} run ${R[rep]}: $what"
+    stop_all
+    rm -f "$W/dst.raw"
+}
+
+# compare SRC DST: sync the destination (timed, not part of the run's
+# time), then cmp and allocation figures.
+compare() {
+    local t
+    t=$(now)
+    sync "$2" 2>/dev/null || sync
+    R[sync]=$(sub "$(now)" "$t")
+    # samefile is cmp that skips ranges that are holes in both files.
+    if "$OUT/samefile" "$1" "$2" >/dev/null; then R[identical]=yes; else R[identical]=DIFFERS; fi
+    R[dst_alloc]=$(allocated "$2")
+    R[src_alloc]=$(allocated "$1")
+}
+
+# ---------------------------------------------------------------- images
+
+declare -A IMG
+
+make_images() {
+    local want
+    for want in $IMAGES; do
+        case "$want" in
+        sparse|live)
+            if [ -z "${IMG[sparse]:-}" ]; then
+                say "image sparse: $SIZE raw, $DATA_PCT% random data in 64 KiB..1 MiB runs"
+                "$OUT/mkimage" "$W/sparse.raw" "$SIZE" scatter "$DATA_PCT" 1 >/dev/null || exit 1
+                IMG[sparse]=$W/sparse.raw
+            fi ;;
+        full)
+            say "image full: $SIZE raw, every byte random"
+            "$OUT/mkimage" "$W/full.raw" "$SIZE" full 2 >/dev/null || exit 1
+            IMG[full]=$W/full.raw ;;
+        *) echo "bench: unknown image '$want' (sparse, full, live)" >&2; exit 2 ;;
+        esac
+    done
+    # Written back now so that no run pays for it; they stay page-cache hot.
+    sync
+    say "images written and synced (they stay in the page cache for every system)"
+}
+
+# The source file of a run: the live image is a fresh copy of the sparse
+# one each time, since its guest writes to it.
+source_for() {
+    if [ "$1" = live ]; then
+        cp --sparse=always "${IMG[sparse]}" "$W/live.raw"
+        sync "$W/live.raw"
+        echo "$W/live.raw"
+    else
+        echo "${IMG[$1]}"
+    fi
+}
+
+# ---------------------------------------------------------------- systems
+
+# GNU time's peak RSS (KiB) of the last timed client, or empty.
+TIME_BIN=/usr/bin/time
+client_rss() { [ -s "$W/time.out" ] && tail -n 1 "$W/time.out"; }
+# timed SECONDS CMD...: run CMD, killed (SIGTERM) after SECONDS; exit 124
+# then.  GNU time reports the peak RSS of CMD (the largest descendant).
+timed() {
+    local limit=$1; shift
+    : >"$W/time.out"
+    if [ -x "$TIME_BIN" ]; then
+        "$TIME_BIN" -f %M -o "$W/time.out" timeout "$limit" "$@"
+    else
+        timeout "$limit" "$@"
+    fi
+}
+
+# Workload thread's bytes written (wchar) in blkmigd PID, or empty.
+guest_wchar() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        if [ "$(cat "$t/comm" 2>/dev/null)" = workload ]; then
+            awk '/^wchar:/ { print $2 }' "$t/io" 2>/dev/null
+            return
+        fi
+    done
+}
+
+# blkmigd NAME ARGS...: start a daemon and open a QMP session to it.
+start_blkmigd() {
+    local name=$1; shift
+    spawn "$name" "$BLKMIGD" "$@" --qmp "unix:$W/$name.qmp"
+    wait_socket "$W/$name.qmp" "$name" && qmp_open "$name" "$W/$name.qmp" ||
+        { FAIL=${FAIL:-"$name: no QMP: $(tail -n 1 "$W/$name.log")"}; return 1; }
+}
+
+bench_blkmig() {
+    local image=$1 rep=$2 src port t0 t1 ev info lo0 g0 g1 rc
+    new_run blkmig "$image" "$rep"
+    [ -x "$BLKMIGD" ] && [ -x "$BLKMIG" ] || { FAIL="build/blkmigd or build/blkmig missing"; finish; return; }
+    src=$(source_for "$image")
+    port=$(free_port)
+    local guest=()
+    [ "$image" = live ] && guest=(--workload "$WORKLOAD")
+    start_blkmigd dst --drive "id=disk0,file=$W/dst.raw,size=$(stat -c %s "$src"),create=on" \
+        --incoming "tcp:127.0.0.1:$port" &&
+    start_blkmigd src --drive "id=disk0,file=$src" "${guest[@]}" ||
+        { finish; return; }
+    qmp src migrate-set-capabilities '{"capabilities": [{"capability": "events", "state": true}]}' >/dev/null
+    lo0=$(lo_bytes)
+    g0=$(guest_wchar "${PIDS[src]}")
+    t0=$(now)
+    local limit=$TIMEOUT
+    [ "$image" = live ] && limit=$LIVE_TIMEOUT
+    timed "$limit" "$BLKMIG" migrate --src "$W/src.qmp" --dst "$W/dst.qmp" --uri "tcp:127.0.0.1:$port" \
+        --zero-blocks --max-bandwidth 0 >"$W/migrate.out" 2>&1
+    rc=$?
+    t1=$(now)
+    R[client]=$(sub "$t1" "$t0")
+    ev=$(qmp_event src MIGRATION '.data.status == "completed" or .data.status == "failed" or .data.status == "cancelled"' 10) ||
+        ev=""
+    info=$(qmp src query-migrate)
+    g1=$(guest_wchar "${PIDS[src]}")
+    if [ "$rc" = 124 ]; then
+        FAIL="not completed within $limit s (cancelled; $(mib "$(jq -r '.disk.transferred // 0' <<<"$info")") MiB sent)"
+        finish; return
+    fi
+    if [ "$rc" != 0 ] || [ "$(jq -r .status <<<"$info")" != completed ]; then
+        local why
+        why=$(jq -r '."error-desc" // empty' <<<"$info" 2>/dev/null)
+        [ -n "$why" ] || why=$(grep -m1 -i -E 'error|blkmig:' "$W/migrate.out")
+        FAIL="blkmig migrate exit $rc: ${why:-status $(jq -r .status <<<"$info" 2>/dev/null)}"
+        finish; return
+    fi
+    # Time: from issuing migrate until the source's MIGRATION completed
+    # event (sent once the destination has loaded and flushed everything).
+    if [ -n "$ev" ]; then R[time]=$(sub "$(qmp_stamp "$ev")" "$t0"); else R[time]=${R[client]}; fi
+    R[wire]=$(jq -r '.disk.transferred // empty' <<<"$info")
+    R[downtime]=$(jq -r '.downtime // empty' <<<"$info")
+    [ -n "$g0" ] && [ -n "$g1" ] && R[guest]=$((g1 - g0))
+    local lo1; lo1=$(lo_bytes)
+    [ -n "$lo0" ] && R[note]="loopback bytes $((lo1 - lo0))"
+    R[rss]=$(( $(hwm "${PIDS[src]}") + $(hwm "${PIDS[dst]}") + $(client_rss || echo 0) ))
+    qmp src quit >/dev/null; qmp dst quit >/dev/null
+    wait_exit src; wait_exit dst
+    compare "$src" "$W/dst.raw"
+    finish
+}
+
+qemu_common=(-nodefaults -display none -S)
+
+bench_mirror() {
+    local image=$1 rep=$2 src port t0 ev lo0 lo1
+    new_run qemu-mirror "$image" "$rep"
+    command -v "$QEMU" >/dev/null || { FAIL="$QEMU not installed"; finish; return; }
+    src=$(source_for "$image")
+    port=$(free_port)
+    truncate -s "$(stat -c %s "$src")" "$W/dst.raw"
+    spawn qsrc "$QEMU" -M none "${qemu_common[@]}" -qmp "unix:$W/qsrc.qmp,server=on,wait=off" \
+        -blockdev "driver=file,filename=$src,node-name=src-file" \
+        -blockdev "driver=raw,file=src-file,node-name=src"
+    spawn qdst "$QEMU" -M none "${qemu_common[@]}" -qmp "unix:$W/qdst.qmp,server=on,wait=off" \
+        -blockdev "driver=file,filename=$W/dst.raw,node-name=dst-file,discard=unmap" \
+        -blockdev "driver=raw,file=dst-file,node-name=dst,discard=unmap,detect-zeroes=unmap"
+    wait_socket "$W/qsrc.qmp" qsrc && wait_socket "$W/qdst.qmp" qdst &&
+    qmp_open qsrc "$W/qsrc.qmp" && qmp_open qdst "$W/qdst.qmp" || { FAIL=${FAIL:-"no QMP"}; finish; return; }
+    lo0=$(lo_bytes)
+    qmp qdst nbd-server-start "{\"addr\": {\"type\": \"inet\", \"data\": {\"host\": \"127.0.0.1\", \"port\": \"$port\"}}}" >/dev/null &&
+    qmp qdst nbd-server-add '{"device": "dst", "name": "disk0", "writable": true}' >/dev/null ||
+        { FAIL="destination NBD export: $(tail -n 1 "$W/qdst.log")"; finish; return; }
+    t0=$(now)
+    if ! qmp qsrc blockdev-add "{\"driver\": \"nbd\", \"node-name\": \"tgt\", \"export\": \"disk0\", \"server\": {\"type\": \"inet\", \"host\": \"127.0.0.1\", \"port\": \"$port\"}}" >/dev/null 2>"$W/err" ||
+       ! qmp qsrc blockdev-mirror '{"job-id": "m0", "device": "src", "target": "tgt", "sync": "full"}' >/dev/null 2>"$W/err"; then
+        FAIL="$(cat "$W/err")"; finish; return
+    fi
+    ev=$(qmp_event qsrc BLOCK_JOB_READY 'true' "$TIMEOUT") || { FAIL="no BLOCK_JOB_READY: $(grep -m1 BLOCK_JOB "$W/qsrc.qlog")"; finish; return; }
+    R[time]=$(sub "$(qmp_stamp "$ev")" "$t0")
+    lo1=$(lo_bytes)
+    [ -n "$lo0" ] && R[wire]=$((lo1 - lo0)) && R[note]="wire counted on loopback, incl. TCP/IP headers"
+    R[rss]=$(( $(hwm "${PIDS[qsrc]}") + $(hwm "${PIDS[qdst]}") ))
+    # Finish the job without pivoting: the target stays a full copy.
+    qmp qsrc block-job-cancel '{"device": "m0"}' >/dev/null
+    qmp_event qsrc BLOCK_JOB_COMPLETED 'true' 60 >/dev/null || FAIL="mirror did not complete after cancel"
+    qmp qsrc quit >/dev/null; qmp qdst quit >/dev/null
+    wait_exit qsrc; wait_exit qdst
+    compare "$src" "$W/dst.raw"
+    finish
+}
+
+# bench_legacy IMAGE REP LABEL [BANDWIDTH-BYTES]
+bench_legacy() {
+    local image=$1 rep=$2 label=$3 bw=${4:-} src port t0 ev evd info lo0 lo1 status
+    new_run "$label" "$image" "$rep"
+    command -v "$QEMU" >/dev/null || { FAIL="$QEMU not installed"; finish; return; }
+    src=$(source_for "$image")
+    port=$(free_port)
+    truncate -s "$(stat -c %s "$src")" "$W/dst.raw"
+    # A device must hold the drive: on a -M none destination, with no
+    # device, QEMU 7.2 aborts on the first incoming block
+    # (bdrv_co_write_req_prepare: child->perm & BLK_PERM_WRITE).
+    local machine=(-M pc -m 16M "${qemu_common[@]}" -device virtio-blk-pci,drive=disk0)
+    spawn qsrc "$QEMU" "${machine[@]}" -qmp "unix:$W/qsrc.qmp,server=on,wait=off" \
+        -drive "if=none,id=disk0,file=$src,format=raw,cache=writeback"
+    spawn qdst "$QEMU" "${machine[@]}" -qmp "unix:$W/qdst.qmp,server=on,wait=off" \
+        -drive "if=none,id=disk0,file=$W/dst.raw,format=raw,cache=writeback" \
+        -incoming "tcp:127.0.0.1:$port"
+    wait_socket "$W/qsrc.qmp" qsrc && wait_socket "$W/qdst.qmp" qdst &&
+    qmp_open qsrc "$W/qsrc.qmp" && qmp_open qdst "$W/qdst.qmp" || { FAIL=${FAIL:-"no QMP"}; finish; return; }
+    qmp qsrc migrate-set-capabilities '{"capabilities": [{"capability": "block", "state": true}, {"capability": "zero-blocks", "state": true}, {"capability": "events", "state": true}]}' >/dev/null &&
+    qmp qdst migrate-set-capabilities '{"capabilities": [{"capability": "events", "state": true}]}' >/dev/null ||
+        { FAIL="migrate-set-capabilities failed"; finish; return; }
+    if [ -n "$bw" ]; then
+        qmp qsrc migrate-set-parameters "{\"max-bandwidth\": $bw}" >/dev/null || { FAIL="max-bandwidth $bw refused"; finish; return; }
+    fi
+    lo0=$(lo_bytes)
+    t0=$(now)
+    qmp qsrc migrate "{\"uri\": \"tcp:127.0.0.1:$port\"}" >/dev/null 2>"$W/err" || { FAIL="$(cat "$W/err")"; finish; return; }
+    local final='.data.status == "completed" or .data.status == "failed" or .data.status == "cancelled"'
+    ev=$(qmp_event qsrc MIGRATION "$final" "$TIMEOUT") || { FAIL="source: no final MIGRATION event"; finish; return; }
+    info=$(qmp qsrc query-migrate)
+    status=$(jq -r .data.status <<<"$ev")
+    if [ "$status" != completed ]; then
+        FAIL="source migration $status: $(jq -r '."error-desc" // ""' <<<"$info")"; finish; return
+    fi
+    # Time: until the destination's MIGRATION completed (it has loaded
+    # everything; QEMU has no return path to tell the source).
+    evd=$(qmp_event qdst MIGRATION "$final" 60) || { FAIL="destination: no final MIGRATION event"; finish; return; }
+    [ "$(jq -r .data.status <<<"$evd")" = completed ] || { FAIL="destination migration $(jq -r .data.status <<<"$evd")"; finish; return; }
+    R[time]=$(sub "$(qmp_stamp "$evd")" "$t0")
+    lo1=$(lo_bytes)
+    R[downtime]=$(jq -r '.downtime // empty' <<<"$info")
+    if [ -n "$lo0" ]; then
+        R[wire]=$((lo1 - lo0))
+        R[note]="wire counted on loopback, incl. TCP/IP headers"
+    else
+        R[wire]=$(jq -r '(.ram.transferred // 0) + (.disk.transferred // 0)' <<<"$info")
+    fi
+    R[rss]=$(( $(hwm "${PIDS[qsrc]}") + $(hwm "${PIDS[qdst]}") ))
+    qmp qsrc quit >/dev/null; qmp qdst quit >/dev/null
+    wait_exit qsrc; wait_exit qdst
+    compare "$src" "$W/dst.raw"
+    finish
+}
+
+# bench_nbd SYSTEM IMAGE REP [count]: qemu-img convert or nbdcopy into
+# qemu-nbd serving a fresh sparse image over a unix socket.
+bench_nbd() {
+    local sys=$1 image=$2 rep=$3 mode=${4:-} src sock t0 t1 rc counts
+    new_run "$sys" "$image" "$rep"
+    [ "$mode" = count ] && R[status]=count
+    src=$(source_for "$image")
+    truncate -s "$(stat -c %s "$src")" "$W/dst.raw"
+    spawn nbd qemu-nbd -f raw --discard=unmap --detect-zeroes=unmap --cache=writeback \
+        --shared=8 --persistent --socket="$W/nbd.sock" "$W/dst.raw"
+    wait_socket "$W/nbd.sock" nbd || { finish; return; }
+    sock=$W/nbd.sock
+    if [ "$mode" = count ]; then
+        spawn wirecount "$OUT/wirecount" "$W/count.sock" "$W/nbd.sock"
+        wait_socket "$W/count.sock" wirecount || { finish; return; }
+        sock=$W/count.sock
+    fi
+    local uri="nbd+unix:///?socket=$sock"
+    t0=$(now)
+    case "$sys" in
+    qemu-img) timed "$TIMEOUT" qemu-img convert -n -W -m 8 -f raw -O raw "$src" "$uri" >"$W/client.log" 2>&1 ;;
+    nbdcopy) timed "$TIMEOUT" nbdcopy "$src" "$uri" >"$W/client.log" 2>&1 ;;
+    esac
+    rc=$?
+    t1=$(now)
+    if [ "$rc" != 0 ]; then FAIL="$sys exit $rc: $(head -n 1 "$W/client.log")"; finish; return; fi
+    R[time]=$(sub "$t1" "$t0")
+    R[rss]=$(( $(hwm "${PIDS[nbd]}") + $(client_rss || echo 0) ))
+    if [ "$mode" = count ]; then
+        stop wirecount TERM
+        counts=$(tail -n 1 "$W/wirecount.log")
+        R[wire]=$(awk '{ printf "%.0f", $1 + $2 }' <<<"$counts")
+    fi
+    stop nbd
+    # The counting run only counts: its time and disk are not used.
+    [ "$mode" = count ] || compare "$src" "$W/dst.raw"
+    finish
+}
+
+bench_cp() {
+    local image=$1 rep=$2 src t0 t1
+    new_run cp "$image" "$rep"
+    src=$(source_for "$image")
+    t0=$(now)
+    timed "$TIMEOUT" cp --sparse=always "$src" "$W/dst.raw" || { FAIL="cp failed"; finish; return; }
+    t1=$(now)
+    R[time]=$(sub "$t1" "$t0")
+    R[rss]=$(client_rss)
+    compare "$src" "$W/dst.raw"
+    finish
+}
+
+bench_tcp() {
+    local image=$1 rep=$2 bytes out lo0 lo1
+    new_run tcp-loopback "$image" "$rep"
+    # The data that must cross: the allocated bytes of the source image.
+    bytes=$(allocated "${IMG[$image]}")
+    lo0=$(lo_bytes)
+    out=$(in_ns "$OUT/tcpcopy" "$bytes" 1M) || { FAIL="tcpcopy failed"; finish; return; }
+    lo1=$(lo_bytes)
+    R[time]=$(awk '{ printf "%.3f", $1 }' <<<"$out")
+    R[wire]=$bytes
+    R[rss]=$(awk '{ print $3 }' <<<"$out")
+    R[src_alloc]=$bytes
+    R[note]="sends the image's allocated bytes from memory${lo0:+; loopback bytes $((lo1 - lo0))}"
+    finish
+}
+
+# too_long LIMIT: true (and says so) when the last run took longer than
+# LIMIT seconds or timed out; its row is then not repeated.
+too_long() {
+    local t=${R[time]:-}
+    [ "${R[status]}" = FAILED ] && [[ "${R[note]}" == *"within"* ]] && t=999999
+    [ -n "$t" ] && awk -v t="$t" -v l="$1" 'BEGIN { exit !(t > l) }' || return 1
+    say "${R[system]} / ${R[image]}: run took more than $1 s: not repeated (time budget)"
+    R[note]="not repeated: a run took more than $1 s"
+    new_note_row
+    return 0
+}
+
+# A row of its own kind: a note for its system and image in the table.
+new_note_row() {
+    local s=${R[system]} i=${R[image]} n=${R[note]}
+    R=(); R[system]=$s; R[image]=$i; R[rep]=-; R[status]=note; R[note]=$n
+    emit
+}
+
+na_row() {
+    new_run "$1" live -
+    R[status]=n/a
+    R[note]="n/a: no live guest for this system"
+    emit
+}
+
+# ---------------------------------------------------------------- main
+
+say "blkmig benchmark: size $SIZE, $REPS runs each, scratch $W"
+ensure_packages
+build_helpers
+snapshot_binaries
+setup_netns
+make_images
+
+for image in $IMAGES; do
+    for sys in $SYSTEMS; do
+        if [ "$image" = live ]; then
+            case "$sys" in
+            blkmig) ;;
+            mirror) na_row qemu-mirror; continue ;;
+            legacy) na_row qemu-legacy; continue ;;
+            tcp) na_row tcp-loopback; continue ;;
+            *) na_row "$sys"; continue ;;
+            esac
+        fi
+        case "$sys" in
+        blkmig|mirror|cp|tcp)
+            for ((rep = 1; rep <= REPS; rep++)); do
+                "bench_$sys" "$image" "$rep"
+                too_long "$LONG" && break
+            done ;;
+        qemu-img|nbdcopy)
+            command -v "$sys" >/dev/null 2>&1 ||
+                { new_run "$sys" "$image" 1; FAIL="$sys not installed"; finish; continue; }
+            [ "$WIRECOUNT" = 1 ] && bench_nbd "$sys" "$image" 0 count
+            for ((rep = 1; rep <= REPS; rep++)); do
+                bench_nbd "$sys" "$image" "$rep"
+                too_long "$LONG" && break
+            done ;;
+        legacy)
+            for ((rep = 1; rep <= REPS; rep++)); do
+                bench_legacy "$image" "$rep" qemu-legacy
+                too_long "$LEGACY_LONG" && break
+            done
+            for bw in $LEGACY_BWS; do
+                bench_legacy "$image" 1 "qemu-legacy@$bw" "$(to_bytes "$bw")"
+                [ "${R[identical]:-}" = yes ] && break
+            done ;;
+        *) echo "bench: unknown system '$sys'" >&2; exit 2 ;;
+        esac
+    done
+done
+
+"$ROOT/tests/bench/report.sh" "$RUNS" "$OUT" "$SIZE" "$REPS"
+say "done in $(elapsed) s; results in build/bench/results.{txt,csv,png}"

@@ -1,17 +1,20 @@
-/* The "block" savevm handler, destination side: validate each record,
- * then apply it so the destination stays as thin as the source. */
+/* The "block" savevm handler, destination side: read and validate each
+ * record in full (decompressing it if needed) before anything of it
+ * reaches a disk, then queue it for the connection's writer thread.  The
+ * main connection and every multifd channel decode this way; the load
+ * ends only when all of them have written everything. */
 #include <errno.h>
 #include <string.h>
 
 #include "block/block.h"
 #include "migration/block-migration.h"
+#include "migration/options.h"
 #include "migration-internal.h"
-#include "util/zero.h"
 
 #define CHUNK BLK_MIG_CHUNK_SIZE
-/* Granule of zero detection when applying a data chunk: the file system
- * block size, the smallest hole the destination can keep. */
-#define APPLY_BLOCK 4096
+#define SECTOR BLK_MIG_SECTOR_SIZE
+#define ROUND_UP(x, a) (((x) + (a) - 1) / (a) * (a))
+#define MAX_COMPRESSED (CHUNK + BLK_MIG_COMPRESS_SLACK)
 
 typedef struct BlockRecord {
     uint64_t stream_offset;     /* where the record starts */
@@ -21,18 +24,32 @@ typedef struct BlockRecord {
     BlockDriverState *bs;
 } BlockRecord;
 
-/* Flushes in the background while this load writes; one load at a time
- * (its thread is the only user). */
-static LoadFlusher *flusher;
+/* One connection's decoder. */
+struct BlkLoader {
+    int channel;                /* multifd channel index; -1: main connection */
+    BlkApplier *applier;
+    Decompressor *zlib;
+    Decompressor *zstd;
+    uint8_t *cbuf;              /* a compressed payload */
+};
 
-typedef struct LoadBuffer {
-    uint8_t *data;
-    size_t align;
-} LoadBuffer;
+/* What one load (one at a time; the main connection's thread sets it up)
+ * shares between its connections. */
+typedef struct LoadShared {
+    LoadFlusher *flusher;
+    BlkApplyBudget *budget;
+    BlkLoader *main;
+    unsigned sections;          /* sections of the main connection loaded */
+} LoadShared;
 
-static int G_GNUC_PRINTF(3, 4)
-load_fail(GError **errp, MigStream *f, const char *fmt, ...)
+static LoadShared load;
+
+static int G_GNUC_PRINTF(4, 5)
+load_fail(const BlkLoader *l, GError **errp, MigStream *f, const char *fmt, ...)
 {
+    g_autofree char *where = l->channel >= 0
+                             ? g_strdup_printf("multifd channel %d: ", l->channel)
+                             : g_strdup("");
     va_list ap;
     char *msg;
 
@@ -40,188 +57,356 @@ load_fail(GError **errp, MigStream *f, const char *fmt, ...)
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
     if (f && mig_stream_error(f)) {
-        g_set_error(errp, MIG_ERROR, 0, "block migration: %s: %s", msg,
+        g_set_error(errp, MIG_ERROR, 0, "block migration: %s%s: %s", where, msg,
                     mig_stream_error_msg(f));
     } else {
-        g_set_error(errp, MIG_ERROR, 0, "block migration: %s", msg);
+        g_set_error(errp, MIG_ERROR, 0, "block migration: %s%s", where, msg);
     }
     g_free(msg);
     return -1;
 }
 
-static int check_flags(const BlockRecord *r, GError **errp)
+/* ---- loaders ---- */
+
+static BlkLoader *loader_new(int channel)
+{
+    BlkLoader *l = g_new0(BlkLoader, 1);
+
+    l->channel = channel;
+    l->applier = blk_applier_new(load.budget, load.flusher);
+    return l;
+}
+
+static void loader_free(BlkLoader *l)
+{
+    if (!l) {
+        return;
+    }
+    blk_applier_free(l->applier);
+    decompressor_free(l->zlib);
+    decompressor_free(l->zstd);
+    g_free(l->cbuf);
+    g_free(l);
+}
+
+/* The first section of a load sets up what its connections share. */
+static void load_start(void)
+{
+    MigrationParameters params;
+
+    if (load.main) {
+        return;
+    }
+    mig_params_get(&params);
+    load.flusher = load_flusher_start();
+    /* Enough to keep the writers busy; more would only grow what the
+     * switchover must write and flush. */
+    load.budget = blk_apply_budget_new(MAX(params.max_inflight / 4, 4 * CHUNK));
+    load.main = loader_new(-1);
+    load.sections = 0;
+}
+
+/* ---- checks ---- */
+
+static int check_flags(const BlkLoader *l, const BlockRecord *r, GError **errp)
 {
     unsigned payload = r->flags & (BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_DEVICE_SIZE |
-                                   BLK_MIG_FLAG_PROGRESS);
+                                   BLK_MIG_FLAG_PROGRESS | BLK_MIG_FLAG_CHANNELS);
+    static const struct {
+        unsigned flag;
+        const char *name;
+    } block_only[] = {
+        { BLK_MIG_FLAG_ZERO_BLOCK, "ZERO_BLOCK" },
+        { BLK_MIG_FLAG_SPAN, "SPAN" },
+        { BLK_MIG_FLAG_COMPRESSED, "COMPRESSED" },
+    };
 
     if (r->flags & ~BLK_MIG_FLAGS_KNOWN) {
-        return load_fail(errp, NULL,
+        return load_fail(l, errp, NULL,
                          "unknown flags 0x%x in record at stream offset %" G_GUINT64_FORMAT,
                          r->flags & ~BLK_MIG_FLAGS_KNOWN, r->stream_offset);
     }
+    /* As QEMU does: skipping it would let a framing error go unnoticed. */
+    if (r->flags == 0) {
+        return load_fail(l, errp, NULL, "record without flags at stream offset %"
+                         G_GUINT64_FORMAT, r->stream_offset);
+    }
+    if ((r->flags & (BLK_MIG_FLAG_DEVICE_SIZE | BLK_MIG_FLAG_CHANNELS)) && load.sections > 0) {
+        return load_fail(l, errp, NULL, "%s record outside the setup part at stream offset %"
+                         G_GUINT64_FORMAT, r->flags & BLK_MIG_FLAG_DEVICE_SIZE
+                         ? "DEVICE_SIZE" : "CHANNELS", r->stream_offset);
+    }
     if (payload & (payload - 1)) {
-        return load_fail(errp, NULL,
+        return load_fail(l, errp, NULL,
                          "conflicting flags 0x%x in record at stream offset %" G_GUINT64_FORMAT,
                          r->flags, r->stream_offset);
     }
-    if ((r->flags & BLK_MIG_FLAG_ZERO_BLOCK) && !(r->flags & BLK_MIG_FLAG_DEVICE_BLOCK)) {
-        return load_fail(errp, NULL,
-                         "ZERO_BLOCK flag without DEVICE_BLOCK in record at stream offset %"
-                         G_GUINT64_FORMAT, r->stream_offset);
+    for (size_t i = 0; i < G_N_ELEMENTS(block_only); i++) {
+        if ((r->flags & block_only[i].flag) && !(r->flags & BLK_MIG_FLAG_DEVICE_BLOCK)) {
+            return load_fail(l, errp, NULL, "%s flag without DEVICE_BLOCK in record at "
+                             "stream offset %" G_GUINT64_FORMAT,
+                             block_only[i].name, r->stream_offset);
+        }
+    }
+    if ((r->flags & BLK_MIG_FLAG_COMPRESSED) && (r->flags & BLK_MIG_FLAG_ZERO_BLOCK)) {
+        return load_fail(l, errp, NULL, "COMPRESSED flag with ZERO_BLOCK in record at "
+                         "stream offset %" G_GUINT64_FORMAT, r->stream_offset);
     }
     return 0;
 }
 
+/* A channel carries block data and, last, its end marker. */
+static int check_channel_flags(const BlkLoader *l, const BlockRecord *r, GError **errp)
+{
+    const unsigned data_flags = BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK |
+                                BLK_MIG_FLAG_SPAN | BLK_MIG_FLAG_COMPRESSED;
+    bool end_marker = r->flags == BLK_MIG_FLAG_EOS && r->offset == 0;
+    bool data = (r->flags & BLK_MIG_FLAG_DEVICE_BLOCK) && !(r->flags & ~data_flags);
+
+    if (!end_marker && !data) {
+        return load_fail(l, errp, NULL,
+                         "record with flags 0x%x at stream offset %" G_GUINT64_FORMAT
+                         " is neither block data nor the end marker",
+                         r->flags, r->stream_offset);
+    }
+    return check_flags(l, r, errp);
+}
+
 /* u8 len + drive id, resolved to a drive of ours. */
-static int read_drive(MigStream *f, BlockRecord *r, GError **errp)
+static int read_drive(const BlkLoader *l, MigStream *f, BlockRecord *r, GError **errp)
 {
     uint8_t len = mig_get_u8(f);
 
     mig_get_buffer(f, r->id, len);
     r->id[len] = '\0';
     if (mig_stream_error(f)) {
-        return load_fail(errp, f, "reading record at stream offset %" G_GUINT64_FORMAT,
+        return load_fail(l, errp, f, "reading record at stream offset %" G_GUINT64_FORMAT,
                          r->stream_offset);
+    }
+    if (memchr(r->id, '\0', len)) {
+        return load_fail(l, errp, NULL, "drive id with a NUL byte in record at stream "
+                         "offset %" G_GUINT64_FORMAT, r->stream_offset);
     }
     r->bs = bdrv_find(r->id);
     if (!r->bs) {
-        return load_fail(errp, NULL, "unknown drive '%s'", r->id);
+        /* Error texts go out as JSON: only valid UTF-8. */
+        g_autofree char *shown = g_utf8_make_valid(r->id, -1);
+        return load_fail(l, errp, NULL, "unknown drive '%s'", shown);
     }
     return 0;
 }
 
-static int load_device_size(MigStream *f, BlockRecord *r, GError **errp)
+/* ---- setup records (main connection) ---- */
+
+static int load_device_size(BlkLoader *l, MigStream *f, BlockRecord *r, GError **errp)
 {
     uint64_t src_size, dst_size;
 
-    if (read_drive(f, r, errp) < 0) {
+    if (read_drive(l, f, r, errp) < 0) {
         return -1;
     }
     src_size = mig_get_be64(f);
     if (mig_stream_error(f)) {
-        return load_fail(errp, f, "reading record at stream offset %" G_GUINT64_FORMAT,
+        return load_fail(l, errp, f, "reading record at stream offset %" G_GUINT64_FORMAT,
                          r->stream_offset);
     }
     dst_size = bdrv_getlength(r->bs);
     if (dst_size < src_size) {
-        return load_fail(errp, NULL,
+        return load_fail(l, errp, NULL,
                          "drive '%s' is %" G_GUINT64_FORMAT " bytes at the source but only %"
                          G_GUINT64_FORMAT " bytes at the destination",
                          r->id, src_size, dst_size);
     }
+    /* Only blkmig sends this: its return path understands progress. */
+    load_flusher_report_progress(load.flusher);
     return 0;
 }
 
-static uint8_t *load_buffer_for(LoadBuffer *lb, BlockDriverState *bs)
+static int load_channels(BlkLoader *l, MigStream *f, BlockRecord *r, GError **errp)
 {
-    if (!lb->data || bdrv_buf_align(bs) > lb->align) {
-        g_clear_pointer(&lb->data, bdrv_buf_free);
-        lb->data = bdrv_buf_alloc(bs, CHUNK);
-        lb->align = bdrv_buf_align(bs);
+    uint8_t id[BLK_MIG_MULTIFD_ID_LEN];
+    uint32_t n = mig_get_be32(f);
+    GError *local = NULL;
+
+    mig_get_buffer(f, id, sizeof(id));
+    if (mig_stream_error(f)) {
+        return load_fail(l, errp, f, "reading record at stream offset %" G_GUINT64_FORMAT,
+                         r->stream_offset);
     }
-    return lb->data;
-}
-
-static void note_written(uint64_t bytes)
-{
-    if (!flusher) {
-        flusher = load_flusher_start();
+    if (r->offset != 0) {
+        return load_fail(l, errp, NULL, "CHANNELS record at stream offset %" G_GUINT64_FORMAT
+                         " has a non-zero offset field", r->stream_offset);
     }
-    load_flusher_written(flusher, bytes);
-}
-
-static int write_failed(const BlockRecord *r, uint64_t off, int ret, GError **errp)
-{
-    return load_fail(errp, NULL, "drive '%s': writing at offset %" G_GUINT64_FORMAT
-                     " failed: %s", r->id, off, g_strerror(-ret));
-}
-
-/* Write BUF[0, len) at the record's offset: runs of non-zero blocks as
- * data, runs of zero blocks as write-zeroes that may punch holes. */
-static int apply_data(const BlockRecord *r, const uint8_t *buf, uint64_t len, GError **errp)
-{
-    uint64_t pos = 0;
-
-    while (pos < len) {
-        bool zero = buffer_is_zero(buf + pos, MIN(APPLY_BLOCK, len - pos));
-        uint64_t end = pos + MIN(APPLY_BLOCK, len - pos);
-        int ret;
-
-        while (end < len && buffer_is_zero(buf + end, MIN(APPLY_BLOCK, len - end)) == zero) {
-            end += MIN(APPLY_BLOCK, len - end);
-        }
-        if (zero) {
-            ret = bdrv_pwrite_zeroes(r->bs, r->offset + pos, end - pos, BDRV_REQ_MAY_UNMAP);
-        } else {
-            ret = bdrv_pwrite(r->bs, r->offset + pos, buf + pos, end - pos, 0);
-        }
-        if (ret < 0) {
-            return write_failed(r, r->offset + pos, ret, errp);
-        }
-        pos = end;
+    if (!multifd_recv_expect(n, id, &local)) {
+        load_fail(l, errp, NULL, "CHANNELS record at stream offset %" G_GUINT64_FORMAT ": %s",
+                  r->stream_offset, local->message);
+        g_error_free(local);
+        return -1;
     }
-    note_written(len);
     return 0;
 }
 
-static int load_device_block(MigStream *f, BlockRecord *r, LoadBuffer *lb, GError **errp)
-{
-    uint64_t size, len;
-    uint8_t *buf;
-    int ret;
+/* ---- block data ---- */
 
-    if (read_drive(f, r, errp) < 0) {
+/* SPAN: be32 length, checked against the drive; *ULEN gets it. */
+static int read_span(BlkLoader *l, MigStream *f, const BlockRecord *r, uint64_t size,
+                     uint32_t *ulen, GError **errp)
+{
+    uint32_t span = mig_get_be32(f);
+
+    if (mig_stream_error(f)) {
+        return load_fail(l, errp, f, "reading record at stream offset %" G_GUINT64_FORMAT,
+                         r->stream_offset);
+    }
+    if (span == 0 || span % SECTOR || span > CHUNK) {
+        return load_fail(l, errp, NULL, "drive '%s': span length %u at offset %"
+                         G_GUINT64_FORMAT " is not a multiple of 512 from 512 to 1048576",
+                         r->id, span, r->offset);
+    }
+    if (r->offset % CHUNK + span > CHUNK) {
+        return load_fail(l, errp, NULL, "drive '%s': span of %u bytes at offset %"
+                         G_GUINT64_FORMAT " crosses a 1 MiB chunk boundary",
+                         r->id, span, r->offset);
+    }
+    if (r->offset + span > ROUND_UP(size, SECTOR)) {
+        return load_fail(l, errp, NULL, "drive '%s': span of %u bytes at offset %"
+                         G_GUINT64_FORMAT " ends beyond the destination size %" G_GUINT64_FORMAT,
+                         r->id, span, r->offset, size);
+    }
+    *ulen = span;
+    return 0;
+}
+
+static Decompressor *decompressor_for(BlkLoader *l, uint8_t algo)
+{
+    Decompressor **d = algo == BLK_MIG_COMPRESS_ZLIB ? &l->zlib : &l->zstd;
+
+    if (!*d) {
+        *d = decompressor_new(algo == BLK_MIG_COMPRESS_ZLIB ? COMPRESS_ZLIB : COMPRESS_ZSTD);
+    }
+    return *d;
+}
+
+/* COMPRESSED: u8 algorithm, be32 length, the bytes; decompressed into
+ * BUF (ULEN bytes). */
+static int read_compressed(BlkLoader *l, MigStream *f, const BlockRecord *r, uint32_t ulen,
+                           uint8_t *buf, GError **errp)
+{
+    uint8_t algo = mig_get_u8(f);
+    uint32_t clen = mig_get_be32(f);
+    GError *local = NULL;
+
+    if (mig_stream_error(f)) {
+        return load_fail(l, errp, f, "reading record at stream offset %" G_GUINT64_FORMAT,
+                         r->stream_offset);
+    }
+    if (algo != BLK_MIG_COMPRESS_ZLIB && algo != BLK_MIG_COMPRESS_ZSTD) {
+        return load_fail(l, errp, NULL, "unknown compression algorithm %u in record at "
+                         "stream offset %" G_GUINT64_FORMAT, algo, r->stream_offset);
+    }
+    if (clen == 0 || clen > (uint64_t)ulen + BLK_MIG_COMPRESS_SLACK) {
+        return load_fail(l, errp, NULL, "compressed length %u in record at stream offset %"
+                         G_GUINT64_FORMAT " is not between 1 and %u (%u bytes uncompressed)",
+                         clen, r->stream_offset, ulen + BLK_MIG_COMPRESS_SLACK, ulen);
+    }
+    if (!l->cbuf) {
+        l->cbuf = g_malloc(MAX_COMPRESSED);
+    }
+    if (mig_get_buffer(f, l->cbuf, clen) != clen) {
+        return load_fail(l, errp, f, "reading the data of the record at stream offset %"
+                         G_GUINT64_FORMAT, r->stream_offset);
+    }
+    if (!decompressor_decompress(decompressor_for(l, algo), l->cbuf, clen, buf, ulen, &local)) {
+        load_fail(l, errp, NULL, "drive '%s': corrupt compressed data in record at stream "
+                  "offset %" G_GUINT64_FORMAT ": %s", r->id, r->stream_offset, local->message);
+        g_error_free(local);
+        return -1;
+    }
+    return 0;
+}
+
+/* The payload of a data record into a buffer from the budget: whole
+ * before anything is written, so a bad record leaves the disk alone. */
+static int read_payload(BlkLoader *l, MigStream *f, const BlockRecord *r, uint32_t ulen,
+                        BlkApplyItem *it, GError **errp)
+{
+    int ret = 0;
+
+    it->data = blk_apply_budget_alloc(load.budget, ulen);
+    if (!it->data) {
+        return load_fail(l, errp, NULL, "reading the record at stream offset %"
+                         G_GUINT64_FORMAT ": the load was stopped", r->stream_offset);
+    }
+    it->data_cap = ulen;
+    if (r->flags & BLK_MIG_FLAG_COMPRESSED) {
+        ret = read_compressed(l, f, r, ulen, it->data, errp);
+    } else if (mig_get_buffer(f, it->data, ulen) != ulen) {
+        ret = load_fail(l, errp, f, "reading the data of the record at stream offset %"
+                        G_GUINT64_FORMAT, r->stream_offset);
+    }
+    if (ret < 0) {
+        blk_apply_budget_release(load.budget, it->data, it->data_cap);
+    }
+    return ret;
+}
+
+static int load_device_block(BlkLoader *l, MigStream *f, BlockRecord *r, GError **errp)
+{
+    BlkApplyItem it = { 0 };
+    uint32_t ulen = CHUNK;
+    uint64_t size;
+
+    if (read_drive(l, f, r, errp) < 0) {
         return -1;
     }
     size = bdrv_getlength(r->bs);
     if (r->offset >= size) {
-        return load_fail(errp, NULL,
+        return load_fail(l, errp, NULL,
                          "drive '%s': chunk at offset %" G_GUINT64_FORMAT
                          " is beyond the destination size %" G_GUINT64_FORMAT,
                          r->id, r->offset, size);
     }
-    /* The last chunk of a disk is whole on the wire; only the part inside
-     * the disk is applied. */
-    len = MIN(CHUNK, size - r->offset);
-    if (r->flags & BLK_MIG_FLAG_ZERO_BLOCK) {
-        ret = bdrv_pwrite_zeroes(r->bs, r->offset, len, BDRV_REQ_MAY_UNMAP);
-        if (ret < 0) {
-            return write_failed(r, r->offset, ret, errp);
-        }
-        note_written(len);
-        return 0;
+    if ((r->flags & BLK_MIG_FLAG_SPAN) && read_span(l, f, r, size, &ulen, errp) < 0) {
+        return -1;
     }
-    /* The whole payload arrives before any of it is written, so a
-     * truncated record leaves the disk untouched. */
-    buf = load_buffer_for(lb, r->bs);
-    if (mig_get_buffer(f, buf, CHUNK) != CHUNK) {
-        return load_fail(errp, f, "reading the data of the record at stream offset %"
-                         G_GUINT64_FORMAT, r->stream_offset);
+    /* Only the part inside the disk is applied (the last chunk of a disk
+     * is whole on the wire). */
+    it.bs = r->bs;
+    it.offset = r->offset;
+    it.len = MIN(ulen, size - r->offset);
+    if (!(r->flags & BLK_MIG_FLAG_ZERO_BLOCK) && read_payload(l, f, r, ulen, &it, errp) < 0) {
+        return -1;
     }
-    return apply_data(r, buf, len, errp);
+    return blk_applier_push(l->applier, &it, errp) ? 0 : -1;
 }
 
-/* One record; *eos when it ends the section part. */
-static int load_record(MigStream *f, LoadBuffer *lb, bool *eos, GError **errp)
+/* ---- records ---- */
+
+/* One record; *eos when it ends the section part (or the channel). */
+static int load_record(BlkLoader *l, MigStream *f, bool *eos, GError **errp)
 {
     BlockRecord r = { .stream_offset = mig_stream_bytes(f) };
     uint64_t header = mig_get_be64(f);
 
     if (mig_stream_error(f)) {
-        return load_fail(errp, f, "reading record at stream offset %" G_GUINT64_FORMAT,
+        return load_fail(l, errp, f, "reading record at stream offset %" G_GUINT64_FORMAT,
                          r.stream_offset);
     }
     r.flags = header & BLK_MIG_FLAGS_MASK;
     r.offset = header & ~(uint64_t)BLK_MIG_FLAGS_MASK;
-    if (check_flags(&r, errp) < 0) {
+    if ((l->channel >= 0 ? check_channel_flags(l, &r, errp) : check_flags(l, &r, errp)) < 0) {
         return -1;
     }
     if (r.flags & BLK_MIG_FLAG_DEVICE_SIZE) {
-        if (load_device_size(f, &r, errp) < 0) {
+        if (load_device_size(l, f, &r, errp) < 0) {
+            return -1;
+        }
+    } else if (r.flags & BLK_MIG_FLAG_CHANNELS) {
+        if (load_channels(l, f, &r, errp) < 0) {
             return -1;
         }
     } else if (r.flags & BLK_MIG_FLAG_DEVICE_BLOCK) {
-        if (load_device_block(f, &r, lb, errp) < 0) {
+        if (load_device_block(l, f, &r, errp) < 0) {
             return -1;
         }
     }
@@ -232,38 +417,83 @@ static int load_record(MigStream *f, LoadBuffer *lb, bool *eos, GError **errp)
 
 int block_load_state(MigStream *f, void *opaque, int version_id, GError **errp)
 {
-    LoadBuffer lb = { 0 };
     bool eos = false;
     int ret = 0;
 
+    load_start();
     while (!eos && ret == 0) {
-        ret = load_record(f, &lb, &eos, errp);
+        ret = load_record(load.main, f, &eos, errp);
     }
-    bdrv_buf_free(lb.data);
+    if (ret == 0 && load.sections++ == 0 && !multifd_recv_setup_done(errp)) {
+        ret = -1;
+    }
     return ret;
 }
 
-int block_load_finish(void *opaque, GError **errp)
+/* ---- multifd channels ---- */
+
+BlkLoader *block_load_channel_new(unsigned index)
+{
+    return loader_new(index);
+}
+
+void block_load_channel_free(BlkLoader *l)
+{
+    loader_free(l);
+}
+
+bool block_load_channel_next(BlkLoader *l, MigStream *f, bool *end, GError **errp)
+{
+    if (load_record(l, f, end, errp) < 0) {
+        return false;
+    }
+    return !*end || blk_applier_drain(l->applier, errp);
+}
+
+/* ---- the end ---- */
+
+static int flush_drives(GError **errp)
 {
     g_autoptr(GList) drives = bdrv_list();
-    LoadFlusher *fl = g_steal_pointer(&flusher);
 
-    if (load_flusher_stop(fl, errp) < 0) {
-        return -1;
-    }
     for (GList *l = drives; l; l = l->next) {
         BlockDriverState *bs = l->data;
         int ret = bdrv_flush(bs);
 
         if (ret < 0) {
-            return load_fail(errp, NULL, "flushing drive '%s' failed: %s",
-                             bdrv_get_id(bs), g_strerror(-ret));
+            g_set_error(errp, MIG_ERROR, 0, "block migration: flushing drive '%s' failed: %s",
+                        bdrv_get_id(bs), g_strerror(-ret));
+            return -1;
         }
     }
     return 0;
 }
 
+int block_load_finish(void *opaque, GError **errp)
+{
+    LoadFlusher *fl;
+
+    if (load.main && !blk_applier_drain(load.main->applier, errp)) {
+        return -1;
+    }
+    if (!multifd_recv_wait_all(errp)) {
+        return -1;
+    }
+    fl = g_steal_pointer(&load.flusher);
+    if (load_flusher_stop(fl, errp) < 0) {
+        return -1;
+    }
+    return flush_drives(errp);
+}
+
 void block_load_cleanup(void)
 {
-    load_flusher_stop(g_steal_pointer(&flusher), NULL);
+    if (load.budget) {
+        /* Wake whoever waits for memory, then stop the channels. */
+        blk_apply_budget_abort(load.budget);
+    }
+    multifd_recv_abort();
+    g_clear_pointer(&load.main, loader_free);
+    g_clear_pointer(&load.budget, blk_apply_budget_free);
+    load_flusher_stop(g_steal_pointer(&load.flusher), NULL);
 }

@@ -1,6 +1,8 @@
 /* The "block" savevm handler, source side: bulk copy of every drive in
- * 1 MiB chunks (holes never read), then re-sending chunks the guest
- * dirtied, then the rest while the guest is stopped. */
+ * 1 MiB chunks (holes never read), then re-sending what the guest dirtied,
+ * then the rest while the guest is stopped.  Chunks become jobs of the
+ * read pipeline; finished jobs go out on the main stream, or on their
+ * multifd channel. */
 #include <errno.h>
 #include <string.h>
 
@@ -10,7 +12,7 @@
 #include "migration/options.h"
 #include "migration/savevm.h"
 #include "migration-internal.h"
-#include "util/zero.h"
+#include "util/bitmap.h"
 
 #define CHUNK BLK_MIG_CHUNK_SIZE
 #define CHUNK_START(off) ((uint64_t)(off) & ~(uint64_t)(CHUNK - 1))
@@ -18,6 +20,12 @@
  * reached (zero chunks cost little wire), so the migration thread keeps
  * checking cancellation, bandwidth and the downtime estimate. */
 #define ITERATE_TIME_BUDGET_US (200 * 1000)
+/* Longest wait for the pipeline before re-checking for errors. */
+#define PUMP_WAIT_US (20 * 1000)
+/* Dirty bits of one chunk at the finest granularity, plus one spare word
+ * as dirty_bitmap_snapshot_and_clear asks. */
+#define MIN_GRANULARITY BLK_MIG_SECTOR_SIZE
+#define CHUNK_BITMAP_WORDS BITMAP_WORDS(CHUNK / MIN_GRANULARITY + 1)
 
 typedef struct BlkMigDevice {
     BlockDriverState *bs;
@@ -29,18 +37,20 @@ typedef struct BlkMigDevice {
 
 typedef struct BlkMigState {
     /* Guards devs (QMP reads pending and stats from its own thread), the
-     * cursors and the statistics. */
+     * cursors and the statistics; multifd threads update the latter. */
     GMutex lock;
     GPtrArray *devs;            /* BlkMigDevice *; NULL when not set up */
-    uint8_t *buf;               /* one chunk, aligned for every drive */
-    bool zero_blocks;           /* capabilities, fixed at setup */
-    bool qemu_compat;
-    bool bulk_done;
+    BlkChunkOptions opts;       /* fixed at setup */
+    BlkPipeline *pipeline;
+    MultifdSend *multifd;       /* NULL without the multifd capability */
+    bool bulk_done;             /* every bulk chunk was submitted */
+    bool bulk_sent;             /* ...and sent: the dirty phase runs */
     guint dirty_dev;            /* where the dirty phase resumes */
     uint64_t dirty_cursor;
     int progress;               /* last PROGRESS percent sent */
     uint64_t bulk_walked;
-    uint64_t processed;
+    uint64_t processed;         /* disk bytes of jobs sent */
+    uint64_t inflight;          /* disk bytes of jobs submitted, not yet sent */
     uint64_t remaining_at_end;  /* pending when the migration was cleaned up */
     MigrationDiskStats stats;
 } BlkMigState;
@@ -73,16 +83,26 @@ static uint64_t dirty_chunks_below(BlkMigDevice *dev, uint64_t limit)
     return count;
 }
 
-/* Dirty chunks above the bulk cursor are not counted: the bulk phase will
- * send them anyway. */
+/* Dirty bytes the dirty phase will send.  During the bulk phase, dirty
+ * chunks above the bulk cursor are not counted (the bulk phase sends them
+ * anyway) and those below count whole; afterwards spans send exactly the
+ * dirty blocks. */
+static uint64_t dirty_pending(BlkMigDevice *dev)
+{
+    if (dev->bulk_cursor < dev->size || blk.opts.whole_chunks) {
+        return dirty_chunks_below(dev, dev->bulk_cursor) * CHUNK;
+    }
+    return dirty_bitmap_dirty_bytes(dev->bitmap);
+}
+
 static uint64_t pending_locked(void)
 {
-    uint64_t pending = 0;
+    uint64_t pending = blk.inflight + (blk.multifd ? multifd_send_unsent_bytes(blk.multifd) : 0);
 
     for (guint i = 0; blk.devs && i < blk.devs->len; i++) {
         BlkMigDevice *dev = blk.devs->pdata[i];
         pending += dev->size - dev->bulk_cursor;
-        pending += dirty_chunks_below(dev, dev->bulk_cursor) * CHUNK;
+        pending += dirty_pending(dev);
     }
     return pending;
 }
@@ -122,7 +142,27 @@ static void account_transferred(uint64_t bytes)
     g_mutex_unlock(&blk.lock);
 }
 
-/* ---- records ---- */
+/* A job's records are on the wire (WIRE_BYTES of them on a multifd
+ * channel; main-stream bytes are counted per section), or it was dropped
+ * after a failure.  Any thread. */
+static void job_sent(BlkChunkJob *job, bool sent, uint64_t wire_bytes, void *opaque)
+{
+    g_mutex_lock(&blk.lock);
+    blk.inflight -= job->walked;
+    if (sent) {
+        blk.processed += job->walked;
+        blk.stats.transferred += wire_bytes;
+        if (job->has_data) {
+            blk.stats.data_blocks++;
+        } else {
+            blk.stats.zero_blocks++;
+        }
+    }
+    g_mutex_unlock(&blk.lock);
+    blk_pipeline_release(blk.pipeline, job);
+}
+
+/* ---- records on the main stream ---- */
 
 static void put_record_header(MigStream *f, const BlkMigDevice *dev,
                               uint64_t offset, uint64_t flags)
@@ -139,92 +179,213 @@ static void put_progress(MigStream *f, int percent)
     mig_put_be64(f, (uint64_t)percent << 9 | BLK_MIG_FLAG_PROGRESS);
 }
 
-/* ---- reading a chunk ---- */
+/* ---- submitting chunk jobs ---- */
 
-typedef struct Extent {
-    uint64_t off;
-    uint64_t len;
-    bool is_data;
-} Extent;
-
-/* Allocation map of [off, off+len); a failing block_status is taken as
- * data, which only costs a read. */
-static GArray *chunk_extents(BlkMigDevice *dev, uint64_t off, uint64_t len, bool *any_data)
+static void submit(BlkChunkJob *job)
 {
-    GArray *extents = g_array_new(false, false, sizeof(Extent));
-    uint64_t pos = off, end = off + len;
-
-    *any_data = false;
-    while (pos < end) {
-        Extent e = { .off = pos };
-        uint64_t pnum = 0;
-        int ret = bdrv_block_status(dev->bs, pos, end - pos, &pnum, &e.is_data);
-
-        if (ret < 0 || pnum == 0) {
-            pnum = end - pos;
-            e.is_data = true;
-        }
-        e.len = MIN(pnum, end - pos);
-        *any_data |= e.is_data;
-        g_array_append_val(extents, e);
-        pos += e.len;
-    }
-    return extents;
-}
-
-/* Fill blk.buf with the chunk at OFF: data extents read, holes and the part
- * past the end of the drive zeroed. */
-static int read_chunk(BlkMigDevice *dev, uint64_t off, uint64_t len,
-                      GArray *extents, GError **errp)
-{
-    for (guint i = 0; i < extents->len; i++) {
-        Extent *e = &g_array_index(extents, Extent, i);
-        uint8_t *p = blk.buf + (e->off - off);
-
-        if (!e->is_data) {
-            memset(p, 0, e->len);
-            continue;
-        }
-        int ret = bdrv_pread(dev->bs, e->off, p, e->len);
-        if (ret < 0) {
-            g_set_error(errp, MIG_ERROR, 0,
-                        "block migration: reading drive '%s' at offset %" G_GUINT64_FORMAT
-                        " failed: %s", dev->id, e->off, g_strerror(-ret));
-            return -1;
-        }
-    }
-    memset(blk.buf + len, 0, CHUNK - len);
-    return 0;
-}
-
-/* Send the chunk at OFF (its dirty bits already cleared by the caller). */
-static int send_chunk(MigStream *f, BlkMigDevice *dev, uint64_t off, GError **errp)
-{
-    uint64_t len = MIN(CHUNK, dev->size - off);
-    bool any_data, zero;
-    g_autoptr(GArray) extents = chunk_extents(dev, off, len, &any_data);
-
-    if (any_data || !blk.zero_blocks) {
-        if (read_chunk(dev, off, len, extents, errp) < 0) {
-            return -1;
-        }
-    }
-    zero = !any_data || buffer_is_zero(blk.buf, CHUNK);
-    if (zero && blk.zero_blocks) {
-        put_record_header(f, dev, off, BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK);
-    } else {
-        put_record_header(f, dev, off, BLK_MIG_FLAG_DEVICE_BLOCK);
-        mig_put_buffer(f, blk.buf, CHUNK);
+    blk_chunk_plan(job, &blk.opts);
+    if (!job->needs_worker) {
+        /* Holes only: the records need neither a read nor a thread. */
+        blk_chunk_prepare(job, &blk.opts, NULL);
     }
     g_mutex_lock(&blk.lock);
-    if (zero && blk.zero_blocks) {
-        blk.stats.zero_blocks++;
-    } else {
-        blk.stats.data_blocks++;
-    }
-    blk.processed += len;
+    blk.inflight += job->walked;
     g_mutex_unlock(&blk.lock);
-    return mig_stream_error(f) ? -1 : 0;
+    blk_pipeline_submit(blk.pipeline, job);
+}
+
+/* The next bulk chunk; false (and blk.bulk_done) after the last one. */
+static bool bulk_submit_next(MigStream *f)
+{
+    BlkMigDevice *dev = NULL;
+    BlkChunkJob *job;
+    uint64_t off, len;
+    int percent;
+
+    for (guint i = 0; i < blk.devs->len && !dev; i++) {
+        BlkMigDevice *d = blk.devs->pdata[i];
+        if (d->bulk_cursor < d->size) {
+            dev = d;
+        }
+    }
+    if (!dev) {
+        blk.bulk_done = true;
+        return false;
+    }
+    off = dev->bulk_cursor;
+    len = MIN(CHUNK, dev->size - off);
+    /* Clear first, read after: a write racing with the read is marked
+     * again and re-sent in the dirty phase. */
+    dirty_bitmap_test_and_clear(dev->bitmap, off, len);
+    job = blk_chunk_job_new(dev->bs, dev->id, off, dev->size);
+    blk_chunk_add_range(job, off, len);
+    g_mutex_lock(&blk.lock);
+    dev->bulk_cursor = off + len;
+    blk.bulk_walked += len;
+    percent = blk.stats.total ? blk.bulk_walked * 100 / blk.stats.total : 100;
+    g_mutex_unlock(&blk.lock);
+    submit(job);
+    if (percent != blk.progress) {
+        blk.progress = percent;
+        put_progress(f, percent);
+    }
+    return true;
+}
+
+/* The runs of dirty blocks of the chunk at OFF, as the job's ranges; their
+ * bits are cleared before anything is read. */
+static void take_dirty_ranges(BlkMigDevice *dev, BlkChunkJob *job, uint64_t off)
+{
+    uint64_t len = MIN(CHUNK, dev->size - off);
+    uint64_t gran = dirty_bitmap_granularity(dev->bitmap);
+    unsigned long bits[CHUNK_BITMAP_WORDS] = { 0 };
+    uint64_t nbits;
+
+    if (blk.opts.whole_chunks) {
+        dirty_bitmap_test_and_clear(dev->bitmap, off, len);
+        blk_chunk_add_range(job, off, len);
+        return;
+    }
+    nbits = dirty_bitmap_snapshot_and_clear(dev->bitmap, off, len, bits);
+    for (uint64_t b = bitmap_find_next_set(bits, nbits, 0); b < nbits;) {
+        uint64_t e = b + 1;
+        while (e < nbits && bitmap_test(bits, e)) {
+            e++;
+        }
+        uint64_t start = off + b * gran;
+        blk_chunk_add_range(job, start, MIN(off + len, off + e * gran) - start);
+        b = bitmap_find_next_set(bits, nbits, e);
+    }
+}
+
+/* The chunk holding the next dirty block at or after the dirty cursor;
+ * false (and *pass_done) when the cursor wrapped past the last drive. */
+static bool dirty_submit_next(bool *pass_done)
+{
+    while (blk.dirty_dev < blk.devs->len) {
+        BlkMigDevice *dev = blk.devs->pdata[blk.dirty_dev];
+        int64_t dirty = dirty_bitmap_next_dirty(dev->bitmap, blk.dirty_cursor);
+
+        if (dirty >= 0 && (uint64_t)dirty < dev->size) {
+            uint64_t off = CHUNK_START(dirty);
+            BlkChunkJob *job = blk_chunk_job_new(dev->bs, dev->id, off, dev->size);
+
+            take_dirty_ranges(dev, job, off);
+            blk.dirty_cursor = off + CHUNK;
+            if (job->ranges->len == 0) {
+                blk_chunk_job_free(job);
+                continue;
+            }
+            submit(job);
+            return true;
+        }
+        blk.dirty_dev++;
+        blk.dirty_cursor = 0;
+    }
+    blk.dirty_dev = 0;
+    blk.dirty_cursor = 0;
+    g_mutex_lock(&blk.lock);
+    blk.stats.dirty_sync_count++;
+    g_mutex_unlock(&blk.lock);
+    *pass_done = true;
+    return false;
+}
+
+/* ---- sending finished jobs ---- */
+
+static void send_on_main(MigStream *f, BlkChunkJob *job)
+{
+    for (guint i = 0; i < job->records->len; i++) {
+        blk_record_put(f, job->id, &g_array_index(job->records, BlkRecord, i));
+    }
+    job_sent(job, mig_stream_error(f) == 0, 0, NULL);
+}
+
+/* Send the jobs that are ready, oldest first, until *SENT (their wire
+ * bytes are added) reaches MAX_BYTES.  Returns how many, or -1 when one
+ * failed to read. */
+static int send_ready(MigStream *f, uint64_t *sent, uint64_t max_bytes, GError **errp)
+{
+    BlkChunkJob *job;
+    int count = 0;
+
+    while (*sent < max_bytes && (job = blk_pipeline_pop_ready(blk.pipeline))) {
+        if (job->error) {
+            g_set_error_literal(errp, MIG_ERROR, 0, job->error);
+            job_sent(job, false, 0, NULL);
+            return -1;
+        }
+        *sent += job->wire_bytes;
+        count++;
+        if (blk.multifd) {
+            unsigned n = multifd_send_channels(blk.multifd);
+            multifd_send_queue(blk.multifd, (job->chunk / CHUNK) % n, job);
+        } else {
+            send_on_main(f, job);
+        }
+    }
+    return count;
+}
+
+/* The main stream or a channel failed (a cancel shuts the main stream). */
+static bool send_failed(MigStream *f, GError **errp)
+{
+    if (blk.multifd && multifd_send_failed(blk.multifd, errp)) {
+        return true;
+    }
+    if (mig_stream_error(f)) {
+        g_set_error(errp, MIG_ERROR, 0, "writing the migration stream failed: %s",
+                    mig_stream_error_msg(f));
+        return true;
+    }
+    return false;
+}
+
+typedef enum { PUMP_BULK, PUMP_DIRTY_PASS } PumpWork;
+
+/* One more job of WORK; false when there is none left. */
+static bool submit_next(MigStream *f, PumpWork work)
+{
+    bool pass_done = false;
+
+    if (work == PUMP_BULK) {
+        return bulk_submit_next(f);
+    }
+    return dirty_submit_next(&pass_done);
+}
+
+/* Keep the pipeline full with WORK and send what is ready, until WORK is
+ * all sent (1), MAX_BYTES were sent or DEADLINE (0: none) passed (0), or
+ * something failed (-1). */
+static int pump(MigStream *f, PumpWork work, uint64_t max_bytes, gint64 deadline,
+                GError **errp)
+{
+    uint64_t sent = 0;
+    bool out_of_work = work == PUMP_BULK && blk.bulk_done;
+
+    for (;;) {
+        int count;
+
+        if (send_failed(f, errp)) {
+            return -1;
+        }
+        while (!out_of_work && blk_pipeline_has_room(blk.pipeline)) {
+            out_of_work = !submit_next(f, work);
+        }
+        count = send_ready(f, &sent, max_bytes, errp);
+        if (count < 0) {
+            return -1;
+        }
+        if (out_of_work && blk_pipeline_is_empty(blk.pipeline)) {
+            return 1;
+        }
+        if (sent >= max_bytes || (deadline && g_get_monotonic_time() >= deadline)) {
+            return 0;
+        }
+        if (count == 0) {
+            blk_pipeline_wait(blk.pipeline, PUMP_WAIT_US);
+        }
+    }
 }
 
 /* ---- setup and cleanup ---- */
@@ -258,28 +419,97 @@ static bool add_devices(GPtrArray *devs, uint32_t granularity, GError **errp)
     return true;
 }
 
-/* A chunk buffer aligned for the most demanding drive. */
-static uint8_t *alloc_chunk_buffer(GPtrArray *devs)
-{
-    BlockDriverState *strictest = NULL;
-
-    for (guint i = 0; i < devs->len; i++) {
-        BlkMigDevice *dev = devs->pdata[i];
-        if (!strictest || bdrv_buf_align(dev->bs) > bdrv_buf_align(strictest)) {
-            strictest = dev->bs;
-        }
-    }
-    return strictest ? bdrv_buf_alloc(strictest, CHUNK) : NULL;
-}
-
 static void blk_mig_cleanup(void *opaque)
 {
+    BlkPipeline *pipeline;
+    MultifdSend *multifd;
+
     block_load_cleanup();
     g_mutex_lock(&blk.lock);
     if (blk.devs) {
         blk.remaining_at_end = pending_locked();
-        g_clear_pointer(&blk.devs, g_ptr_array_unref);
-        g_clear_pointer(&blk.buf, bdrv_buf_free);
+    }
+    g_mutex_unlock(&blk.lock);
+    /* Channels hand their jobs back to the pipeline: they go first.  QMP
+     * looks at them (pending) under the lock. */
+    g_mutex_lock(&blk.lock);
+    multifd = g_steal_pointer(&blk.multifd);
+    g_mutex_unlock(&blk.lock);
+    multifd_send_free(multifd);
+    pipeline = blk.pipeline;
+    blk_pipeline_free(pipeline);
+    g_mutex_lock(&blk.lock);
+    blk.pipeline = NULL;
+    blk.inflight = 0;
+    g_clear_pointer(&blk.devs, g_ptr_array_unref);
+    g_mutex_unlock(&blk.lock);
+}
+
+/* What chunks turn into, from the capabilities and parameters. */
+static void chunk_options(const MigrationParameters *params, BlkChunkOptions *o)
+{
+    bool zlib = params->compress_algorithm == MIG_COMPRESS_ZLIB;
+
+    *o = (BlkChunkOptions){
+        .whole_chunks = mig_cap_enabled(MIG_CAP_QEMU_COMPAT),
+        .zero_blocks = mig_cap_enabled(MIG_CAP_ZERO_BLOCKS),
+    };
+    o->compress = mig_cap_enabled(MIG_CAP_COMPRESS) && !o->whole_chunks;
+    o->compress_algo = zlib ? COMPRESS_ZLIB : COMPRESS_ZSTD;
+    /* QEMU's compress-level 0 means "fastest" here: level 1. */
+    o->compress_level = zlib ? MAX((int)params->compress_level, 1)
+                             : (int)params->compress_zstd_level;
+}
+
+/* Connects the channels and announces them in the setup part. */
+static bool setup_multifd(MigStream *f, const MigrationParameters *params, GError **errp)
+{
+    uint8_t id[BLK_MIG_MULTIFD_ID_LEN];
+    g_autofree char *uri = outgoing_uri();
+    MultifdSend *multifd;
+    unsigned n = params->multifd_channels;
+
+    if (!mig_cap_enabled(MIG_CAP_MULTIFD) || blk.opts.whole_chunks) {
+        return true;
+    }
+    if (!uri) {
+        g_set_error(errp, MIG_ERROR, 0, "multifd needs an outgoing migration URI");
+        return false;
+    }
+    for (size_t i = 0; i < sizeof(id); i++) {
+        id[i] = g_random_int_range(0, 256);
+    }
+    multifd = multifd_send_start(uri, n, id, f, job_sent, NULL, errp);
+    if (!multifd) {
+        return false;
+    }
+    g_mutex_lock(&blk.lock);
+    blk.multifd = multifd;
+    g_mutex_unlock(&blk.lock);
+    mig_put_be64(f, BLK_MIG_FLAG_CHANNELS);
+    mig_put_be32(f, n);
+    mig_put_buffer(f, id, sizeof(id));
+    return true;
+}
+
+static void reset_state(GPtrArray *devs, const MigrationParameters *params)
+{
+    g_mutex_lock(&blk.lock);
+    blk.devs = devs;
+    chunk_options(params, &blk.opts);
+    blk.pipeline = blk_pipeline_new(&blk.opts, params->max_inflight);
+    blk.bulk_done = devs->len == 0;
+    blk.bulk_sent = blk.bulk_done;
+    blk.dirty_dev = 0;
+    blk.dirty_cursor = 0;
+    blk.progress = -1;
+    blk.bulk_walked = 0;
+    blk.processed = 0;
+    blk.inflight = 0;
+    blk.remaining_at_end = 0;
+    blk.stats = (MigrationDiskStats){ 0 };
+    for (guint i = 0; i < devs->len; i++) {
+        blk.stats.total += ((BlkMigDevice *)devs->pdata[i])->size;
     }
     g_mutex_unlock(&blk.lock);
 }
@@ -296,152 +526,78 @@ static int blk_mig_save_setup(MigStream *f, void *opaque, GError **errp)
         g_ptr_array_unref(devs);
         return -1;
     }
-    g_mutex_lock(&blk.lock);
-    blk.devs = devs;
-    blk.buf = alloc_chunk_buffer(devs);
-    blk.zero_blocks = mig_cap_enabled(MIG_CAP_ZERO_BLOCKS);
-    blk.qemu_compat = mig_cap_enabled(MIG_CAP_QEMU_COMPAT);
-    blk.bulk_done = devs->len == 0;
-    blk.dirty_dev = 0;
-    blk.dirty_cursor = 0;
-    blk.progress = -1;
-    blk.bulk_walked = 0;
-    blk.processed = 0;
-    blk.remaining_at_end = 0;
-    blk.stats = (MigrationDiskStats){ 0 };
-    for (guint i = 0; i < devs->len; i++) {
-        blk.stats.total += ((BlkMigDevice *)devs->pdata[i])->size;
-    }
-    g_mutex_unlock(&blk.lock);
-
-    for (guint i = 0; i < devs->len && !blk.qemu_compat; i++) {
+    reset_state(devs, &params);
+    for (guint i = 0; i < devs->len && !blk.opts.whole_chunks; i++) {
         BlkMigDevice *dev = devs->pdata[i];
         put_record_header(f, dev, 0, BLK_MIG_FLAG_DEVICE_SIZE);
         mig_put_be64(f, dev->size);
+    }
+    if (!setup_multifd(f, &params, errp)) {
+        return -1;
     }
     mig_put_be64(f, BLK_MIG_FLAG_EOS);
     account_transferred(mig_stream_bytes(f) - start);
     return mig_stream_error(f) ? -1 : 0;
 }
 
-/* ---- bulk phase ---- */
-
-/* Walk the next bulk chunk; sets blk.bulk_done after the last one. */
-static int bulk_save_next(MigStream *f, GError **errp)
-{
-    BlkMigDevice *dev = NULL;
-    uint64_t off, len;
-    int percent;
-
-    for (guint i = 0; i < blk.devs->len && !dev; i++) {
-        BlkMigDevice *d = blk.devs->pdata[i];
-        if (d->bulk_cursor < d->size) {
-            dev = d;
-        }
-    }
-    if (!dev) {
-        blk.bulk_done = true;
-        return 0;
-    }
-    off = dev->bulk_cursor;
-    len = MIN(CHUNK, dev->size - off);
-    /* Clear first, read after: a write racing with the read is marked
-     * again and re-sent in the dirty phase. */
-    dirty_bitmap_test_and_clear(dev->bitmap, off, len);
-    if (send_chunk(f, dev, off, errp) < 0) {
-        return -1;
-    }
-    g_mutex_lock(&blk.lock);
-    dev->bulk_cursor = off + len;
-    blk.bulk_walked += len;
-    percent = blk.stats.total ? blk.bulk_walked * 100 / blk.stats.total : 100;
-    g_mutex_unlock(&blk.lock);
-    if (percent != blk.progress) {
-        blk.progress = percent;
-        put_progress(f, percent);
-    }
-    return 0;
-}
-
-/* ---- dirty phase ---- */
-
-/* Send the chunk holding the next dirty granule at or after the dirty
- * cursor; *pass_done when the cursor wrapped past the last drive. */
-static int dirty_save_next(MigStream *f, bool *pass_done, GError **errp)
-{
-    *pass_done = false;
-    while (blk.dirty_dev < blk.devs->len) {
-        BlkMigDevice *dev = blk.devs->pdata[blk.dirty_dev];
-        int64_t dirty = dirty_bitmap_next_dirty(dev->bitmap, blk.dirty_cursor);
-
-        if (dirty >= 0 && (uint64_t)dirty < dev->size) {
-            uint64_t off = CHUNK_START(dirty);
-            dirty_bitmap_test_and_clear(dev->bitmap, off, MIN(CHUNK, dev->size - off));
-            blk.dirty_cursor = off + CHUNK;
-            return send_chunk(f, dev, off, errp);
-        }
-        blk.dirty_dev++;
-        blk.dirty_cursor = 0;
-    }
-    blk.dirty_dev = 0;
-    g_mutex_lock(&blk.lock);
-    blk.stats.dirty_sync_count++;
-    g_mutex_unlock(&blk.lock);
-    *pass_done = true;
-    return 0;
-}
+/* ---- iterations and completion ---- */
 
 static int blk_mig_save_iterate(MigStream *f, void *opaque, uint64_t max_bytes,
                                 GError **errp)
 {
     uint64_t start = mig_stream_bytes(f);
     gint64 deadline = g_get_monotonic_time() + ITERATE_TIME_BUDGET_US;
-    bool pass_done = false;
-    int ret = 0;
+    bool dirty_phase = blk.bulk_sent;
+    int ret;
 
     if (!blk.devs) {
         g_set_error(errp, MIG_ERROR, 0, "block migration was not set up");
         return -1;
     }
-    while (ret == 0 && !pass_done && mig_stream_error(f) == 0 &&
-           mig_stream_bytes(f) - start < max_bytes &&
-           g_get_monotonic_time() < deadline) {
-        if (!blk.bulk_done) {
-            ret = bulk_save_next(f, errp);
-            if (blk.bulk_done) {
-                break;
-            }
-        } else {
-            ret = dirty_save_next(f, &pass_done, errp);
+    if (!dirty_phase) {
+        ret = pump(f, PUMP_BULK, max_bytes, deadline, errp);
+        blk.bulk_sent = ret == 1;
+    } else {
+        uint64_t processed = block_migration_processed_bytes();
+        ret = pump(f, PUMP_DIRTY_PASS, max_bytes, deadline, errp);
+        if (ret == 1 && block_migration_processed_bytes() == processed) {
+            /* Nothing was dirty: let channels drain a little rather than
+             * spin through empty passes. */
+            blk_pipeline_wait(blk.pipeline, PUMP_WAIT_US);
         }
     }
     mig_put_be64(f, BLK_MIG_FLAG_EOS);
+    /* Nothing sent may wait in the buffer: the destination reports what
+     * is durable, and the switchover waits for that. */
+    mig_stream_flush(f);
     account_transferred(mig_stream_bytes(f) - start);
     if (ret < 0 || mig_stream_error(f)) {
         return -1;
     }
-    return blk.bulk_done ? 1 : 0;
+    /* The bulk phase is complete once its last chunk is sent. */
+    return dirty_phase || ret == 1 ? 1 : 0;
 }
 
 /* Guest stopped: whatever the bulk phase has not walked yet, then every
- * chunk still dirty. */
+ * block still dirty, then the channels' end markers. */
 static int blk_mig_save_complete(MigStream *f, void *opaque, GError **errp)
 {
     uint64_t start = mig_stream_bytes(f);
-    bool pass_done = false;
-    int ret = 0;
+    int ret;
 
     if (!blk.devs) {
         g_set_error(errp, MIG_ERROR, 0, "block migration was not set up");
         return -1;
     }
-    while (ret == 0 && !blk.bulk_done && mig_stream_error(f) == 0) {
-        ret = bulk_save_next(f, errp);
-    }
+    ret = pump(f, PUMP_BULK, UINT64_MAX, 0, errp);
+    blk.bulk_sent = ret == 1;
     blk.dirty_dev = 0;
     blk.dirty_cursor = 0;
-    while (ret == 0 && !pass_done && mig_stream_error(f) == 0) {
-        ret = dirty_save_next(f, &pass_done, errp);
+    if (ret > 0) {
+        ret = pump(f, PUMP_DIRTY_PASS, UINT64_MAX, 0, errp);
+    }
+    if (ret > 0 && blk.multifd && !multifd_send_finish(blk.multifd, f, errp)) {
+        ret = -1;
     }
     mig_put_be64(f, BLK_MIG_FLAG_EOS);
     account_transferred(mig_stream_bytes(f) - start);

@@ -1,6 +1,9 @@
 /* Opening the transport a migration URI names (tcp:, unix:, file:). */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "migration-internal.h"
@@ -57,4 +60,12 @@ int mig_channel_open_incoming(const char *uri, MigChannelKind *kind, GError **er
     }
     endpoint_clear(&ep);
     return fd;
+}
+
+void mig_channel_set_nodelay(int fd)
+{
+    int on = 1;
+
+    /* Fails harmlessly on unix sockets and files. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }

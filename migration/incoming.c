@@ -1,5 +1,6 @@
-/* Incoming migration: accept one connection (or open a file), load the
- * stream, start the guest on success, and tell the source the outcome. */
+/* Incoming migration: take the main connection from the listener (or open
+ * a file), load the stream (multifd channels load alongside), start the
+ * guest on success, and tell the source the outcome. */
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -21,12 +22,13 @@ typedef struct Incoming {
     char *error_desc;
     bool busy;                  /* listening or loading */
     bool shutting_down;
-    int listen_fd;              /* while accepting; -1 otherwise */
+    MigListener *listener;      /* socket migrations, until the end */
     MigStream *f;               /* while loading */
+    int rp_fd;                  /* socket loads: where progress reports go; else -1 */
     GThread *thread;            /* joined by the next start or shutdown */
 } Incoming;
 
-static Incoming in = { .listen_fd = -1 };
+static Incoming in = { .rp_fd = -1 };
 
 typedef struct IncomingRun {
     MigChannelKind kind;
@@ -68,39 +70,79 @@ void incoming_query(MigrationInfo *info)
 
 /* ---- the thread ---- */
 
-/* The one connection of this migration; the listener closes after it. */
-static int accept_connection(IncomingRun *run, GError **errp)
+/* Every channel of the migration arrived (or none was announced). */
+static void stop_accepting(void *opaque)
 {
-    int fd = socket_accept(run->fd);
-    int saved = errno;
-
-    g_mutex_lock(&in.lock);
-    in.listen_fd = -1;
-    g_mutex_unlock(&in.lock);
-    close(run->fd);
-    if (fd < 0) {
-        g_set_error(errp, MIG_ERROR, 0,
-                    "accepting the incoming migration connection failed: %s",
-                    g_strerror(saved));
-        return -1;
-    }
-    socket_tune_bulk(fd);
-    return fd;
+    mig_listener_stop_accepting(opaque);
 }
 
-static int load(MigStream *f, GError **errp)
+/* Listen for the migration's connections; returns the main one. */
+static MigStream *start_listener(IncomingRun *run, GError **errp)
 {
     bool stop;
+    MigListener *l = mig_listener_start(run->fd);
+
+    multifd_recv_begin(stop_accepting, l);
+    g_mutex_lock(&in.lock);
+    in.listener = l;
+    stop = in.shutting_down;
+    g_mutex_unlock(&in.lock);
+    if (stop) {
+        mig_listener_shutdown(l);
+    }
+    return mig_listener_wait_main(l, errp);
+}
+
+static int load(MigStream *f, bool is_socket, GError **errp)
+{
+    bool stop;
+    int ret;
 
     g_mutex_lock(&in.lock);
     in.f = f;
+    in.rp_fd = is_socket ? mig_stream_fd(f) : -1;
     stop = in.shutting_down;
     g_mutex_unlock(&in.lock);
     if (stop) {
         mig_stream_shutdown(f);
     }
+    if (is_socket) {
+        /* All we send on it are small return-path messages, and the
+         * last one ends the downtime. */
+        mig_channel_set_nodelay(mig_stream_fd(f));
+    }
     set_status(MIG_STATUS_ACTIVE, NULL);
-    return savevm_load(f, errp);
+    multifd_recv_set_main(f);
+    ret = savevm_load(f, errp);
+    /* The flusher, the only reporter, has stopped. */
+    g_mutex_lock(&in.lock);
+    in.rp_fd = -1;
+    g_mutex_unlock(&in.lock);
+    return ret;
+}
+
+void incoming_report_durable(uint64_t bytes)
+{
+    int fd;
+
+    g_mutex_lock(&in.lock);
+    fd = in.rp_fd;
+    g_mutex_unlock(&in.lock);
+    if (fd >= 0) {
+        return_path_send_durable(fd, bytes);
+    }
+}
+
+/* When a channel failed first, the main stream's error is only the
+ * consequence of its shutdown: report the channel's. */
+static void prefer_channel_error(GError **err)
+{
+    GError *channel = NULL;
+
+    if (*err && multifd_recv_failed(&channel)) {
+        g_error_free(*err);
+        *err = channel;
+    }
 }
 
 /* Read and discard until the source hangs up (or DRAIN_TIMEOUT_MS). */
@@ -166,24 +208,58 @@ static void finish(MigStream *f, bool is_socket, GError *err)
     }
 }
 
-static gpointer incoming_thread(gpointer opaque)
+static void socket_incoming(IncomingRun *run)
 {
-    IncomingRun *run = opaque;
     GError *err = NULL;
-    MigStream *f = NULL;
-    int fd = run->kind == MIG_CHANNEL_SOCKET ? accept_connection(run, &err) : run->fd;
+    MigStream *f = start_listener(run, &err);
+    MigListener *l;
 
-    if (fd >= 0) {
-        f = mig_stream_new_reader(fd);
-        load(f, &err);
+    if (f) {
+        load(f, true, &err);
+        prefer_channel_error(&err);
     }
-    finish(f, run->kind == MIG_CHANNEL_SOCKET, err);
+    /* Nothing applies records any more once this returns. */
+    multifd_recv_abort();
+    g_mutex_lock(&in.lock);
+    l = in.listener;
+    g_mutex_unlock(&in.lock);
+    mig_listener_stop_accepting(l);
+    finish(f, true, err);
     g_mutex_lock(&in.lock);
     in.f = NULL;
-    in.busy = false;
+    in.listener = NULL;
+    g_mutex_unlock(&in.lock);
+    mig_listener_free(l);
+    multifd_recv_end();
+    g_clear_error(&err);
+}
+
+static void file_incoming(IncomingRun *run)
+{
+    GError *err = NULL;
+    MigStream *f = mig_stream_new_reader(run->fd);
+
+    load(f, false, &err);
+    finish(f, false, err);
+    g_mutex_lock(&in.lock);
+    in.f = NULL;
     g_mutex_unlock(&in.lock);
     mig_stream_close(f);
     g_clear_error(&err);
+}
+
+static gpointer incoming_thread(gpointer opaque)
+{
+    IncomingRun *run = opaque;
+
+    if (run->kind == MIG_CHANNEL_SOCKET) {
+        socket_incoming(run);
+    } else {
+        file_incoming(run);
+    }
+    g_mutex_lock(&in.lock);
+    in.busy = false;
+    g_mutex_unlock(&in.lock);
     g_free(run);
     return NULL;
 }
@@ -228,7 +304,6 @@ bool migration_incoming_start(const char *uri, GError **errp)
     in.shutting_down = false;
     in.status = MIG_STATUS_SETUP;
     g_clear_pointer(&in.error_desc, g_free);
-    in.listen_fd = run->kind == MIG_CHANNEL_SOCKET ? run->fd : -1;
     g_mutex_unlock(&in.lock);
     /* Announce setup before the thread can announce anything later. */
     migration_notify_status(MIG_STATUS_SETUP);
@@ -243,9 +318,9 @@ void incoming_shutdown(void)
 {
     g_mutex_lock(&in.lock);
     in.shutting_down = true;
-    if (in.listen_fd >= 0) {
-        /* Wakes the thread blocked in accept(). */
-        shutdown(in.listen_fd, SHUT_RDWR);
+    if (in.listener) {
+        /* Wakes the threads blocked in accept() and on connections. */
+        mig_listener_shutdown(in.listener);
     }
     if (in.f) {
         mig_stream_shutdown(in.f);

@@ -1,19 +1,27 @@
 /* Background flushing of the destination's drives while a migration
  * loads, so that the flush before the guest starts (part of the downtime)
- * finds little left to write back. */
+ * finds little left to write back.  After each flush a blkmig source is
+ * told how much is durable: it keeps the guest running until little is
+ * left to flush, instead of the destination throttling its writes. */
 #include <errno.h>
 
 #include "block/block.h"
 #include "migration-internal.h"
 
-/* Start a flush once this much was written since the last one started. */
+/* Start a flush once this much was written since the last one started... */
 #define FLUSH_THRESHOLD (32u << 20)
+/* ...or once writing paused this long with anything unflushed, so the
+ * source learns that everything it sent is durable. */
+#define IDLE_FLUSH_US (50 * 1000)
 
 struct LoadFlusher {
     GThread *thread;
     GMutex lock;
-    GCond cond;
-    uint64_t unflushed;         /* bytes written since the last flush began */
+    GCond cond;                 /* work for the thread */
+    uint64_t written;           /* bytes written in all */
+    uint64_t flush_started;     /* written when the running/last flush began */
+    gint64 last_write_us;
+    bool report;                /* tell the source after each flush */
     bool stop;
     char *error;                /* first failed flush */
 };
@@ -33,23 +41,44 @@ static char *flush_all(void)
     return NULL;
 }
 
+/* fl->lock held: whether to flush now; waits for a reason otherwise. */
+static bool wait_for_work_locked(LoadFlusher *fl)
+{
+    for (;;) {
+        uint64_t unflushed = fl->written - fl->flush_started;
+        gint64 idle_at = fl->last_write_us + IDLE_FLUSH_US;
+
+        if (fl->stop) {
+            return false;
+        }
+        if (unflushed >= FLUSH_THRESHOLD ||
+            (unflushed > 0 && g_get_monotonic_time() >= idle_at)) {
+            return true;
+        }
+        if (unflushed > 0) {
+            g_cond_wait_until(&fl->cond, &fl->lock, idle_at);
+        } else {
+            g_cond_wait(&fl->cond, &fl->lock);
+        }
+    }
+}
+
 static gpointer flusher_thread(gpointer opaque)
 {
     LoadFlusher *fl = opaque;
 
     g_mutex_lock(&fl->lock);
-    for (;;) {
+    while (wait_for_work_locked(fl)) {
+        uint64_t covered = fl->written;
+        bool report = fl->report;
         char *error;
 
-        while (!fl->stop && fl->unflushed < FLUSH_THRESHOLD) {
-            g_cond_wait(&fl->cond, &fl->lock);
-        }
-        if (fl->stop) {
-            break;
-        }
-        fl->unflushed = 0;
+        fl->flush_started = covered;
         g_mutex_unlock(&fl->lock);
         error = flush_all();
+        if (!error && report) {
+            incoming_report_durable(covered);
+        }
         g_mutex_lock(&fl->lock);
         if (error && !fl->error) {
             fl->error = error;
@@ -74,10 +103,22 @@ LoadFlusher *load_flusher_start(void)
 void load_flusher_written(LoadFlusher *fl, uint64_t bytes)
 {
     g_mutex_lock(&fl->lock);
-    fl->unflushed += bytes;
-    if (fl->unflushed >= FLUSH_THRESHOLD) {
+    if (fl->written == fl->flush_started) {
+        /* The idle timer starts with the first unflushed write. */
         g_cond_signal(&fl->cond);
     }
+    fl->written += bytes;
+    fl->last_write_us = g_get_monotonic_time();
+    if (fl->written - fl->flush_started >= FLUSH_THRESHOLD) {
+        g_cond_signal(&fl->cond);
+    }
+    g_mutex_unlock(&fl->lock);
+}
+
+void load_flusher_report_progress(LoadFlusher *fl)
+{
+    g_mutex_lock(&fl->lock);
+    fl->report = true;
     g_mutex_unlock(&fl->lock);
 }
 

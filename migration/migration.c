@@ -13,7 +13,13 @@
 /* Payload per iteration when unlimited: keeps each round short enough to
  * re-check the switchover condition often. */
 #define UNLIMITED_ROUND_BYTES (16u << 20)
-#define BANDWIDTH_WINDOW_US (100 * 1000)
+/* Long enough that filling socket buffers and read pipelines does not
+ * pass for throughput. */
+#define BANDWIDTH_WINDOW_US (250 * 1000)
+/* The destination reports durable bytes every 32 MiB flushed. */
+#define DEST_RATE_WINDOW_US (1000 * 1000)
+/* Dirty-phase windows measured before the estimate is trusted. */
+#define BANDWIDTH_TRUSTED_WINDOWS 2
 #define ACK_TIMEOUT_US (60 * G_USEC_PER_SEC)
 /* After a write error, how long the destination gets to explain it. */
 #define DEST_ERROR_GRACE_US (2 * G_USEC_PER_SEC)
@@ -34,6 +40,7 @@ typedef struct Outgoing {
      * at any moment: cancelling or resuming here could run it twice. */
     bool handed_over;
     MigStream *f;               /* while the thread runs; for cancel */
+    char *uri;                  /* of the last migration started */
     GThread *thread;            /* joined by the next start or shutdown */
 } Outgoing;
 
@@ -45,7 +52,12 @@ typedef struct MigrationRun {
     ReturnPath *rp;
     MigChannelKind kind;
     uint64_t bandwidth;         /* disk bytes processed per second */
-    bool bandwidth_measured;    /* ...in the dirty phase */
+    uint64_t last_rate;         /* ...in the last window */
+    uint64_t dest_rate;         /* disk bytes made durable per second, or 0 */
+    gint64 dest_window_start_us;
+    uint64_t dest_window_start_durable;
+    unsigned dirty_windows;     /* windows measured in the dirty phase */
+    bool bandwidth_measured;    /* ...enough of them */
     bool in_dirty_phase;
     gint64 window_start_us;
     uint64_t window_start_processed;
@@ -106,8 +118,15 @@ static bool set_cancelled_error(GError **errp)
 
 static bool run_setup(MigrationRun *run, GError **errp)
 {
+    /* The destination acts on the setup part (sizes, multifd channels)
+     * before the bulk data: it goes out at once. */
     if (savevm_state_header(run->f, errp) < 0 ||
-        savevm_state_setup(run->f, errp) < 0) {
+        savevm_state_setup(run->f, errp) < 0 ||
+        mig_stream_flush(run->f) < 0) {
+        if (errp && !*errp) {
+            g_set_error(errp, MIG_ERROR, MIG_ERROR_IO, "writing the migration stream "
+                        "failed: %s", mig_stream_error_msg(run->f));
+        }
         return false;
     }
     g_mutex_lock(&out.lock);
@@ -123,17 +142,20 @@ static void start_bandwidth_window(MigrationRun *run)
     run->window_start_processed = block_migration_processed_bytes();
 }
 
-/* Disk bytes walked per second over the last window of at least
- * BANDWIDTH_WINDOW_US; a window with no progress keeps the old value.
- * The bulk phase's rate counts holes, which cost almost nothing, so the
- * dirty phase starts measuring afresh before it trusts the estimate. */
+/* Disk bytes walked per second: the slower of the last two windows of at
+ * least BANDWIDTH_WINDOW_US, since an estimate too high makes the
+ * downtime too long.  The bulk phase's rate counts holes, which cost
+ * almost nothing, so the dirty phase starts measuring afresh before it
+ * trusts the estimate.  A window without progress while something is
+ * pending (the destination fell behind) counts as zero. */
 static void update_bandwidth(MigrationRun *run, bool bulk_done)
 {
     gint64 elapsed = g_get_monotonic_time() - run->window_start_us;
-    uint64_t processed;
+    uint64_t processed, rate;
 
     if (bulk_done && !run->in_dirty_phase) {
         run->in_dirty_phase = true;
+        run->last_rate = 0;
         start_bandwidth_window(run);
         return;
     }
@@ -141,29 +163,86 @@ static void update_bandwidth(MigrationRun *run, bool bulk_done)
         return;
     }
     processed = block_migration_processed_bytes();
-    if (processed > run->window_start_processed) {
-        run->bandwidth = (processed - run->window_start_processed) *
-                         (double)G_USEC_PER_SEC / elapsed;
-        run->bandwidth_measured = run->in_dirty_phase;
+    if (processed == run->window_start_processed && savevm_state_pending() == 0) {
+        start_bandwidth_window(run);
+        return;
+    }
+    rate = (processed - run->window_start_processed) * (double)G_USEC_PER_SEC / elapsed;
+    run->bandwidth = run->last_rate ? MIN(rate, run->last_rate) : rate;
+    run->last_rate = rate;
+    if (run->in_dirty_phase) {
+        run->dirty_windows++;
+        run->bandwidth_measured = run->dirty_windows >= BANDWIDTH_TRUSTED_WINDOWS;
     }
     start_bandwidth_window(run);
+}
+
+/* Disk bytes the destination has made durable, as it reports them. */
+static bool dest_durable(MigrationRun *run, uint64_t *durable)
+{
+    return run->rp && return_path_durable(run->rp, durable);
+}
+
+/* The destination's durable bytes per second over windows of at least
+ * DEST_RATE_WINDOW_US (it reports after each flush, so shorter windows
+ * would mostly see none). */
+static void update_dest_rate(MigrationRun *run)
+{
+    gint64 now = g_get_monotonic_time();
+    uint64_t durable;
+
+    if (!dest_durable(run, &durable)) {
+        return;
+    }
+    if (!run->dest_window_start_us) {
+        run->dest_window_start_us = now;
+        run->dest_window_start_durable = durable;
+        return;
+    }
+    if (now - run->dest_window_start_us < DEST_RATE_WINDOW_US) {
+        return;
+    }
+    run->dest_rate = (durable - run->dest_window_start_durable) * (double)G_USEC_PER_SEC /
+                     (now - run->dest_window_start_us);
+    run->dest_window_start_us = now;
+    run->dest_window_start_durable = durable;
+}
+
+/* What the downtime would have to move if the guest stopped now: what is
+ * still to send, and what was sent but is not durable at the destination
+ * yet (or at least what the kernel still holds for it). */
+static uint64_t switchover_bytes(MigrationRun *run)
+{
+    uint64_t pending = savevm_state_pending();
+    uint64_t durable, processed;
+
+    if (dest_durable(run, &durable)) {
+        processed = block_migration_processed_bytes();
+        return pending + (processed > durable ? processed - durable : 0);
+    }
+    return pending + mig_stream_unsent_bytes(run->f);
 }
 
 /* True once the handlers' bulk phase is over and what is left can be sent
  * within the downtime limit. */
 static bool ready_to_switch(MigrationRun *run, bool bulk_done, uint64_t downtime_limit_ms)
 {
-    uint64_t pending = savevm_state_pending();
+    uint64_t pending = switchover_bytes(run);
+    uint64_t bandwidth = run->bandwidth;
 
+    update_dest_rate(run);
+    if (run->dest_rate && run->dest_rate < bandwidth) {
+        bandwidth = run->dest_rate;
+    }
     g_mutex_lock(&out.lock);
-    out.expected_downtime_ms = run->bandwidth ? pending * 1000 / run->bandwidth : 0;
+    out.expected_downtime_ms = bandwidth ? pending * 1000 / bandwidth : 0;
     g_mutex_unlock(&out.lock);
     if (!bulk_done) {
         return false;
     }
     return pending == 0 ||
            (run->bandwidth_measured &&
-            (double)pending <= (double)run->bandwidth * downtime_limit_ms / 1000);
+            (double)pending <= (double)bandwidth * downtime_limit_ms / 1000);
 }
 
 static bool run_iterations(MigrationRun *run, GError **errp)
@@ -209,9 +288,13 @@ static bool run_switchover(MigrationRun *run, GError **errp)
     }
     run->vm_stopped = true;
     run->stop_us = g_get_monotonic_time();
+    if (run->kind == MIG_CHANNEL_SOCKET) {
+        mig_channel_set_nodelay(mig_stream_fd(run->f));
+    }
     if (savevm_state_complete(run->f, errp) < 0) {
         return false;
     }
+
     if (run->rp && mig_stream_flush(run->f) == 0) {
         g_mutex_lock(&out.lock);
         out.handed_over = true;
@@ -238,7 +321,9 @@ static char *failure_text(MigrationRun *run, GError *err)
     char *dest = NULL;
 
     if (run->rp) {
-        gint64 grace = mig_stream_error(run->f) ? DEST_ERROR_GRACE_US : 0;
+        bool io_failed = mig_stream_error(run->f) ||
+                         (err && g_error_matches(err, MIG_ERROR, MIG_ERROR_IO));
+        gint64 grace = io_failed ? DEST_ERROR_GRACE_US : 0;
         dest = return_path_wait_error(run->rp, grace);
     }
     if (dest) {
@@ -374,13 +459,46 @@ static bool start_return_path(MigrationRun *run, GError **errp)
     return true;
 }
 
+/* Capabilities that cannot work together, or not with URI. */
+static bool check_capabilities(const char *uri, GError **errp)
+{
+    static const MigrationCapability extensions[] = { MIG_CAP_MULTIFD, MIG_CAP_COMPRESS };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(extensions); i++) {
+        if (mig_cap_enabled(MIG_CAP_QEMU_COMPAT) && mig_cap_enabled(extensions[i])) {
+            g_set_error(errp, MIG_ERROR, 0,
+                        "Capability '%s' cannot be combined with 'qemu-compat': "
+                        "QEMU 7.2's block migration stream has no such records",
+                        mig_cap_name(extensions[i]));
+            return false;
+        }
+    }
+    if (mig_cap_enabled(MIG_CAP_MULTIFD) && g_str_has_prefix(uri, "file:")) {
+        g_set_error(errp, MIG_ERROR, 0,
+                    "Capability 'multifd' is not supported with a file: URI "
+                    "(its channels need a destination listening on a socket)");
+        return false;
+    }
+    return true;
+}
+
+char *outgoing_uri(void)
+{
+    char *uri;
+
+    g_mutex_lock(&out.lock);
+    uri = g_strdup(out.uri);
+    g_mutex_unlock(&out.lock);
+    return uri;
+}
+
 bool migration_start(const char *uri, GError **errp)
 {
     MigrationRun *run;
     GThread *thread;
     int fd;
 
-    if (!check_idle(errp)) {
+    if (!check_idle(errp) || !check_capabilities(uri, errp)) {
         return false;
     }
     join_previous_thread();
@@ -406,6 +524,8 @@ bool migration_start(const char *uri, GError **errp)
     out.cancel_requested = false;
     out.handed_over = false;
     out.f = run->f;
+    g_free(out.uri);
+    out.uri = g_strdup(uri);
     g_mutex_unlock(&out.lock);
     /* Announce setup before the thread can announce anything later. */
     migration_notify_status(MIG_STATUS_SETUP);

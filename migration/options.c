@@ -14,6 +14,13 @@ static const char *const cap_names[MIG_CAP__MAX] = {
     [MIG_CAP_EVENTS] = "events",
     [MIG_CAP_RETURN_PATH] = "return-path",
     [MIG_CAP_QEMU_COMPAT] = "qemu-compat",
+    [MIG_CAP_MULTIFD] = "multifd",
+    [MIG_CAP_COMPRESS] = "compress",
+};
+
+static const char *const compress_algorithm_names[MIG_COMPRESS__MAX] = {
+    [MIG_COMPRESS_ZSTD] = "zstd",
+    [MIG_COMPRESS_ZLIB] = "zlib",
 };
 
 static GMutex options_lock;
@@ -24,7 +31,27 @@ static MigrationParameters params = {
     .max_bandwidth = MIG_DEFAULT_MAX_BANDWIDTH,
     .downtime_limit = MIG_DEFAULT_DOWNTIME_LIMIT,
     .dirty_granularity = 64 * 1024,
+    .multifd_channels = MIG_DEFAULT_MULTIFD_CHANNELS,
+    .compress_level = MIG_DEFAULT_COMPRESS_LEVEL,
+    .compress_zstd_level = MIG_DEFAULT_COMPRESS_ZSTD_LEVEL,
+    .compress_algorithm = MIG_COMPRESS_ZSTD,
+    .max_inflight = MIG_DEFAULT_MAX_INFLIGHT,
 };
+
+const char *mig_compress_algorithm_name(MigrationCompressAlgorithm algo)
+{
+    return (unsigned)algo < MIG_COMPRESS__MAX ? compress_algorithm_names[algo] : NULL;
+}
+
+int mig_compress_algorithm_from_name(const char *name)
+{
+    for (int i = 0; i < MIG_COMPRESS__MAX; i++) {
+        if (strcmp(name, compress_algorithm_names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
 
 const char *mig_cap_name(MigrationCapability cap)
 {
@@ -67,6 +94,45 @@ void mig_params_get(MigrationParameters *out)
     g_mutex_unlock(&options_lock);
 }
 
+/* An integer parameter outside [MIN, MAX]: QEMU's wording. */
+static bool range_error(GError **errp, const char *name, uint64_t min, uint64_t max,
+                        const char *unit)
+{
+    g_set_error(errp, MIG_ERROR, 0,
+                "Parameter '%s' expects an integer in the range of %" G_GUINT64_FORMAT
+                " to %" G_GUINT64_FORMAT "%s", name, min, max, unit);
+    return false;
+}
+
+/* The parameters QEMU lacks or that steer the engine's extensions. */
+static bool params_check_engine(const MigrationParametersUpdate *u, GError **errp)
+{
+    if (u->has_multifd_channels &&
+        (u->p.multifd_channels < 1 || u->p.multifd_channels > MIG_MAX_MULTIFD_CHANNELS)) {
+        return range_error(errp, "multifd-channels", 1, MIG_MAX_MULTIFD_CHANNELS, "");
+    }
+    if (u->has_compress_level && u->p.compress_level > MIG_MAX_COMPRESS_LEVEL) {
+        return range_error(errp, "compress-level", 0, MIG_MAX_COMPRESS_LEVEL, "");
+    }
+    if (u->has_compress_zstd_level &&
+        (u->p.compress_zstd_level < 1 ||
+         u->p.compress_zstd_level > MIG_MAX_COMPRESS_ZSTD_LEVEL)) {
+        return range_error(errp, "compress-zstd-level", 1, MIG_MAX_COMPRESS_ZSTD_LEVEL, "");
+    }
+    if (u->has_compress_algorithm &&
+        (unsigned)u->p.compress_algorithm >= MIG_COMPRESS__MAX) {
+        g_set_error(errp, MIG_ERROR, 0,
+                    "Parameter 'compress-algorithm' expects 'zstd' or 'zlib'");
+        return false;
+    }
+    if (u->has_max_inflight &&
+        (u->p.max_inflight < MIG_MIN_MAX_INFLIGHT || u->p.max_inflight > MIG_MAX_MAX_INFLIGHT)) {
+        return range_error(errp, "max-inflight", MIG_MIN_MAX_INFLIGHT, MIG_MAX_MAX_INFLIGHT,
+                           " bytes");
+    }
+    return true;
+}
+
 static bool params_check(const MigrationParametersUpdate *u, GError **errp)
 {
     if (u->has_max_bandwidth && u->p.max_bandwidth > INT64_MAX) {
@@ -91,7 +157,7 @@ static bool params_check(const MigrationParametersUpdate *u, GError **errp)
             return false;
         }
     }
-    return true;
+    return params_check_engine(u, errp);
 }
 
 bool mig_params_apply(const MigrationParametersUpdate *u, GError **errp)
@@ -108,6 +174,21 @@ bool mig_params_apply(const MigrationParametersUpdate *u, GError **errp)
     }
     if (u->has_dirty_granularity) {
         params.dirty_granularity = u->p.dirty_granularity;
+    }
+    if (u->has_multifd_channels) {
+        params.multifd_channels = u->p.multifd_channels;
+    }
+    if (u->has_compress_level) {
+        params.compress_level = u->p.compress_level;
+    }
+    if (u->has_compress_zstd_level) {
+        params.compress_zstd_level = u->p.compress_zstd_level;
+    }
+    if (u->has_compress_algorithm) {
+        params.compress_algorithm = u->p.compress_algorithm;
+    }
+    if (u->has_max_inflight) {
+        params.max_inflight = u->p.max_inflight;
     }
     g_mutex_unlock(&options_lock);
     return true;

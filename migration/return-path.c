@@ -2,6 +2,7 @@
  * on the migration socket (be16 type, be16 len, payload). */
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "migration-internal.h"
 
@@ -17,7 +18,19 @@ struct ReturnPath {
     bool got_shut;
     uint32_t shut_status;
     char *dest_error;           /* text of an ERROR message */
+    bool has_durable;
+    uint64_t durable;           /* the last DURABLE count */
 };
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
 
 /* Returns false when the reader should stop (SHUT, end or error). */
 static bool handle_message(ReturnPath *rp, uint16_t type, const uint8_t *payload,
@@ -41,6 +54,14 @@ static bool handle_message(ReturnPath *rp, uint16_t type, const uint8_t *payload
         /* The destination gave up: stop the sender rather than let it
          * push data nobody reads. */
         mig_stream_shutdown(rp->main);
+        return true;
+    case MIG_RP_MSG_DURABLE:
+        if (len == 8) {
+            g_mutex_lock(&rp->lock);
+            rp->has_durable = true;
+            rp->durable = get_be64(payload);
+            g_mutex_unlock(&rp->lock);
+        }
         return true;
     default:
         /* Unknown messages are skipped so newer destinations can add
@@ -140,6 +161,17 @@ bool return_path_dest_refused(ReturnPath *rp)
     return refused;
 }
 
+bool return_path_durable(ReturnPath *rp, uint64_t *bytes)
+{
+    bool has;
+
+    g_mutex_lock(&rp->lock);
+    has = rp->has_durable;
+    *bytes = rp->durable;
+    g_mutex_unlock(&rp->lock);
+    return has;
+}
+
 char *return_path_wait_error(ReturnPath *rp, gint64 timeout_us)
 {
     char *text;
@@ -188,4 +220,24 @@ void return_path_send_error(MigStream *out, const char *text)
     mig_put_be16(out, len);
     mig_put_buffer(out, text, len);
     mig_stream_flush(out);
+}
+
+void return_path_send_durable(int fd, uint64_t bytes)
+{
+    uint8_t msg[12] = { MIG_RP_MSG_DURABLE >> 8, MIG_RP_MSG_DURABLE & 0xff, 0, 8 };
+    size_t done = 0;
+
+    for (int i = 0; i < 8; i++) {
+        msg[4 + i] = bytes >> (56 - 8 * i);
+    }
+    while (done < sizeof(msg)) {
+        ssize_t n = send(fd, msg + done, sizeof(msg) - done, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return;     /* the connection is going away: so is the load */
+        }
+        done += n;
+    }
 }

@@ -287,9 +287,15 @@ static SaveStateEntry *load_section_start(LoadState *ls, uint32_t *id,
         load_error(ls, offset, errp, "reading a section header");
         return NULL;
     }
+    if (memchr(idstr, '\0', len)) {
+        load_error(ls, offset, errp, "section idstr with a NUL byte");
+        return NULL;
+    }
     se = find_entry(ls, idstr, instance);
     if (!se) {
-        load_error(ls, offset, errp, "unknown section '%s' instance %u", idstr, instance);
+        /* Error texts go out as JSON: only valid UTF-8. */
+        g_autofree char *shown = g_utf8_make_valid(idstr, -1);
+        load_error(ls, offset, errp, "unknown section '%s' instance %u", shown, instance);
         return NULL;
     }
     if (*version_id > se->version) {

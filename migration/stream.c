@@ -3,6 +3,8 @@
 #include <poll.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -14,6 +16,17 @@
 /* Longest single sleep of the rate limiter, so that cancellation and live
  * limit changes take effect quickly. */
 #define RATE_SLICE_US 20000
+
+/* A token bucket; streams that share one (the connections of a multifd
+ * migration) share its limit. */
+typedef struct RateBucket {
+    gint refs;
+    GMutex lock;                /* guards everything below but rate_limit */
+    _Atomic uint64_t rate_limit;
+    uint64_t bucket_rate;       /* limit the bucket below was filled at */
+    double tokens;
+    gint64 refill_time;
+} RateBucket;
 
 struct MigStream {
     int fd;
@@ -29,10 +42,7 @@ struct MigStream {
     char *err_msg;              /* written once, before err is published */
     atomic_bool cancelled;
 
-    _Atomic uint64_t rate_limit;
-    uint64_t bucket_rate;       /* limit the bucket below was filled at */
-    double tokens;
-    gint64 refill_time;
+    RateBucket *rate;           /* own, or shared with other streams */
 };
 
 static MigStream *stream_new(int fd, bool writer)
@@ -45,7 +55,18 @@ static MigStream *stream_new(int fd, bool writer)
     f->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
     f->buf = g_malloc(STREAM_BUF_SIZE);
     g_mutex_init(&f->err_lock);
+    f->rate = g_new0(RateBucket, 1);
+    f->rate->refs = 1;
+    g_mutex_init(&f->rate->lock);
     return f;
+}
+
+static void rate_bucket_unref(RateBucket *b)
+{
+    if (g_atomic_int_dec_and_test(&b->refs)) {
+        g_mutex_clear(&b->lock);
+        g_free(b);
+    }
 }
 
 MigStream *mig_stream_new_writer(int fd)
@@ -67,6 +88,7 @@ void mig_stream_close(MigStream *f)
         mig_stream_flush(f);
     }
     close(f->fd);
+    rate_bucket_unref(f->rate);
     g_mutex_clear(&f->err_lock);
     g_free(f->err_msg);
     g_free(f->buf);
@@ -135,6 +157,16 @@ uint64_t mig_stream_bytes(MigStream *f)
     return f->bytes;
 }
 
+uint64_t mig_stream_unsent_bytes(MigStream *f)
+{
+    int queued = 0;
+
+    if (!f->is_socket || ioctl(f->fd, SIOCOUTQ, &queued) < 0 || queued < 0) {
+        return 0;
+    }
+    return queued;
+}
+
 /* A non-blocking fd handed to us would otherwise spin: wait (in short
  * slices, so shutdown is noticed) until it is ready. */
 static void wait_ready(MigStream *f, short events)
@@ -147,51 +179,79 @@ static void wait_ready(MigStream *f, short events)
 
 void mig_stream_set_rate_limit(MigStream *f, uint64_t bytes_per_sec)
 {
-    atomic_store(&f->rate_limit, bytes_per_sec);
+    atomic_store(&f->rate->rate_limit, bytes_per_sec);
 }
 
-static void bucket_refill(MigStream *f, uint64_t rate, uint64_t depth)
+void mig_stream_share_rate_limit(MigStream *f, MigStream *with)
+{
+    g_atomic_int_inc(&with->rate->refs);
+    rate_bucket_unref(f->rate);
+    f->rate = with->rate;
+}
+
+/* b->lock held. */
+static void bucket_refill(RateBucket *b, uint64_t rate, uint64_t depth)
 {
     gint64 now = g_get_monotonic_time();
 
-    if (f->bucket_rate == 0) {
+    if (b->bucket_rate == 0) {
         /* Newly limited: the bucket starts empty. */
-        f->tokens = 0;
-        f->refill_time = now;
+        b->tokens = 0;
+        b->refill_time = now;
     }
-    f->bucket_rate = rate;
-    f->tokens += (double)(now - f->refill_time) * rate / G_USEC_PER_SEC;
-    f->refill_time = now;
-    if (f->tokens > depth) {
-        f->tokens = depth;
+    b->bucket_rate = rate;
+    b->tokens += (double)(now - b->refill_time) * rate / G_USEC_PER_SEC;
+    b->refill_time = now;
+    if (b->tokens > depth) {
+        b->tokens = depth;
     }
+}
+
+/* Take up to WANT tokens: how many (0 when the caller must wait *wait_us
+ * first). */
+static size_t bucket_take(RateBucket *b, uint64_t rate, size_t want, double *wait_us)
+{
+    uint64_t depth = MAX(rate / 10, 1);
+    uint64_t chunk = MIN(want, depth);
+    size_t got = 0;
+
+    g_mutex_lock(&b->lock);
+    bucket_refill(b, rate, depth);
+    if (b->tokens >= chunk) {
+        b->tokens -= chunk;
+        got = chunk;
+    } else {
+        *wait_us = (chunk - b->tokens) * G_USEC_PER_SEC / rate;
+    }
+    g_mutex_unlock(&b->lock);
+    return got;
 }
 
 /* Wait until some of WANT bytes may be written and take their tokens.
  * Returns how many (at most the bucket depth), or 0 when cancelled. */
 static size_t rate_limit_take(MigStream *f, size_t want)
 {
+    RateBucket *b = f->rate;
+
     for (;;) {
-        uint64_t rate = atomic_load(&f->rate_limit);
-        uint64_t depth, chunk;
-        double wait_us;
+        uint64_t rate = atomic_load(&b->rate_limit);
+        double wait_us = 0;
+        size_t got;
 
         if (atomic_load(&f->cancelled)) {
             mig_stream_set_error(f, -ECANCELED, NULL);
             return 0;
         }
         if (rate == 0) {
-            f->bucket_rate = 0;
+            g_mutex_lock(&b->lock);
+            b->bucket_rate = 0;
+            g_mutex_unlock(&b->lock);
             return want;
         }
-        depth = MAX(rate / 10, 1);
-        bucket_refill(f, rate, depth);
-        chunk = MIN(want, depth);
-        if (f->tokens >= chunk) {
-            f->tokens -= chunk;
-            return chunk;
+        got = bucket_take(b, rate, want, &wait_us);
+        if (got) {
+            return got;
         }
-        wait_us = (chunk - f->tokens) * G_USEC_PER_SEC / rate;
         g_usleep(CLAMP((gulong)wait_us, 1, RATE_SLICE_US));
     }
 }
@@ -199,9 +259,16 @@ static size_t rate_limit_take(MigStream *f, size_t want)
 /* Give back tokens taken for bytes the kernel did not accept. */
 static void rate_limit_refund(MigStream *f, size_t unused)
 {
-    if (f->bucket_rate) {
-        f->tokens += unused;
+    RateBucket *b = f->rate;
+
+    if (unused == 0) {
+        return;
     }
+    g_mutex_lock(&b->lock);
+    if (b->bucket_rate) {
+        b->tokens += unused;
+    }
+    g_mutex_unlock(&b->lock);
 }
 
 /* ---- writing ---- */
@@ -486,6 +553,32 @@ uint64_t mig_get_be64(MigStream *f)
 {
     uint64_t hi = mig_get_be32(f);
     return hi << 32 | mig_get_be32(f);
+}
+
+bool mig_stream_peek(MigStream *f, void *buf, size_t len)
+{
+    g_assert(!f->writer && len <= STREAM_BUF_SIZE);
+    if (mig_stream_error(f)) {
+        return false;
+    }
+    if (f->len - f->pos < len) {
+        /* Keep what is buffered at the front and read more after it. */
+        memmove(f->buf, f->buf + f->pos, f->len - f->pos);
+        f->len -= f->pos;
+        f->pos = 0;
+        while (f->len < len) {
+            ssize_t n = read_some(f, f->buf + f->len, STREAM_BUF_SIZE - f->len);
+            if (n <= 0) {
+                if (mig_stream_error(f) == 0) {
+                    latch_eof(f);
+                }
+                return false;
+            }
+            f->len += n;
+        }
+    }
+    memcpy(buf, f->buf + f->pos, len);
+    return true;
 }
 
 bool mig_at_eof(MigStream *f)

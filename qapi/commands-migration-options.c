@@ -108,16 +108,51 @@ static bool param_u64(JsonObject *args, const char *name, bool *has, uint64_t *o
     return true;
 }
 
+/* compress-algorithm: "zstd" or "zlib". */
+static bool param_algorithm(JsonObject *args, MigrationParametersUpdate *u, GError **errp)
+{
+    JsonNode *node = json_object_get_member(args, "compress-algorithm");
+    if (!node) {
+        return true;
+    }
+    int algo = JSON_NODE_HOLDS_VALUE(node) &&
+               json_node_get_value_type(node) == G_TYPE_STRING
+               ? mig_compress_algorithm_from_name(json_node_get_string(node)) : -1;
+    if (algo < 0) {
+        qmp_set_error(errp, QMP_ERR_GENERIC,
+                      "Parameter 'compress-algorithm' expects 'zstd' or 'zlib'");
+        return false;
+    }
+    u->has_compress_algorithm = true;
+    u->p.compress_algorithm = (MigrationCompressAlgorithm)algo;
+    return true;
+}
+
+/* The migration engine's parameters (multifd, compression, read pipeline). */
+static bool parse_engine_params(JsonObject *args, MigrationParametersUpdate *u, GError **errp)
+{
+    return param_u64(args, "multifd-channels", &u->has_multifd_channels,
+                     &u->p.multifd_channels, errp) &&
+           param_u64(args, "compress-level", &u->has_compress_level,
+                     &u->p.compress_level, errp) &&
+           param_u64(args, "compress-zstd-level", &u->has_compress_zstd_level,
+                     &u->p.compress_zstd_level, errp) &&
+           param_u64(args, "max-inflight", &u->has_max_inflight, &u->p.max_inflight, errp) &&
+           param_algorithm(args, u, errp);
+}
+
 static JsonNode *migrate_set_parameters(JsonObject *args, GError **errp)
 {
     MigrationParametersUpdate u = { 0 };
 
     if (!qmp_args_only(args, errp, "max-bandwidth", "downtime-limit", "dirty-granularity",
-                       NULL) ||
+                       "multifd-channels", "compress-level", "compress-zstd-level",
+                       "compress-algorithm", "max-inflight", NULL) ||
         !param_u64(args, "max-bandwidth", &u.has_max_bandwidth, &u.p.max_bandwidth, errp) ||
         !param_u64(args, "downtime-limit", &u.has_downtime_limit, &u.p.downtime_limit, errp) ||
         !param_u64(args, "dirty-granularity", &u.has_dirty_granularity,
-                   &u.p.dirty_granularity, errp)) {
+                   &u.p.dirty_granularity, errp) ||
+        !parse_engine_params(args, &u, errp)) {
         return NULL;
     }
     mig_params_apply(&u, errp);
@@ -135,6 +170,12 @@ static JsonNode *query_migrate_parameters(JsonObject *args, GError **errp)
     json_object_set_int_member(obj, "max-bandwidth", (gint64)p.max_bandwidth);
     json_object_set_int_member(obj, "downtime-limit", (gint64)p.downtime_limit);
     json_object_set_int_member(obj, "dirty-granularity", (gint64)p.dirty_granularity);
+    json_object_set_int_member(obj, "multifd-channels", (gint64)p.multifd_channels);
+    json_object_set_int_member(obj, "compress-level", (gint64)p.compress_level);
+    json_object_set_int_member(obj, "compress-zstd-level", (gint64)p.compress_zstd_level);
+    json_object_set_string_member(obj, "compress-algorithm",
+                                  mig_compress_algorithm_name(p.compress_algorithm));
+    json_object_set_int_member(obj, "max-inflight", (gint64)p.max_inflight);
     return qmp_node_take_object(obj);
 }
 

@@ -1,12 +1,77 @@
 /* The "block" savevm section: copies drives in 1 MiB chunks.
  *
- * Record: be64 (byte_offset | flags), flags in the low bits:
- *   0x01 DEVICE_BLOCK  u8 len + drive id, then 1 MiB of data unless ZERO_BLOCK
- *   0x02 EOS           ends the section part
- *   0x04 PROGRESS      offset field = percent
- *   0x08 ZERO_BLOCK
- * blkmig extensions (never sent with the qemu-compat capability):
- *   0x10 DEVICE_SIZE   u8 len + drive id, be64 size in bytes (setup part) */
+ * Record: be64 (byte_offset | flags); byte_offset is a multiple of 512, so
+ * the flags live in the low 9 bits.
+ *
+ *   0x01 DEVICE_BLOCK  u8 len + drive id, then 1 MiB of data unless
+ *                      ZERO_BLOCK.  The chunk at byte_offset is applied for
+ *                      the part inside the destination drive (the last
+ *                      chunk of a drive is still 1 MiB on the wire).
+ *   0x02 EOS           ends the section part (may be combined with a record)
+ *   0x04 PROGRESS      offset field = percent; nothing follows
+ *   0x08 ZERO_BLOCK    with DEVICE_BLOCK: the range reads as zeroes; no data
+ *
+ * With the qemu-compat capability only the records above are sent (1 MiB
+ * DEVICE_BLOCK / ZERO_BLOCK records, PROGRESS, EOS): the section is byte
+ * for byte what QEMU 7.2 sends.  Otherwise (the default) blkmig's
+ * extensions below may appear; a destination that sees any other flag
+ * (0x100) fails with "unknown flags".
+ *
+ *   0x10 DEVICE_SIZE   setup part only: u8 len + drive id, be64 size in
+ *                      bytes.  A destination drive smaller than that fails
+ *                      the migration at once, naming both sizes.
+ *   0x20 SPAN          with DEVICE_BLOCK: after u8 len + drive id comes
+ *                      be32 span length L, a multiple of 512 from 512 to
+ *                      1 MiB; [byte_offset, byte_offset + L) must lie
+ *                      inside one 1 MiB-aligned chunk, byte_offset below
+ *                      the destination drive's size S and byte_offset + L
+ *                      at most S rounded up to 512 (a drive whose size is
+ *                      no multiple of 512 ends in a partial sector, sent
+ *                      whole; only the part inside the drive is applied).
+ *                      Then L bytes of data unless ZERO_BLOCK (a zero
+ *                      span).  Bulk chunks that are partly used travel as
+ *                      spans (data extents; holes and all-zero 4 KiB
+ *                      blocks as zero spans when zero-blocks is on); dirty
+ *                      passes send the runs of dirty-granularity blocks
+ *                      that changed as spans.  A span or chunk made only
+ *                      of zeroes without zero-blocks travels as data.
+ *   0x40 COMPRESSED    with DEVICE_BLOCK, never with ZERO_BLOCK: after the
+ *                      drive id (and the span length with SPAN): u8
+ *                      algorithm (1 = zlib RFC 1950, 2 = one zstd frame),
+ *                      be32 compressed length C with 1 <= C <= U + 1024
+ *                      where U is the uncompressed length (L, or 1 MiB
+ *                      without SPAN), then C bytes that must be exactly
+ *                      one compressed unit decompressing to exactly U
+ *                      bytes.  Capability compress; each record is
+ *                      compressed on its own and sent so only when C < U.
+ *   0x80 CHANNELS      setup part, at most once, never with other flags
+ *                      (except EOS), offset field 0: be32 channel count N
+ *                      (1..16), 16-byte migration id (random per
+ *                      migration).  Announces that N multifd channels
+ *                      carry the block records (below); the destination
+ *                      refuses it unless it listens on a socket.
+ *
+ * Records with no flag bit, drive ids holding a NUL byte, and DEVICE_SIZE
+ * or CHANNELS records after the setup part are rejected.
+ *
+ * Multifd channels (capability multifd, socket URIs only).  The main
+ * connection carries the savevm container as always.  N more connections
+ * to the same URI each start with a handshake:
+ *
+ *   be32 0x424d4644 ("BMFD")  be32 version 1  be32 channel index (0..N-1)
+ *   be32 channel count N      16-byte migration id (as in CHANNELS)
+ *
+ * then block records exactly as above but only DEVICE_BLOCK records (with
+ * SPAN, ZERO_BLOCK, COMPRESSED as needed), and finally one EOS record as
+ * the channel's end marker; nothing follows it.  The source sends every
+ * record of the 1 MiB chunk with index i (byte_offset / 1 MiB, per drive)
+ * on channel i mod N, so a channel's order is the chunks' version order;
+ * it writes every channel's end marker before the END section on the main
+ * connection.  The destination tells connections apart by their first
+ * four bytes ("QEVM" main, "BMFD" channel), starts applying channel
+ * records once the main connection's setup part has loaded, and loads the
+ * end of the stream (flush, acknowledgement) only after every channel's
+ * end marker and everything before it was applied. */
 #ifndef MIGRATION_BLOCK_MIGRATION_H
 #define MIGRATION_BLOCK_MIGRATION_H
 
@@ -20,8 +85,23 @@
 #define BLK_MIG_FLAG_PROGRESS     0x04
 #define BLK_MIG_FLAG_ZERO_BLOCK   0x08
 #define BLK_MIG_FLAG_DEVICE_SIZE  0x10
-#define BLK_MIG_FLAGS_KNOWN       0x1f
+#define BLK_MIG_FLAG_SPAN         0x20
+#define BLK_MIG_FLAG_COMPRESSED   0x40
+#define BLK_MIG_FLAG_CHANNELS     0x80
+#define BLK_MIG_FLAGS_KNOWN       0xff
 #define BLK_MIG_FLAGS_MASK        0x1ff   /* low bits that are never offset */
+
+/* COMPRESSED records: the algorithm byte and the slack allowed over the
+ * uncompressed length. */
+#define BLK_MIG_COMPRESS_ZLIB     1
+#define BLK_MIG_COMPRESS_ZSTD     2
+#define BLK_MIG_COMPRESS_SLACK    1024
+
+/* Multifd channel handshake. */
+#define BLK_MIG_MULTIFD_MAGIC     0x424d4644
+#define BLK_MIG_MULTIFD_VERSION   1
+#define BLK_MIG_MULTIFD_ID_LEN    16
+#define BLK_MIG_MULTIFD_MAX_CHANNELS 16
 
 /* Registers the "block" handler with savevm (version 1). */
 void block_migration_register(void);

@@ -13,6 +13,8 @@ typedef enum {
     MIG_CAP_EVENTS,         /* MIGRATION events */
     MIG_CAP_RETURN_PATH,    /* destination acknowledges; blkmig default on */
     MIG_CAP_QEMU_COMPAT,    /* blkmig: only QEMU 7.2 records on the wire */
+    MIG_CAP_MULTIFD,        /* block records on multifd-channels extra connections */
+    MIG_CAP_COMPRESS,       /* COMPRESSED records (compress-algorithm/-level) */
     MIG_CAP__MAX
 } MigrationCapability;
 
@@ -22,21 +24,48 @@ int mig_cap_from_name(const char *name);
 bool mig_cap_enabled(MigrationCapability cap);
 void mig_cap_set(MigrationCapability cap, bool on);
 
+/* compress-algorithm values. */
+typedef enum {
+    MIG_COMPRESS_ZSTD,          /* default */
+    MIG_COMPRESS_ZLIB,
+    MIG_COMPRESS__MAX
+} MigrationCompressAlgorithm;
+
+const char *mig_compress_algorithm_name(MigrationCompressAlgorithm algo);
+/* -1 when NAME is unknown. */
+int mig_compress_algorithm_from_name(const char *name);
+
 typedef struct MigrationParameters {
     uint64_t max_bandwidth;     /* bytes/s; 0 = unlimited; default 128 MiB/s */
     uint64_t downtime_limit;    /* ms; default 300 */
-    uint64_t dirty_granularity; /* blkmig: bytes, power of two 512..1 MiB; default 64 KiB */
+    uint64_t dirty_granularity; /* blkmig: bytes, power of two 4 KiB..1 MiB; default 64 KiB */
+    uint64_t multifd_channels;  /* QEMU: 1..16, default 2 */
+    uint64_t compress_level;    /* QEMU: zlib level 0..9 (0 = fastest, as 1); default 1 */
+    uint64_t compress_zstd_level;   /* blkmig: 1..19; default 1 */
+    MigrationCompressAlgorithm compress_algorithm; /* blkmig; default zstd */
+    uint64_t max_inflight;      /* blkmig: bytes of chunk buffers in flight; default 32 MiB */
 } MigrationParameters;
 
 #define MIG_DEFAULT_MAX_BANDWIDTH (128ULL << 20)
 #define MIG_DEFAULT_DOWNTIME_LIMIT 300
 #define MIG_MAX_DOWNTIME_LIMIT 2000000
+#define MIG_DEFAULT_MULTIFD_CHANNELS 2
+#define MIG_MAX_MULTIFD_CHANNELS 16
+#define MIG_DEFAULT_COMPRESS_LEVEL 1
+#define MIG_MAX_COMPRESS_LEVEL 9
+#define MIG_DEFAULT_COMPRESS_ZSTD_LEVEL 1
+#define MIG_MAX_COMPRESS_ZSTD_LEVEL 19
+#define MIG_DEFAULT_MAX_INFLIGHT (32ULL << 20)
+#define MIG_MIN_MAX_INFLIGHT (4ULL << 20)
+#define MIG_MAX_MAX_INFLIGHT (1ULL << 30)
 
 void mig_params_get(MigrationParameters *out);
 /* Validate-then-apply; on error nothing changes.  Only fields whose has_*
  * bit is set are applied. */
 typedef struct MigrationParametersUpdate {
     bool has_max_bandwidth, has_downtime_limit, has_dirty_granularity;
+    bool has_multifd_channels, has_compress_level, has_compress_zstd_level;
+    bool has_compress_algorithm, has_max_inflight;
     MigrationParameters p;
 } MigrationParametersUpdate;
 bool mig_params_apply(const MigrationParametersUpdate *u, GError **errp);

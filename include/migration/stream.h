@@ -42,6 +42,10 @@ uint64_t mig_get_be64(MigStream *f);
 size_t mig_get_buffer(MigStream *f, void *buf, size_t len);
 /* Reads and discards LEN bytes. */
 void mig_skip(MigStream *f, size_t len);
+/* Copy the next LEN (at most 64 KiB) bytes into BUF without consuming
+ * them; false (error latched, "unexpected end of stream" at a short end)
+ * when they cannot be read. */
+bool mig_stream_peek(MigStream *f, void *buf, size_t len);
 /* Peek whether the next read would hit clean end of file (no bytes left). */
 bool mig_at_eof(MigStream *f);
 
@@ -58,9 +62,15 @@ void mig_stream_set_error(MigStream *f, int err, const char *msg);
  * 1-second window carries at most the limit (+10% worst case).  Writes
  * are split as needed.  May be changed at any time from any thread. */
 void mig_stream_set_rate_limit(MigStream *f, uint64_t bytes_per_sec);
+/* Make F take its tokens from WITH's bucket: the streams then share one
+ * limit together (set on either).  For writers of one migration. */
+void mig_stream_share_rate_limit(MigStream *f, MigStream *with);
 
 /* Bytes put into / got out of the stream so far (including buffered). */
 uint64_t mig_stream_bytes(MigStream *f);
+/* Bytes a socket writer handed to the kernel that the peer has not
+ * acknowledged yet (0 for other fds).  Any thread. */
+uint64_t mig_stream_unsent_bytes(MigStream *f);
 
 /* Unblock a thread stuck in I/O on this stream from another thread
  * (shutdown(2) for sockets); the blocked call fails with -ECANCELED. */

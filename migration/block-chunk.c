@@ -1,0 +1,306 @@
+/* One chunk's work in the read pipeline: find what of the chunk's ranges
+ * is data (block status; holes are never read), read it, and turn it into
+ * records.  With qemu-compat a chunk is one 1 MiB record; otherwise ranges
+ * become spans, where holes and all-zero 4 KiB blocks are zero spans (when
+ * zero-blocks is on) and each data span is compressed if that makes it
+ * smaller. */
+#include <string.h>
+
+#include "block/block.h"
+#include "migration/block-migration.h"
+#include "migration-internal.h"
+#include "util/zero.h"
+
+#define CHUNK BLK_MIG_CHUNK_SIZE
+#define SECTOR BLK_MIG_SECTOR_SIZE
+/* Zero detection grain inside data: the file system block, the smallest
+ * hole the destination can keep. */
+#define ZERO_GRAIN 4096
+#define ROUND_UP(x, a) (((x) + (a) - 1) / (a) * (a))
+
+/* Source of zero payloads when zero-blocks is off; never written, so it
+ * costs no memory. */
+static uint8_t zero_chunk[CHUNK];
+
+typedef struct Piece {
+    uint64_t off;
+    uint64_t len;
+    bool zero;
+} Piece;
+
+BlkChunkJob *blk_chunk_job_new(BlockDriverState *bs, const char *id, uint64_t chunk,
+                               uint64_t drive_size)
+{
+    BlkChunkJob *job = g_new0(BlkChunkJob, 1);
+
+    job->bs = bs;
+    job->id = id;
+    job->chunk = chunk;
+    job->drive_size = drive_size;
+    job->ranges = g_array_new(false, false, sizeof(BlkRange));
+    job->extents = g_array_new(false, false, sizeof(BlkExtent));
+    job->records = g_array_new(false, false, sizeof(BlkRecord));
+    return job;
+}
+
+void blk_chunk_job_free(BlkChunkJob *job)
+{
+    g_array_unref(job->ranges);
+    g_array_unref(job->extents);
+    g_array_unref(job->records);
+    g_free(job->error);
+    g_free(job);
+}
+
+void blk_chunk_add_range(BlkChunkJob *job, uint64_t off, uint64_t len)
+{
+    BlkRange r = { off, len };
+
+    g_array_append_val(job->ranges, r);
+    job->walked += len;
+}
+
+/* ---- planning (submitter) ---- */
+
+static void add_extent(GArray *extents, uint64_t off, uint64_t len, bool is_data)
+{
+    if (extents->len) {
+        BlkExtent *last = &g_array_index(extents, BlkExtent, extents->len - 1);
+        if (last->off + last->len == off && last->is_data == is_data) {
+            last->len += len;
+            return;
+        }
+    }
+    BlkExtent e = { off, len, is_data };
+    g_array_append_val(extents, e);
+}
+
+/* Allocation map of [off, off+len); a failing block status is taken as
+ * data, which only costs a read. */
+static void add_extents(BlkChunkJob *job, uint64_t off, uint64_t len)
+{
+    uint64_t pos = off, end = off + len;
+
+    while (pos < end) {
+        uint64_t pnum = 0;
+        bool is_data = true;
+        int ret = bdrv_block_status(job->bs, pos, end - pos, &pnum, &is_data);
+
+        if (ret < 0 || pnum == 0) {
+            pnum = end - pos;
+            is_data = true;
+        }
+        pnum = MIN(pnum, end - pos);
+        add_extent(job->extents, pos, pnum, is_data);
+        pos += pnum;
+    }
+}
+
+/* Spans must be whole sectors: an allocation boundary inside a sector
+ * (none on real file systems) makes the whole range data. */
+static bool extents_sector_aligned(BlkChunkJob *job)
+{
+    for (guint i = 0; i < job->extents->len; i++) {
+        BlkExtent *e = &g_array_index(job->extents, BlkExtent, i);
+        uint64_t end = e->off + e->len;
+        if (e->off % SECTOR || (end % SECTOR && end != job->drive_size)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void blk_chunk_plan(BlkChunkJob *job, const BlkChunkOptions *o)
+{
+    bool any_data = false;
+
+    for (guint i = 0; i < job->ranges->len; i++) {
+        BlkRange *r = &g_array_index(job->ranges, BlkRange, i);
+        add_extents(job, r->off, r->len);
+    }
+    if (!extents_sector_aligned(job)) {
+        g_array_set_size(job->extents, 0);
+        for (guint i = 0; i < job->ranges->len; i++) {
+            BlkRange *r = &g_array_index(job->ranges, BlkRange, i);
+            add_extent(job->extents, r->off, r->len, true);
+        }
+    }
+    for (guint i = 0; i < job->extents->len; i++) {
+        any_data |= g_array_index(job->extents, BlkExtent, i).is_data;
+    }
+    /* Zeroes to compress need a buffer for the output. */
+    job->needs_worker = any_data || (o->compress && !o->zero_blocks);
+}
+
+/* ---- preparing (worker) ---- */
+
+static bool read_extent(BlkChunkJob *job, const BlkExtent *e)
+{
+    int ret = bdrv_pread(job->bs, e->off, job->buf + (e->off - job->chunk), e->len);
+
+    if (ret < 0) {
+        job->error = g_strdup_printf("block migration: reading drive '%s' at offset %"
+                                     G_GUINT64_FORMAT " failed: %s",
+                                     job->id, e->off, g_strerror(-ret));
+        return false;
+    }
+    return true;
+}
+
+static void add_record(BlkChunkJob *job, const BlkRecord *r)
+{
+    g_array_append_val(job->records, *r);
+    job->wire_bytes += blk_record_wire_size(job->id, r);
+    if (!(r->flags & BLK_MIG_FLAG_ZERO_BLOCK)) {
+        job->has_data = true;
+    }
+}
+
+static uint8_t algo_byte(CompressAlgo algo)
+{
+    return algo == COMPRESS_ZLIB ? BLK_MIG_COMPRESS_ZLIB : BLK_MIG_COMPRESS_ZSTD;
+}
+
+/* A data record for LEN bytes at OFF (payload DATA), compressed into the
+ * job's cbuf at *CPOS when that is smaller. */
+static void add_data_record(BlkChunkJob *job, Compressor *c, uint8_t flags, uint64_t off,
+                            uint32_t len, const uint8_t *data, size_t *cpos)
+{
+    BlkRecord r = { .offset = off, .len = len, .flags = flags | BLK_MIG_FLAG_DEVICE_BLOCK,
+                    .data = data, .data_len = len };
+    size_t cap = MIN((size_t)len - 1, CHUNK - *cpos);
+    size_t out = 0;
+
+    if (c && job->cbuf && cap > 0 &&
+        compressor_compress(c, data, len, job->cbuf + *cpos, cap, &out, NULL) && out < len) {
+        r.flags |= BLK_MIG_FLAG_COMPRESSED;
+        r.algo = algo_byte(compressor_algo(c));
+        r.data = job->cbuf + *cpos;
+        r.data_len = out;
+        *cpos += out;
+    }
+    add_record(job, &r);
+}
+
+/* qemu-compat: the chunk as one 1 MiB record, zero-padded past the end. */
+static void prepare_whole(BlkChunkJob *job, const BlkChunkOptions *o)
+{
+    uint64_t len = MIN(CHUNK, job->drive_size - job->chunk);
+    const uint8_t *data = zero_chunk;
+    bool zero = true;
+
+    if (job->buf) {
+        for (guint i = 0; i < job->extents->len; i++) {
+            BlkExtent *e = &g_array_index(job->extents, BlkExtent, i);
+            if (!e->is_data) {
+                memset(job->buf + (e->off - job->chunk), 0, e->len);
+            } else if (!read_extent(job, e)) {
+                return;
+            }
+        }
+        memset(job->buf + len, 0, CHUNK - len);
+        data = job->buf;
+        zero = buffer_is_zero(job->buf, CHUNK);
+    }
+    if (zero && o->zero_blocks) {
+        BlkRecord r = { .offset = job->chunk, .len = CHUNK,
+                        .flags = BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK };
+        add_record(job, &r);
+    } else {
+        BlkRecord r = { .offset = job->chunk, .len = CHUNK, .flags = BLK_MIG_FLAG_DEVICE_BLOCK,
+                        .data = data, .data_len = CHUNK };
+        add_record(job, &r);
+    }
+}
+
+static void add_piece(GArray *pieces, uint64_t off, uint64_t len, bool zero)
+{
+    if (pieces->len) {
+        Piece *last = &g_array_index(pieces, Piece, pieces->len - 1);
+        if (last->off + last->len == off && last->zero == zero) {
+            last->len += len;
+            return;
+        }
+    }
+    Piece p = { off, len, zero };
+    g_array_append_val(pieces, p);
+}
+
+/* Split data at [off, off+len) (in the buffer) into zero and non-zero
+ * runs of ZERO_GRAIN-aligned blocks. */
+static void add_data_pieces(GArray *pieces, const uint8_t *base, uint64_t chunk,
+                            uint64_t off, uint64_t len)
+{
+    uint64_t end = off + len;
+
+    while (off < end) {
+        uint64_t next = MIN(ROUND_UP(off + 1, ZERO_GRAIN), end);
+        add_piece(pieces, off, next - off, buffer_is_zero(base + (off - chunk), next - off));
+        off = next;
+    }
+}
+
+/* The extents as pieces, lengths rounded up to whole sectors at the end
+ * of the drive (the buffer is zero there); false if a read failed. */
+static bool make_pieces(BlkChunkJob *job, const BlkChunkOptions *o, GArray *pieces)
+{
+    uint8_t *base = job->buf ? job->buf : zero_chunk;
+
+    for (guint i = 0; i < job->extents->len; i++) {
+        BlkExtent *e = &g_array_index(job->extents, BlkExtent, i);
+        uint64_t padded = ROUND_UP(e->off + e->len, SECTOR) - e->off;
+
+        if (e->is_data && !read_extent(job, e)) {
+            return false;
+        }
+        /* Zeroes the buffer must hold: a hole sent as data, the tail of
+         * the drive's last sector. */
+        if (base == job->buf && !e->is_data && !o->zero_blocks) {
+            memset(base + (e->off - job->chunk), 0, padded);
+        } else if (base == job->buf && e->is_data && padded > e->len) {
+            memset(base + (e->off - job->chunk) + e->len, 0, padded - e->len);
+        }
+        if (e->is_data && o->zero_blocks) {
+            add_data_pieces(pieces, base, job->chunk, e->off, padded);
+        } else {
+            add_piece(pieces, e->off, padded, !e->is_data && o->zero_blocks);
+        }
+    }
+    return true;
+}
+
+/* Pieces as records: one whole-chunk record when a single piece covers
+ * the chunk, else spans. */
+static void pieces_to_records(BlkChunkJob *job, GArray *pieces, Compressor *c)
+{
+    uint8_t *base = job->buf ? job->buf : zero_chunk;
+    Piece *first = &g_array_index(pieces, Piece, 0);
+    bool whole = pieces->len == 1 && first->off == job->chunk && first->len == CHUNK;
+    uint8_t span = whole ? 0 : BLK_MIG_FLAG_SPAN;
+    size_t cpos = 0;
+
+    for (guint i = 0; i < pieces->len; i++) {
+        Piece *p = &g_array_index(pieces, Piece, i);
+        if (p->zero) {
+            BlkRecord r = { .offset = p->off, .len = p->len,
+                            .flags = BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK | span };
+            add_record(job, &r);
+        } else {
+            add_data_record(job, c, span, p->off, p->len, base + (p->off - job->chunk), &cpos);
+        }
+    }
+}
+
+void blk_chunk_prepare(BlkChunkJob *job, const BlkChunkOptions *o, Compressor *c)
+{
+    g_autoptr(GArray) pieces = NULL;
+
+    if (o->whole_chunks) {
+        prepare_whole(job, o);
+        return;
+    }
+    pieces = g_array_new(false, false, sizeof(Piece));
+    if (make_pieces(job, o, pieces) && pieces->len) {
+        pieces_to_records(job, pieces, c);
+    }
+}

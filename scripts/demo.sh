@@ -174,8 +174,8 @@ printf '  %-24s %s\n' \
     "disks identical" "$same" \
     "wall time" "$(awk "BEGIN { printf \"%.2f s\", $end - $start }")" \
     "bytes on the wire" "$(json_int transferred <<<"$info")" \
-    "zero chunks" "$(json_int zero-blocks <<<"$info")" \
-    "data chunks" "$(json_int data-blocks <<<"$info")" \
+    "zero records" "$(json_int zero-blocks <<<"$info")" \
+    "data records" "$(json_int data-blocks <<<"$info")" \
     "source allocated" "$(allocated "$tmp/src.raw") bytes" \
     "destination allocated" "$(allocated "$tmp/dst.raw") bytes"
 

@@ -337,7 +337,7 @@ static void print_summary(JsonNode *info)
     printf("disk transferred: %" G_GINT64_FORMAT " bytes (%.1f MiB)\n",
            jint(info, "disk.transferred"), mib(jint(info, "disk.transferred")));
     printf("disk remaining:   %" G_GINT64_FORMAT " bytes\n", jint(info, "disk.remaining"));
-    printf("chunks:           %" G_GINT64_FORMAT " zero, %" G_GINT64_FORMAT " data\n",
+    printf("records:          %" G_GINT64_FORMAT " zero, %" G_GINT64_FORMAT " data\n",
            jint(info, "disk.zero-blocks"), jint(info, "disk.data-blocks"));
     printf("dirty passes:     %" G_GINT64_FORMAT "\n", jint(info, "disk.dirty-sync-count"));
     printf("throughput:       %.1f Mbit/s\n", jdouble(info, "disk.mbps"));

@@ -16,13 +16,15 @@ LIBBLKMIG := $(BUILD)/libblkmig.a
 
 # Test programs: tests/<kind>/test-*.c; each kind's other .c files are
 # shared helpers linked into every test of that kind (qtest helpers are
-# also linked into interop and bench tests).
+# also linked into interop and fuzz tests, tests/lib into all).
 TEST_KINDS := unit qtest interop fuzz
 QTEST_HELPERS := $(filter-out tests/qtest/test-%.c,$(wildcard tests/qtest/*.c))
+# tests/lib: helpers every kind of test links (hand-built stream bytes).
+TEST_LIB_SRCS := $(wildcard tests/lib/*.c)
 define test_rules
 $(1)_TESTS := $$(patsubst tests/$(1)/%.c,$(BUILD)/tests/$(1)/%,$$(sort $$(wildcard tests/$(1)/test-*.c)))
 $(1)_HELPERS := $$(filter-out tests/$(1)/test-%.c,$$(wildcard tests/$(1)/*.c))
-$(1)_HELPER_OBJS := $$(sort $$(patsubst %.c,$(BUILD)/%.o,$$($(1)_HELPERS) $$(if $$(filter unit,$(1)),,$(QTEST_HELPERS))))
+$(1)_HELPER_OBJS := $$(sort $$(patsubst %.c,$(BUILD)/%.o,$$($(1)_HELPERS) $(TEST_LIB_SRCS) $$(if $$(filter unit,$(1)),,$(QTEST_HELPERS))))
 $(BUILD)/tests/$(1)/test-%: $(BUILD)/tests/$(1)/test-%.o $$($(1)_HELPER_OBJS) $(LIBBLKMIG)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
 endef

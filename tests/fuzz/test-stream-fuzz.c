@@ -35,6 +35,7 @@
 #include "migration/options.h"
 #include "migration/savevm.h"
 #include "migration/stream.h"
+#include "../lib/stream-bytes.h"
 
 #define MiB (1024 * 1024)
 #define CHUNK BLK_MIG_CHUNK_SIZE
@@ -127,29 +128,6 @@ static struct {
 } env;
 
 /* ---- byte helpers ---- */
-
-static void put8(GByteArray *b, uint8_t v)
-{
-    g_byte_array_append(b, &v, 1);
-}
-
-static void put32(GByteArray *b, uint32_t v)
-{
-    uint8_t be[4] = { v >> 24, v >> 16, v >> 8, v };
-    g_byte_array_append(b, be, sizeof(be));
-}
-
-static void put64(GByteArray *b, uint64_t v)
-{
-    put32(b, v >> 32);
-    put32(b, (uint32_t)v);
-}
-
-static void put_str(GByteArray *b, const char *s)
-{
-    put8(b, strlen(s));
-    g_byte_array_append(b, (const guint8 *)s, strlen(s));
-}
 
 static uint32_t get32(const uint8_t *p)
 {
@@ -878,13 +856,13 @@ static void test_truncation_sweep(gconstpointer data)
 static void begin_section(GByteArray *b, uint32_t id, const char *idstr,
                           uint32_t instance, uint32_t version)
 {
-    put32(b, QEMU_VM_FILE_MAGIC);
-    put32(b, QEMU_VM_FILE_VERSION);
-    put8(b, QEMU_VM_SECTION_START);
-    put32(b, id);
-    put_str(b, idstr);
-    put32(b, instance);
-    put32(b, version);
+    sb_put32(b, QEMU_VM_FILE_MAGIC);
+    sb_put32(b, QEMU_VM_FILE_VERSION);
+    sb_put8(b, QEMU_VM_SECTION_START);
+    sb_put32(b, id);
+    sb_put_name(b, idstr);
+    sb_put32(b, instance);
+    sb_put32(b, version);
 }
 
 static void begin_block(GByteArray *b)
@@ -894,9 +872,9 @@ static void begin_block(GByteArray *b)
 
 static void rec_size(GByteArray *b, const char *id, uint64_t size)
 {
-    put64(b, BLK_MIG_FLAG_DEVICE_SIZE);
-    put_str(b, id);
-    put64(b, size);
+    sb_put64(b, BLK_MIG_FLAG_DEVICE_SIZE);
+    sb_put_name(b, id);
+    sb_put64(b, size);
 }
 
 static void rec_data(GByteArray *b, uint64_t header, const char *id)
@@ -904,8 +882,8 @@ static void rec_data(GByteArray *b, uint64_t header, const char *id)
     uint8_t *chunk = g_malloc(CHUNK);
 
     memset(chunk, 0x5a, CHUNK);
-    put64(b, header);
-    put_str(b, id);
+    sb_put64(b, header);
+    sb_put_name(b, id);
     g_byte_array_append(b, chunk, CHUNK);
     g_free(chunk);
 }
@@ -913,9 +891,9 @@ static void rec_data(GByteArray *b, uint64_t header, const char *id)
 /* EOS and the footer of section 0. */
 static void end_section0(GByteArray *b)
 {
-    put64(b, BLK_MIG_FLAG_EOS);
-    put8(b, QEMU_VM_SECTION_FOOTER);
-    put32(b, 0);
+    sb_put64(b, BLK_MIG_FLAG_EOS);
+    sb_put8(b, QEMU_VM_SECTION_FOOTER);
+    sb_put32(b, 0);
 }
 
 /* A complete, harmless first section: sizes of both drives. */
@@ -942,7 +920,7 @@ static void build_offset_2_63(GByteArray *b, GString *expected)
     begin_block(b);
     rec_data(b, (1ULL << 63) | BLK_MIG_FLAG_DEVICE_BLOCK, "disk0");
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_printf(expected, "block migration: drive 'disk0': chunk at offset "
                     "9223372036854775808 is beyond the destination size %" G_GUINT64_FORMAT,
                     specs[0].size);
@@ -951,11 +929,11 @@ static void build_offset_2_63(GByteArray *b, GString *expected)
 static void build_offset_max_zero(GByteArray *b, GString *expected)
 {
     begin_block(b);
-    put64(b, ~(uint64_t)BLK_MIG_FLAGS_MASK | BLK_MIG_FLAG_DEVICE_BLOCK |
+    sb_put64(b, ~(uint64_t)BLK_MIG_FLAGS_MASK | BLK_MIG_FLAG_DEVICE_BLOCK |
              BLK_MIG_FLAG_ZERO_BLOCK);
-    put_str(b, "disk0");
+    sb_put_name(b, "disk0");
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_printf(expected, "block migration: drive 'disk0': chunk at offset "
                     "18446744073709551104 is beyond the destination size %" G_GUINT64_FORMAT,
                     specs[0].size);
@@ -968,7 +946,7 @@ static void build_offset_at_end(GByteArray *b, GString *expected)
     begin_block(b);
     rec_data(b, specs[1].size | BLK_MIG_FLAG_DEVICE_BLOCK, specs[1].id);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_printf(expected, "block migration: drive '%s': chunk at offset %" G_GUINT64_FORMAT
                     " is beyond the destination size %" G_GUINT64_FORMAT,
                     specs[1].id, specs[1].size, specs[1].size);
@@ -989,10 +967,10 @@ static void build_garbage_drive_id(GByteArray *b, GString *expected)
 
     garbage_id(id);
     begin_block(b);
-    put64(b, 0 | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK);
-    put_str(b, id);
+    sb_put64(b, 0 | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK);
+    sb_put_name(b, id);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     /* Error texts must be UTF-8 (QMP): the loader repairs the name. */
     g_autofree char *shown = g_utf8_make_valid(id, -1);
     g_string_printf(expected, "block migration: unknown drive '%s'", shown);
@@ -1001,11 +979,11 @@ static void build_garbage_drive_id(GByteArray *b, GString *expected)
 static void build_empty_drive_id(GByteArray *b, GString *expected)
 {
     begin_block(b);
-    put64(b, BLK_MIG_FLAG_DEVICE_SIZE);
-    put_str(b, "");
-    put64(b, 0);
+    sb_put64(b, BLK_MIG_FLAG_DEVICE_SIZE);
+    sb_put_name(b, "");
+    sb_put64(b, 0);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_assign(expected, "block migration: unknown drive ''");
 }
 
@@ -1014,26 +992,26 @@ static void build_part_id_mismatch(GByteArray *b, GString *expected)
     size_t at;
 
     setup_section(b);
-    put8(b, QEMU_VM_SECTION_PART);
+    sb_put8(b, QEMU_VM_SECTION_PART);
     at = b->len;
-    put32(b, 7);
-    put64(b, BLK_MIG_FLAG_EOS);
-    put8(b, QEMU_VM_SECTION_FOOTER);
-    put32(b, 7);
-    put8(b, QEMU_VM_EOF);
+    sb_put32(b, 7);
+    sb_put64(b, BLK_MIG_FLAG_EOS);
+    sb_put8(b, QEMU_VM_SECTION_FOOTER);
+    sb_put32(b, 7);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_printf(expected, "unknown section id 7 at stream offset %" G_GSIZE_FORMAT, at);
 }
 
 static void build_part_before_start(GByteArray *b, GString *expected)
 {
-    put32(b, QEMU_VM_FILE_MAGIC);
-    put32(b, QEMU_VM_FILE_VERSION);
-    put8(b, QEMU_VM_SECTION_PART);
-    put32(b, 0);
-    put64(b, BLK_MIG_FLAG_EOS);
-    put8(b, QEMU_VM_SECTION_FOOTER);
-    put32(b, 0);
-    put8(b, QEMU_VM_EOF);
+    sb_put32(b, QEMU_VM_FILE_MAGIC);
+    sb_put32(b, QEMU_VM_FILE_VERSION);
+    sb_put8(b, QEMU_VM_SECTION_PART);
+    sb_put32(b, 0);
+    sb_put64(b, BLK_MIG_FLAG_EOS);
+    sb_put8(b, QEMU_VM_SECTION_FOOTER);
+    sb_put32(b, 0);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_assign(expected, "unknown section id 0 at stream offset 9");
 }
 
@@ -1043,11 +1021,11 @@ static void build_footer_id_mismatch(GByteArray *b, GString *expected)
 
     begin_block(b);
     rec_size(b, "disk0", specs[0].size);
-    put64(b, BLK_MIG_FLAG_EOS);
+    sb_put64(b, BLK_MIG_FLAG_EOS);
     at = b->len;
-    put8(b, QEMU_VM_SECTION_FOOTER);
-    put32(b, 3);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_SECTION_FOOTER);
+    sb_put32(b, 3);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_printf(expected, "section footer mismatch: expected section id 0, got 3 "
                     "at stream offset %" G_GSIZE_FORMAT, at);
 }
@@ -1065,9 +1043,9 @@ static void build_footer_missing(GByteArray *b, GString *expected)
 
     begin_block(b);
     rec_size(b, "disk0", specs[0].size);
-    put64(b, BLK_MIG_FLAG_EOS);
+    sb_put64(b, BLK_MIG_FLAG_EOS);
     at = b->len;
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_printf(expected, "section footer mismatch: expected 0x7e for section 0, "
                     "got 0x10 at stream offset %" G_GSIZE_FORMAT, at);
 }
@@ -1075,10 +1053,10 @@ static void build_footer_missing(GByteArray *b, GString *expected)
 static void build_footer_truncated(GByteArray *b, GString *expected)
 {
     begin_block(b);
-    put64(b, BLK_MIG_FLAG_EOS);
-    put8(b, QEMU_VM_SECTION_FOOTER);
-    put8(b, 0);
-    put8(b, 0);
+    sb_put64(b, BLK_MIG_FLAG_EOS);
+    sb_put8(b, QEMU_VM_SECTION_FOOTER);
+    sb_put8(b, 0);
+    sb_put8(b, 0);
     g_string_printf(expected, "reading a section footer: unexpected end of stream at byte %u",
                     b->len);
 }
@@ -1091,9 +1069,9 @@ static void build_eos_missing(GByteArray *b, GString *expected)
     begin_block(b);
     rec_size(b, "disk0", specs[0].size);
     at = b->len;
-    put8(b, QEMU_VM_SECTION_FOOTER);
-    put32(b, 0);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_SECTION_FOOTER);
+    sb_put32(b, 0);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_printf(expected, "block migration: reading record at stream offset %"
                     G_GSIZE_FORMAT ": unexpected end of stream at byte %u", at, b->len);
 }
@@ -1102,7 +1080,7 @@ static void build_empty_idstr(GByteArray *b, GString *expected)
 {
     begin_section(b, 0, "", 0, 1);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_assign(expected, "unknown section '' instance 0 at stream offset 9");
 }
 
@@ -1110,7 +1088,7 @@ static void build_unknown_idstr(GByteArray *b, GString *expected)
 {
     begin_section(b, 0, "ram", 0, 4);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_assign(expected, "unknown section 'ram' instance 0 at stream offset 9");
 }
 
@@ -1118,7 +1096,7 @@ static void build_unknown_instance(GByteArray *b, GString *expected)
 {
     begin_section(b, 0, "block", 1, 1);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_assign(expected, "unknown section 'block' instance 1 at stream offset 9");
 }
 
@@ -1126,7 +1104,7 @@ static void build_version_2(GByteArray *b, GString *expected)
 {
     begin_section(b, 0, "block", 0, 2);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_assign(expected, "section 'block' has version 2 but at most 1 is supported "
                     "at stream offset 9");
 }
@@ -1135,7 +1113,7 @@ static void build_version_max(GByteArray *b, GString *expected)
 {
     begin_section(b, 0, "block", 0, UINT32_MAX);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_assign(expected, "section 'block' has version 4294967295 but at most 1 "
                     "is supported at stream offset 9");
 }
@@ -1145,7 +1123,7 @@ static void build_device_size_bigger(GByteArray *b, GString *expected)
     begin_block(b);
     rec_size(b, "disk0", specs[0].size + 512);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_printf(expected, "block migration: drive 'disk0' is %" G_GUINT64_FORMAT
                     " bytes at the source but only %" G_GUINT64_FORMAT
                     " bytes at the destination", specs[0].size + 512, specs[0].size);
@@ -1156,7 +1134,7 @@ static void build_device_size_max(GByteArray *b, GString *expected)
     begin_block(b);
     rec_size(b, specs[1].id, UINT64_MAX);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_printf(expected, "block migration: drive '%s' is 18446744073709551615 bytes at "
                     "the source but only %" G_GUINT64_FORMAT " bytes at the destination",
                     specs[1].id, specs[1].size);
@@ -1164,17 +1142,17 @@ static void build_device_size_max(GByteArray *b, GString *expected)
 
 static void build_bad_magic(GByteArray *b, GString *expected)
 {
-    put32(b, 0x5145564e);
-    put32(b, QEMU_VM_FILE_VERSION);
-    put8(b, QEMU_VM_EOF);
+    sb_put32(b, 0x5145564e);
+    sb_put32(b, QEMU_VM_FILE_VERSION);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_assign(expected, "invalid stream magic 0x5145564e at stream offset 0");
 }
 
 static void build_bad_version(GByteArray *b, GString *expected)
 {
-    put32(b, QEMU_VM_FILE_MAGIC);
-    put32(b, 2);
-    put8(b, QEMU_VM_EOF);
+    sb_put32(b, QEMU_VM_FILE_MAGIC);
+    sb_put32(b, 2);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_assign(expected, "unsupported stream version 2 at stream offset 4");
 }
 
@@ -1189,7 +1167,7 @@ static void build_unknown_section_type(GByteArray *b, GString *expected)
 
     setup_section(b);
     at = b->len;
-    put8(b, 0x55);
+    sb_put8(b, 0x55);
     g_string_printf(expected, "unknown section type 0x55 at stream offset %" G_GSIZE_FORMAT, at);
 }
 
@@ -1198,14 +1176,14 @@ static void build_duplicate_start(GByteArray *b, GString *expected)
     size_t at;
 
     setup_section(b);
-    put8(b, QEMU_VM_SECTION_START);
+    sb_put8(b, QEMU_VM_SECTION_START);
     at = b->len;
-    put32(b, 0);
-    put_str(b, "block");
-    put32(b, 0);
-    put32(b, 1);
+    sb_put32(b, 0);
+    sb_put_name(b, "block");
+    sb_put32(b, 0);
+    sb_put32(b, 1);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_printf(expected, "duplicate section id 0 at stream offset %" G_GSIZE_FORMAT, at);
 }
 
@@ -1214,7 +1192,7 @@ static void build_unknown_flags(GByteArray *b, GString *expected)
     begin_block(b);
     rec_data(b, 0x100 | BLK_MIG_FLAG_DEVICE_BLOCK, "disk0");
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_printf(expected, "block migration: unknown flags 0x100 in record at stream "
                     "offset %d", SECTION0_RECORDS);
 }
@@ -1224,7 +1202,7 @@ static void build_conflicting_flags(GByteArray *b, GString *expected)
     begin_block(b);
     rec_data(b, BLK_MIG_FLAG_DEVICE_SIZE | BLK_MIG_FLAG_DEVICE_BLOCK, "disk0");
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_printf(expected, "block migration: conflicting flags 0x11 in record at stream "
                     "offset %d", SECTION0_RECORDS);
 }
@@ -1232,9 +1210,9 @@ static void build_conflicting_flags(GByteArray *b, GString *expected)
 static void build_zero_without_block(GByteArray *b, GString *expected)
 {
     begin_block(b);
-    put64(b, 1 * MiB | BLK_MIG_FLAG_ZERO_BLOCK);
+    sb_put64(b, 1 * MiB | BLK_MIG_FLAG_ZERO_BLOCK);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     g_string_printf(expected, "block migration: ZERO_BLOCK flag without DEVICE_BLOCK in "
                     "record at stream offset %d", SECTION0_RECORDS);
 }
@@ -1252,8 +1230,8 @@ static void build_truncated_payload(GByteArray *b, GString *expected)
 static void build_truncated_drive_id(GByteArray *b, GString *expected)
 {
     begin_block(b);
-    put64(b, 0 | BLK_MIG_FLAG_DEVICE_BLOCK);
-    put8(b, 200);
+    sb_put64(b, 0 | BLK_MIG_FLAG_DEVICE_BLOCK);
+    sb_put8(b, 200);
     g_byte_array_append(b, (const guint8 *)"disk0", 5);
     g_string_printf(expected, "block migration: reading record at stream offset %d: "
                     "unexpected end of stream at byte %u", SECTION0_RECORDS, b->len);
@@ -1262,7 +1240,7 @@ static void build_truncated_drive_id(GByteArray *b, GString *expected)
 static void build_truncated_record_header(GByteArray *b, GString *expected)
 {
     begin_block(b);
-    put32(b, 0);
+    sb_put32(b, 0);
     g_string_printf(expected, "block migration: reading record at stream offset %d: "
                     "unexpected end of stream at byte %d",
                     SECTION0_RECORDS, SECTION0_RECORDS + 4);
@@ -1270,11 +1248,11 @@ static void build_truncated_record_header(GByteArray *b, GString *expected)
 
 static void build_truncated_idstr(GByteArray *b, GString *expected)
 {
-    put32(b, QEMU_VM_FILE_MAGIC);
-    put32(b, QEMU_VM_FILE_VERSION);
-    put8(b, QEMU_VM_SECTION_START);
-    put32(b, 0);
-    put8(b, 255);
+    sb_put32(b, QEMU_VM_FILE_MAGIC);
+    sb_put32(b, QEMU_VM_FILE_VERSION);
+    sb_put8(b, QEMU_VM_SECTION_START);
+    sb_put32(b, 0);
+    sb_put8(b, 255);
     g_byte_array_append(b, (const guint8 *)"block", 5);
     g_string_printf(expected, "reading a section header: unexpected end of stream at byte %u",
                     b->len);
@@ -1299,14 +1277,14 @@ typedef struct ExtRecord {
 
 static void put_ext_record(GByteArray *b, const ExtRecord *r)
 {
-    put64(b, r->offset | BLK_MIG_FLAG_DEVICE_BLOCK | r->flags);
-    put_str(b, r->id ? r->id : "disk0");
+    sb_put64(b, r->offset | BLK_MIG_FLAG_DEVICE_BLOCK | r->flags);
+    sb_put_name(b, r->id ? r->id : "disk0");
     if (r->flags & BLK_MIG_FLAG_SPAN) {
-        put32(b, r->span_len);
+        sb_put32(b, r->span_len);
     }
     if (r->flags & BLK_MIG_FLAG_COMPRESSED) {
-        put8(b, r->algo);
-        put32(b, r->comp_len);
+        sb_put8(b, r->algo);
+        sb_put32(b, r->comp_len);
     }
     if (r->payload) {
         g_byte_array_append(b, r->payload, r->payload_len);
@@ -1323,7 +1301,7 @@ static void ext_stream(GByteArray *b, const ExtRecord *r)
     begin_block(b);
     put_ext_record(b, r);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
 }
 
 #define SPAN BLK_MIG_FLAG_SPAN
@@ -1595,11 +1573,11 @@ static void channels_stream(GByteArray *b, uint64_t header, uint32_t count)
     static const uint8_t id[BLK_MIG_MULTIFD_ID_LEN] = "fuzz-migration!";
 
     begin_block(b);
-    put64(b, header);
-    put32(b, count);
+    sb_put64(b, header);
+    sb_put32(b, count);
     g_byte_array_append(b, id, sizeof(id));
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
 }
 
 /* A file stream has no channel connections: announcing some must fail
@@ -1726,7 +1704,7 @@ static void build_garbage_idstr(GByteArray *b, GString *expected)
     garbage_id(id);
     begin_section(b, 0, id, 0, 1);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
 }
 
 /* Whether the error of loading the stream BUILD makes is valid UTF-8. */
@@ -1782,13 +1760,13 @@ typedef struct StrictCase {
 static void build_record_without_flags(GByteArray *b)
 {
     setup_section(b);
-    put8(b, QEMU_VM_SECTION_PART);
-    put32(b, 0);
-    put64(b, 1 * MiB);
-    put64(b, BLK_MIG_FLAG_EOS);
-    put8(b, QEMU_VM_SECTION_FOOTER);
-    put32(b, 0);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_SECTION_PART);
+    sb_put32(b, 0);
+    sb_put64(b, 1 * MiB);
+    sb_put64(b, BLK_MIG_FLAG_EOS);
+    sb_put8(b, QEMU_VM_SECTION_FOOTER);
+    sb_put32(b, 0);
+    sb_put8(b, QEMU_VM_EOF);
 }
 
 /* "disk0\0junk": the C string is "disk0", so a corrupt length byte
@@ -1798,27 +1776,27 @@ static void build_drive_id_with_nul(GByteArray *b)
     static const char id[] = "disk0\0junk";
 
     begin_block(b);
-    put64(b, 1 * MiB | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK);
-    put8(b, sizeof(id) - 1);
+    sb_put64(b, 1 * MiB | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK);
+    sb_put8(b, sizeof(id) - 1);
     g_byte_array_append(b, (const guint8 *)id, sizeof(id) - 1);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
 }
 
 static void build_idstr_with_nul(GByteArray *b)
 {
     static const char idstr[] = "block\0ram";
 
-    put32(b, QEMU_VM_FILE_MAGIC);
-    put32(b, QEMU_VM_FILE_VERSION);
-    put8(b, QEMU_VM_SECTION_START);
-    put32(b, 0);
-    put8(b, sizeof(idstr) - 1);
+    sb_put32(b, QEMU_VM_FILE_MAGIC);
+    sb_put32(b, QEMU_VM_FILE_VERSION);
+    sb_put8(b, QEMU_VM_SECTION_START);
+    sb_put32(b, 0);
+    sb_put8(b, sizeof(idstr) - 1);
     g_byte_array_append(b, (const guint8 *)idstr, sizeof(idstr) - 1);
-    put32(b, 0);
-    put32(b, 1);
+    sb_put32(b, 0);
+    sb_put32(b, 1);
     end_section0(b);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
 }
 
 /* A valid zlib stream followed by 16 more bytes inside the compressed
@@ -1842,13 +1820,13 @@ static void build_compressed_trailing_garbage(GByteArray *b)
 static void build_device_size_in_part(GByteArray *b)
 {
     setup_section(b);
-    put8(b, QEMU_VM_SECTION_PART);
-    put32(b, 0);
+    sb_put8(b, QEMU_VM_SECTION_PART);
+    sb_put32(b, 0);
     rec_size(b, "disk0", specs[0].size);
-    put64(b, BLK_MIG_FLAG_EOS);
-    put8(b, QEMU_VM_SECTION_FOOTER);
-    put32(b, 0);
-    put8(b, QEMU_VM_EOF);
+    sb_put64(b, BLK_MIG_FLAG_EOS);
+    sb_put8(b, QEMU_VM_SECTION_FOOTER);
+    sb_put32(b, 0);
+    sb_put8(b, QEMU_VM_EOF);
 }
 
 static const StrictCase strict_cases[] = {

@@ -16,6 +16,7 @@
 #include "migration/options.h"
 #include "migration/savevm.h"
 #include "util/compress.h"
+#include "../lib/stream-bytes.h"
 
 #define KiB 1024
 #define MiB (1024 * 1024)
@@ -71,58 +72,12 @@ static void fixture_teardown(Fixture *fx, gconstpointer data)
 
 /* ---- building streams ---- */
 
-static void put8(GByteArray *b, uint8_t v)
-{
-    g_byte_array_append(b, &v, 1);
-}
-
-static void put32(GByteArray *b, uint32_t v)
-{
-    uint8_t be[4] = { v >> 24, v >> 16, v >> 8, v };
-    g_byte_array_append(b, be, 4);
-}
-
-static void put64(GByteArray *b, uint64_t v)
-{
-    put32(b, v >> 32);
-    put32(b, (uint32_t)v);
-}
-
-static void put_id(GByteArray *b, const char *id)
-{
-    put8(b, strlen(id));
-    g_byte_array_append(b, (const guint8 *)id, strlen(id));
-}
-
-/* Stream header and the START of section 0, "block" version 1. */
-static GByteArray *stream_begin(void)
-{
-    GByteArray *b = g_byte_array_new();
-
-    put32(b, QEMU_VM_FILE_MAGIC);
-    put32(b, QEMU_VM_FILE_VERSION);
-    put8(b, QEMU_VM_SECTION_START);
-    put32(b, 0);
-    put_id(b, "block");
-    put32(b, 0);
-    put32(b, 1);
-    return b;
-}
-
-static void stream_end(GByteArray *b)
-{
-    put64(b, BLK_MIG_FLAG_EOS);
-    put8(b, QEMU_VM_SECTION_FOOTER);
-    put32(b, 0);
-    put8(b, QEMU_VM_EOF);
-}
-
 /* A record header up to and including the span length. */
 static void span_header(GByteArray *b, uint64_t off, unsigned flags, uint32_t len)
 {
-    put64(b, off | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_SPAN | flags);
-    put_id(b, "disk0");
-    put32(b, len);
+    sb_put64(b, off | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_SPAN | flags);
+    sb_put_name(b, "disk0");
+    sb_put32(b, len);
 }
 
 static void rec_span_data(GByteArray *b, uint64_t off, const uint8_t *data, uint32_t len)
@@ -151,8 +106,8 @@ static void rec_span_compressed(GByteArray *b, uint64_t off, uint32_t len, uint8
                                 const uint8_t *cdata, uint32_t clen)
 {
     span_header(b, off, BLK_MIG_FLAG_COMPRESSED, len);
-    put8(b, algo_byte);
-    put32(b, clen);
+    sb_put8(b, algo_byte);
+    sb_put32(b, clen);
     g_byte_array_append(b, cdata, clen);
 }
 
@@ -222,7 +177,7 @@ static void write_drive(BlockDriverState *bs, uint64_t off, size_t len, uint8_t 
  * around stay holes. */
 static void test_spans_apply(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t block[8 * KiB];
     gsize len;
     g_autofree uint8_t *disk = NULL;
@@ -235,7 +190,7 @@ static void test_spans_apply(Fixture *fx, gconstpointer data)
     }
     rec_span_data(b, 1 * MiB + 64 * KiB, block, sizeof(block));
     rec_span_data(b, 5 * MiB + 512, block, 512);
-    stream_end(b);
+    sb_block_stream_end(b);
     g_assert_no_error(load_bytes(fx, b));
 
     disk = read_file(fx->disk_path, &len);
@@ -256,18 +211,18 @@ static void test_spans_apply(Fixture *fx, gconstpointer data)
 static void test_span_last_sector(Fixture *fx, gconstpointer data)
 {
     g_autofree char *path = g_build_filename(tmpdir, "odd.raw", NULL);
-    g_autoptr(GByteArray) b = stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t block[2048];
     g_autofree uint8_t *disk = NULL;
     gsize len;
 
     open_drive("odd", path, ODD_SIZE);
     fill(block, sizeof(block), 9);
-    put64(b, CHUNK | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_SPAN);
-    put_id(b, "odd");
-    put32(b, sizeof(block));
+    sb_put64(b, CHUNK | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_SPAN);
+    sb_put_name(b, "odd");
+    sb_put32(b, sizeof(block));
     g_byte_array_append(b, block, sizeof(block));
-    stream_end(b);
+    sb_block_stream_end(b);
     g_assert_no_error(load_bytes(fx, b));
     disk = read_file(path, &len);
     g_assert_cmpuint(len, ==, ODD_SIZE);
@@ -279,7 +234,7 @@ static void test_compressed_apply(Fixture *fx, gconstpointer data)
 {
     CompressAlgo algo = GPOINTER_TO_INT(data);
     uint8_t algo_byte = algo == COMPRESS_ZLIB ? BLK_MIG_COMPRESS_ZLIB : BLK_MIG_COMPRESS_ZSTD;
-    g_autoptr(GByteArray) b = stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     g_autofree uint8_t *chunk = g_malloc(CHUNK);
     g_autofree uint8_t *span = g_malloc(64 * KiB);
     g_autofree uint8_t *cchunk = NULL, *cspan = NULL, *disk = NULL;
@@ -292,13 +247,13 @@ static void test_compressed_apply(Fixture *fx, gconstpointer data)
     cspan = compress_with(algo, span, 64 * KiB, &clen_span);
     g_assert_cmpuint(clen_chunk, <, CHUNK / 4);
     /* A whole chunk, then a span. */
-    put64(b, 2 * MiB | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_COMPRESSED);
-    put_id(b, "disk0");
-    put8(b, algo_byte);
-    put32(b, clen_chunk);
+    sb_put64(b, 2 * MiB | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_COMPRESSED);
+    sb_put_name(b, "disk0");
+    sb_put8(b, algo_byte);
+    sb_put32(b, clen_chunk);
     g_byte_array_append(b, cchunk, clen_chunk);
     rec_span_compressed(b, 6 * MiB + 128 * KiB, 64 * KiB, algo_byte, cspan, clen_span);
-    stream_end(b);
+    sb_block_stream_end(b);
     g_assert_no_error(load_bytes(fx, b));
     disk = read_file(fx->disk_path, &len);
     g_assert_cmpmem(disk + 2 * MiB, CHUNK, chunk, CHUNK);
@@ -332,38 +287,38 @@ static void test_bad_span_length(Fixture *fx, gconstpointer data)
     static const uint32_t lengths[] = { 0, 1000, CHUNK + 512, 0xffffffffu };
 
     for (size_t i = 0; i < G_N_ELEMENTS(lengths); i++) {
-        g_autoptr(GByteArray) b = stream_begin();
+        g_autoptr(GByteArray) b = sb_block_stream_begin();
         g_autofree char *expected = g_strdup_printf(
             "block migration: drive 'disk0': span length %u at offset 0 is not a multiple "
             "of 512 from 512 to 1048576", lengths[i]);
 
         span_header(b, 0, BLK_MIG_FLAG_ZERO_BLOCK, lengths[i]);
-        stream_end(b);
+        sb_block_stream_end(b);
         assert_rejected(fx, b, expected);
     }
 }
 
 static void test_span_crosses_chunk(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
 
     rec_span_zero(b, CHUNK - 4 * KiB, 8 * KiB);
-    stream_end(b);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "block migration: drive 'disk0': span of 8192 bytes at offset "
                            "1044480 crosses a 1 MiB chunk boundary");
 }
 
 static void test_span_past_end(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     g_autofree char *path = g_build_filename(tmpdir, "odd.raw", NULL);
 
     /* The drive's last sector may be covered, no more. */
     open_drive("odd", path, ODD_SIZE);
-    put64(b, CHUNK | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_SPAN | BLK_MIG_FLAG_ZERO_BLOCK);
-    put_id(b, "odd");
-    put32(b, 2560);
-    stream_end(b);
+    sb_put64(b, CHUNK | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_SPAN | BLK_MIG_FLAG_ZERO_BLOCK);
+    sb_put_name(b, "odd");
+    sb_put32(b, 2560);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "block migration: drive 'odd': span of 2560 bytes at offset "
                            "1048576 ends beyond the destination size 1050212");
     g_unlink(path);
@@ -371,10 +326,10 @@ static void test_span_past_end(Fixture *fx, gconstpointer data)
 
 static void test_span_beyond(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
 
     rec_span_zero(b, DISK_SIZE, 4 * KiB);
-    stream_end(b);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "block migration: drive 'disk0': chunk at offset 8388608 is "
                            "beyond the destination size 8388608");
 }
@@ -382,7 +337,7 @@ static void test_span_beyond(Fixture *fx, gconstpointer data)
 /* A data span cut short: nothing of it reaches the disk. */
 static void test_span_truncated(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t block[4 * KiB];
 
     fill(block, sizeof(block), 1);
@@ -394,16 +349,16 @@ static void test_span_truncated(Fixture *fx, gconstpointer data)
 
 static void test_compressed_too_long(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = stream_begin();
-    g_autoptr(GByteArray) c = stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
+    g_autoptr(GByteArray) c = sb_block_stream_begin();
     g_autofree uint8_t *junk = g_malloc0(8 * KiB);
 
     rec_span_compressed(b, 0, 4 * KiB, BLK_MIG_COMPRESS_ZSTD, junk, 4 * KiB + 1025);
-    stream_end(b);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "block migration: compressed length 5121 in record at stream "
                            "offset 27 is not between 1 and 5120 (4096 bytes uncompressed)");
     rec_span_compressed(c, 0, 4 * KiB, BLK_MIG_COMPRESS_ZLIB, junk, 0);
-    stream_end(c);
+    sb_block_stream_end(c);
     assert_rejected(fx, c, "block migration: compressed length 0 in record at stream "
                            "offset 27 is not between 1 and 5120");
 }
@@ -412,7 +367,7 @@ static void test_compressed_corrupt(Fixture *fx, gconstpointer data)
 {
     CompressAlgo algo = GPOINTER_TO_INT(data);
     uint8_t algo_byte = algo == COMPRESS_ZLIB ? BLK_MIG_COMPRESS_ZLIB : BLK_MIG_COMPRESS_ZSTD;
-    g_autoptr(GByteArray) b = stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     g_autofree uint8_t *span = g_malloc(64 * KiB);
     g_autofree uint8_t *cspan = NULL;
     size_t clen;
@@ -421,7 +376,7 @@ static void test_compressed_corrupt(Fixture *fx, gconstpointer data)
     cspan = compress_with(algo, span, 64 * KiB, &clen);
     cspan[clen / 2] ^= 0x55;
     rec_span_compressed(b, 0, 64 * KiB, algo_byte, cspan, clen);
-    stream_end(b);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "block migration: drive 'disk0': corrupt compressed data in "
                            "record at stream offset 27: ");
 }
@@ -429,7 +384,7 @@ static void test_compressed_corrupt(Fixture *fx, gconstpointer data)
 /* Intact data of the wrong size for its span. */
 static void test_compressed_wrong_size(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     g_autofree uint8_t *span = g_malloc(8 * KiB);
     g_autofree uint8_t *cspan = NULL;
     size_t clen;
@@ -437,18 +392,18 @@ static void test_compressed_wrong_size(Fixture *fx, gconstpointer data)
     fill_text(span, 8 * KiB, 3);
     cspan = compress_with(COMPRESS_ZSTD, span, 4 * KiB, &clen);
     rec_span_compressed(b, 0, 8 * KiB, BLK_MIG_COMPRESS_ZSTD, cspan, clen);
-    stream_end(b);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "block migration: drive 'disk0': corrupt compressed data in "
                            "record at stream offset 27: ");
 }
 
 static void test_compressed_unknown_algorithm(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t junk[64] = { 0 };
 
     rec_span_compressed(b, 0, 4 * KiB, 3, junk, sizeof(junk));
-    stream_end(b);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "block migration: unknown compression algorithm 3 in record at "
                            "stream offset 27");
 }
@@ -471,11 +426,11 @@ static void test_bad_flag_combinations(Fixture *fx, gconstpointer data)
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
-        g_autoptr(GByteArray) b = stream_begin();
-        put64(b, cases[i].header);
-        put_id(b, "disk0");
-        put32(b, 4 * KiB);
-        stream_end(b);
+        g_autoptr(GByteArray) b = sb_block_stream_begin();
+        sb_put64(b, cases[i].header);
+        sb_put_name(b, "disk0");
+        sb_put32(b, 4 * KiB);
+        sb_block_stream_end(b);
         assert_rejected(fx, b, cases[i].expected);
     }
 }
@@ -483,13 +438,13 @@ static void test_bad_flag_combinations(Fixture *fx, gconstpointer data)
 /* Multifd channels cannot come to a file: */
 static void test_channels_in_file(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t id[BLK_MIG_MULTIFD_ID_LEN] = { 1, 2, 3 };
 
-    put64(b, BLK_MIG_FLAG_CHANNELS);
-    put32(b, 2);
+    sb_put64(b, BLK_MIG_FLAG_CHANNELS);
+    sb_put32(b, 2);
     g_byte_array_append(b, id, sizeof(id));
-    stream_end(b);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "block migration: CHANNELS record at stream offset 27: multifd "
                            "channels are announced, but this incoming migration cannot "
                            "accept connections");

@@ -19,6 +19,7 @@
 #include "migration/options.h"
 #include "migration/savevm.h"
 #include "util/sockets.h"
+#include "../lib/stream-bytes.h"
 
 #define MiB (1024 * 1024)
 #define CHUNK BLK_MIG_CHUNK_SIZE
@@ -69,70 +70,24 @@ static void fixture_teardown(Fixture *fx, gconstpointer data)
 
 /* ---- hand-built streams ---- */
 
-static void put8(GByteArray *b, uint8_t v)
-{
-    g_byte_array_append(b, &v, 1);
-}
-
-static void put32(GByteArray *b, uint32_t v)
-{
-    uint8_t be[4] = { v >> 24, v >> 16, v >> 8, v };
-    g_byte_array_append(b, be, 4);
-}
-
-static void put64(GByteArray *b, uint64_t v)
-{
-    put32(b, v >> 32);
-    put32(b, (uint32_t)v);
-}
-
-static void put_id(GByteArray *b, const char *id)
-{
-    put8(b, strlen(id));
-    g_byte_array_append(b, (const guint8 *)id, strlen(id));
-}
-
-/* Stream header and the START of section 0, "block" version 1. */
-static GByteArray *block_stream_begin(void)
-{
-    GByteArray *b = g_byte_array_new();
-
-    put32(b, QEMU_VM_FILE_MAGIC);
-    put32(b, QEMU_VM_FILE_VERSION);
-    put8(b, QEMU_VM_SECTION_START);
-    put32(b, 0);
-    put_id(b, "block");
-    put32(b, 0);
-    put32(b, 1);
-    return b;
-}
-
-static void block_stream_end(GByteArray *b)
-{
-    put64(b, BLK_MIG_FLAG_EOS);
-    put8(b, QEMU_VM_SECTION_FOOTER);
-    put32(b, 0);
-    put8(b, QEMU_VM_EOF);
-}
-
 static void rec_zero(GByteArray *b, const char *id, uint64_t off)
 {
-    put64(b, off | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK);
-    put_id(b, id);
+    sb_put64(b, off | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK);
+    sb_put_name(b, id);
 }
 
 static void rec_data(GByteArray *b, const char *id, uint64_t off, const uint8_t *chunk)
 {
-    put64(b, off | BLK_MIG_FLAG_DEVICE_BLOCK);
-    put_id(b, id);
+    sb_put64(b, off | BLK_MIG_FLAG_DEVICE_BLOCK);
+    sb_put_name(b, id);
     g_byte_array_append(b, chunk, CHUNK);
 }
 
 static void rec_size(GByteArray *b, const char *id, uint64_t size)
 {
-    put64(b, BLK_MIG_FLAG_DEVICE_SIZE);
-    put_id(b, id);
-    put64(b, size);
+    sb_put64(b, BLK_MIG_FLAG_DEVICE_SIZE);
+    sb_put_name(b, id);
+    sb_put64(b, size);
 }
 
 /* Load BYTES through a file; returns the error or NULL. */
@@ -200,7 +155,7 @@ static void write_drive(BlockDriverState *bs, uint64_t off, size_t len, uint8_t 
 
 static void test_zero_block_punches_hole(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = block_stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     int64_t before, after;
     uint8_t *contents;
     gsize len;
@@ -211,7 +166,7 @@ static void test_zero_block_punches_hole(Fixture *fx, gconstpointer data)
     before = allocated_bytes(fx->disk_path);
     g_assert_cmpint(before, >=, 2 * MiB);
     rec_zero(b, "disk0", 1 * MiB);
-    block_stream_end(b);
+    sb_block_stream_end(b);
     err = load_bytes(fx, b);
     g_assert_no_error(err);
     after = allocated_bytes(fx->disk_path);
@@ -230,7 +185,7 @@ static void test_zero_block_punches_hole(Fixture *fx, gconstpointer data)
  * data on the destination, even over old data. */
 static void test_half_zero_chunk_stays_thin(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = block_stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t *chunk = g_malloc0(CHUNK);
     uint8_t *contents;
     gsize len;
@@ -242,7 +197,7 @@ static void test_half_zero_chunk_stays_thin(Fixture *fx, gconstpointer data)
     }
     rec_data(b, "disk0", 2 * MiB, chunk);
     rec_data(b, "disk0", 5 * MiB, chunk);           /* onto a hole */
-    block_stream_end(b);
+    sb_block_stream_end(b);
     err = load_bytes(fx, b);
     g_assert_no_error(err);
 
@@ -263,7 +218,7 @@ static void test_half_zero_chunk_stays_thin(Fixture *fx, gconstpointer data)
 static void test_last_partial_chunk(Fixture *fx, gconstpointer data)
 {
     g_autofree char *path = g_build_filename(tmpdir, "small.raw", NULL);
-    g_autoptr(GByteArray) b = block_stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t *chunk = g_malloc(CHUNK);
     uint8_t *contents;
     gsize len;
@@ -273,7 +228,7 @@ static void test_last_partial_chunk(Fixture *fx, gconstpointer data)
     fill(chunk, CHUNK, 5);
     rec_size(b, "small", CHUNK + CHUNK / 2 + 512);
     rec_data(b, "small", CHUNK, chunk);
-    block_stream_end(b);
+    sb_block_stream_end(b);
     err = load_bytes(fx, b);
     g_assert_no_error(err);
     contents = read_file(path, &len);
@@ -286,12 +241,12 @@ static void test_last_partial_chunk(Fixture *fx, gconstpointer data)
 
 static void test_device_size_larger_destination(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = block_stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     GError *err;
 
     rec_size(b, "disk0", DISK_SIZE / 2);
-    put64(b, 50ULL << 9 | BLK_MIG_FLAG_PROGRESS);
-    block_stream_end(b);
+    sb_put64(b, 50ULL << 9 | BLK_MIG_FLAG_PROGRESS);
+    sb_block_stream_end(b);
     err = load_bytes(fx, b);
     g_assert_no_error(err);
 }
@@ -322,46 +277,46 @@ static void assert_rejected(Fixture *fx, GByteArray *b, const char *expected)
 
 static void test_unknown_flags(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = block_stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t *zeros = g_malloc0(CHUNK);
     g_autofree char *expected = NULL;
 
     expected = g_strdup_printf("block migration: unknown flags 0x100 in record at "
                                "stream offset %u", b->len);
-    put64(b, 0x100 | BLK_MIG_FLAG_DEVICE_BLOCK);
-    put_id(b, "disk0");
+    sb_put64(b, 0x100 | BLK_MIG_FLAG_DEVICE_BLOCK);
+    sb_put_name(b, "disk0");
     g_byte_array_append(b, zeros, CHUNK);
-    block_stream_end(b);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, expected);
     g_free(zeros);
 }
 
 static void test_unknown_drive(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = block_stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
 
     rec_zero(b, "nosuch", 0);
-    block_stream_end(b);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "block migration: unknown drive 'nosuch'");
 }
 
 static void test_unknown_drive_size(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = block_stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
 
     rec_size(b, "x", DISK_SIZE);
-    block_stream_end(b);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "block migration: unknown drive 'x'");
 }
 
 static void test_offset_beyond(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = block_stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t *chunk = g_malloc(CHUNK);
 
     fill(chunk, CHUNK, 1);
     rec_data(b, "disk0", DISK_SIZE, chunk);
-    block_stream_end(b);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "block migration: drive 'disk0': chunk at offset 8388608 "
                            "is beyond the destination size 8388608");
     g_free(chunk);
@@ -369,44 +324,44 @@ static void test_offset_beyond(Fixture *fx, gconstpointer data)
 
 static void test_zero_offset_beyond(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = block_stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
 
     rec_zero(b, "disk0", 1ULL << 40);
-    block_stream_end(b);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "block migration: drive 'disk0': chunk at offset 1099511627776 "
                            "is beyond the destination size 8388608");
 }
 
 static void test_source_larger(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = block_stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
 
     rec_size(b, "disk0", 2 * DISK_SIZE);
     rec_zero(b, "disk0", 0);
-    block_stream_end(b);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "block migration: drive 'disk0' is 16777216 bytes at the "
                            "source but only 8388608 bytes at the destination");
 }
 
 static void test_zero_without_device_block(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = block_stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
 
-    put64(b, BLK_MIG_FLAG_ZERO_BLOCK);
-    block_stream_end(b);
+    sb_put64(b, BLK_MIG_FLAG_ZERO_BLOCK);
+    sb_block_stream_end(b);
     assert_rejected(fx, b, "ZERO_BLOCK flag without DEVICE_BLOCK");
 }
 
 /* A data record cut short: nothing of it may reach the disk. */
 static void test_truncated_payload(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = block_stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t *chunk = g_malloc(CHUNK);
     g_autofree char *expected = NULL;
 
     fill(chunk, CHUNK, 77);
-    put64(b, 0 | BLK_MIG_FLAG_DEVICE_BLOCK);
-    put_id(b, "disk0");
+    sb_put64(b, 0 | BLK_MIG_FLAG_DEVICE_BLOCK);
+    sb_put_name(b, "disk0");
     g_byte_array_append(b, chunk, CHUNK / 2);
     expected = g_strdup_printf("unexpected end of stream at byte %u", b->len);
     assert_rejected(fx, b, expected);
@@ -416,9 +371,9 @@ static void test_truncated_payload(Fixture *fx, gconstpointer data)
 
 static void test_truncated_header(Fixture *fx, gconstpointer data)
 {
-    g_autoptr(GByteArray) b = block_stream_begin();
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
 
-    put32(b, 0);                                    /* half a be64 */
+    sb_put32(b, 0);                                    /* half a be64 */
     assert_rejected(fx, b, "block migration: reading record at stream offset 27: "
                            "unexpected end of stream at byte 31");
 }

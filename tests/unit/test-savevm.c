@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "migration/savevm.h"
+#include "../lib/stream-bytes.h"
 
 #define TAG_SETUP    0x00005e70u
 #define TAG_ROUND    0x00000100u
@@ -142,39 +143,28 @@ static void fixture_teardown(Fixture *fx, gconstpointer data)
 
 /* ---- building byte strings ---- */
 
-static void put8(GByteArray *b, uint8_t v)
-{
-    g_byte_array_append(b, &v, 1);
-}
-
-static void put32(GByteArray *b, uint32_t v)
-{
-    uint8_t be[4] = { v >> 24, v >> 16, v >> 8, v };
-    g_byte_array_append(b, be, 4);
-}
-
 static void put_start(GByteArray *b, uint8_t type, uint32_t id, const char *idstr,
                       uint32_t instance, uint32_t version)
 {
-    put8(b, type);
-    put32(b, id);
-    put8(b, strlen(idstr));
+    sb_put8(b, type);
+    sb_put32(b, id);
+    sb_put8(b, strlen(idstr));
     g_byte_array_append(b, (const guint8 *)idstr, strlen(idstr));
-    put32(b, instance);
-    put32(b, version);
+    sb_put32(b, instance);
+    sb_put32(b, version);
 }
 
 static void put_footer(GByteArray *b, uint32_t id)
 {
-    put8(b, QEMU_VM_SECTION_FOOTER);
-    put32(b, id);
+    sb_put8(b, QEMU_VM_SECTION_FOOTER);
+    sb_put32(b, id);
 }
 
 static GByteArray *stream_header(void)
 {
     GByteArray *b = g_byte_array_new();
-    put32(b, QEMU_VM_FILE_MAGIC);
-    put32(b, QEMU_VM_FILE_VERSION);
+    sb_put32(b, QEMU_VM_FILE_MAGIC);
+    sb_put32(b, QEMU_VM_FILE_VERSION);
     return b;
 }
 
@@ -184,22 +174,22 @@ static GByteArray *expected_stream(void)
     GByteArray *b = stream_header();
 
     put_start(b, QEMU_VM_SECTION_START, 0, "toy", 0, 2);
-    put32(b, TAG_SETUP);
+    sb_put32(b, TAG_SETUP);
     put_footer(b, 0);
     for (int i = 0; i < 3; i++) {
-        put8(b, QEMU_VM_SECTION_PART);
-        put32(b, 0);
-        put32(b, TAG_ROUND + i);
+        sb_put8(b, QEMU_VM_SECTION_PART);
+        sb_put32(b, 0);
+        sb_put32(b, TAG_ROUND + i);
         put_footer(b, 0);
     }
-    put8(b, QEMU_VM_SECTION_END);
-    put32(b, 0);
-    put32(b, TAG_COMPLETE);
+    sb_put8(b, QEMU_VM_SECTION_END);
+    sb_put32(b, 0);
+    sb_put32(b, TAG_COMPLETE);
     put_footer(b, 0);
     put_start(b, QEMU_VM_SECTION_FULL, 2, "second", 5, 1);
-    put32(b, TAG_FULL);
+    sb_put32(b, TAG_FULL);
     put_footer(b, 2);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     return b;
 }
 
@@ -302,9 +292,9 @@ static void test_older_version_accepted(Fixture *fx, gconstpointer data)
     GError *err;
 
     put_start(b, QEMU_VM_SECTION_START, 9, "toy", 0, 1);
-    put32(b, TAG_SETUP);
+    sb_put32(b, TAG_SETUP);
     put_footer(b, 9);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     err = load_bytes(fx, b);
     g_assert_no_error(err);
     g_assert_cmpint(fx->toy.last_version, ==, 1);
@@ -316,9 +306,9 @@ static void test_bad_magic(Fixture *fx, gconstpointer data)
 {
     GByteArray *b = g_byte_array_new();
 
-    put32(b, 0x12345678);
-    put32(b, 3);
-    put8(b, QEMU_VM_EOF);
+    sb_put32(b, 0x12345678);
+    sb_put32(b, 3);
+    sb_put8(b, QEMU_VM_EOF);
     assert_load_fails(fx, b, "invalid stream magic 0x12345678");
 }
 
@@ -326,9 +316,9 @@ static void test_bad_version(Fixture *fx, gconstpointer data)
 {
     GByteArray *b = g_byte_array_new();
 
-    put32(b, QEMU_VM_FILE_MAGIC);
-    put32(b, 2);
-    put8(b, QEMU_VM_EOF);
+    sb_put32(b, QEMU_VM_FILE_MAGIC);
+    sb_put32(b, 2);
+    sb_put8(b, QEMU_VM_EOF);
     assert_load_fails(fx, b, "unsupported stream version 2");
 }
 
@@ -336,7 +326,7 @@ static void test_unknown_section_type(Fixture *fx, gconstpointer data)
 {
     GByteArray *b = stream_header();
 
-    put8(b, 0x55);
+    sb_put8(b, 0x55);
     assert_load_fails(fx, b, "unknown section type 0x55 at stream offset 8");
 }
 
@@ -346,7 +336,7 @@ static void test_unknown_idstr(Fixture *fx, gconstpointer data)
 
     put_start(b, QEMU_VM_SECTION_START, 0, "foo", 0, 1);
     put_footer(b, 0);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     assert_load_fails(fx, b, "unknown section 'foo' instance 0");
 }
 
@@ -356,7 +346,7 @@ static void test_unknown_instance(Fixture *fx, gconstpointer data)
 
     put_start(b, QEMU_VM_SECTION_FULL, 0, "toy", 1, 1);
     put_footer(b, 0);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     assert_load_fails(fx, b, "unknown section 'toy' instance 1");
 }
 
@@ -365,9 +355,9 @@ static void test_newer_version(Fixture *fx, gconstpointer data)
     GByteArray *b = stream_header();
 
     put_start(b, QEMU_VM_SECTION_START, 0, "toy", 0, 3);
-    put32(b, TAG_SETUP);
+    sb_put32(b, TAG_SETUP);
     put_footer(b, 0);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     assert_load_fails(fx, b, "section 'toy' has version 3 but at most 2 is supported");
 }
 
@@ -376,10 +366,10 @@ static void test_part_without_start(Fixture *fx, gconstpointer data)
     GByteArray *b = stream_header();
 
     put_start(b, QEMU_VM_SECTION_START, 0, "toy", 0, 2);
-    put32(b, TAG_SETUP);
+    sb_put32(b, TAG_SETUP);
     put_footer(b, 0);
-    put8(b, QEMU_VM_SECTION_PART);
-    put32(b, 7);
+    sb_put8(b, QEMU_VM_SECTION_PART);
+    sb_put32(b, 7);
     assert_load_fails(fx, b, "unknown section id 7");
 }
 
@@ -388,10 +378,10 @@ static void test_bad_footer_byte(Fixture *fx, gconstpointer data)
     GByteArray *b = stream_header();
 
     put_start(b, QEMU_VM_SECTION_START, 2, "toy", 0, 2);
-    put32(b, TAG_SETUP);
-    put8(b, 0x41);
-    put32(b, 2);
-    put8(b, QEMU_VM_EOF);
+    sb_put32(b, TAG_SETUP);
+    sb_put8(b, 0x41);
+    sb_put32(b, 2);
+    sb_put8(b, QEMU_VM_EOF);
     assert_load_fails(fx, b, "section footer mismatch: expected 0x7e for section 2, got 0x41");
 }
 
@@ -400,9 +390,9 @@ static void test_bad_footer_id(Fixture *fx, gconstpointer data)
     GByteArray *b = stream_header();
 
     put_start(b, QEMU_VM_SECTION_START, 0, "toy", 0, 2);
-    put32(b, TAG_SETUP);
+    sb_put32(b, TAG_SETUP);
     put_footer(b, 1);
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     assert_load_fails(fx, b, "section footer mismatch: expected section id 0, got 1");
 }
 
@@ -412,10 +402,10 @@ static void test_duplicate_start(Fixture *fx, gconstpointer data)
 
     for (int i = 0; i < 2; i++) {
         put_start(b, QEMU_VM_SECTION_START, 4, i ? "second" : "toy", i ? 5 : 0, 1);
-        put32(b, TAG_SETUP);
+        sb_put32(b, TAG_SETUP);
         put_footer(b, 4);
     }
-    put8(b, QEMU_VM_EOF);
+    sb_put8(b, QEMU_VM_EOF);
     assert_load_fails(fx, b, "duplicate section id 4");
 }
 

@@ -1,0 +1,52 @@
+/* Hand-built migration stream bytes for tests. */
+#include "stream-bytes.h"
+
+#include <string.h>
+
+#include "migration/block-migration.h"
+#include "migration/savevm.h"
+
+void sb_put8(GByteArray *b, uint8_t v)
+{
+    g_byte_array_append(b, &v, 1);
+}
+
+void sb_put32(GByteArray *b, uint32_t v)
+{
+    uint8_t be[4] = { v >> 24, v >> 16, v >> 8, v };
+    g_byte_array_append(b, be, sizeof(be));
+}
+
+void sb_put64(GByteArray *b, uint64_t v)
+{
+    sb_put32(b, v >> 32);
+    sb_put32(b, (uint32_t)v);
+}
+
+void sb_put_name(GByteArray *b, const char *name)
+{
+    sb_put8(b, strlen(name));
+    g_byte_array_append(b, (const guint8 *)name, strlen(name));
+}
+
+GByteArray *sb_block_stream_begin(void)
+{
+    GByteArray *b = g_byte_array_new();
+
+    sb_put32(b, QEMU_VM_FILE_MAGIC);
+    sb_put32(b, QEMU_VM_FILE_VERSION);
+    sb_put8(b, QEMU_VM_SECTION_START);
+    sb_put32(b, 0);
+    sb_put_name(b, "block");
+    sb_put32(b, 0);
+    sb_put32(b, 1);
+    return b;
+}
+
+void sb_block_stream_end(GByteArray *b)
+{
+    sb_put64(b, BLK_MIG_FLAG_EOS);
+    sb_put8(b, QEMU_VM_SECTION_FOOTER);
+    sb_put32(b, 0);
+    sb_put8(b, QEMU_VM_EOF);
+}

@@ -1,0 +1,20 @@
+/* Building migration stream bytes by hand, for tests that feed the loader
+ * exact (and deliberately broken) input.  Big-endian, as on the wire. */
+#ifndef TESTS_STREAM_BYTES_H
+#define TESTS_STREAM_BYTES_H
+
+#include <glib.h>
+#include <stdint.h>
+
+void sb_put8(GByteArray *b, uint8_t v);
+void sb_put32(GByteArray *b, uint32_t v);
+void sb_put64(GByteArray *b, uint64_t v);
+/* u8 length + bytes, as drive ids and section idstrs travel. */
+void sb_put_name(GByteArray *b, const char *name);
+
+/* Stream header and the START of section 0, "block" instance 0 version 1. */
+GByteArray *sb_block_stream_begin(void);
+/* EOS, the footer of section 0, EOF. */
+void sb_block_stream_end(GByteArray *b);
+
+#endif

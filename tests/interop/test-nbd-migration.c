@@ -94,12 +94,6 @@ static void wait_fio_ok(pid_t pid, const char *log, const char *what)
     g_assert_cmpint(status, ==, 0);
 }
 
-static void set_params(QTestDaemon *d, const char *members)
-{
-    json_node_unref(qtest_qmp_ok(d, "{\"execute\": \"migrate-set-parameters\","
-                                 " \"arguments\": {%s}}", members));
-}
-
 static gint64 fio_read_bytes(const char *json_path)
 {
     char *text = read_log(json_path);
@@ -158,7 +152,7 @@ static void test_fio_live_migration(void)
                              src_img, src_sock);
     qtest_wait_runstate(src, "running", 10000);
     qtest_set_caps(src, "block", "zero-blocks", NULL);
-    set_params(src, "\"max-bandwidth\": 1048576, \"downtime-limit\": 2000");
+    qtest_set_params(src, "\"max-bandwidth\": 1048576, \"downtime-limit\": 2000");
 
     /* The destination's export answers the handshake but holds the read
      * until the migrated disk is there: it must see the source's data. */
@@ -183,7 +177,7 @@ static void test_fio_live_migration(void)
                          "--size=64M", "--time_based", "--runtime=120", "--rate_iops=200",
                          NULL);
     g_usleep(500 * 1000);
-    set_params(src, "\"max-bandwidth\": 0");
+    qtest_set_params(src, "\"max-bandwidth\": 0");
     g_clear_pointer(&info, json_node_unref);
     info = qtest_migrate_wait(src, MIGRATE_TIMEOUT_MS);
     g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");

@@ -497,6 +497,27 @@ void qtest_set_caps(QTestDaemon *d, ...)
     g_string_free(caps, TRUE);
 }
 
+void qtest_set_params(QTestDaemon *d, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *members = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    json_node_unref(qtest_qmp_ok(d, "{\"execute\": \"migrate-set-parameters\","
+                                 " \"arguments\": {%s}}", members));
+}
+
+void qtest_migrate_start(QTestDaemon *src, const char *uri)
+{
+    json_node_unref(qtest_qmp_ok(src, "{\"execute\": \"migrate\", \"arguments\":"
+                                 " {\"uri\": \"%s\"}}", uri));
+}
+
+char *qtest_tcp_uri(void)
+{
+    return g_strdup_printf("tcp:127.0.0.1:%d", qtest_free_port());
+}
+
 /* ---- JSON paths ---- */
 
 JsonNode *qtest_json_get(JsonNode *obj, const char *path)

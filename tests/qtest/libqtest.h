@@ -54,6 +54,13 @@ JsonNode *qtest_query_migrate(QTestDaemon *d);
 JsonNode *qtest_migrate_wait(QTestDaemon *d, int timeout_ms);
 /* Enable capabilities, e.g. qtest_set_caps(d, "block", "zero-blocks", NULL). */
 void qtest_set_caps(QTestDaemon *d, ...) G_GNUC_NULL_TERMINATED;
+/* migrate-set-parameters with the members given as a printf format, e.g.
+ * qtest_set_params(d, "\"max-bandwidth\": %d", 0). */
+void qtest_set_params(QTestDaemon *d, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* "migrate" to URI; asserts the command was accepted. */
+void qtest_migrate_start(QTestDaemon *src, const char *uri);
+/* "tcp:127.0.0.1:PORT" with a free port; caller frees. */
+char *qtest_tcp_uri(void);
 
 /* Disk files. */
 void qtest_disk_create(const char *path, uint64_t size);            /* sparse */

@@ -28,11 +28,6 @@ typedef struct Migration {
     QTestDaemon *dst;
 } Migration;
 
-static char *tcp_uri(void)
-{
-    return g_strdup_printf("tcp:127.0.0.1:%d", qtest_free_port());
-}
-
 static QTestDaemon *start_dst(Migration *m, uint64_t size)
 {
     return qtest_daemon_start("dst", "--drive id=" DRIVE_ID ",file=%s,size=%" G_GUINT64_FORMAT
@@ -81,22 +76,6 @@ static void migration_free(Migration *m)
     g_free(m->src_disk);
     g_free(m->dst_disk);
     g_free(m->uri);
-}
-
-static void G_GNUC_PRINTF(2, 3) set_params(QTestDaemon *d, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *members = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    json_node_unref(qtest_qmp_ok(d, "{\"execute\": \"migrate-set-parameters\","
-                                 " \"arguments\": {%s}}", members));
-}
-
-static void start_migration(QTestDaemon *src, const char *uri)
-{
-    json_node_unref(qtest_qmp_ok(src, "{\"execute\": \"migrate\", \"arguments\":"
-                                 " {\"uri\": \"%s\"}}", uri));
 }
 
 static void assert_identical(const char *a, const char *b)
@@ -152,15 +131,15 @@ static void test_spans_small_writes(void)
     Migration m = { 0 };
     uint64_t size = 512 * MIB;
     make_src_disk(&m, size, 21, 300, 512 * KIB);
-    m.uri = tcp_uri();
+    m.uri = qtest_tcp_uri();
     m.dst = start_dst(&m, size);
     m.src = start_src(&m, "--workload drive=" DRIVE_ID ",pattern=randwrite,bs=4k,rate=16,seed=5");
     qtest_set_caps(m.src, "block", "zero-blocks", NULL);
-    set_params(m.src, "\"dirty-granularity\": 4096");
+    qtest_set_params(m.src, "\"dirty-granularity\": 4096");
     g_autofree char *before = snapshot_running_disk(&m);
     uint64_t initial = qtest_disk_nonzero_bytes(before);
 
-    start_migration(m.src, m.uri);
+    qtest_migrate_start(m.src, m.uri);
     JsonNode *info = wait_completed(&m);
     assert_identical(m.src_disk, m.dst_disk);
     assert_thin(m.src_disk, m.dst_disk);
@@ -250,7 +229,7 @@ static void test_qemu_compat_stream(void)
     g_autofree char *desc = NULL;
     m.src = start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", "qemu-compat", "multifd", NULL);
-    set_params(m.src, "\"dirty-granularity\": 4096, \"max-bandwidth\": 0");
+    qtest_set_params(m.src, "\"dirty-granularity\": 4096, \"max-bandwidth\": 0");
 
     /* Extensions cannot be combined with qemu-compat. */
     g_free(qtest_qmp_error(m.src, &desc, "{\"execute\": \"migrate\", \"arguments\":"
@@ -261,7 +240,7 @@ static void test_qemu_compat_stream(void)
                                  "\"arguments\": {\"capabilities\": [{\"capability\": "
                                  "\"multifd\", \"state\": false}]}}"));
 
-    start_migration(m.src, file_uri);
+    qtest_migrate_start(m.src, file_uri);
     JsonNode *info = qtest_migrate_wait(m.src, MIGRATE_TIMEOUT_MS);
     g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");
     json_node_unref(info);
@@ -289,17 +268,17 @@ static void test_multifd_sparse(void)
     Migration m = { 0 };
     uint64_t size = 512 * MIB;
     make_src_disk(&m, size, 23, 150, 128 * KIB);
-    m.uri = tcp_uri();
+    m.uri = qtest_tcp_uri();
     m.dst = start_dst(&m, size);
     m.src = start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", "multifd", NULL);
-    set_params(m.src, "\"multifd-channels\": 4, \"max-bandwidth\": 0");
+    qtest_set_params(m.src, "\"multifd-channels\": 4, \"max-bandwidth\": 0");
 
     JsonNode *p = qtest_qmp_ok(m.src, "{\"execute\": \"query-migrate-parameters\"}");
     g_assert_cmpint(qtest_json_int(p, "multifd-channels"), ==, 4);
     json_node_unref(p);
 
-    start_migration(m.src, m.uri);
+    qtest_migrate_start(m.src, m.uri);
     JsonNode *info = wait_completed(&m);
     assert_identical(m.src_disk, m.dst_disk);
     assert_thin(m.src_disk, m.dst_disk);
@@ -316,16 +295,16 @@ static void test_multifd_workload(void)
     Migration m = { 0 };
     uint64_t size = 256 * MIB;
     make_src_disk(&m, size, 24, 64, 256 * KIB);
-    m.uri = tcp_uri();
+    m.uri = qtest_tcp_uri();
     m.dst = start_dst(&m, size);
     m.src = start_src(&m, "--workload drive=" DRIVE_ID ",pattern=randwrite,bs=4k,rate=30,"
                       "zero-frac=0.2,seed=9");
     qtest_set_caps(m.src, "block", "zero-blocks", "multifd", "compress", NULL);
-    set_params(m.src, "\"multifd-channels\": 3, \"dirty-granularity\": 4096, "
+    qtest_set_params(m.src, "\"multifd-channels\": 3, \"dirty-granularity\": 4096, "
                "\"max-bandwidth\": 67108864, \"downtime-limit\": 1000");
     g_autofree char *before = snapshot_running_disk(&m);
 
-    start_migration(m.src, m.uri);
+    qtest_migrate_start(m.src, m.uri);
     JsonNode *info = wait_completed(&m);
     assert_identical(m.src_disk, m.dst_disk);
     g_assert_false(qtest_files_equal(before, m.src_disk, NULL));
@@ -396,7 +375,7 @@ static int connect_to(const char *uri)
 
 static void check_hostile(const Hostile *h)
 {
-    Migration m = { .uri = tcp_uri() };
+    Migration m = { .uri = qtest_tcp_uri() };
     m.dst_disk = qtest_path("dst.raw");
     m.src_disk = g_strdup("");
     m.dst = start_dst(&m, 16 * MIB);
@@ -495,7 +474,7 @@ static Hostile channel(uint32_t index, uint32_t count, guint8 id_byte)
 /* A main connection, then the channels, against a fresh destination. */
 static void check_conversation(const Conversation *c)
 {
-    Migration m = { .uri = tcp_uri() };
+    Migration m = { .uri = qtest_tcp_uri() };
     g_autoptr(GByteArray) setup = main_setup(c->announced, 0xaa);
     int fds[3];
 
@@ -576,13 +555,13 @@ static void test_compress(gconstpointer data)
     make_src_disk(&m, size, 26, 20, 256 * KIB);
     write_text(m.src_disk, size);
     uint64_t nonzero = qtest_disk_nonzero_bytes(m.src_disk);
-    m.uri = tcp_uri();
+    m.uri = qtest_tcp_uri();
     m.dst = start_dst(&m, size);
     m.src = start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", "compress", NULL);
-    set_params(m.src, "\"compress-algorithm\": \"%s\", \"max-bandwidth\": 0", algo);
+    qtest_set_params(m.src, "\"compress-algorithm\": \"%s\", \"max-bandwidth\": 0", algo);
 
-    start_migration(m.src, m.uri);
+    qtest_migrate_start(m.src, m.uri);
     JsonNode *info = wait_completed(&m);
     assert_identical(m.src_disk, m.dst_disk);
     assert_thin(m.src_disk, m.dst_disk);
@@ -608,7 +587,7 @@ static void test_parameters(void)
     g_assert_cmpint(qtest_json_int(p, "max-inflight"), ==, 32 * MIB);
     json_node_unref(p);
 
-    set_params(m.src, "\"multifd-channels\": 16, \"compress-level\": 9, "
+    qtest_set_params(m.src, "\"multifd-channels\": 16, \"compress-level\": 9, "
                "\"compress-algorithm\": \"zlib\", \"max-inflight\": 8388608");
     static const char *const bad[] = {
         "\"multifd-channels\": 0", "\"multifd-channels\": 17", "\"compress-level\": 10",

@@ -29,11 +29,6 @@ typedef struct Migration {
     QTestDaemon *dst;
 } Migration;
 
-static char *tcp_uri(void)
-{
-    return g_strdup_printf("tcp:127.0.0.1:%d", qtest_free_port());
-}
-
 /* A destination with a fresh blank drive of SIZE, waiting on m->uri. */
 static QTestDaemon *start_dst(Migration *m, const char *name, uint64_t size)
 {
@@ -71,27 +66,10 @@ static void migration_free(Migration *m)
     g_free(m->uri);
 }
 
-/* migrate-set-parameters with the members given as printf format. */
-static void G_GNUC_PRINTF(2, 3) set_params(QTestDaemon *d, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *members = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    json_node_unref(qtest_qmp_ok(d, "{\"execute\": \"migrate-set-parameters\","
-                                 " \"arguments\": {%s}}", members));
-}
-
 static void log_json(const char *what, JsonNode *node)
 {
     g_autofree char *text = json_to_string(node, FALSE);
     g_test_message("%s: %s", what, text);
-}
-
-static void start_migration(QTestDaemon *src, const char *uri)
-{
-    json_node_unref(qtest_qmp_ok(src, "{\"execute\": \"migrate\", \"arguments\":"
-                                 " {\"uri\": \"%s\"}}", uri));
 }
 
 static void assert_runstate(QTestDaemon *d, const char *want)
@@ -157,13 +135,13 @@ static void test_sparse_zero_blocks(void)
     Migration m = { 0 };
     uint64_t size = GIB;
     uint64_t data_chunks = make_src_disk(&m, size, 1, 200, 64 * KIB);
-    m.uri = tcp_uri();
+    m.uri = qtest_tcp_uri();
     m.dst = start_dst(&m, "dst", size);
     m.src = start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", "events", NULL);
 
     gint64 t0 = g_get_monotonic_time();
-    start_migration(m.src, m.uri);
+    qtest_migrate_start(m.src, m.uri);
     JsonNode *info = wait_completed(&m);
     g_test_message("migrated in %.2f s", (g_get_monotonic_time() - t0) / 1e6);
 
@@ -199,14 +177,14 @@ static void test_sparse_no_zero_blocks(void)
     Migration m = { 0 };
     uint64_t size = GIB;
     make_src_disk(&m, size, 2, 200, 64 * KIB);
-    m.uri = tcp_uri();
+    m.uri = qtest_tcp_uri();
     m.dst = start_dst(&m, "dst", size);
     m.src = start_src(&m, "");
     qtest_set_caps(m.src, "block", NULL);
-    set_params(m.src, "\"max-bandwidth\": 0");
+    qtest_set_params(m.src, "\"max-bandwidth\": 0");
 
     gint64 t0 = g_get_monotonic_time();
-    start_migration(m.src, m.uri);
+    qtest_migrate_start(m.src, m.uri);
     JsonNode *info = wait_completed(&m);
     g_test_message("migrated in %.2f s", (g_get_monotonic_time() - t0) / 1e6);
 
@@ -252,12 +230,12 @@ static void test_workload(void)
     Migration m = { 0 };
     uint64_t size = 512 * MIB;
     make_src_disk(&m, size, 3, 64, 256 * KIB);
-    m.uri = tcp_uri();
+    m.uri = qtest_tcp_uri();
     m.dst = start_dst(&m, "dst", size);
     m.src = start_src(&m, "--workload drive=" DRIVE_ID ",pattern=randwrite,bs=4k,"
                       "rate=50,zero-frac=0.1,seed=7");
     qtest_set_caps(m.src, "block", NULL);
-    set_params(m.src, "\"max-bandwidth\": 0, \"downtime-limit\": 2000");
+    qtest_set_params(m.src, "\"max-bandwidth\": 0, \"downtime-limit\": 2000");
 
     /* Freeze the guest to take a stable copy, then let it run again and
      * start migrating at once: what the guest wrote before the migration
@@ -267,7 +245,7 @@ static void test_workload(void)
     qtest_disk_copy(m.src_disk, before);
     gint64 t0 = g_get_monotonic_time();
     json_node_unref(qtest_qmp_ok(m.src, "{\"execute\": \"cont\"}"));
-    start_migration(m.src, m.uri);
+    qtest_migrate_start(m.src, m.uri);
     gint64 t1 = g_get_monotonic_time();
 
     JsonNode *info = wait_completed(&m);
@@ -298,7 +276,7 @@ static void test_sparse_4g_default_bandwidth(void)
     Migration m = { 0 };
     uint64_t size = 4 * GIB;
     make_src_disk(&m, size, 4, 256, 256 * KIB);
-    m.uri = tcp_uri();
+    m.uri = qtest_tcp_uri();
     m.dst = start_dst(&m, "dst", size);
     m.src = start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", NULL);
@@ -308,7 +286,7 @@ static void test_sparse_4g_default_bandwidth(void)
     json_node_unref(p);
 
     gint64 t0 = g_get_monotonic_time();
-    start_migration(m.src, m.uri);
+    qtest_migrate_start(m.src, m.uri);
     json_node_unref(wait_completed(&m));
     g_test_message("migrated in %.2f s", (g_get_monotonic_time() - t0) / 1e6);
     assert_identical(m.src_disk, m.dst_disk);
@@ -340,13 +318,13 @@ static void test_cancel(void)
     make_src_disk(&m, size, 5, 100, 64 * KIB);
     g_autofree char *before = qtest_path("src-before.raw");
     qtest_disk_copy(m.src_disk, before);
-    m.uri = tcp_uri();
+    m.uri = qtest_tcp_uri();
     m.dst = start_dst(&m, "dst", size);
     m.src = start_src(&m, "");
     qtest_set_caps(m.src, "block", NULL);
-    set_params(m.src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, 32 * MIB);
+    qtest_set_params(m.src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, 32 * MIB);
 
-    start_migration(m.src, m.uri);
+    qtest_migrate_start(m.src, m.uri);
     wait_active_transfer(m.src);
     g_usleep(G_USEC_PER_SEC);
     json_node_unref(qtest_migrate_wait_status(m.src, "active", 0));
@@ -368,10 +346,10 @@ static void test_cancel(void)
 
     /* A second attempt to a new destination succeeds. */
     g_free(m.uri);
-    m.uri = tcp_uri();
+    m.uri = qtest_tcp_uri();
     m.dst = start_dst(&m, "dst2", size);
-    set_params(m.src, "\"max-bandwidth\": 0");
-    start_migration(m.src, m.uri);
+    qtest_set_params(m.src, "\"max-bandwidth\": 0");
+    qtest_migrate_start(m.src, m.uri);
     json_node_unref(wait_completed(&m));
     assert_identical(m.src_disk, m.dst_disk);
     unlink(before);
@@ -382,11 +360,11 @@ static void test_dest_smaller(void)
 {
     Migration m = { 0 };
     make_src_disk(&m, GIB, 6, 20, 64 * KIB);
-    m.uri = tcp_uri();
+    m.uri = qtest_tcp_uri();
     m.dst = start_dst(&m, "dst", 512 * MIB);
     m.src = start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", NULL);
-    start_migration(m.src, m.uri);
+    qtest_migrate_start(m.src, m.uri);
 
     JsonNode *dinfo = qtest_migrate_wait(m.dst, MIGRATE_TIMEOUT_MS);
     JsonNode *sinfo = qtest_migrate_wait(m.src, MIGRATE_TIMEOUT_MS);
@@ -412,12 +390,12 @@ static void test_dest_killed(void)
 {
     Migration m = { 0 };
     make_src_disk(&m, GIB, 7, 50, 64 * KIB);
-    m.uri = tcp_uri();
+    m.uri = qtest_tcp_uri();
     m.dst = start_dst(&m, "dst", GIB);
     m.src = start_src(&m, "");
     qtest_set_caps(m.src, "block", NULL);
-    set_params(m.src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, 16 * MIB);
-    start_migration(m.src, m.uri);
+    qtest_set_params(m.src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, 16 * MIB);
+    qtest_migrate_start(m.src, m.uri);
     wait_active_transfer(m.src);
     g_usleep(G_USEC_PER_SEC);
 
@@ -787,8 +765,8 @@ static void test_corrupt_stream(void)
      * each), so damage can sit after sections already applied. */
     m.src = start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", NULL);
-    set_params(m.src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, MIB);
-    start_migration(m.src, file_uri);
+    qtest_set_params(m.src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, MIB);
+    qtest_migrate_start(m.src, file_uri);
     JsonNode *info = qtest_migrate_wait(m.src, MIGRATE_TIMEOUT_MS);
     g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");
     json_node_unref(info);

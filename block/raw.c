@@ -22,6 +22,14 @@ typedef struct RawState {
     int fd_buffered;
     uint64_t size;
     AioNative *aio;     /* aio=native, else NULL */
+    /* The last data extent SEEK_HOLE found, [data_start, data_end).  On
+     * some file systems (tmpfs) SEEK_HOLE walks every page up to the hole,
+     * so probing each chunk of a fully written file anew is quadratic.
+     * Only fallocate can turn data into a hole, so it empties the cache and
+     * bumps status_gen; a probe that raced with it does not store. */
+    GMutex status_lock;
+    uint64_t data_start, data_end;
+    uint64_t status_gen;
 } RawState;
 
 /* Source of zeroes for write-zeroes fallback; aligned for O_DIRECT, in
@@ -111,6 +119,7 @@ static void raw_close(BlockDriverState *bs)
         close(s->fd);
     }
     s->fd = s->fd_buffered = -1;
+    g_mutex_clear(&s->status_lock);
 }
 
 static bool raw_open_fds(RawState *s, const BlockOptions *opts, GError **errp)
@@ -139,7 +148,9 @@ static int raw_open(BlockDriverState *bs, const BlockOptions *opts, GError **err
     RawState *s = bdrv_opaque(bs);
 
     s->fd = s->fd_buffered = -1;
+    g_mutex_init(&s->status_lock);
     if (opts->create && !raw_create(opts, errp)) {
+        g_mutex_clear(&s->status_lock);
         return -EINVAL;
     }
     if (!raw_open_fds(s, opts, errp) || !raw_get_size(s, opts, errp)) {
@@ -253,11 +264,21 @@ static int raw_flush(BlockDriverState *bs)
 
 /* ---- Write zeroes, discard ---- */
 
+static void status_cache_forget(RawState *s)
+{
+    g_mutex_lock(&s->status_lock);
+    s->data_start = s->data_end = 0;
+    s->status_gen++;
+    g_mutex_unlock(&s->status_lock);
+}
+
 /* fallocate with MODE; -ENOTSUP when the file system cannot do it. */
 static int raw_fallocate(RawState *s, int mode, uint64_t off, uint64_t len)
 {
     int rc;
 
+    /* Before the call: a probe running meanwhile must not store. */
+    status_cache_forget(s);
     do {
         rc = fallocate(s->fd, mode, (off_t)off, (off_t)len);
     } while (rc < 0 && errno == EINTR);
@@ -329,7 +350,7 @@ static int raw_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
 /* One SEEK_DATA/SEEK_HOLE probe.  Returns false when a concurrent write or
  * punch moved the boundary between the two calls. */
 static bool probe_status(RawState *s, uint64_t off, uint64_t len,
-                         uint64_t *pnum, bool *is_data)
+                         uint64_t *pnum, bool *is_data, uint64_t *hole_at)
 {
     off_t data = lseek(s->fd, (off_t)off, SEEK_DATA);
 
@@ -356,16 +377,53 @@ static bool probe_status(RawState *s, uint64_t off, uint64_t len,
     }
     *is_data = true;
     *pnum = MIN((uint64_t)hole - off, len);
+    *hole_at = (uint64_t)hole;
     return true;
+}
+
+/* Answer from the cached data extent; returns the generation to store a
+ * new probe under when it cannot. */
+static bool status_cache_lookup(RawState *s, uint64_t off, uint64_t len,
+                                uint64_t *pnum, uint64_t *gen)
+{
+    bool hit;
+
+    g_mutex_lock(&s->status_lock);
+    hit = off >= s->data_start && off < s->data_end;
+    if (hit) {
+        *pnum = MIN(s->data_end - off, len);
+    }
+    *gen = s->status_gen;
+    g_mutex_unlock(&s->status_lock);
+    return hit;
+}
+
+static void status_cache_store(RawState *s, uint64_t start, uint64_t end, uint64_t gen)
+{
+    g_mutex_lock(&s->status_lock);
+    if (s->status_gen == gen) {
+        s->data_start = start;
+        s->data_end = end;
+    }
+    g_mutex_unlock(&s->status_lock);
 }
 
 static int raw_block_status(BlockDriverState *bs, uint64_t off, uint64_t len,
                             uint64_t *pnum, bool *is_data)
 {
     RawState *s = bdrv_opaque(bs);
+    uint64_t gen;
 
+    if (status_cache_lookup(s, off, len, pnum, &gen)) {
+        *is_data = true;
+        return 0;
+    }
     for (int attempt = 0; attempt < 3; attempt++) {
-        if (probe_status(s, off, len, pnum, is_data)) {
+        uint64_t hole = 0;
+        if (probe_status(s, off, len, pnum, is_data, &hole)) {
+            if (*is_data && hole > off) {
+                status_cache_store(s, off, hole, gen);
+            }
             return 0;
         }
     }

@@ -15,6 +15,18 @@
 
 #define DRIVE_SIZE (64 * MiB)
 
+/* The test is linked with -Wl,--wrap=lseek (Makefile), so every lseek of
+ * the block layer comes through here and can be counted. */
+off_t __real_lseek(int fd, off_t off, int whence);
+off_t __wrap_lseek(int fd, off_t off, int whence);
+static unsigned lseek_calls;
+
+off_t __wrap_lseek(int fd, off_t off, int whence)
+{
+    g_atomic_int_inc(&lseek_calls);
+    return __real_lseek(fd, off, whence);
+}
+
 typedef struct Fixture {
     char *dir;
     char *path;
@@ -217,6 +229,52 @@ static void test_block_status(Fixture *f, gconstpointer data)
     g_assert_false(is_data);
     g_assert_cmpuint(pnum, ==, 31 * MiB - 4 * KiB);
     g_assert_cmpint(bdrv_allocated_bytes(bs), >=, (int64_t)(4 + 64 + 1024 + 4) * (int64_t)KiB);
+}
+
+/* Walking a fully written drive chunk by chunk asks the file system once:
+ * SEEK_HOLE costs time linear in the data before the hole on tmpfs, so one
+ * probe per chunk made a migration's bulk phase quadratic there. */
+static void test_block_status_cached(Fixture *f, gconstpointer data)
+{
+    BlockDriverState *bs = open_drive(f, "d0", DRIVE_SIZE, NULL);
+    uint64_t pnum;
+    bool is_data;
+
+    write_pattern(bs, 0, DRIVE_SIZE, 7);
+    lseek_calls = 0;
+    for (uint64_t off = 0; off < DRIVE_SIZE; off += MiB) {
+        g_assert_cmpint(bdrv_block_status(bs, off, MiB, &pnum, &is_data), ==, 0);
+        g_assert_true(is_data);
+        g_assert_cmpuint(pnum, ==, MiB);
+    }
+    g_assert_cmpuint(lseek_calls, <=, 2);
+}
+
+/* Holes made after a probe are seen: discard and write-zeroes with unmap
+ * forget what the cache knew. */
+static void test_block_status_after_punch(Fixture *f, gconstpointer data)
+{
+    BlockDriverState *bs = open_drive(f, "d0", DRIVE_SIZE, NULL);
+    uint64_t pnum;
+    bool is_data;
+
+    write_pattern(bs, 0, DRIVE_SIZE, 9);
+    g_assert_cmpint(bdrv_block_status(bs, 0, MiB, &pnum, &is_data), ==, 0);
+    g_assert_true(is_data);
+
+    g_assert_cmpint(bdrv_discard(bs, 8 * MiB, MiB), ==, 0);
+    g_assert_cmpint(bdrv_block_status(bs, 8 * MiB, MiB, &pnum, &is_data), ==, 0);
+    g_assert_false(is_data);
+    g_assert_cmpuint(pnum, ==, MiB);
+    g_assert_cmpint(bdrv_block_status(bs, 4 * MiB, 8 * MiB, &pnum, &is_data), ==, 0);
+    g_assert_true(is_data);
+    g_assert_cmpuint(pnum, ==, 4 * MiB);
+
+    g_assert_cmpint(bdrv_block_status(bs, 16 * MiB, MiB, &pnum, &is_data), ==, 0);
+    g_assert_true(is_data);
+    g_assert_cmpint(bdrv_pwrite_zeroes(bs, 20 * MiB, MiB, BDRV_REQ_MAY_UNMAP), ==, 0);
+    g_assert_cmpint(bdrv_block_status(bs, 20 * MiB, MiB, &pnum, &is_data), ==, 0);
+    g_assert_false(is_data);
 }
 
 static void test_read_back(Fixture *f, gconstpointer data)
@@ -614,6 +672,8 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add("/raw/create-sparse", Fixture, NULL, fixture_setup, test_create_sparse, fixture_teardown);
     g_test_add("/raw/block-status", Fixture, NULL, fixture_setup, test_block_status, fixture_teardown);
+    g_test_add("/raw/block-status-cached", Fixture, NULL, fixture_setup, test_block_status_cached, fixture_teardown);
+    g_test_add("/raw/block-status-after-punch", Fixture, NULL, fixture_setup, test_block_status_after_punch, fixture_teardown);
     g_test_add("/raw/discard", Fixture, NULL, fixture_setup, test_discard, fixture_teardown);
     g_test_add("/raw/open-errors", Fixture, NULL, fixture_setup, test_open_errors, fixture_teardown);
     g_test_add("/raw/read-only", Fixture, NULL, fixture_setup, test_read_only, fixture_teardown);

@@ -3,8 +3,10 @@
 # legacy block migration), qemu-img convert, nbdcopy, cp and raw loopback
 # TCP, in one run on the same images and the same loopback.
 #
-# Prints a table and writes build/bench/results.csv, results.txt,
-# results.png (gnuplot) and runs.csv (every single run).
+# Prints a table (wall time, and durable time = wall time + a timed
+# `sync DST` taken before any server stops) followed by the targets block,
+# and writes build/bench/results.csv, results.txt, results.png (gnuplot)
+# and runs.csv (every single run).
 # tests/bench/README.md explains each row, column and knob.
 #
 # Environment (defaults in brackets):
@@ -13,7 +15,9 @@
 #   BENCH_DATA_PCT [10]     share of the sparse images holding data
 #   BENCH_WORKLOAD [drive=disk0,pattern=randwrite,bs=4k,rate=50]
 #                           blkmigd --workload of the live-image runs
-#   BENCH_SYSTEMS [blkmig mirror legacy qemu-img nbdcopy cp tcp]
+#   BENCH_SYSTEMS [blkmig blkmig+zstd blkmig+multifd mirror legacy qemu-img nbdcopy cp tcp]
+#                           blkmig+zstd: capability compress (zstd level 1);
+#                           blkmig+multifd: capability multifd, 2 channels
 #   BENCH_IMAGES [sparse full live]
 #   BENCH_LEGACY_BWS [1G 512M 256M]  max-bandwidth tries for QEMU legacy,
 #                           one run each, highest first, until identical
@@ -26,7 +30,8 @@
 #                           (cancelled then: it did not converge in time)
 #   BENCH_LONG [60]         seconds: a run longer than this (or FAILED by
 #                           timeout) is not repeated (time budget)
-#   BENCH_DIR               where the scratch directory is made [TMPDIR or /tmp]
+#   BENCH_DIR               where the scratch directory is made [TMPDIR or /tmp];
+#                           /dev/shm (tmpfs) measures the engines without a disk
 #   BENCH_KEEP [0]          1: keep the scratch directory
 #   BLKMIGD, BLKMIG         binaries [build/blkmigd, build/blkmig]
 set -uo pipefail
@@ -40,7 +45,7 @@ SIZE=${BENCH_SIZE:-4G}
 REPS=${BENCH_REPS:-3}
 DATA_PCT=${BENCH_DATA_PCT:-10}
 WORKLOAD=${BENCH_WORKLOAD:-drive=disk0,pattern=randwrite,bs=4k,rate=50}
-SYSTEMS=${BENCH_SYSTEMS:-blkmig mirror legacy qemu-img nbdcopy cp tcp}
+SYSTEMS=${BENCH_SYSTEMS:-blkmig blkmig+zstd blkmig+multifd mirror legacy qemu-img nbdcopy cp tcp}
 IMAGES=${BENCH_IMAGES:-sparse full live}
 LEGACY_BWS=${BENCH_LEGACY_BWS:-1G 512M 256M}
 LEGACY_LONG=${BENCH_LEGACY_LONG:-20}
@@ -87,6 +92,8 @@ say() { printf 'bench: [%ss] %s\n' "$(elapsed)" "$*"; }
 now() { date +%s.%N; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
 allocated() { stat -c '%b %B' "$1" | awk '{ printf "%.0f", $1 * $2 }'; }
+# rss_pair A B: the run's summed and single-process peak RSS (KiB).
+rss_pair() { R[rss]=$(($1 + $2)); R[rss_max]=$(($1 > $2 ? $1 : $2)); }
 # Peak resident set (VmHWM, KiB) of a live process.
 hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 # Bytes sent over the benchmark network namespace's loopback.
@@ -250,7 +257,12 @@ stop_all() {
 RUNS=$OUT/runs.tsv
 : >"$RUNS"
 declare -A R
-FIELDS="system image rep status time wire dst_alloc src_alloc rss identical sync downtime guest client note"
+# New fields go after note, so report.sh still reads an older runs.tsv.
+#   sync      seconds of `sync DST` right after the timed part (see dst_sync)
+#   rss_max   largest peak RSS (KiB) of a single process (blkmig: of the
+#             two blkmigd; the rss field is the sum over all processes)
+#   sync_gap  seconds from the end of the timed part to the start of sync
+FIELDS="system image rep status time wire dst_alloc src_alloc rss identical sync downtime guest client note rss_max sync_gap"
 
 new_run() { R=(); R[system]=$1; R[image]=$2; R[rep]=$3; R[status]=ok; FAIL=""; }
 emit() {
@@ -276,17 +288,71 @@ finish() {
     rm -f "$W/dst.raw"
 }
 
-# compare SRC DST: sync the destination (timed, not part of the run's
-# time), then cmp and allocation figures.
-compare() {
+# dst_sync FILE [END]: flush FILE to stable storage and time it; called as
+# soon as the timed part of a run has ended and before any server of the
+# run is stopped or asked to quit, so no flush (QEMU's and qemu-nbd's at
+# exit included) escapes being timed.  The time is not part of the run's
+# time; time + sync is its durable time.  END (epoch seconds), the end of
+# the timed part, gives R[sync_gap]; or call sync_gap END afterwards.
+SYNC_T0=
+dst_sync() {
     local t
     t=$(now)
-    sync "$2" 2>/dev/null || sync
+    SYNC_T0=$t
+    # sync(1) with a file argument fsyncs that file.
+    if ! sync "$1" 2>"$W/sync.err"; then
+        sync
+        R[note]="${R[note]:+${R[note]}; }sync FILE failed ($(head -n 1 "$W/sync.err")): global sync timed"
+    fi
     R[sync]=$(sub "$(now)" "$t")
+    [ -z "${2:-}" ] || sync_gap "$2"
+}
+
+# sync_gap END: seconds from END to the start of the last dst_sync.
+sync_gap() { R[sync_gap]=$(sub "$SYNC_T0" "$1"); }
+
+# compare SRC DST: cmp and allocation figures (after dst_sync).
+compare() {
     # samefile is cmp that skips ranges that are holes in both files.
     if "$OUT/samefile" "$1" "$2" >/dev/null; then R[identical]=yes; else R[identical]=DIFFERS; fi
     R[dst_alloc]=$(allocated "$2")
     R[src_alloc]=$(allocated "$1")
+}
+
+# A row that is not a run: something report.sh prints in the table header.
+meta() { R=(); R[system]=$1; R[image]=-; R[rep]=-; R[status]=meta; R[note]=$2; emit; }
+
+# Which file system the scratch directory (images and destinations) is on:
+# the numbers depend on it.  Also warns when it lacks the room the images
+# and one destination need (a full destination runs out of space then).
+describe_scratch() {
+    local fstype dfline need size avail mem
+    fstype=$(stat -f -c %T "$W")
+    # df: device, type, size, free
+    dfline=$(df -h --output=source,fstype,size,avail "$W" | awk 'NR == 2 { printf "%s %s, size %s, %s free", $1, $2, $3, $4 }')
+    local text="$W on $fstype (stat -f); df: $dfline"
+    if [ "$fstype" = tmpfs ]; then
+        text+="; tmpfs: storage is memory and a flush is free, so the engines are measured, not a disk"
+    fi
+    size=$(to_bytes "$SIZE")
+    need=$((256 << 20))                        # sockets, logs, slack
+    case " $IMAGES " in *" full "*) need=$((need + 2 * size)) ;; esac       # image + destination
+    case " $IMAGES " in *" sparse "*|*" live "*) need=$((need + 2 * size * DATA_PCT / 100)) ;; esac
+    case " $IMAGES " in *" live "*) need=$((need + 3 * size * DATA_PCT / 100)) ;; esac   # live copy + its destination, grown by the guest
+    avail=$(df -B1 --output=avail "$W" | awk 'NR == 2 { print $1 }')
+    if [ "$avail" -lt "$need" ]; then
+        say "WARNING: $W has $(mib "$avail") MiB free, the images and a destination need about $(mib "$need") MiB: runs may fail (no space)"
+        text+="; WARNING: $(mib "$avail") MiB free, about $(mib "$need") MiB needed"
+    fi
+    if [ "$fstype" = tmpfs ]; then
+        mem=$(awk '/^MemAvailable:/ { printf "%.0f", $2 * 1024 }' /proc/meminfo)
+        if [ "$mem" -lt "$need" ]; then
+            say "WARNING: tmpfs scratch needs about $(mib "$need") MiB of memory, $(mib "$mem") MiB available"
+            text+="; WARNING: about $(mib "$need") MiB needed in memory, $(mib "$mem") MiB available"
+        fi
+    fi
+    say "scratch: $text"
+    meta scratch "$text"
 }
 
 # ---------------------------------------------------------------- images
@@ -312,7 +378,11 @@ make_images() {
     done
     # Written back now so that no run pays for it; they stay page-cache hot.
     sync
-    say "images written and synced (they stay in the page cache for every system)"
+    if [ "$(stat -f -c %T "$W")" = tmpfs ]; then
+        say "images written (tmpfs: they are in memory for every system)"
+    else
+        say "images written and synced (they stay in the page cache for every system)"
+    fi
 }
 
 # The source file of a run: the live image is a fresh copy of the sparse
@@ -363,9 +433,23 @@ start_blkmigd() {
         { FAIL=${FAIL:-"$name: no QMP: $(tail -n 1 "$W/$name.log")"}; return 1; }
 }
 
+# bench_blkmig IMAGE REP [VARIANT]: VARIANT (a key of BLKMIG_VARIANTS)
+# turns on more source capabilities and parameters; its row is named
+# blkmig+VARIANT.
+declare -A BLKMIG_VARIANTS=(
+    [zstd]='{"capabilities": [{"capability": "compress", "state": true}]}|{"compress-algorithm": "zstd", "compress-zstd-level": 1}'
+    [multifd]='{"capabilities": [{"capability": "multifd", "state": true}]}|{"multifd-channels": 2}'
+)
+
+set_variant() {
+    local caps=${BLKMIG_VARIANTS[$1]%%|*} params=${BLKMIG_VARIANTS[$1]#*|}
+    qmp src migrate-set-capabilities "$caps" >/dev/null &&
+    qmp src migrate-set-parameters "$params" >/dev/null
+}
+
 bench_blkmig() {
-    local image=$1 rep=$2 src port t0 t1 ev info lo0 g0 g1 rc
-    new_run blkmig "$image" "$rep"
+    local image=$1 rep=$2 variant=${3:-} src port t0 t1 ev info lo0 g0 g1 rc
+    new_run "blkmig${variant:++$variant}" "$image" "$rep"
     [ -x "$BLKMIGD" ] && [ -x "$BLKMIG" ] || { FAIL="build/blkmigd or build/blkmig missing"; finish; return; }
     src=$(source_for "$image")
     port=$(free_port)
@@ -376,6 +460,9 @@ bench_blkmig() {
     start_blkmigd src --drive "id=disk0,file=$src" "${guest[@]}" ||
         { finish; return; }
     qmp src migrate-set-capabilities '{"capabilities": [{"capability": "events", "state": true}]}' >/dev/null
+    if [ -n "$variant" ] && ! set_variant "$variant"; then
+        FAIL="setting the $variant capabilities failed"; finish; return
+    fi
     lo0=$(lo_bytes)
     g0=$(guest_wchar "${PIDS[src]}")
     t0=$(now)
@@ -388,6 +475,12 @@ bench_blkmig() {
     R[client]=$(sub "$t1" "$t0")
     ev=$(qmp_event src MIGRATION '.data.status == "completed" or .data.status == "failed" or .data.status == "cancelled"' 10) ||
         ev=""
+    # First the destination's flush (~0: blkmigd flushed before it
+    # reported completion), both daemons still up.
+    if [ "$rc" = 0 ]; then
+        dst_sync "$W/dst.raw"
+        if [ -n "$ev" ]; then sync_gap "$(qmp_stamp "$ev")"; else sync_gap "$t1"; fi
+    fi
     info=$(qmp src query-migrate)
     g1=$(guest_wchar "${PIDS[src]}")
     if [ "$rc" = 124 ]; then
@@ -408,8 +501,11 @@ bench_blkmig() {
     R[downtime]=$(jq -r '.downtime // empty' <<<"$info")
     [ -n "$g0" ] && [ -n "$g1" ] && R[guest]=$((g1 - g0))
     local lo1; lo1=$(lo_bytes)
-    [ -n "$lo0" ] && R[note]="loopback bytes $((lo1 - lo0))"
-    R[rss]=$(( $(hwm "${PIDS[src]}") + $(hwm "${PIDS[dst]}") + $(client_rss || echo 0) ))
+    [ -n "$lo0" ] && R[note]="${R[note]:+${R[note]}; }loopback bytes $((lo1 - lo0))"
+    local hs hd
+    hs=$(hwm "${PIDS[src]}"); hd=$(hwm "${PIDS[dst]}")
+    R[rss]=$(( hs + hd + $(client_rss || echo 0) ))
+    R[rss_max]=$(( hs > hd ? hs : hd ))
     qmp src quit >/dev/null; qmp dst quit >/dev/null
     wait_exit src; wait_exit dst
     compare "$src" "$W/dst.raw"
@@ -443,10 +539,14 @@ bench_mirror() {
         FAIL="$(cat "$W/err")"; finish; return
     fi
     ev=$(qmp_event qsrc BLOCK_JOB_READY 'true' "$TIMEOUT") || { FAIL="no BLOCK_JOB_READY: $(grep -m1 BLOCK_JOB "$W/qsrc.qlog")"; finish; return; }
+    # Every write the job issued has been answered by the NBD server, i.e.
+    # is in the destination's file: flush it at once, both QEMUs up.
+    dst_sync "$W/dst.raw"
+    sync_gap "$(qmp_stamp "$ev")"
     R[time]=$(sub "$(qmp_stamp "$ev")" "$t0")
     lo1=$(lo_bytes)
-    [ -n "$lo0" ] && R[wire]=$((lo1 - lo0)) && R[note]="wire counted on loopback, incl. TCP/IP headers"
-    R[rss]=$(( $(hwm "${PIDS[qsrc]}") + $(hwm "${PIDS[qdst]}") ))
+    [ -n "$lo0" ] && R[wire]=$((lo1 - lo0)) && R[note]="${R[note]:+${R[note]}; }wire counted on loopback, incl. TCP/IP headers"
+    rss_pair "$(hwm "${PIDS[qsrc]}")" "$(hwm "${PIDS[qdst]}")"
     # Finish the job without pivoting: the target stays a full copy.
     qmp qsrc block-job-cancel '{"device": "m0"}' >/dev/null
     qmp_event qsrc BLOCK_JOB_COMPLETED 'true' 60 >/dev/null || FAIL="mirror did not complete after cancel"
@@ -485,26 +585,40 @@ bench_legacy() {
     t0=$(now)
     qmp qsrc migrate "{\"uri\": \"tcp:127.0.0.1:$port\"}" >/dev/null 2>"$W/err" || { FAIL="$(cat "$W/err")"; finish; return; }
     local final='.data.status == "completed" or .data.status == "failed" or .data.status == "cancelled"'
-    ev=$(qmp_event qsrc MIGRATION "$final" "$TIMEOUT") || { FAIL="source: no final MIGRATION event"; finish; return; }
+    # Time: until the destination's MIGRATION completed (it has loaded
+    # everything; QEMU has no return path to tell the source).  Its sync
+    # must follow at once, so watch the destination first, and the source
+    # only for a failure meanwhile.
+    local deadline=$(($(date +%s) + TIMEOUT))
+    evd=""; ev=""
+    while :; do
+        evd=$(qmp_event qdst MIGRATION "$final" 0 2>/dev/null) && break
+        ev=$(qmp_event qsrc MIGRATION '.data.status == "failed" or .data.status == "cancelled"' 0 2>/dev/null) && break
+        [ "$(date +%s)" -lt "$deadline" ] || break
+        sleep 0.02
+    done
+    if [ -n "$evd" ] && [ "$(jq -r .data.status <<<"$evd")" = completed ]; then
+        dst_sync "$W/dst.raw"
+        sync_gap "$(qmp_stamp "$evd")"
+    fi
+    [ -n "$ev" ] || ev=$(qmp_event qsrc MIGRATION "$final" 60) || { FAIL="source: no final MIGRATION event"; finish; return; }
     info=$(qmp qsrc query-migrate)
     status=$(jq -r .data.status <<<"$ev")
     if [ "$status" != completed ]; then
         FAIL="source migration $status: $(jq -r '."error-desc" // ""' <<<"$info")"; finish; return
     fi
-    # Time: until the destination's MIGRATION completed (it has loaded
-    # everything; QEMU has no return path to tell the source).
-    evd=$(qmp_event qdst MIGRATION "$final" 60) || { FAIL="destination: no final MIGRATION event"; finish; return; }
+    [ -n "$evd" ] || { FAIL="destination: no final MIGRATION event"; finish; return; }
     [ "$(jq -r .data.status <<<"$evd")" = completed ] || { FAIL="destination migration $(jq -r .data.status <<<"$evd")"; finish; return; }
     R[time]=$(sub "$(qmp_stamp "$evd")" "$t0")
     lo1=$(lo_bytes)
     R[downtime]=$(jq -r '.downtime // empty' <<<"$info")
     if [ -n "$lo0" ]; then
         R[wire]=$((lo1 - lo0))
-        R[note]="wire counted on loopback, incl. TCP/IP headers"
+        R[note]="${R[note]:+${R[note]}; }wire counted on loopback, incl. TCP/IP headers"
     else
         R[wire]=$(jq -r '(.ram.transferred // 0) + (.disk.transferred // 0)' <<<"$info")
     fi
-    R[rss]=$(( $(hwm "${PIDS[qsrc]}") + $(hwm "${PIDS[qdst]}") ))
+    rss_pair "$(hwm "${PIDS[qsrc]}")" "$(hwm "${PIDS[qdst]}")"
     qmp qsrc quit >/dev/null; qmp qdst quit >/dev/null
     wait_exit qsrc; wait_exit qdst
     compare "$src" "$W/dst.raw"
@@ -538,7 +652,10 @@ bench_nbd() {
     t1=$(now)
     if [ "$rc" != 0 ]; then FAIL="$sys exit $rc: $(head -n 1 "$W/client.log")"; finish; return; fi
     R[time]=$(sub "$t1" "$t0")
-    R[rss]=$(( $(hwm "${PIDS[nbd]}") + $(client_rss || echo 0) ))
+    # qemu-nbd (cache=writeback) holds the data in the page cache: flush it
+    # while qemu-nbd still runs (it would flush when it exits, untimed).
+    [ "$mode" = count ] || dst_sync "$W/dst.raw" "$t1"
+    rss_pair "$(hwm "${PIDS[nbd]}")" "$(client_rss || echo 0)"
     if [ "$mode" = count ]; then
         stop wirecount TERM
         counts=$(tail -n 1 "$W/wirecount.log")
@@ -555,10 +672,12 @@ bench_cp() {
     new_run cp "$image" "$rep"
     src=$(source_for "$image")
     t0=$(now)
-    timed "$TIMEOUT" cp --sparse=always "$src" "$W/dst.raw" || { FAIL="cp failed"; finish; return; }
+    timed "$TIMEOUT" cp --sparse=always "$src" "$W/dst.raw" 2>"$W/cp.err" ||
+        { FAIL="cp failed: $(head -n 1 "$W/cp.err")"; finish; return; }
     t1=$(now)
     R[time]=$(sub "$t1" "$t0")
-    R[rss]=$(client_rss)
+    dst_sync "$W/dst.raw" "$t1"
+    R[rss]=$(client_rss); R[rss_max]=${R[rss]}
     compare "$src" "$W/dst.raw"
     finish
 }
@@ -573,7 +692,7 @@ bench_tcp() {
     lo1=$(lo_bytes)
     R[time]=$(awk '{ printf "%.3f", $1 }' <<<"$out")
     R[wire]=$bytes
-    R[rss]=$(awk '{ print $3 }' <<<"$out")
+    R[rss]=$(awk '{ print $3 }' <<<"$out"); R[rss_max]=${R[rss]}
     R[src_alloc]=$bytes
     R[note]="sends the image's allocated bytes from memory${lo0:+; loopback bytes $((lo1 - lo0))}"
     finish
@@ -601,7 +720,7 @@ new_note_row() {
 na_row() {
     new_run "$1" live -
     R[status]=n/a
-    R[note]="n/a: no live guest for this system"
+    R[note]="n/a: ${2:-no live guest for this system}"
     emit
 }
 
@@ -612,6 +731,7 @@ ensure_packages
 build_helpers
 snapshot_binaries
 setup_netns
+describe_scratch
 make_images
 
 for image in $IMAGES; do
@@ -619,6 +739,7 @@ for image in $IMAGES; do
         if [ "$image" = live ]; then
             case "$sys" in
             blkmig) ;;
+            blkmig+*) na_row "$sys" "variants run on the sparse and full images only (time budget)"; continue ;;
             mirror) na_row qemu-mirror; continue ;;
             legacy) na_row qemu-legacy; continue ;;
             tcp) na_row tcp-loopback; continue ;;
@@ -629,6 +750,13 @@ for image in $IMAGES; do
         blkmig|mirror|cp|tcp)
             for ((rep = 1; rep <= REPS; rep++)); do
                 "bench_$sys" "$image" "$rep"
+                too_long "$LONG" && break
+            done ;;
+        blkmig+*)
+            [ -n "${BLKMIG_VARIANTS[${sys#blkmig+}]:-}" ] ||
+                { echo "bench: unknown blkmig variant '$sys' (${!BLKMIG_VARIANTS[*]})" >&2; exit 2; }
+            for ((rep = 1; rep <= REPS; rep++)); do
+                bench_blkmig "$image" "$rep" "${sys#blkmig+}"
                 too_long "$LONG" && break
             done ;;
         qemu-img|nbdcopy)

@@ -55,7 +55,10 @@ typedef struct MigrationParameters {
 #define MIG_MAX_COMPRESS_LEVEL 9
 #define MIG_DEFAULT_COMPRESS_ZSTD_LEVEL 1
 #define MIG_MAX_COMPRESS_ZSTD_LEVEL 19
-#define MIG_DEFAULT_MAX_INFLIGHT (32ULL << 20)
+/* Small enough that a chunk buffer is still in the CPU cache when it is
+ * sent (4 GiB, 10% data, on tmpfs: 8 MiB was 12% faster than 32 MiB), and
+ * still 8 chunks, so every reader thread has a read in flight. */
+#define MIG_DEFAULT_MAX_INFLIGHT (8ULL << 20)
 #define MIG_MIN_MAX_INFLIGHT (4ULL << 20)
 #define MIG_MAX_MAX_INFLIGHT (1ULL << 30)
 

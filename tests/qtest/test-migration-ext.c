@@ -584,7 +584,7 @@ static void test_parameters(void)
     g_assert_cmpint(qtest_json_int(p, "compress-level"), ==, 1);
     g_assert_cmpint(qtest_json_int(p, "compress-zstd-level"), ==, 1);
     g_assert_cmpstr(qtest_json_str(p, "compress-algorithm"), ==, "zstd");
-    g_assert_cmpint(qtest_json_int(p, "max-inflight"), ==, 32 * MIB);
+    g_assert_cmpint(qtest_json_int(p, "max-inflight"), ==, 8 * MIB);
     json_node_unref(p);
 
     qtest_set_params(m.src, "\"multifd-channels\": 16, \"compress-level\": 9, "

@@ -1,10 +1,12 @@
 /* Hand-built migration stream bytes for tests. */
 #include "stream-bytes.h"
 
+#include <fcntl.h>
 #include <string.h>
 
 #include "migration/block-migration.h"
 #include "migration/savevm.h"
+#include "migration/stream.h"
 
 void sb_put8(GByteArray *b, uint8_t v)
 {
@@ -49,4 +51,18 @@ void sb_block_stream_end(GByteArray *b)
     sb_put8(b, QEMU_VM_SECTION_FOOTER);
     sb_put32(b, 0);
     sb_put8(b, QEMU_VM_EOF);
+}
+
+GError *sb_load_file(const char *path, const GByteArray *bytes)
+{
+    GError *err = NULL;
+    MigStream *f;
+    int ret;
+
+    g_assert_true(g_file_set_contents(path, (const char *)bytes->data, bytes->len, NULL));
+    f = mig_stream_new_reader(open(path, O_RDONLY));
+    ret = savevm_load(f, &err);
+    g_assert_true((ret == 0) == (err == NULL));
+    mig_stream_close(f);
+    return err;
 }

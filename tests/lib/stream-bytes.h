@@ -17,4 +17,8 @@ GByteArray *sb_block_stream_begin(void);
 /* EOS, the footer of section 0, EOF. */
 void sb_block_stream_end(GByteArray *b);
 
+/* Write BYTES to PATH and load them with savevm_load: the error, or NULL
+ * when the load succeeded. */
+GError *sb_load_file(const char *path, const GByteArray *bytes);
+
 #endif

@@ -16,6 +16,7 @@
 #include "migration/options.h"
 #include "migration/savevm.h"
 #include "util/compress.h"
+#include "../lib/files.h"
 #include "../lib/stream-bytes.h"
 
 #define KiB 1024
@@ -111,38 +112,7 @@ static void rec_span_compressed(GByteArray *b, uint64_t off, uint32_t len, uint8
     g_byte_array_append(b, cdata, clen);
 }
 
-static GError *load_bytes(Fixture *fx, const GByteArray *bytes)
-{
-    GError *err = NULL;
-    MigStream *f;
-    int ret;
-
-    g_assert_true(g_file_set_contents(fx->stream_path, (const char *)bytes->data,
-                                      bytes->len, NULL));
-    f = mig_stream_new_reader(open(fx->stream_path, O_RDONLY));
-    ret = savevm_load(f, &err);
-    g_assert_true((ret == 0) == (err == NULL));
-    mig_stream_close(f);
-    return err;
-}
-
 /* ---- looking at disks ---- */
-
-static uint8_t *read_file(const char *path, gsize *len)
-{
-    gchar *contents;
-
-    g_assert_true(g_file_get_contents(path, &contents, len, NULL));
-    return (uint8_t *)contents;
-}
-
-static int64_t allocated_bytes(const char *path)
-{
-    struct stat st;
-
-    g_assert_cmpint(stat(path, &st), ==, 0);
-    return (int64_t)st.st_blocks * 512;
-}
 
 static void fill(uint8_t *buf, size_t len, uint8_t seed)
 {
@@ -191,9 +161,9 @@ static void test_spans_apply(Fixture *fx, gconstpointer data)
     rec_span_data(b, 1 * MiB + 64 * KiB, block, sizeof(block));
     rec_span_data(b, 5 * MiB + 512, block, 512);
     sb_block_stream_end(b);
-    g_assert_no_error(load_bytes(fx, b));
+    g_assert_no_error(sb_load_file(fx->stream_path, b));
 
-    disk = read_file(fx->disk_path, &len);
+    disk = tf_read_file(fx->disk_path, &len);
     g_assert_cmpuint(len, ==, DISK_SIZE);
     g_assert_cmpmem(disk + 1 * MiB + 64 * KiB, sizeof(block), block, sizeof(block));
     g_assert_cmpmem(disk + 5 * MiB + 512, 512, block, 512);
@@ -203,7 +173,7 @@ static void test_spans_apply(Fixture *fx, gconstpointer data)
         }
     }
     /* 8 KiB and a 4 KiB block: everything else is holes again. */
-    g_assert_cmpint(allocated_bytes(fx->disk_path), <=, 16 * KiB);
+    g_assert_cmpint(tf_allocated_bytes(fx->disk_path), <=, 16 * KiB);
 }
 
 /* The last sector of a drive whose size is no multiple of 512: the span
@@ -223,8 +193,8 @@ static void test_span_last_sector(Fixture *fx, gconstpointer data)
     sb_put32(b, sizeof(block));
     g_byte_array_append(b, block, sizeof(block));
     sb_block_stream_end(b);
-    g_assert_no_error(load_bytes(fx, b));
-    disk = read_file(path, &len);
+    g_assert_no_error(sb_load_file(fx->stream_path, b));
+    disk = tf_read_file(path, &len);
     g_assert_cmpuint(len, ==, ODD_SIZE);
     g_assert_cmpmem(disk + CHUNK, ODD_SIZE - CHUNK, block, ODD_SIZE - CHUNK);
     g_unlink(path);
@@ -254,8 +224,8 @@ static void test_compressed_apply(Fixture *fx, gconstpointer data)
     g_byte_array_append(b, cchunk, clen_chunk);
     rec_span_compressed(b, 6 * MiB + 128 * KiB, 64 * KiB, algo_byte, cspan, clen_span);
     sb_block_stream_end(b);
-    g_assert_no_error(load_bytes(fx, b));
-    disk = read_file(fx->disk_path, &len);
+    g_assert_no_error(sb_load_file(fx->stream_path, b));
+    disk = tf_read_file(fx->disk_path, &len);
     g_assert_cmpmem(disk + 2 * MiB, CHUNK, chunk, CHUNK);
     g_assert_cmpmem(disk + 6 * MiB + 128 * KiB, 64 * KiB, span, 64 * KiB);
 }
@@ -270,14 +240,14 @@ static void assert_rejected(Fixture *fx, GByteArray *b, const char *expected)
 
     write_drive(fx->disk, 0, CHUNK, 3);
     write_drive(fx->disk, 7 * MiB, CHUNK, 4);
-    before = read_file(fx->disk_path, &len_before);
-    err = load_bytes(fx, b);
+    before = tf_read_file(fx->disk_path, &len_before);
+    err = sb_load_file(fx->stream_path, b);
     g_assert_nonnull(err);
     g_test_message("error: %s", err->message);
     if (!strstr(err->message, expected)) {
         g_error("expected '%s' in '%s'", expected, err->message);
     }
-    after = read_file(fx->disk_path, &len_after);
+    after = tf_read_file(fx->disk_path, &len_after);
     g_assert_cmpmem(before, len_before, after, len_after);
     g_error_free(err);
 }
@@ -580,7 +550,7 @@ static void test_roundtrip_compressed(Fixture *fx, gconstpointer data)
     g_assert_cmpuint(dirty_wire, <, 16 * (4 * KiB + 64) + 256);
     bdrv_close_all();
 
-    stream = read_file(fx->stream_path, &stream_len);
+    stream = tf_read_file(fx->stream_path, &stream_len);
     st = scan_stream(stream, stream_len);
     g_test_message("stream %zu bytes: %u spans, %u whole, %u compressed", (size_t)stream_len,
                    st.spans, st.whole, st.compressed);
@@ -591,13 +561,13 @@ static void test_roundtrip_compressed(Fixture *fx, gconstpointer data)
     write_drive(bdrv_find("disk0"), 3 * MiB, CHUNK, 99);    /* stale */
     {
         GByteArray b = { .data = stream, .len = stream_len };
-        g_assert_no_error(load_bytes(fx, &b));
+        g_assert_no_error(sb_load_file(fx->stream_path, &b));
     }
     bdrv_close_all();
-    s = read_file(src_path, &slen);
-    d = read_file(fx->disk_path, &dlen);
+    s = tf_read_file(src_path, &slen);
+    d = tf_read_file(fx->disk_path, &dlen);
     g_assert_cmpmem(s, slen, d, dlen);
-    g_assert_cmpint(allocated_bytes(fx->disk_path), <=, allocated_bytes(src_path));
+    g_assert_cmpint(tf_allocated_bytes(fx->disk_path), <=, tf_allocated_bytes(src_path));
     g_unlink(src_path);
 }
 

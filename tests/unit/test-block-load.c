@@ -19,6 +19,7 @@
 #include "migration/options.h"
 #include "migration/savevm.h"
 #include "util/sockets.h"
+#include "../lib/files.h"
 #include "../lib/stream-bytes.h"
 
 #define MiB (1024 * 1024)
@@ -90,39 +91,7 @@ static void rec_size(GByteArray *b, const char *id, uint64_t size)
     sb_put64(b, size);
 }
 
-/* Load BYTES through a file; returns the error or NULL. */
-static GError *load_bytes(Fixture *fx, const GByteArray *bytes)
-{
-    GError *err = NULL;
-    MigStream *f;
-    int ret;
-
-    g_assert_true(g_file_set_contents(fx->stream_path, (const char *)bytes->data,
-                                      bytes->len, NULL));
-    f = mig_stream_new_reader(open(fx->stream_path, O_RDONLY));
-    ret = savevm_load(f, &err);
-    g_assert_true((ret == 0) == (err == NULL));
-    mig_stream_close(f);
-    return err;
-}
-
 /* ---- looking at the disk file ---- */
-
-static uint8_t *read_file(const char *path, gsize *len)
-{
-    gchar *contents;
-
-    g_assert_true(g_file_get_contents(path, &contents, len, NULL));
-    return (uint8_t *)contents;
-}
-
-static int64_t allocated_bytes(const char *path)
-{
-    struct stat st;
-
-    g_assert_cmpint(stat(path, &st), ==, 0);
-    return (int64_t)st.st_blocks * 512;
-}
 
 /* Whether the 4 KiB block at OFF holds allocated data. */
 static bool block_is_data(const char *path, off_t off)
@@ -163,16 +132,16 @@ static void test_zero_block_punches_hole(Fixture *fx, gconstpointer data)
 
     write_drive(fx->disk, 1 * MiB, CHUNK, 1);
     write_drive(fx->disk, 3 * MiB, CHUNK, 2);
-    before = allocated_bytes(fx->disk_path);
+    before = tf_allocated_bytes(fx->disk_path);
     g_assert_cmpint(before, >=, 2 * MiB);
     rec_zero(b, "disk0", 1 * MiB);
     sb_block_stream_end(b);
-    err = load_bytes(fx, b);
+    err = sb_load_file(fx->stream_path, b);
     g_assert_no_error(err);
-    after = allocated_bytes(fx->disk_path);
+    after = tf_allocated_bytes(fx->disk_path);
     g_test_message("allocated %" G_GINT64_FORMAT " -> %" G_GINT64_FORMAT, before, after);
     g_assert_cmpint(after, <=, before - CHUNK);
-    contents = read_file(fx->disk_path, &len);
+    contents = tf_read_file(fx->disk_path, &len);
     g_assert_cmpuint(len, ==, DISK_SIZE);
     for (size_t i = 1 * MiB; i < 2 * MiB; i++) {
         g_assert_cmpuint(contents[i], ==, 0);
@@ -198,17 +167,17 @@ static void test_half_zero_chunk_stays_thin(Fixture *fx, gconstpointer data)
     rec_data(b, "disk0", 2 * MiB, chunk);
     rec_data(b, "disk0", 5 * MiB, chunk);           /* onto a hole */
     sb_block_stream_end(b);
-    err = load_bytes(fx, b);
+    err = sb_load_file(fx->stream_path, b);
     g_assert_no_error(err);
 
-    contents = read_file(fx->disk_path, &len);
+    contents = tf_read_file(fx->disk_path, &len);
     g_assert_cmpmem(contents + 2 * MiB, CHUNK, chunk, CHUNK);
     g_assert_cmpmem(contents + 5 * MiB, CHUNK, chunk, CHUNK);
     for (size_t blk = 0; blk < CHUNK / 4096; blk++) {
         g_assert_cmpint(block_is_data(fx->disk_path, 2 * MiB + blk * 4096), ==, blk % 2);
         g_assert_cmpint(block_is_data(fx->disk_path, 5 * MiB + blk * 4096), ==, blk % 2);
     }
-    g_assert_cmpint(allocated_bytes(fx->disk_path), <=, CHUNK + 64 * 1024);
+    g_assert_cmpint(tf_allocated_bytes(fx->disk_path), <=, CHUNK + 64 * 1024);
     g_free(contents);
     g_free(chunk);
 }
@@ -229,9 +198,9 @@ static void test_last_partial_chunk(Fixture *fx, gconstpointer data)
     rec_size(b, "small", CHUNK + CHUNK / 2 + 512);
     rec_data(b, "small", CHUNK, chunk);
     sb_block_stream_end(b);
-    err = load_bytes(fx, b);
+    err = sb_load_file(fx->stream_path, b);
     g_assert_no_error(err);
-    contents = read_file(path, &len);
+    contents = tf_read_file(path, &len);
     g_assert_cmpuint(len, ==, CHUNK + CHUNK / 2 + 512);
     g_assert_cmpmem(contents + CHUNK, CHUNK / 2 + 512, chunk, CHUNK / 2 + 512);
     g_free(contents);
@@ -247,7 +216,7 @@ static void test_device_size_larger_destination(Fixture *fx, gconstpointer data)
     rec_size(b, "disk0", DISK_SIZE / 2);
     sb_put64(b, 50ULL << 9 | BLK_MIG_FLAG_PROGRESS);
     sb_block_stream_end(b);
-    err = load_bytes(fx, b);
+    err = sb_load_file(fx->stream_path, b);
     g_assert_no_error(err);
 }
 
@@ -261,14 +230,14 @@ static void assert_rejected(Fixture *fx, GByteArray *b, const char *expected)
 
     write_drive(fx->disk, 0, CHUNK, 3);
     write_drive(fx->disk, 7 * MiB, CHUNK, 4);
-    before = read_file(fx->disk_path, &len_before);
-    err = load_bytes(fx, b);
+    before = tf_read_file(fx->disk_path, &len_before);
+    err = sb_load_file(fx->stream_path, b);
     g_assert_nonnull(err);
     g_test_message("error: %s", err->message);
     if (!strstr(err->message, expected)) {
         g_error("expected '%s' in '%s'", expected, err->message);
     }
-    after = read_file(fx->disk_path, &len_after);
+    after = tf_read_file(fx->disk_path, &len_after);
     g_assert_cmpmem(before, len_before, after, len_after);
     g_free(before);
     g_free(after);
@@ -497,21 +466,21 @@ static void test_roundtrip(Fixture *fx, gconstpointer data)
         wire_with_data = len;
         b.data = (guint8 *)stream;
         b.len = len;
-        err = load_bytes(fx, &b);
+        err = sb_load_file(fx->stream_path, &b);
     }
     g_assert_no_error(err);
     bdrv_close_all();
 
     for (int i = 0; i < 2; i++) {
         gsize src_len, dst_len;
-        uint8_t *s = read_file(src_path[i], &src_len);
-        uint8_t *d = read_file(dst_path[i], &dst_len);
+        uint8_t *s = tf_read_file(src_path[i], &src_len);
+        uint8_t *d = tf_read_file(dst_path[i], &dst_len);
 
         g_assert_cmpmem(s, src_len, d, dst_len);
         g_test_message("%s: source allocated %" G_GINT64_FORMAT ", destination %" G_GINT64_FORMAT,
-                       layout[i].id, allocated_bytes(src_path[i]), allocated_bytes(dst_path[i]));
+                       layout[i].id, tf_allocated_bytes(src_path[i]), tf_allocated_bytes(dst_path[i]));
         /* Thin: the source's explicit zero chunk is a hole here. */
-        g_assert_cmpint(allocated_bytes(dst_path[i]), <=, allocated_bytes(src_path[i]) - CHUNK);
+        g_assert_cmpint(tf_allocated_bytes(dst_path[i]), <=, tf_allocated_bytes(src_path[i]) - CHUNK);
         g_free(s);
         g_free(d);
         g_unlink(src_path[i]);
@@ -835,8 +804,8 @@ static void test_live_migration(Fixture *fx, gconstpointer data)
 
     report = destination_finish(&dest);
     g_assert_cmpstr(report, ==, "status=completed\nerror=\n");
-    s = read_file(src_path, &src_len);
-    d = read_file(dest.disk_path, &dst_len);
+    s = tf_read_file(src_path, &src_len);
+    d = tf_read_file(dest.disk_path, &dst_len);
     g_assert_cmpmem(s, src_len, d, dst_len);
     g_free(s);
     g_free(d);
@@ -963,8 +932,8 @@ static void test_file_migration(Fixture *fx, gconstpointer data)
     destination_spawn(&dest, uri, LIVE_DISK_SIZE);
     report = destination_finish(&dest);
     g_assert_cmpstr(report, ==, "status=completed\nerror=\n");
-    s = read_file(src_path, &src_len);
-    d = read_file(dest.disk_path, &dst_len);
+    s = tf_read_file(src_path, &src_len);
+    d = tf_read_file(dest.disk_path, &dst_len);
     g_assert_cmpmem(s, src_len, d, dst_len);
     g_free(s);
     g_free(d);

@@ -216,24 +216,9 @@ static void save_to_file(const char *path)
     mig_stream_close(f);
 }
 
-/* Load BYTES from a file; returns the error (or NULL on success). */
-static GError *load_bytes(Fixture *fx, const GByteArray *bytes)
-{
-    MigStream *f;
-    GError *err = NULL;
-    int ret;
-
-    g_assert_true(g_file_set_contents(fx->path, (const char *)bytes->data, bytes->len, NULL));
-    f = mig_stream_new_reader(open(fx->path, O_RDONLY));
-    ret = savevm_load(f, &err);
-    g_assert_true((ret == 0) == (err == NULL));
-    mig_stream_close(f);
-    return err;
-}
-
 static void assert_load_fails(Fixture *fx, GByteArray *bytes, const char *expected)
 {
-    GError *err = load_bytes(fx, bytes);
+    GError *err = sb_load_file(fx->path, bytes);
 
     g_assert_nonnull(err);
     g_test_message("error: %s", err->message);
@@ -295,7 +280,7 @@ static void test_older_version_accepted(Fixture *fx, gconstpointer data)
     sb_put32(b, TAG_SETUP);
     put_footer(b, 9);
     sb_put8(b, QEMU_VM_EOF);
-    err = load_bytes(fx, b);
+    err = sb_load_file(fx->path, b);
     g_assert_no_error(err);
     g_assert_cmpint(fx->toy.last_version, ==, 1);
     g_assert_cmpint(fx->toy.finishes, ==, 1);

@@ -277,11 +277,13 @@ static int raw_fallocate(RawState *s, int mode, uint64_t off, uint64_t len)
 {
     int rc;
 
-    /* Before the call: a probe running meanwhile must not store. */
-    status_cache_forget(s);
     do {
         rc = fallocate(s->fd, mode, (off_t)off, (off_t)len);
     } while (rc < 0 && errno == EINTR);
+    /* After the call, failed or not (part of a range may be punched): an
+     * extent stored meanwhile goes, and a probe that began before it
+     * holds an older generation and does not store. */
+    status_cache_forget(s);
     if (rc == 0) {
         return 0;
     }

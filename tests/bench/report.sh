@@ -65,6 +65,21 @@ function whynot(k, label) {
     if (k in na) return label " n/a"
     return label " FAILED: " failnote[k]
 }
+# Why rows A and B (labels LA, LB) cannot be compared: their reasons, joined.
+function whynot2(a, la, b, lb) {
+    return (ok(a) ? "" : whynot(a, la)) (ok(a) || ok(b) ? "" : "; ") (ok(b) ? "" : whynot(b, lb))
+}
+# The two sparse lines (time, durable) comparing blkmig row B with row O
+# (system OS) against LIM.
+function sparse_ratio(b, o, os, lim) {
+    if (!ok(b) || !ok(o)) {
+        target(lacking(b), "sparse", "blkmig time / " os " time", whynot2(b, "blkmig sparse", o, os " sparse") sprintf(" (target <= %.2f)", lim))
+        target(lacking(b), "sparse", "blkmig durable / " os " durable", sprintf("(same rows missing; target <= %.2f)", lim))
+        return
+    }
+    target_ratio("sparse", "blkmig time / " os " time", "blkmig", T[b], os, T[o], lim)
+    target_ratio("sparse", "blkmig durable / " os " durable", "blkmig", D[b], os, D[o], lim)
+}
 # Verdict of a target line that lacks a row: MISS when blkmig row B has
 # only FAILED runs (blkmig missed it), else n/a (nothing to compare).
 function lacking(b) { return ((b in nfail) && nok[b] == 0 && !(b in na)) ? "MISS" : "n/a" }
@@ -195,20 +210,8 @@ END {
     print "" > txt
     print "targets (from the runs above: medians unless \"worst run\"; PASS/MISS against the target, info: context, n/a: a row is missing):" > txt
     b = K("blkmig", "sparse"); nb = K("nbdcopy", "sparse"); mi = K("qemu-mirror", "sparse")
-    if (!ok(b) || !ok(nb)) {
-        target(lacking(b), "sparse", "blkmig time / nbdcopy time", (ok(b) ? "" : whynot(b, "blkmig sparse")) (ok(b) || ok(nb) ? "" : "; ") (ok(nb) ? "" : whynot(nb, "nbdcopy sparse")) " (target <= 0.50)")
-        target(lacking(b), "sparse", "blkmig durable / nbdcopy durable", "(same rows missing; target <= 0.50)")
-    } else {
-        target_ratio("sparse", "blkmig time / nbdcopy time", "blkmig", T[b], "nbdcopy", T[nb], 0.5)
-        target_ratio("sparse", "blkmig durable / nbdcopy durable", "blkmig", D[b], "nbdcopy", D[nb], 0.5)
-    }
-    if (!ok(b) || !ok(mi)) {
-        target(lacking(b), "sparse", "blkmig time / qemu-mirror time", (ok(b) ? "" : whynot(b, "blkmig sparse")) (ok(b) || ok(mi) ? "" : "; ") (ok(mi) ? "" : whynot(mi, "qemu-mirror sparse")) " (target <= 0.20)")
-        target(lacking(b), "sparse", "blkmig durable / qemu-mirror durable", "(same rows missing; target <= 0.20)")
-    } else {
-        target_ratio("sparse", "blkmig time / qemu-mirror time", "blkmig", T[b], "qemu-mirror", T[mi], 0.2)
-        target_ratio("sparse", "blkmig durable / qemu-mirror durable", "blkmig", D[b], "qemu-mirror", D[mi], 0.2)
-    }
+    sparse_ratio(b, nb, "nbdcopy", 0.5)
+    sparse_ratio(b, mi, "qemu-mirror", 0.2)
     if (!ok(b) || !(b in adiff))
         target(lacking(b), "sparse", "blkmig dst allocation vs source", (ok(b) ? "allocation not recorded" : whynot(b, "blkmig sparse")) " (target within 64 KiB)")
     else {
@@ -219,21 +222,21 @@ END {
 
     b = K("blkmig", "full"); tc = K("tcp-loopback", "full"); c = K("cp", "full")
     if (!ok(b) || !ok(tc))
-        target(lacking(b), "full", "blkmig throughput vs tcp-loopback", (ok(b) ? "" : whynot(b, "blkmig full")) (ok(b) || ok(tc) ? "" : "; ") (ok(tc) ? "" : whynot(tc, "tcp-loopback full")) " (target >= 80%)")
+        target(lacking(b), "full", "blkmig throughput vs tcp-loopback", whynot2(b, "blkmig full", tc, "tcp-loopback full") " (target >= 80%)")
     else {
         pct = 100 * T[tc] / T[b]
         target(pct >= 80 ? "PASS" : "MISS", "full", "blkmig throughput vs tcp-loopback",
                sprintf("tcp %.3f s / blkmig %.3f s = %.0f%% (target >= 80%%; blkmig durable %.3f s)", T[tc], T[b], pct, D[b]))
     }
     if (!ok(c) || !ok(tc) || D[c] == "")
-        target("n/a", "full", "storage floor: tcp / cp durable", (ok(c) ? "" : whynot(c, "cp full")) (ok(c) || ok(tc) ? "" : "; ") (ok(tc) ? "" : whynot(tc, "tcp-loopback full")))
+        target("n/a", "full", "storage floor: tcp / cp durable", whynot2(c, "cp full", tc, "tcp-loopback full"))
     else {
         pct = 100 * T[tc] / D[c]
         target("info", "full", "storage floor: tcp / cp durable",
                sprintf("tcp %.3f s / cp durable %.3f s = %.0f%% (cp: median time %.3f s, median dst sync %.3f s): this storage %s a durable copy at >= 80%% of the wire", T[tc], D[c], pct, T[c], SY[c], pct >= 80 ? "allows" : "does not allow"))
     }
     if (!ok(b) || !ok(c) || D[c] == "" || D[b] == "")
-        target("n/a", "full", "blkmig durable / cp durable", (ok(b) ? "" : whynot(b, "blkmig full")) (ok(b) || ok(c) ? "" : "; ") (ok(c) ? "" : whynot(c, "cp full")))
+        target("n/a", "full", "blkmig durable / cp durable", whynot2(b, "blkmig full", c, "cp full"))
     else
         target("info", "full", "blkmig durable / cp durable", sprintf("blkmig %.3f s / cp %.3f s = %.2f (1.00: as fast as a local durable copy)", D[b], D[c], D[b] / D[c]))
 

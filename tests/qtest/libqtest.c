@@ -232,6 +232,72 @@ QTestDaemon *qtest_daemon_start(const char *name, const char *fmt, ...)
     return d;
 }
 
+/* Reap PID within TIMEOUT_MS, else SIGKILL it: its exit code, or -1. */
+static int reap_within(pid_t pid, int timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+    int status = 0;
+
+    while (waitpid(pid, &status, WNOHANG) != pid) {
+        if (g_get_monotonic_time() > deadline) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+            }
+            return -1;
+        }
+        g_usleep(POLL_INTERVAL_US);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The daemon, then FIRST and what follows it up to NULL. */
+static char **argv_from_list(const char *first, va_list ap)
+{
+    GPtrArray *argv = g_ptr_array_new();
+    g_ptr_array_add(argv, g_strdup(daemon_binary()));
+    for (const char *a = first; a; a = va_arg(ap, const char *)) {
+        g_ptr_array_add(argv, g_strdup(a));
+    }
+    g_ptr_array_add(argv, NULL);
+    return (char **)g_ptr_array_free(argv, FALSE);
+}
+
+int qtest_daemon_run(int timeout_ms, char **output, const char *first, ...)
+{
+    static unsigned runs;
+    va_list ap;
+    va_start(ap, first);
+    char **argv = argv_from_list(first, ap);
+    va_end(ap);
+
+    g_autofree char *name = g_strdup_printf("run-%u.log", runs++);
+    g_autofree char *log_path = qtest_path(name);
+    int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (log_fd < 0) {
+        qtest_fail("cannot create %s: %s", log_path, g_strerror(errno));
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        exec_daemon(argv, log_fd, parent);
+    }
+    int fork_errno = errno;
+    close(log_fd);
+    if (pid < 0) {
+        qtest_fail("fork: %s", g_strerror(fork_errno));
+    }
+    int code = reap_within(pid, timeout_ms);
+    g_autofree char *text = NULL;
+    g_file_get_contents(log_path, &text, NULL, NULL);
+    g_autofree char *cmdline = g_strjoinv(" ", argv);
+    g_test_message("run %s: exit %d\n%s", cmdline, code, text ? text : "");
+    if (output) {
+        *output = g_strdup(text ? text : "");
+    }
+    g_strfreev(argv);
+    return code;
+}
+
 static void daemon_free(QTestDaemon *d)
 {
     qmp_client_close(d->qmp);

@@ -22,6 +22,13 @@ char *qtest_path(const char *name);
  * QMP greeting arrives and qmp_capabilities succeeded; fails the test if
  * the daemon exits first.  The daemon dies with the test process. */
 QTestDaemon *qtest_daemon_start(const char *name, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* Run $BLKMIGD with the NULL-terminated arguments only (no --qmp added)
+ * and wait for it to exit: returns its exit code, or -1 when it is still
+ * running after TIMEOUT_MS (it is then killed) or died of a signal.
+ * *OUTPUT (optional, caller frees) gets what it wrote to stdout and
+ * stderr.  For command lines and start-ups that must fail. */
+int qtest_daemon_run(int timeout_ms, char **output, const char *first, ...)
+    G_GNUC_NULL_TERMINATED;
 /* SIGKILL and reap. Frees D. */
 void qtest_daemon_kill(QTestDaemon *d);
 /* "quit" over QMP, then reap (SIGKILL after 10 s); fails the test unless

@@ -73,8 +73,14 @@ static const char usage_text[] =
 "  --version          print the version and exit\n"
 "  -h, --help         print this help and exit\n"
 "\n"
+"A management layer controls blkmigd over QMP, so --qmp is needed.  Without\n"
+"it blkmigd starts only in the foreground (no --daemonize) and with --nbd,\n"
+"--incoming or --workload to serve, warning that only SIGINT or SIGTERM can\n"
+"stop it; otherwise it refuses to start.\n"
+"\n"
 "Without --incoming or --paused the guest starts running at once.  blkmigd\n"
-"exits with status 0 after the QMP command quit, SIGINT or SIGTERM.\n";
+"exits with status 0 after the QMP command quit, SIGINT or SIGTERM, 1 when\n"
+"start-up fails, and 64 when the command line is wrong.\n";
 
 static void init_config(BlkmigdConfig *cfg)
 {
@@ -135,6 +141,10 @@ static bool set_once(const char *option, char **slot, const char *value, GError 
     return true;
 }
 
+/* A wrong command line, as for the blkmig client (DESIGN.md); 1 is for a
+ * start-up that failed. */
+#define EXIT_USAGE 64
+
 #define SOCKET_KINDS ((1u << ENDPOINT_TCP) | (1u << ENDPOINT_UNIX))
 #define INCOMING_KINDS (SOCKET_KINDS | (1u << ENDPOINT_FILE) | (1u << ENDPOINT_DEFER))
 
@@ -177,7 +187,47 @@ static int bad_usage(const char *fmt, const char *what)
     fprintf(stderr, "blkmigd: ");
     fprintf(stderr, fmt, what);
     fprintf(stderr, " (try --help)\n");
-    return 1;
+    return EXIT_USAGE;
+}
+
+/* QMP is how blkmigd is controlled (and quit).  Without it only a signal
+ * stops it: acceptable for a foreground process with something to serve
+ * (a plain NBD server, a one-shot incoming migration, a demo workload),
+ * with a warning; refused when nothing could stop it but kill(1). */
+static bool check_controllable(const BlkmigdConfig *cfg, GError **errp)
+{
+    if (cfg->qmp->len > 0) {
+        return true;
+    }
+    if (cfg->daemonize) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, "--daemonize needs --qmp: in the background "
+                    "nothing but a signal could stop blkmigd; add --qmp unix:PATH");
+        return false;
+    }
+    if (!cfg->nbd && !cfg->incoming && cfg->workloads->len == 0) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, "no --qmp given: nothing could control this "
+                    "daemon and only a signal could stop it; add --qmp unix:PATH");
+        return false;
+    }
+    fprintf(stderr, "blkmigd: warning: no --qmp given: nothing can control this daemon "
+            "and only SIGINT or SIGTERM stops it\n");
+    return true;
+}
+
+/* What needs the whole command line. */
+static int check_config(int argc, char **argv, const BlkmigdConfig *cfg)
+{
+    GError *err = NULL;
+
+    if (optind < argc) {
+        return bad_usage("unexpected argument '%s'", argv[optind]);
+    }
+    if (!check_controllable(cfg, &err)) {
+        int rc = bad_usage("%s", err->message);
+        g_error_free(err);
+        return rc;
+    }
+    return -1;
 }
 
 int cmdline_parse(int argc, char **argv, BlkmigdConfig *cfg)
@@ -211,12 +261,9 @@ int cmdline_parse(int argc, char **argv, BlkmigdConfig *cfg)
             if (!take_option(opt, optarg, cfg, &err)) {
                 fprintf(stderr, "blkmigd: %s\n", err->message);
                 g_error_free(err);
-                return 1;
+                return EXIT_USAGE;
             }
         }
     }
-    if (optind < argc) {
-        return bad_usage("unexpected argument '%s'", argv[optind]);
-    }
-    return -1;
+    return check_config(argc, argv, cfg);
 }

@@ -22,7 +22,7 @@ typedef struct BlkmigdConfig {
 } BlkmigdConfig;
 
 /* Returns -1 to go on with CFG filled in, or the exit code (0 after
- * --help/--version, 1 after a message on stderr). */
+ * --help/--version, 64 after a message on stderr). */
 int cmdline_parse(int argc, char **argv, BlkmigdConfig *cfg);
 void cmdline_config_clear(BlkmigdConfig *cfg);
 

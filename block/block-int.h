@@ -27,9 +27,22 @@ struct BlockDriverState {
 
     GRWLock bitmaps_lock;   /* protects dirty_bitmaps (the list) */
     GList *dirty_bitmaps;   /* of DirtyBitmap */
+
+    bool created;           /* create.c: this open made the file ... */
+    BdrvFileId created_id;  /* ... which is this one */
 };
 
 extern const BlockDriver bdrv_raw;
+
+/* create.c: the file a driver's create path builds its image in, under
+ * the rule every format shares: a path that does not exist becomes a new
+ * file (remembered in BS); an existing empty one is taken as it is; an
+ * existing non-empty one is refused, or erased to 0 bytes with
+ * opts->overwrite.  Returns an O_RDWR fd the driver sizes and fills and
+ * then closes, or -1 with errp set (nothing touched). */
+int bdrv_create_file(BlockDriverState *bs, const BlockOptions *opts, GError **errp);
+/* create.c: a failed open removes the file it made (if it made one). */
+void bdrv_create_undo(BlockDriverState *bs);
 
 /* dirty-bitmap.c: mark [off, off+len) in every enabled bitmap of BS. */
 void bdrv_dirty_bitmaps_mark(BlockDriverState *bs, uint64_t off, uint64_t len);

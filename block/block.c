@@ -131,6 +131,11 @@ static bool check_open_options(const BlockOptions *opts, GError **errp)
                     "Drive '%s' needs a file name (file=)", opts->id);
         return false;
     }
+    if (opts->overwrite && !opts->create) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "Drive '%s': overwrite=on needs create=on", opts->id);
+        return false;
+    }
     return true;
 }
 
@@ -187,6 +192,7 @@ BlockDriverState *bdrv_open(const BlockOptions *opts, GError **errp)
         if (driver_open(bs, &bs->opts, errp)) {
             g_queue_push_tail(&drives, bs);
         } else {
+            bdrv_create_undo(bs);
             drive_free(bs);
             bs = NULL;
         }

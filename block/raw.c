@@ -38,32 +38,28 @@ static uint8_t zero_buf[ZERO_BUF_SIZE] __attribute__((aligned(BDRV_DIRECT_ALIGN)
 
 /* ---- Open and close ---- */
 
-static bool raw_create(const BlockOptions *opts, GError **errp)
+/* A fresh sparse file of exactly size= bytes, in the file the generic
+ * create rule hands over (new, empty, or erased with overwrite=on). */
+static bool raw_create(BlockDriverState *bs, const BlockOptions *opts, GError **errp)
 {
-    if (opts->read_only) {
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                    "Drive '%s': create=on cannot be combined with read-only=on", opts->id);
-        return false;
-    }
     if (opts->size == 0) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "Drive '%s': create=on needs size=", opts->id);
         return false;
     }
-    /* A fresh sparse file: old contents go, the size is exactly size=. */
-    int fd = open(opts->filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || ftruncate(fd, (off_t)opts->size) < 0) {
+    int fd = bdrv_create_file(bs, opts, errp);
+    if (fd < 0) {
+        return false;
+    }
+    bool ok = ftruncate(fd, (off_t)opts->size) == 0;
+    if (!ok) {
         int err = errno;
         g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err),
                     "Cannot create '%s' with %" PRIu64 " bytes: %s",
                     opts->filename, opts->size, g_strerror(err));
-        if (fd >= 0) {
-            close(fd);
-        }
-        return false;
     }
     close(fd);
-    return true;
+    return ok;
 }
 
 static int open_fd(const BlockOptions *opts, bool direct, GError **errp)
@@ -97,10 +93,13 @@ static bool raw_get_size(RawState *s, const BlockOptions *opts, GError **errp)
     }
     s->size = (uint64_t)end;
     if (opts->size && s->size != opts->size) {
+        /* create=on is the fix only for an empty file: one holding data
+         * would be refused (and overwrite=on would erase it). */
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "Drive '%s': '%s' has %" PRIu64 " bytes, but size=%" PRIu64
-                    " was given (add create=on to make a new file)",
-                    opts->id, opts->filename, s->size, opts->size);
+                    " was given (%s)", opts->id, opts->filename, s->size, opts->size,
+                    s->size ? "drop size= to use the image as it is"
+                            : "add create=on to grow the empty file to size=");
         return false;
     }
     return true;
@@ -149,7 +148,7 @@ static int raw_open(BlockDriverState *bs, const BlockOptions *opts, GError **err
 
     s->fd = s->fd_buffered = -1;
     g_mutex_init(&s->status_lock);
-    if (opts->create && !raw_create(opts, errp)) {
+    if (opts->create && !raw_create(bs, opts, errp)) {
         g_mutex_clear(&s->status_lock);
         return -EINVAL;
     }

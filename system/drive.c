@@ -2,7 +2,6 @@
 #include "system/drive.h"
 
 #include <string.h>
-#include <unistd.h>
 
 #include "block/block.h"
 #include "system-internal.h"
@@ -15,10 +14,16 @@ typedef struct DriveSpec {
     char *id;
     char *file;
     uint64_t size;
-    bool create, cache_none, aio_native, read_only;
+    bool create, overwrite, cache_none, aio_native, read_only;
 } DriveSpec;
 
-static GPtrArray *created_files;    /* char *: images drive_add created */
+/* An image drive_add created: the path and which file it was. */
+typedef struct CreatedFile {
+    char *path;
+    BdrvFileId id;
+} CreatedFile;
+
+static GPtrArray *created_files;    /* CreatedFile * */
 
 static void drive_spec_clear(DriveSpec *d)
 {
@@ -87,6 +92,8 @@ static bool parse_key(const KeyValue *kv, DriveSpec *d, GError **errp)
         return parse_size(kv, &d->size, errp);
     } else if (strcmp(k, "create") == 0) {
         return keyval_bool(OPT, kv, &d->create, errp);
+    } else if (strcmp(k, "overwrite") == 0) {
+        return keyval_bool(OPT, kv, &d->overwrite, errp);
     } else if (strcmp(k, "read-only") == 0) {
         return keyval_bool(OPT, kv, &d->read_only, errp);
     } else if (strcmp(k, "cache") == 0) {
@@ -115,6 +122,11 @@ static bool check_spec(const DriveSpec *d, GError **errp)
     if (d->create && d->read_only) {
         g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": create=on and read-only=on exclude "
                     "each other");
+        return false;
+    }
+    if (d->overwrite && !d->create) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": overwrite=on needs create=on (it erases "
+                    "'%s' and creates a new image of size=)", d->file);
         return false;
     }
     return true;
@@ -149,14 +161,30 @@ bool drive_check(const char *optstr, GError **errp)
     return true;
 }
 
-static void remember_created(const char *file)
+static void created_file_free(gpointer p)
 {
-    if (!created_files) {
-        created_files = g_ptr_array_new_with_free_func(g_free);
-    }
-    g_ptr_array_add(created_files, g_strdup(file));
+    CreatedFile *c = p;
+    g_free(c->path);
+    g_free(c);
 }
 
+static void remember_created(BlockDriverState *bs, const char *file)
+{
+    BdrvFileId id;
+
+    if (!bdrv_created_file(bs, &id)) {
+        return;
+    }
+    CreatedFile *c = g_new0(CreatedFile, 1);
+    c->path = g_strdup(file);
+    c->id = id;
+    if (!created_files) {
+        created_files = g_ptr_array_new_with_free_func(created_file_free);
+    }
+    g_ptr_array_add(created_files, c);
+}
+
+/* A failed open has removed what it created itself (block layer). */
 bool drive_add(const char *optstr, GError **errp)
 {
     DriveSpec d;
@@ -165,33 +193,30 @@ bool drive_add(const char *optstr, GError **errp)
     }
     BlockOptions opts = {
         .id = d.id, .filename = d.file, .format = "raw", .size = d.size,
-        .create = d.create, .cache_none = d.cache_none, .aio_native = d.aio_native,
-        .read_only = d.read_only,
+        .create = d.create, .overwrite = d.overwrite, .cache_none = d.cache_none,
+        .aio_native = d.aio_native, .read_only = d.read_only,
     };
-    bool existed = access(d.file, F_OK) == 0;
     GError *err = NULL;
-    bool ok = bdrv_open(&opts, &err) != NULL;
-    if (ok && d.create && !existed) {
-        remember_created(d.file);
-    }
-    if (!ok) {
-        if (d.create && !existed) {
-            unlink(d.file);     /* a half-made image must not stay behind */
-        }
+    BlockDriverState *bs = bdrv_open(&opts, &err);
+    if (bs) {
+        remember_created(bs, d.file);
+    } else {
         g_set_error(errp, BLKMIGD_ERROR, 0, OPT " id=%s: %s", d.id, err->message);
         g_error_free(err);
     }
     drive_spec_clear(&d);
-    return ok;
+    return bs != NULL;
 }
 
+/* Only files drive_add made, and only while the path still names them. */
 void drive_remove_created_files(void)
 {
     if (!created_files) {
         return;
     }
     for (guint i = 0; i < created_files->len; i++) {
-        unlink(created_files->pdata[i]);
+        CreatedFile *c = created_files->pdata[i];
+        bdrv_remove_created_file(c->path, &c->id);
     }
     g_clear_pointer(&created_files, g_ptr_array_unref);
 }

@@ -26,7 +26,8 @@ typedef struct BlockOptions {
     const char *filename;
     const char *format;      /* "raw" (default) */
     uint64_t size;           /* with create: size of the new file; 0 = unset */
-    bool create;             /* create (or truncate-extend) the file at size */
+    bool create;             /* a new file of size (block/create.c has the rule) */
+    bool overwrite;          /* with create: erase an existing non-empty file */
     bool cache_none;         /* O_DIRECT; buffers must be bdrv_buf_align()ed */
     bool aio_native;         /* libaio instead of plain pread/pwrite */
     bool read_only;
@@ -54,7 +55,9 @@ typedef struct BlockDriver {
 } BlockDriver;
 
 /* Open a drive and register it under opts->id.  Fails if the id is taken,
- * the format is unknown or the file cannot be opened/created. */
+ * the format is unknown or the file cannot be opened/created.  With
+ * create, an existing file is used only when it is empty (0 bytes) or
+ * overwrite is set; a file the open made is removed again if it fails. */
 BlockDriverState *bdrv_open(const BlockOptions *opts, GError **errp);
 /* Unregister and close; releases its dirty bitmaps. */
 void bdrv_close(BlockDriverState *bs);
@@ -93,6 +96,18 @@ int bdrv_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int fla
 int bdrv_discard(BlockDriverState *bs, uint64_t off, uint64_t len);
 int bdrv_block_status(BlockDriverState *bs, uint64_t off, uint64_t len,
                       uint64_t *pnum, bool *is_data);
+
+/* Which file on the host (st_dev, st_ino). */
+typedef struct BdrvFileId {
+    uint64_t dev;
+    uint64_t ino;
+} BdrvFileId;
+/* Whether opening BS made a new file (create on a path that did not exist;
+ * not when it grew an empty file or erased one); its identity goes to *ID
+ * so a failed start-up can remove exactly that file later. */
+bool bdrv_created_file(BlockDriverState *bs, BdrvFileId *id);
+/* Remove PATH if it still is the file ID: never a file put there since. */
+void bdrv_remove_created_file(const char *path, const BdrvFileId *id);
 
 /* Driver registry (raw is built in). */
 void bdrv_register_driver(const BlockDriver *drv);

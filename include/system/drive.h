@@ -5,7 +5,7 @@
 #include <glib.h>
 #include <stdbool.h>
 
-/* Parse "id=ID,file=PATH[,format=raw][,size=SIZE][,create=on]
+/* Parse "id=ID,file=PATH[,format=raw][,size=SIZE][,create=on[,overwrite=on]]
  * [,cache=writeback|none][,aio=threads|native][,read-only=on]" and open it. */
 bool drive_add(const char *optstr, GError **errp);
 
@@ -13,8 +13,9 @@ bool drive_add(const char *optstr, GError **errp);
 /* Check the syntax of an option string without opening anything, so the
  * command line can be validated before start-up has side effects. */
 bool drive_check(const char *optstr, GError **errp);
-/* Remove the image files drive_add created (they did not exist before);
- * for a failed start-up, which must leave nothing behind. */
+/* Remove the image files drive_add created (they did not exist before;
+ * not a file it grew or erased, nor one put at the path since); for a
+ * failed start-up, which must leave nothing behind. */
 void drive_remove_created_files(void);
 
 #endif

@@ -192,10 +192,12 @@ static uint8_t *read_whole(const char *path, gsize *len)
 
 /* ---- drives ---- */
 
+/* A blank drive of SIZE, whatever an earlier case left at PATH. */
 static BlockDriverState *open_drive(const char *id, const char *path, uint64_t size)
 {
     BlockOptions opts = {
         .id = id, .filename = path, .format = "raw", .size = size, .create = true,
+        .overwrite = true,
     };
     GError *err = NULL;
     BlockDriverState *bs = bdrv_open(&opts, &err);

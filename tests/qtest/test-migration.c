@@ -344,9 +344,11 @@ static void test_cancel(void)
     assert_runstate(m.dst, "inmigrate");
     qtest_daemon_kill(m.dst);
 
-    /* A second attempt to a new destination succeeds. */
+    /* A second attempt to a new destination (no disk there yet: create=on
+     * refuses the half-copied one) succeeds. */
     g_free(m.uri);
     m.uri = qtest_tcp_uri();
+    unlink(m.dst_disk);
     m.dst = start_dst(&m, "dst2", size);
     qtest_set_params(m.src, "\"max-bandwidth\": 0");
     qtest_migrate_start(m.src, m.uri);

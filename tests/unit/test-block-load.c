@@ -35,10 +35,12 @@ typedef struct Fixture {
     char *stream_path;
 } Fixture;
 
+/* A blank drive of SIZE, whatever an earlier case left at PATH. */
 static BlockDriverState *open_drive(const char *id, const char *path, uint64_t size)
 {
     BlockOptions opts = {
         .id = id, .filename = path, .format = "raw", .size = size, .create = true,
+        .overwrite = true,
     };
     GError *err = NULL;
     BlockDriverState *bs = bdrv_open(&opts, &err);

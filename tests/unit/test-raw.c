@@ -190,8 +190,7 @@ static void write_runs(BlockDriverState *bs)
 
 static void test_create_sparse(Fixture *f, gconstpointer data)
 {
-    /* create=on replaces whatever was there with a fresh sparse file. */
-    g_assert_true(g_file_set_contents(f->path, "old contents", -1, NULL));
+    /* A new file: sparse, exactly size= bytes. */
     BlockDriverState *bs = open_drive(f, "d0", DRIVE_SIZE, NULL);
 
     g_assert_cmpint(bdrv_getlength(bs), ==, DRIVE_SIZE);
@@ -201,6 +200,76 @@ static void test_create_sparse(Fixture *f, gconstpointer data)
     GArray *runs = status_data_runs(bs);
     g_assert_cmpuint(runs->len, ==, 0);
     g_array_unref(runs);
+    BdrvFileId id;
+    g_assert_true(bdrv_created_file(bs, &id));
+}
+
+/* create over a file holding data is refused and leaves it as it was;
+ * overwrite erases it and makes a new one. */
+static void test_create_existing(Fixture *f, gconstpointer data)
+{
+    GError *err = NULL;
+    BlockOptions opts = { .id = "d0", .filename = f->path, .size = MiB, .create = true };
+    g_assert_true(g_file_set_contents(f->path, "old contents", -1, NULL));
+
+    g_assert_null(bdrv_open(&opts, &err));
+    g_assert_error(err, G_IO_ERROR, G_IO_ERROR_EXISTS);
+    g_assert_nonnull(strstr(err->message, f->path));
+    g_clear_error(&err);
+    g_autofree char *text = NULL;
+    g_assert_true(g_file_get_contents(f->path, &text, NULL, NULL));
+    g_assert_cmpstr(text, ==, "old contents");
+
+    opts.overwrite = true;
+    BlockDriverState *bs = bdrv_open(&opts, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(bdrv_getlength(bs), ==, MiB);
+    assert_reads_zero(bs, 0, 64 * KiB);
+    BdrvFileId id;
+    g_assert_false(bdrv_created_file(bs, &id));     /* erased, not made */
+}
+
+/* An empty file is grown; overwrite needs create. */
+static void test_create_empty(Fixture *f, gconstpointer data)
+{
+    GError *err = NULL;
+    BlockOptions opts = { .id = "d0", .filename = f->path, .size = MiB, .overwrite = true };
+    g_assert_true(g_file_set_contents(f->path, "", 0, NULL));
+
+    g_assert_null(bdrv_open(&opts, &err));
+    g_assert_nonnull(strstr(err->message, "overwrite=on needs create=on"));
+    g_clear_error(&err);
+
+    opts.overwrite = false;
+    opts.create = true;
+    BlockDriverState *bs = bdrv_open(&opts, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(bdrv_getlength(bs), ==, MiB);
+    BdrvFileId id;
+    g_assert_false(bdrv_created_file(bs, &id));
+}
+
+/* A file made by an open that then fails goes again; a file put in its
+ * place (while the drive holds the original, so the inode is not reused)
+ * is never removed in its name. */
+static void test_create_undo(Fixture *f, gconstpointer data)
+{
+    GError *err = NULL;
+    BlockOptions opts = { .id = "d0", .filename = f->path, .size = (uint64_t)INT64_MAX + 1,
+                          .create = true };
+
+    g_assert_null(bdrv_open(&opts, &err));          /* ftruncate: too large */
+    g_clear_error(&err);
+    g_assert_false(g_file_test(f->path, G_FILE_TEST_EXISTS));
+
+    BlockDriverState *bs = open_drive(f, "d0", MiB, NULL);
+    BdrvFileId id;
+    g_assert_true(bdrv_created_file(bs, &id));
+    g_assert_cmpint(g_unlink(f->path), ==, 0);
+    g_assert_true(g_file_set_contents(f->path, "someone else's", -1, NULL));
+    bdrv_remove_created_file(f->path, &id);
+    g_assert_true(g_file_test(f->path, G_FILE_TEST_EXISTS));
+    bdrv_close(bs);
 }
 
 static void test_block_status(Fixture *f, gconstpointer data)
@@ -671,6 +740,9 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add("/raw/create-sparse", Fixture, NULL, fixture_setup, test_create_sparse, fixture_teardown);
+    g_test_add("/raw/create-existing", Fixture, NULL, fixture_setup, test_create_existing, fixture_teardown);
+    g_test_add("/raw/create-empty", Fixture, NULL, fixture_setup, test_create_empty, fixture_teardown);
+    g_test_add("/raw/create-undo", Fixture, NULL, fixture_setup, test_create_undo, fixture_teardown);
     g_test_add("/raw/block-status", Fixture, NULL, fixture_setup, test_block_status, fixture_teardown);
     g_test_add("/raw/block-status-cached", Fixture, NULL, fixture_setup, test_block_status_cached, fixture_teardown);
     g_test_add("/raw/block-status-after-punch", Fixture, NULL, fixture_setup, test_block_status_after_punch, fixture_teardown);

@@ -338,6 +338,22 @@ static bool unlink_stale_socket(const Endpoint *ep, GError **errp)
     return true;
 }
 
+/* Unix sockets we create are mode 0600 (DESIGN.md), whatever the umask:
+ * anyone who can connect can stop the guest or write its disks.  Linux
+ * gives the file bind() creates the mode of the socket's own inode minus
+ * the umask, so an fchmod before bind() makes it 0600 from the first
+ * instant, with no window for a connect before a later chmod, and without
+ * touching the umask, which belongs to the whole process and its other
+ * threads.  A umask can still take bits away, never add any. */
+static int unix_bind_private(int fd, const struct sockaddr_un *sun)
+{
+    if (fchmod(fd, S_IRUSR | S_IWUSR) < 0) {
+        return -1;
+    }
+    int rc = bind(fd, (const struct sockaddr *)sun, sizeof(*sun));
+    return rc < 0 ? rc : listen(fd, LISTEN_BACKLOG);
+}
+
 static int unix_socket(const Endpoint *ep, bool do_listen, GError **errp)
 {
     struct sockaddr_un sun;
@@ -352,8 +368,7 @@ static int unix_socket(const Endpoint *ep, bool do_listen, GError **errp)
     }
     int rc;
     if (do_listen) {
-        rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-        rc = rc < 0 ? rc : listen(fd, LISTEN_BACKLOG);
+        rc = unix_bind_private(fd, &sun);
     } else {
         rc = connect_retry(fd, (struct sockaddr *)&sun, sizeof(sun));
     }

@@ -26,7 +26,8 @@ bool endpoint_parse(const char *uri, unsigned allowed, Endpoint *out, GError **e
 void endpoint_clear(Endpoint *ep);
 char *endpoint_to_str(const Endpoint *ep);          /* caller frees */
 
-/* Listening socket (SO_REUSEADDR; a stale unix socket file is replaced).
+/* Listening socket (SO_REUSEADDR; a stale unix socket file is replaced;
+ * a unix socket file is created mode 0600 whatever the umask).
  * Returns fd (CLOEXEC) or -1 with errp set. */
 int endpoint_listen(const Endpoint *ep, GError **errp);
 /* Blocking connect; returns fd (CLOEXEC) or -1 with errp set. */

@@ -1,8 +1,8 @@
 /* Operator safety of whole blkmigd daemons (issue 8): create=on never
  * wipes an image, overwrite=on is the explicit way to, start-up cleanup
- * removes only files blkmigd made, a daemon nothing could control refuses
- * to start, and README's destination command can be run again on a host
- * that holds the disk. */
+ * removes only files blkmigd made, unix sockets are 0600 whatever the
+ * umask, a daemon nothing could control refuses to start, and README's
+ * destination command can be run again on a host that holds the disk. */
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -57,6 +57,15 @@ static int run_drive(const char *drive, const char *extra, const char *extra_val
     g_autofree char *qmp = qmp_uri("run");
     return qtest_daemon_run(RUN_TIMEOUT_MS, out, "--drive", drive, "--qmp", qmp,
                             extra, extra_value, NULL);
+}
+
+static void assert_mode_0600(const char *path)
+{
+    struct stat st;
+    g_assert_cmpint(lstat(path, &st), ==, 0);
+    g_assert_true(S_ISSOCK(st.st_mode));
+    g_test_message("%s: mode %04o", path, (unsigned)(st.st_mode & 07777));
+    g_assert_cmpuint(st.st_mode & 07777, ==, 0600);
 }
 
 /* ---- create=on and overwrite=on ---- */
@@ -189,6 +198,35 @@ static void test_dangling_symlink(void)
     unlink(link);
 }
 
+/* ---- unix socket modes ---- */
+
+/* Under umask 000 the QMP, NBD and incoming migration sockets (command
+ * line and migrate-incoming) are still 0600. */
+static void test_socket_modes(void)
+{
+    g_autofree char *img = qtest_path("modes.raw");
+    g_autofree char *nbd = qtest_path("modes-nbd.sock");
+    g_autofree char *in = qtest_path("modes-in.sock");
+    g_autofree char *in2 = qtest_path("modes-in2.sock");
+    unlink(img);
+
+    mode_t old = umask(0);
+    QTestDaemon *d = qtest_daemon_start("modes", "--drive id=d,file=%s,size=16M,create=on "
+                                        "--nbd unix:%s --incoming unix:%s", img, nbd, in);
+    QTestDaemon *d2 = qtest_daemon_start("modes2", "--incoming defer");
+    umask(old);
+
+    assert_mode_0600(qtest_daemon_qmp_path(d));
+    assert_mode_0600(nbd);
+    assert_mode_0600(in);
+    json_node_unref(qtest_qmp_ok(d2, "{\"execute\": \"migrate-incoming\", \"arguments\": "
+                                 "{\"uri\": \"unix:%s\"}}", in2));
+    assert_mode_0600(in2);
+    qtest_daemon_kill(d);
+    qtest_daemon_kill(d2);
+    unlink(img);
+}
+
 /* ---- a daemon nothing can control ---- */
 
 static void test_needs_qmp(void)
@@ -215,6 +253,19 @@ static void test_needs_qmp(void)
     assert_contains(out, "warning: no --qmp");
     unlink(img);
     unlink(sock);
+}
+
+/* --help says what create=on, overwrite=on, sockets and exit codes do. */
+static void test_help(void)
+{
+    g_autofree char *out = NULL;
+    g_assert_cmpint(qtest_daemon_run(RUN_TIMEOUT_MS, &out, "--help", NULL), ==, 0);
+    assert_contains(out, "is empty (0 bytes)");
+    assert_contains(out, "blkmigd refuses to start");
+    assert_contains(out, "overwrite=on, only with");
+    assert_contains(out, "mode 0600");
+    assert_contains(out, "--qmp is needed");
+    assert_contains(out, "64 when the command");
 }
 
 /* ---- README's destination command, run twice ---- */
@@ -273,7 +324,9 @@ int main(int argc, char **argv)
     g_test_add_func("/safety/create/size-mismatch-hint", test_size_mismatch_hint);
     g_test_add_func("/safety/create/failed-start-cleanup", test_failed_start_cleanup);
     g_test_add_func("/safety/create/dangling-symlink", test_dangling_symlink);
+    g_test_add_func("/safety/sockets/mode-0600", test_socket_modes);
     g_test_add_func("/safety/cmdline/needs-qmp", test_needs_qmp);
+    g_test_add_func("/safety/cmdline/help", test_help);
     g_test_add_func("/safety/readme/destination-twice", test_readme_destination_twice);
     return g_test_run();
 }

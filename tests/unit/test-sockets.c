@@ -158,12 +158,16 @@ static void test_unix(void)
     Endpoint ep;
     g_assert_true(endpoint_parse(uri, SOCKET_KINDS, &ep, &err));
 
+    /* Mode 0600 even under umask 000 (DESIGN.md). */
+    mode_t old_umask = umask(0);
     exchange(&ep, &ep);
+    umask(old_umask);
     /* The socket file of the closed listener is still there: listening
      * again must replace it. */
     struct stat st;
     g_assert_cmpint(stat(ep.path, &st), ==, 0);
     g_assert_true(S_ISSOCK(st.st_mode));
+    g_assert_cmpuint(st.st_mode & 07777, ==, 0600);
     exchange(&ep, &ep);
 
     /* A regular file in the way is not removed. */

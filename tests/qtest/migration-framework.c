@@ -32,8 +32,12 @@ void mf_free(Migration *m)
 {
     qtest_daemon_kill(m->src);
     qtest_daemon_kill(m->dst);
-    unlink(m->src_disk);
-    unlink(m->dst_disk);
+    if (m->src_disk) {
+        unlink(m->src_disk);
+    }
+    if (m->dst_disk) {
+        unlink(m->dst_disk);
+    }
     g_free(m->src_disk);
     g_free(m->dst_disk);
     g_free(m->uri);

@@ -1,6 +1,6 @@
 /* The environment of the stream fuzz run: the drives and their contents,
  * the valid streams the real save path makes of them (one per Flavour),
- * the scratch directory, and the byte helpers the pieces share. */
+ * and the scratch directory. */
 #include <fcntl.h>
 #include <glib.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 #include "migration/options.h"
 #include "migration/savevm.h"
 #include "migration/stream.h"
+#include "../lib/files.h"
 #include "stream-fuzz.h"
 
 /* Two drives, so records must name the right one; the first ends in a
@@ -29,47 +30,6 @@ Flavour flavours[NFLAVOURS] = {
 };
 
 FuzzEnv env;
-
-/* ---- byte helpers ---- */
-
-uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++) {
-        v = v << 8 | p[i];
-    }
-    return v;
-}
-
-void set32(uint8_t *p, uint32_t v)
-{
-    p[0] = v >> 24;
-    p[1] = v >> 16;
-    p[2] = v >> 8;
-    p[3] = v;
-}
-
-void set64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-uint8_t *read_whole(const char *path, gsize *len)
-{
-    gchar *contents = NULL;
-
-    g_assert_true(g_file_get_contents(path, &contents, len, NULL));
-    return (uint8_t *)contents;
-}
 
 /* ---- drives ---- */
 
@@ -201,7 +161,7 @@ static GBytes *save_stream(const Flavour *fl)
         bdrv_close(src[i]);
     }
     set_caps(NULL);
-    bytes = read_whole(env.stream_path, &len);
+    bytes = tf_read_file(env.stream_path, &len);
     return g_bytes_new_take(bytes, len);
 }
 
@@ -241,7 +201,7 @@ void setup_env(void)
     }
     for (guint i = 0; i < NDRIVES; i++) {
         gsize len;
-        env.source[i] = read_whole(env.src_path[i], &len);
+        env.source[i] = tf_read_file(env.src_path[i], &len);
         g_assert_cmpuint(len, ==, specs[i].size);
         env.dst[i] = open_drive(specs[i].id, env.dst_path[i], specs[i].size);
     }

@@ -48,10 +48,9 @@ static void put_ext_record(GByteArray *b, const ExtRecord *r)
 /* A whole stream whose only record is R. */
 static void ext_stream(GByteArray *b, const ExtRecord *r)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     put_ext_record(b, r);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
 }
 
 #define SPAN BLK_MIG_FLAG_SPAN
@@ -322,12 +321,11 @@ static void channels_stream(GByteArray *b, uint64_t header, uint32_t count)
 {
     static const uint8_t id[BLK_MIG_MULTIFD_ID_LEN] = "fuzz-migration!";
 
-    begin_block(b);
+    sb_put_block_begin(b);
     sb_put64(b, header);
     sb_put32(b, count);
     g_byte_array_append(b, id, sizeof(id));
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
 }
 
 /* A file stream has no channel connections: announcing some must fail

@@ -14,18 +14,8 @@
 void begin_section(GByteArray *b, uint32_t id, const char *idstr,
                    uint32_t instance, uint32_t version)
 {
-    sb_put32(b, QEMU_VM_FILE_MAGIC);
-    sb_put32(b, QEMU_VM_FILE_VERSION);
-    sb_put8(b, QEMU_VM_SECTION_START);
-    sb_put32(b, id);
-    sb_put_name(b, idstr);
-    sb_put32(b, instance);
-    sb_put32(b, version);
-}
-
-void begin_block(GByteArray *b)
-{
-    begin_section(b, 0, "block", 0, 1);
+    sb_put_stream_header(b);
+    sb_put_section_start(b, id, idstr, instance, version);
 }
 
 void rec_size(GByteArray *b, const char *id, uint64_t size)
@@ -46,30 +36,21 @@ static void rec_data(GByteArray *b, uint64_t header, const char *id)
     g_free(chunk);
 }
 
-/* EOS and the footer of section 0. */
-void end_section0(GByteArray *b)
-{
-    sb_put64(b, BLK_MIG_FLAG_EOS);
-    sb_put8(b, QEMU_VM_SECTION_FOOTER);
-    sb_put32(b, 0);
-}
-
 /* A complete, harmless first section: sizes of both drives. */
 void setup_section(GByteArray *b)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     for (guint i = 0; i < NDRIVES; i++) {
         rec_size(b, specs[i].id, specs[i].size);
     }
-    end_section0(b);
+    sb_put_block_section_end(b);
 }
 
 static void build_offset_2_63(GByteArray *b, GString *expected)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     rec_data(b, (1ULL << 63) | BLK_MIG_FLAG_DEVICE_BLOCK, "disk0");
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_printf(expected, "block migration: drive 'disk0': chunk at offset "
                     "9223372036854775808 is beyond the destination size %" G_GUINT64_FORMAT,
                     specs[0].size);
@@ -77,12 +58,11 @@ static void build_offset_2_63(GByteArray *b, GString *expected)
 
 static void build_offset_max_zero(GByteArray *b, GString *expected)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     sb_put64(b, ~(uint64_t)BLK_MIG_FLAGS_MASK | BLK_MIG_FLAG_DEVICE_BLOCK |
              BLK_MIG_FLAG_ZERO_BLOCK);
     sb_put_name(b, "disk0");
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_printf(expected, "block migration: drive 'disk0': chunk at offset "
                     "18446744073709551104 is beyond the destination size %" G_GUINT64_FORMAT,
                     specs[0].size);
@@ -92,10 +72,9 @@ static void build_offset_max_zero(GByteArray *b, GString *expected)
  * valid chunk. */
 static void build_offset_at_end(GByteArray *b, GString *expected)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     rec_data(b, specs[1].size | BLK_MIG_FLAG_DEVICE_BLOCK, specs[1].id);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_printf(expected, "block migration: drive '%s': chunk at offset %" G_GUINT64_FORMAT
                     " is beyond the destination size %" G_GUINT64_FORMAT,
                     specs[1].id, specs[1].size, specs[1].size);
@@ -115,11 +94,10 @@ void build_garbage_drive_id(GByteArray *b, GString *expected)
     char id[256];
 
     garbage_id(id);
-    begin_block(b);
+    sb_put_block_begin(b);
     sb_put64(b, 0 | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK);
     sb_put_name(b, id);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     /* Error texts must be UTF-8 (QMP): the loader repairs the name. */
     g_autofree char *shown = g_utf8_make_valid(id, -1);
     g_string_printf(expected, "block migration: unknown drive '%s'", shown);
@@ -127,12 +105,11 @@ void build_garbage_drive_id(GByteArray *b, GString *expected)
 
 static void build_empty_drive_id(GByteArray *b, GString *expected)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     sb_put64(b, BLK_MIG_FLAG_DEVICE_SIZE);
     sb_put_name(b, "");
     sb_put64(b, 0);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_assign(expected, "block migration: unknown drive ''");
 }
 
@@ -153,8 +130,7 @@ static void build_part_id_mismatch(GByteArray *b, GString *expected)
 
 static void build_part_before_start(GByteArray *b, GString *expected)
 {
-    sb_put32(b, QEMU_VM_FILE_MAGIC);
-    sb_put32(b, QEMU_VM_FILE_VERSION);
+    sb_put_stream_header(b);
     sb_put8(b, QEMU_VM_SECTION_PART);
     sb_put32(b, 0);
     sb_put64(b, BLK_MIG_FLAG_EOS);
@@ -168,7 +144,7 @@ static void build_footer_id_mismatch(GByteArray *b, GString *expected)
 {
     size_t at;
 
-    begin_block(b);
+    sb_put_block_begin(b);
     rec_size(b, "disk0", specs[0].size);
     sb_put64(b, BLK_MIG_FLAG_EOS);
     at = b->len;
@@ -190,7 +166,7 @@ static void build_footer_missing(GByteArray *b, GString *expected)
 {
     size_t at;
 
-    begin_block(b);
+    sb_put_block_begin(b);
     rec_size(b, "disk0", specs[0].size);
     sb_put64(b, BLK_MIG_FLAG_EOS);
     at = b->len;
@@ -201,7 +177,7 @@ static void build_footer_missing(GByteArray *b, GString *expected)
 
 static void build_footer_truncated(GByteArray *b, GString *expected)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     sb_put64(b, BLK_MIG_FLAG_EOS);
     sb_put8(b, QEMU_VM_SECTION_FOOTER);
     sb_put8(b, 0);
@@ -215,7 +191,7 @@ static void build_eos_missing(GByteArray *b, GString *expected)
 {
     size_t at;
 
-    begin_block(b);
+    sb_put_block_begin(b);
     rec_size(b, "disk0", specs[0].size);
     at = b->len;
     sb_put8(b, QEMU_VM_SECTION_FOOTER);
@@ -228,32 +204,28 @@ static void build_eos_missing(GByteArray *b, GString *expected)
 static void build_empty_idstr(GByteArray *b, GString *expected)
 {
     begin_section(b, 0, "", 0, 1);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_assign(expected, "unknown section '' instance 0 at stream offset 9");
 }
 
 static void build_unknown_idstr(GByteArray *b, GString *expected)
 {
     begin_section(b, 0, "ram", 0, 4);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_assign(expected, "unknown section 'ram' instance 0 at stream offset 9");
 }
 
 static void build_unknown_instance(GByteArray *b, GString *expected)
 {
     begin_section(b, 0, "block", 1, 1);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_assign(expected, "unknown section 'block' instance 1 at stream offset 9");
 }
 
 static void build_version_2(GByteArray *b, GString *expected)
 {
     begin_section(b, 0, "block", 0, 2);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_assign(expected, "section 'block' has version 2 but at most 1 is supported "
                     "at stream offset 9");
 }
@@ -261,18 +233,16 @@ static void build_version_2(GByteArray *b, GString *expected)
 static void build_version_max(GByteArray *b, GString *expected)
 {
     begin_section(b, 0, "block", 0, UINT32_MAX);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_assign(expected, "section 'block' has version 4294967295 but at most 1 "
                     "is supported at stream offset 9");
 }
 
 static void build_device_size_bigger(GByteArray *b, GString *expected)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     rec_size(b, "disk0", specs[0].size + 512);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_printf(expected, "block migration: drive 'disk0' is %" G_GUINT64_FORMAT
                     " bytes at the source but only %" G_GUINT64_FORMAT
                     " bytes at the destination", specs[0].size + 512, specs[0].size);
@@ -280,10 +250,9 @@ static void build_device_size_bigger(GByteArray *b, GString *expected)
 
 static void build_device_size_max(GByteArray *b, GString *expected)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     rec_size(b, specs[1].id, UINT64_MAX);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_printf(expected, "block migration: drive '%s' is 18446744073709551615 bytes at "
                     "the source but only %" G_GUINT64_FORMAT " bytes at the destination",
                     specs[1].id, specs[1].size);
@@ -331,37 +300,33 @@ static void build_duplicate_start(GByteArray *b, GString *expected)
     sb_put_name(b, "block");
     sb_put32(b, 0);
     sb_put32(b, 1);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_printf(expected, "duplicate section id 0 at stream offset %" G_GSIZE_FORMAT, at);
 }
 
 static void build_unknown_flags(GByteArray *b, GString *expected)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     rec_data(b, 0x100 | BLK_MIG_FLAG_DEVICE_BLOCK, "disk0");
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_printf(expected, "block migration: unknown flags 0x100 in record at stream "
                     "offset %d", SECTION0_RECORDS);
 }
 
 static void build_conflicting_flags(GByteArray *b, GString *expected)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     rec_data(b, BLK_MIG_FLAG_DEVICE_SIZE | BLK_MIG_FLAG_DEVICE_BLOCK, "disk0");
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_printf(expected, "block migration: conflicting flags 0x11 in record at stream "
                     "offset %d", SECTION0_RECORDS);
 }
 
 static void build_zero_without_block(GByteArray *b, GString *expected)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     sb_put64(b, 1 * MiB | BLK_MIG_FLAG_ZERO_BLOCK);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
     g_string_printf(expected, "block migration: ZERO_BLOCK flag without DEVICE_BLOCK in "
                     "record at stream offset %d", SECTION0_RECORDS);
 }
@@ -369,7 +334,7 @@ static void build_zero_without_block(GByteArray *b, GString *expected)
 /* Half a chunk: nothing of it may reach the disk. */
 static void build_truncated_payload(GByteArray *b, GString *expected)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     rec_data(b, 0 | BLK_MIG_FLAG_DEVICE_BLOCK, "disk0");
     g_byte_array_set_size(b, b->len - CHUNK / 2);
     g_string_printf(expected, "block migration: reading the data of the record at stream "
@@ -378,7 +343,7 @@ static void build_truncated_payload(GByteArray *b, GString *expected)
 
 static void build_truncated_drive_id(GByteArray *b, GString *expected)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     sb_put64(b, 0 | BLK_MIG_FLAG_DEVICE_BLOCK);
     sb_put8(b, 200);
     g_byte_array_append(b, (const guint8 *)"disk0", 5);
@@ -388,7 +353,7 @@ static void build_truncated_drive_id(GByteArray *b, GString *expected)
 
 static void build_truncated_record_header(GByteArray *b, GString *expected)
 {
-    begin_block(b);
+    sb_put_block_begin(b);
     sb_put32(b, 0);
     g_string_printf(expected, "block migration: reading record at stream offset %d: "
                     "unexpected end of stream at byte %d",
@@ -397,8 +362,7 @@ static void build_truncated_record_header(GByteArray *b, GString *expected)
 
 static void build_truncated_idstr(GByteArray *b, GString *expected)
 {
-    sb_put32(b, QEMU_VM_FILE_MAGIC);
-    sb_put32(b, QEMU_VM_FILE_VERSION);
+    sb_put_stream_header(b);
     sb_put8(b, QEMU_VM_SECTION_START);
     sb_put32(b, 0);
     sb_put8(b, 255);

@@ -13,6 +13,7 @@
 #include "block/block.h"
 #include "migration/savevm.h"
 #include "migration/stream.h"
+#include "../lib/files.h"
 #include "stream-fuzz.h"
 
 #ifdef UNDER_ASAN
@@ -160,7 +161,7 @@ static char *drive_size_changes(void)
 static int64_t destination_diff(guint i, const uint8_t *expected)
 {
     gsize len;
-    g_autofree uint8_t *now = read_whole(env.dst_path[i], &len);
+    g_autofree uint8_t *now = tf_read_file(env.dst_path[i], &len);
 
     g_assert_cmpuint(len, ==, specs[i].size);
     for (gsize off = 0; off < len; off++) {

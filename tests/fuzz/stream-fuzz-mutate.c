@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "migration/block-migration.h"
+#include "util/bswap.h"
 #include "stream-fuzz.h"
 
 /* Sanitizers make every load several times slower; the iteration count
@@ -185,10 +186,10 @@ static void mut_high_offset(Mutator *mu)
     int bit = g_rand_int_range(mu->rng, 23, 64);
 
     if (pos + 8 <= mu->m->len) {
-        uint64_t v = get64(mu->m->data + pos);
+        uint64_t v = ld_be64(mu->m->data + pos);
         /* Bit 23 and up is at least 8 MiB, past the end of every drive. */
         mu->must_reject = v & BLK_MIG_FLAG_DEVICE_BLOCK;
-        set64(mu->m->data + pos, v | 1ULL << bit);
+        st_be64(mu->m->data + pos, v | 1ULL << bit);
     }
     g_string_append_printf(mu->log, "high-offset@%zu:%d ", pos, bit);
 }
@@ -210,8 +211,8 @@ static void mut_flags(Mutator *mu)
     uint64_t flags = g_rand_int_range(mu->rng, 0, BLK_MIG_FLAGS_MASK + 1);
 
     if (pos + 8 <= mu->m->len) {
-        uint64_t v = get64(mu->m->data + pos);
-        set64(mu->m->data + pos, (v & ~(uint64_t)BLK_MIG_FLAGS_MASK) | flags);
+        uint64_t v = ld_be64(mu->m->data + pos);
+        st_be64(mu->m->data + pos, (v & ~(uint64_t)BLK_MIG_FLAGS_MASK) | flags);
     }
     g_string_append_printf(mu->log, "flags@%zu=0x%" G_GINT64_MODIFIER "x ", pos, flags);
 }
@@ -268,11 +269,11 @@ static void mut_len32(Mutator *mu)
         g_string_append_printf(mu->log, "len32@%zu:none ", pos);
         return;
     }
-    old = get32(mu->m->data + pos);
+    old = ld_be32(mu->m->data + pos);
     v = bad ? bad_len32[g_rand_int_range(mu->rng, 0, G_N_ELEMENTS(bad_len32))]
             : old + (g_rand_boolean(mu->rng) ? 512 : -512);
     mu->must_reject = bad && v != old;
-    set32(mu->m->data + pos, v);
+    st_be32(mu->m->data + pos, v);
     g_string_append_printf(mu->log, "%s-len@%zu=%u ", span ? "span" : "comp", pos, v);
 }
 

@@ -31,28 +31,25 @@ static void build_drive_id_with_nul(GByteArray *b)
 {
     static const char id[] = "disk0\0junk";
 
-    begin_block(b);
+    sb_put_block_begin(b);
     sb_put64(b, 1 * MiB | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK);
     sb_put8(b, sizeof(id) - 1);
     g_byte_array_append(b, (const guint8 *)id, sizeof(id) - 1);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
 }
 
 static void build_idstr_with_nul(GByteArray *b)
 {
     static const char idstr[] = "block\0ram";
 
-    sb_put32(b, QEMU_VM_FILE_MAGIC);
-    sb_put32(b, QEMU_VM_FILE_VERSION);
+    sb_put_stream_header(b);
     sb_put8(b, QEMU_VM_SECTION_START);
     sb_put32(b, 0);
     sb_put8(b, sizeof(idstr) - 1);
     g_byte_array_append(b, (const guint8 *)idstr, sizeof(idstr) - 1);
     sb_put32(b, 0);
     sb_put32(b, 1);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
 }
 
 /* A valid zlib stream followed by 16 more bytes inside the compressed
@@ -126,8 +123,7 @@ static void build_garbage_idstr(GByteArray *b, GString *expected)
 
     garbage_id(id);
     begin_section(b, 0, id, 0, 1);
-    end_section0(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_block_stream_end(b);
 }
 
 /* Whether the error of loading the stream BUILD makes is valid UTF-8. */

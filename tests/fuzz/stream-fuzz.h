@@ -86,12 +86,7 @@ typedef struct LoadResult {
     char *violation;            /* what the load broke, or NULL */
 } LoadResult;
 
-/* stream-fuzz-env.c: byte helpers, the run's drives, streams and files. */
-uint32_t get32(const uint8_t *p);
-uint64_t get64(const uint8_t *p);
-void set32(uint8_t *p, uint32_t v);
-void set64(uint8_t *p, uint64_t v);
-uint8_t *read_whole(const char *path, gsize *len);
+/* stream-fuzz-env.c: the run's drives, valid streams and files. */
 void setup_env(void);
 void teardown_env(void);
 
@@ -128,9 +123,7 @@ void test_hostile(gconstpointer data);
 
 void begin_section(GByteArray *b, uint32_t id, const char *idstr,
                    uint32_t instance, uint32_t version);
-void begin_block(GByteArray *b);
 void rec_size(GByteArray *b, const char *id, uint64_t size);
-void end_section0(GByteArray *b);
 void setup_section(GByteArray *b);
 void garbage_id(char *id);
 void build_garbage_drive_id(GByteArray *b, GString *expected);

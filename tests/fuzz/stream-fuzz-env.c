@@ -11,6 +11,7 @@
 #include "migration/options.h"
 #include "migration/savevm.h"
 #include "migration/stream.h"
+#include "../lib/drives.h"
 #include "../lib/files.h"
 #include "stream-fuzz.h"
 
@@ -32,19 +33,6 @@ Flavour flavours[NFLAVOURS] = {
 FuzzEnv env;
 
 /* ---- drives ---- */
-
-static BlockDriverState *open_drive(const char *id, const char *path, uint64_t size)
-{
-    BlockOptions opts = {
-        .id = id, .filename = path, .format = "raw", .size = size, .create = true,
-    };
-    GError *err = NULL;
-    BlockDriverState *bs = bdrv_open(&opts, &err);
-
-    g_assert_no_error(err);
-    g_assert_nonnull(bs);
-    return bs;
-}
 
 static void pwrite_fill(BlockDriverState *bs, uint64_t off, size_t len, uint8_t seed)
 {
@@ -150,7 +138,7 @@ static GBytes *save_stream(const Flavour *fl)
     gsize len;
 
     for (guint i = 0; i < NDRIVES; i++) {
-        src[i] = open_drive(specs[i].id, env.src_path[i], specs[i].size);
+        src[i] = td_open_drive(specs[i].id, env.src_path[i], specs[i].size);
         populate(src[i], i);
     }
     set_caps(fl);
@@ -203,7 +191,7 @@ void setup_env(void)
         gsize len;
         env.source[i] = tf_read_file(env.src_path[i], &len);
         g_assert_cmpuint(len, ==, specs[i].size);
-        env.dst[i] = open_drive(specs[i].id, env.dst_path[i], specs[i].size);
+        env.dst[i] = td_open_drive(specs[i].id, env.dst_path[i], specs[i].size);
     }
 }
 

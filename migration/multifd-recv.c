@@ -315,8 +315,15 @@ static bool wait_for_setup(const Handshake *h)
         return false;
     }
     if (!mr.announced) {
-        mismatch = "the migration stream announced no multifd channels";
-    } else if (h->count != mr.n) {
+        /* The same words as multifd_recv_setup_done's: which of the two
+         * sees it depends only on whether this channel registered before
+         * the setup part finished loading. */
+        g_mutex_unlock(&mr.lock);
+        fail("a multifd channel connected, but the migration stream announced no multifd "
+             "channels");
+        return false;
+    }
+    if (h->count != mr.n) {
         mismatch = "its channel count differs from the announced one";
     } else if (memcmp(h->id, mr.id, sizeof(mr.id)) != 0) {
         mismatch = "its migration id differs from the announced one";

@@ -31,25 +31,46 @@ void sb_put_name(GByteArray *b, const char *name)
     g_byte_array_append(b, (const guint8 *)name, strlen(name));
 }
 
+void sb_put_stream_header(GByteArray *b)
+{
+    sb_put32(b, QEMU_VM_FILE_MAGIC);
+    sb_put32(b, QEMU_VM_FILE_VERSION);
+}
+
+void sb_put_section_start(GByteArray *b, uint32_t id, const char *idstr,
+                          uint32_t instance, uint32_t version)
+{
+    sb_put8(b, QEMU_VM_SECTION_START);
+    sb_put32(b, id);
+    sb_put_name(b, idstr);
+    sb_put32(b, instance);
+    sb_put32(b, version);
+}
+
+void sb_put_block_begin(GByteArray *b)
+{
+    sb_put_stream_header(b);
+    sb_put_section_start(b, 0, "block", 0, 1);
+}
+
 GByteArray *sb_block_stream_begin(void)
 {
     GByteArray *b = g_byte_array_new();
 
-    sb_put32(b, QEMU_VM_FILE_MAGIC);
-    sb_put32(b, QEMU_VM_FILE_VERSION);
-    sb_put8(b, QEMU_VM_SECTION_START);
-    sb_put32(b, 0);
-    sb_put_name(b, "block");
-    sb_put32(b, 0);
-    sb_put32(b, 1);
+    sb_put_block_begin(b);
     return b;
 }
 
-void sb_block_stream_end(GByteArray *b)
+void sb_put_block_section_end(GByteArray *b)
 {
     sb_put64(b, BLK_MIG_FLAG_EOS);
     sb_put8(b, QEMU_VM_SECTION_FOOTER);
     sb_put32(b, 0);
+}
+
+void sb_block_stream_end(GByteArray *b)
+{
+    sb_put_block_section_end(b);
     sb_put8(b, QEMU_VM_EOF);
 }
 

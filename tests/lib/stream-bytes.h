@@ -12,8 +12,17 @@ void sb_put64(GByteArray *b, uint64_t v);
 /* u8 length + bytes, as drive ids and section idstrs travel. */
 void sb_put_name(GByteArray *b, const char *name);
 
-/* Stream header and the START of section 0, "block" instance 0 version 1. */
+/* The stream header: magic and version. */
+void sb_put_stream_header(GByteArray *b);
+/* A START section header: type, ID, IDSTR, INSTANCE, VERSION. */
+void sb_put_section_start(GByteArray *b, uint32_t id, const char *idstr,
+                          uint32_t instance, uint32_t version);
+/* Stream header and the START of section 0, "block" instance 0 version 1:
+ * appended to B, or as a new array. */
+void sb_put_block_begin(GByteArray *b);
 GByteArray *sb_block_stream_begin(void);
+/* EOS and the footer of section 0. */
+void sb_put_block_section_end(GByteArray *b);
 /* EOS, the footer of section 0, EOF. */
 void sb_block_stream_end(GByteArray *b);
 

@@ -9,45 +9,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "libqtest.h"
+#include "migration-framework.h"
+#include "migration/block-migration.h"
+#include "migration/savevm.h"
+#include "util/bswap.h"
+#include "../lib/stream-bytes.h"
+#include "../lib/stream-decode.h"
 #include "util/sockets.h"
 
-#define KIB (UINT64_C(1) << 10)
-#define MIB (UINT64_C(1) << 20)
 #define CHUNK MIB
-#define DRIVE_ID "disk0"
-/* Generous: ASan builds on two shared cores are slow. */
-#define MIGRATE_TIMEOUT_MS 180000
-#define STATE_TIMEOUT_MS 10000
-
-typedef struct Migration {
-    char *src_disk;
-    char *dst_disk;
-    char *uri;
-    QTestDaemon *src;
-    QTestDaemon *dst;
-} Migration;
-
-static QTestDaemon *start_dst(Migration *m, uint64_t size)
-{
-    return qtest_daemon_start("dst", "--drive id=" DRIVE_ID ",file=%s,size=%" G_GUINT64_FORMAT
-                              ",create=on --incoming %s", m->dst_disk, size, m->uri);
-}
-
-static QTestDaemon *start_src(Migration *m, const char *extra)
-{
-    return qtest_daemon_start("src", "--drive id=" DRIVE_ID ",file=%s %s", m->src_disk, extra);
-}
-
-/* A source disk of SIZE with RUNS random runs of RUN_LEN. */
-static void make_src_disk(Migration *m, uint64_t size, uint64_t seed, unsigned runs,
-                          uint64_t run_len)
-{
-    m->src_disk = qtest_path("src.raw");
-    m->dst_disk = qtest_path("dst.raw");
-    qtest_disk_create(m->src_disk, size);
-    qtest_disk_scatter(m->src_disk, seed, runs, run_len);
-}
 
 /* Text-like (compressible, never zero) data in every other MiB of the
  * first half of the disk at PATH. */
@@ -67,59 +37,6 @@ static void write_text(const char *path, uint64_t size)
     close(fd);
 }
 
-static void migration_free(Migration *m)
-{
-    qtest_daemon_kill(m->src);
-    qtest_daemon_kill(m->dst);
-    unlink(m->src_disk);
-    unlink(m->dst_disk);
-    g_free(m->src_disk);
-    g_free(m->dst_disk);
-    g_free(m->uri);
-}
-
-static void assert_identical(const char *a, const char *b)
-{
-    uint64_t diff = 0;
-    if (!qtest_files_equal(a, b, &diff)) {
-        g_error("%s and %s differ at byte %" G_GUINT64_FORMAT, a, b, diff);
-    }
-}
-
-static void assert_thin(const char *src, const char *dst)
-{
-    uint64_t a = qtest_allocated_bytes(src), b = qtest_allocated_bytes(dst);
-    g_test_message("allocated: source %" G_GUINT64_FORMAT ", destination %" G_GUINT64_FORMAT,
-                   a, b);
-    /* Extent-tree blocks depend on the order writes came in: a little
-     * slack for the file system's own metadata. */
-    g_assert_cmpuint(b, <=, a + a / 100 + 64 * KIB);
-}
-
-/* Both sides completed; returns the source's final query-migrate. */
-static JsonNode *wait_completed(Migration *m)
-{
-    JsonNode *info = qtest_migrate_wait(m->src, MIGRATE_TIMEOUT_MS);
-    g_autofree char *text = json_to_string(info, FALSE);
-
-    g_test_message("source: %s", text);
-    g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");
-    json_node_unref(qtest_migrate_wait_status(m->dst, "completed", STATE_TIMEOUT_MS));
-    qtest_wait_runstate(m->dst, "running", STATE_TIMEOUT_MS);
-    return info;
-}
-
-/* Stop the guest, keep a copy of its disk as it is, let it run again. */
-static char *snapshot_running_disk(Migration *m)
-{
-    char *before = qtest_path("src-before.raw");
-
-    json_node_unref(qtest_qmp_ok(m->src, "{\"execute\": \"stop\"}"));
-    qtest_disk_copy(m->src_disk, before);
-    json_node_unref(qtest_qmp_ok(m->src, "{\"execute\": \"cont\"}"));
-    return before;
-}
-
 /* ---- SPAN records for small guest writes ---- */
 
 /* A guest writing 4 KiB blocks at 16 MiB/s; dirty-granularity 4096 and
@@ -130,19 +47,19 @@ static void test_spans_small_writes(void)
     const double rate_mibs = 16;
     Migration m = { 0 };
     uint64_t size = 512 * MIB;
-    make_src_disk(&m, size, 21, 300, 512 * KIB);
+    mf_make_src_disk(&m, size, 21, 300, 512 * KIB);
     m.uri = qtest_tcp_uri();
-    m.dst = start_dst(&m, size);
-    m.src = start_src(&m, "--workload drive=" DRIVE_ID ",pattern=randwrite,bs=4k,rate=16,seed=5");
+    m.dst = mf_start_dst(&m, "dst", size);
+    m.src = mf_start_src(&m, "--workload drive=" MF_DRIVE_ID ",pattern=randwrite,bs=4k,rate=16,seed=5");
     qtest_set_caps(m.src, "block", "zero-blocks", NULL);
     qtest_set_params(m.src, "\"dirty-granularity\": 4096");
-    g_autofree char *before = snapshot_running_disk(&m);
+    g_autofree char *before = mf_snapshot_running_disk(&m);
     uint64_t initial = qtest_disk_nonzero_bytes(before);
 
     qtest_migrate_start(m.src, m.uri);
-    JsonNode *info = wait_completed(&m);
-    assert_identical(m.src_disk, m.dst_disk);
-    assert_thin(m.src_disk, m.dst_disk);
+    JsonNode *info = mf_wait_completed(&m);
+    mf_assert_identical(m.src_disk, m.dst_disk);
+    mf_assert_thin(m.src_disk, m.dst_disk, 1);
 
     /* Each guest write is re-sent at most once per pass, as one 4 KiB
      * span; the rate bounds the writes. */
@@ -160,62 +77,28 @@ static void test_spans_small_writes(void)
     g_assert_cmpint(transferred, <=, bound);
     json_node_unref(info);
     unlink(before);
-    migration_free(&m);
+    mf_free(&m);
 }
 
 /* ---- qemu-compat: only QEMU 7.2's records ---- */
 
-typedef struct Cursor {
-    const guint8 *buf;
-    size_t len;
-    size_t pos;
-} Cursor;
-
-static uint64_t take_be(Cursor *c, size_t n)
-{
-    uint64_t v = 0;
-
-    g_assert_cmpuint(c->len - c->pos, >=, n);
-    for (size_t i = 0; i < n; i++) {
-        v = v << 8 | c->buf[c->pos++];
-    }
-    return v;
-}
-
-/* Every record of a qemu-compat stream: returns the data records. */
+/* Every record of a qemu-compat stream is one QEMU 7.2 knows (DEVICE_BLOCK,
+ * EOS, PROGRESS, ZERO_BLOCK) on a whole chunk: returns the data records. */
 static unsigned check_qemu_records(const guint8 *buf, size_t len)
 {
-    Cursor c = { buf, len, 0 };
+    SdStream map;
     unsigned data = 0;
 
-    g_assert_cmphex(take_be(&c, 4), ==, 0x5145564d);
-    g_assert_cmpuint(take_be(&c, 4), ==, 3);
-    for (uint8_t type; (type = take_be(&c, 1)) != 0x10;) {
-        take_be(&c, 4);
-        if (type == 0x01 || type == 0x04) {
-            c.pos += take_be(&c, 1) + 8;
+    sd_decode_or_die(buf, len, &map);
+    for (guint i = 0; i < map.records->len; i++) {
+        const SdRecord *r = sd_record(&map, i);
+        g_assert_cmphex(r->flags & ~0x0fu, ==, 0);
+        if (r->flags & BLK_MIG_FLAG_DEVICE_BLOCK) {
+            g_assert_cmpuint(r->offset % CHUNK, ==, 0);
         }
-        for (;;) {
-            uint64_t header = take_be(&c, 8);
-            unsigned flags = header & 0x1ff;
-            /* DEVICE_BLOCK, EOS, PROGRESS, ZERO_BLOCK: nothing else. */
-            g_assert_cmphex(flags & ~0x0fu, ==, 0);
-            if (flags & 0x01) {
-                g_assert_cmpuint((header & ~0x1ffull) % CHUNK, ==, 0);
-                c.pos += take_be(&c, 1);
-                if (!(flags & 0x08)) {
-                    c.pos += CHUNK;
-                    data++;
-                }
-            }
-            if (flags & 0x02) {
-                break;
-            }
-        }
-        g_assert_cmphex(take_be(&c, 1), ==, 0x7e);
-        take_be(&c, 4);
+        data += sd_is_data_record(r);
     }
-    g_assert_cmpuint(c.pos, ==, len);
+    sd_stream_clear(&map);
     return data;
 }
 
@@ -223,11 +106,11 @@ static void test_qemu_compat_stream(void)
 {
     Migration m = { 0 };
     uint64_t size = 64 * MIB + 3 * 512;
-    make_src_disk(&m, size, 22, 40, 16 * KIB);
+    mf_make_src_disk(&m, size, 22, 40, 16 * KIB);
     g_autofree char *stream = qtest_path("compat.stream");
     g_autofree char *file_uri = g_strconcat("file:", stream, NULL);
     g_autofree char *desc = NULL;
-    m.src = start_src(&m, "");
+    m.src = mf_start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", "qemu-compat", "multifd", NULL);
     qtest_set_params(m.src, "\"dirty-granularity\": 4096, \"max-bandwidth\": 0");
 
@@ -241,7 +124,7 @@ static void test_qemu_compat_stream(void)
                                  "\"multifd\", \"state\": false}]}}"));
 
     qtest_migrate_start(m.src, file_uri);
-    JsonNode *info = qtest_migrate_wait(m.src, MIGRATE_TIMEOUT_MS);
+    JsonNode *info = qtest_migrate_wait(m.src, MF_MIGRATE_TIMEOUT_MS);
     g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");
     json_node_unref(info);
 
@@ -254,11 +137,11 @@ static void test_qemu_compat_stream(void)
 
     /* And it loads. */
     m.uri = g_strdup(file_uri);
-    m.dst = start_dst(&m, size);
-    json_node_unref(qtest_migrate_wait_status(m.dst, "completed", MIGRATE_TIMEOUT_MS));
-    assert_identical(m.src_disk, m.dst_disk);
+    m.dst = mf_start_dst(&m, "dst", size);
+    json_node_unref(qtest_migrate_wait_status(m.dst, "completed", MF_MIGRATE_TIMEOUT_MS));
+    mf_assert_identical(m.src_disk, m.dst_disk);
     unlink(stream);
-    migration_free(&m);
+    mf_free(&m);
 }
 
 /* ---- multifd ---- */
@@ -267,10 +150,10 @@ static void test_multifd_sparse(void)
 {
     Migration m = { 0 };
     uint64_t size = 512 * MIB;
-    make_src_disk(&m, size, 23, 150, 128 * KIB);
+    mf_make_src_disk(&m, size, 23, 150, 128 * KIB);
     m.uri = qtest_tcp_uri();
-    m.dst = start_dst(&m, size);
-    m.src = start_src(&m, "");
+    m.dst = mf_start_dst(&m, "dst", size);
+    m.src = mf_start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", "multifd", NULL);
     qtest_set_params(m.src, "\"multifd-channels\": 4, \"max-bandwidth\": 0");
 
@@ -279,13 +162,13 @@ static void test_multifd_sparse(void)
     json_node_unref(p);
 
     qtest_migrate_start(m.src, m.uri);
-    JsonNode *info = wait_completed(&m);
-    assert_identical(m.src_disk, m.dst_disk);
-    assert_thin(m.src_disk, m.dst_disk);
+    JsonNode *info = mf_wait_completed(&m);
+    mf_assert_identical(m.src_disk, m.dst_disk);
+    mf_assert_thin(m.src_disk, m.dst_disk, 0);
     g_assert_cmpint(qtest_json_int(info, "disk.transferred"), >=,
                     qtest_disk_nonzero_bytes(m.src_disk));
     json_node_unref(info);
-    migration_free(&m);
+    mf_free(&m);
 }
 
 /* A guest writing during a multifd migration with compression: every
@@ -294,40 +177,40 @@ static void test_multifd_workload(void)
 {
     Migration m = { 0 };
     uint64_t size = 256 * MIB;
-    make_src_disk(&m, size, 24, 64, 256 * KIB);
+    mf_make_src_disk(&m, size, 24, 64, 256 * KIB);
     m.uri = qtest_tcp_uri();
-    m.dst = start_dst(&m, size);
-    m.src = start_src(&m, "--workload drive=" DRIVE_ID ",pattern=randwrite,bs=4k,rate=30,"
+    m.dst = mf_start_dst(&m, "dst", size);
+    m.src = mf_start_src(&m, "--workload drive=" MF_DRIVE_ID ",pattern=randwrite,bs=4k,rate=30,"
                       "zero-frac=0.2,seed=9");
     qtest_set_caps(m.src, "block", "zero-blocks", "multifd", "compress", NULL);
     qtest_set_params(m.src, "\"multifd-channels\": 3, \"dirty-granularity\": 4096, "
                "\"max-bandwidth\": 67108864, \"downtime-limit\": 1000");
-    g_autofree char *before = snapshot_running_disk(&m);
+    g_autofree char *before = mf_snapshot_running_disk(&m);
 
     qtest_migrate_start(m.src, m.uri);
-    JsonNode *info = wait_completed(&m);
-    assert_identical(m.src_disk, m.dst_disk);
+    JsonNode *info = mf_wait_completed(&m);
+    mf_assert_identical(m.src_disk, m.dst_disk);
     g_assert_false(qtest_files_equal(before, m.src_disk, NULL));
     g_assert_cmpint(qtest_json_int(info, "disk.dirty-sync-count"), >=, 1);
     json_node_unref(info);
     unlink(before);
-    migration_free(&m);
+    mf_free(&m);
 }
 
 static void test_multifd_file_refused(void)
 {
     Migration m = { 0 };
-    make_src_disk(&m, 16 * MIB, 25, 4, 64 * KIB);
+    mf_make_src_disk(&m, 16 * MIB, 25, 4, 64 * KIB);
     g_autofree char *stream = qtest_path("multifd.stream");
     g_autofree char *desc = NULL;
-    m.src = start_src(&m, "");
+    m.src = mf_start_src(&m, "");
     qtest_set_caps(m.src, "block", "multifd", NULL);
     g_free(qtest_qmp_error(m.src, &desc, "{\"execute\": \"migrate\", \"arguments\":"
                            " {\"uri\": \"file:%s\"}}", stream));
     g_test_message("multifd to a file: %s", desc);
     g_assert_nonnull(strstr(desc, "'multifd' is not supported with a file: URI"));
     g_assert_false(g_file_test(stream, G_FILE_TEST_EXISTS));
-    migration_free(&m);
+    mf_free(&m);
 }
 
 /* ---- hostile connections to a destination ---- */
@@ -339,24 +222,16 @@ typedef struct Hostile {
     const char *expect;         /* in the destination's error-desc */
 } Hostile;
 
-static void put_be32(guint8 *p, uint32_t v)
-{
-    p[0] = v >> 24;
-    p[1] = v >> 16;
-    p[2] = v >> 8;
-    p[3] = v;
-}
-
 /* A multifd handshake with the given fields and a zero migration id. */
 static Hostile handshake(const char *name, uint32_t magic, uint32_t version, uint32_t index,
                          uint32_t count, const char *expect)
 {
     Hostile h = { .name = name, .len = 32, .expect = expect };
 
-    put_be32(h.bytes, magic);
-    put_be32(h.bytes + 4, version);
-    put_be32(h.bytes + 8, index);
-    put_be32(h.bytes + 12, count);
+    st_be32(h.bytes, magic);
+    st_be32(h.bytes + 4, version);
+    st_be32(h.bytes + 8, index);
+    st_be32(h.bytes + 12, count);
     return h;
 }
 
@@ -378,12 +253,12 @@ static void check_hostile(const Hostile *h)
     Migration m = { .uri = qtest_tcp_uri() };
     m.dst_disk = qtest_path("dst.raw");
     m.src_disk = g_strdup("");
-    m.dst = start_dst(&m, 16 * MIB);
+    m.dst = mf_start_dst(&m, "dst", 16 * MIB);
 
     int fd = connect_to(m.uri);
     g_assert_cmpint(write(fd, h->bytes, h->len), ==, (ssize_t)h->len);
     shutdown(fd, SHUT_WR);
-    JsonNode *info = qtest_migrate_wait(m.dst, STATE_TIMEOUT_MS);
+    JsonNode *info = qtest_migrate_wait(m.dst, MF_STATE_TIMEOUT_MS);
     const char *desc = qtest_json_str(info, "error-desc");
     g_test_message("%s: %s", h->name, desc);
     g_assert_cmpstr(qtest_json_str(info, "status"), ==, "failed");
@@ -394,7 +269,7 @@ static void check_hostile(const Hostile *h)
     g_autofree char *state = qtest_runstate(m.dst);
     g_assert_cmpstr(state, ==, "inmigrate");
     close(fd);
-    migration_free(&m);
+    mf_free(&m);
 }
 
 static void test_hostile_connections(void)
@@ -425,33 +300,18 @@ static void test_hostile_connections(void)
  * announcement when N is 0). */
 static GByteArray *main_setup(unsigned n, guint8 id_byte)
 {
-    GByteArray *b = g_byte_array_new();
-    guint8 be[8];
-    guint8 id[16];
+    GByteArray *b = sb_block_stream_begin();
+    guint8 id[BLK_MIG_MULTIFD_ID_LEN];
 
     memset(id, id_byte, sizeof(id));
-#define PUT32(v) (put_be32(be, (v)), g_byte_array_append(b, be, 4))
-#define PUT8(v) (be[0] = (v), g_byte_array_append(b, be, 1))
-    PUT32(0x5145564d);
-    PUT32(3);
-    PUT8(0x01);                     /* START, section 0, "block" 0 v1 */
-    PUT32(0);
-    PUT8(5);
-    g_byte_array_append(b, (const guint8 *)"block", 5);
-    PUT32(0);
-    PUT32(1);
     if (n) {
-        PUT32(0);
-        PUT32(0x80);                /* CHANNELS */
-        PUT32(n);
+        sb_put64(b, BLK_MIG_FLAG_CHANNELS);
+        sb_put32(b, n);
         g_byte_array_append(b, id, sizeof(id));
     }
-    PUT32(0);
-    PUT32(0x02);                    /* EOS */
-    PUT8(0x7e);
-    PUT32(0);
-#undef PUT32
-#undef PUT8
+    sb_put64(b, BLK_MIG_FLAG_EOS);
+    sb_put8(b, QEMU_VM_SECTION_FOOTER);
+    sb_put32(b, 0);
     return b;
 }
 
@@ -480,7 +340,7 @@ static void check_conversation(const Conversation *c)
 
     m.dst_disk = qtest_path("dst.raw");
     m.src_disk = g_strdup("");
-    m.dst = start_dst(&m, 16 * MIB);
+    m.dst = mf_start_dst(&m, "dst", 16 * MIB);
     for (size_t i = 0; i < c->nchannels && c->channels_first; i++) {
         fds[i + 1] = connect_to(m.uri);
         g_assert_cmpint(write(fds[i + 1], c->channels[i].bytes, c->channels[i].len), ==,
@@ -494,13 +354,13 @@ static void check_conversation(const Conversation *c)
     /* Otherwise the destination takes the main connection first. */
     for (size_t i = 0; i < c->nchannels && !c->channels_first; i++) {
         if (i == 0) {
-            json_node_unref(qtest_migrate_wait_status(m.dst, "active", STATE_TIMEOUT_MS));
+            json_node_unref(qtest_migrate_wait_status(m.dst, "active", MF_STATE_TIMEOUT_MS));
         }
         fds[i + 1] = connect_to(m.uri);
         g_assert_cmpint(write(fds[i + 1], c->channels[i].bytes, c->channels[i].len), ==,
                         (ssize_t)c->channels[i].len);
     }
-    JsonNode *info = qtest_migrate_wait(m.dst, STATE_TIMEOUT_MS);
+    JsonNode *info = qtest_migrate_wait(m.dst, MF_STATE_TIMEOUT_MS);
     const char *desc = qtest_json_str(info, "error-desc");
     g_test_message("%s: %s", c->name, desc);
     g_assert_cmpstr(qtest_json_str(info, "status"), ==, "failed");
@@ -511,7 +371,7 @@ static void check_conversation(const Conversation *c)
     for (size_t i = 0; i <= c->nchannels; i++) {
         close(fds[i]);
     }
-    migration_free(&m);
+    mf_free(&m);
 }
 
 static void test_hostile_channels(void)
@@ -535,8 +395,8 @@ static void test_hostile_channels(void)
                                 "multifd channel 0: record with flags 0x10 at stream offset "
                                 "32 is neither block data nor the end marker", false };
     Hostile *h = &bad_record.channels[0];
-    put_be32(h->bytes + 32, 0);
-    put_be32(h->bytes + 36, 0x10);  /* DEVICE_SIZE */
+    st_be32(h->bytes + 32, 0);
+    st_be32(h->bytes + 36, 0x10);  /* DEVICE_SIZE */
     h->len = 40;
 
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -552,33 +412,33 @@ static void test_compress(gconstpointer data)
     const char *algo = data;
     Migration m = { 0 };
     uint64_t size = 256 * MIB;
-    make_src_disk(&m, size, 26, 20, 256 * KIB);
+    mf_make_src_disk(&m, size, 26, 20, 256 * KIB);
     write_text(m.src_disk, size);
     uint64_t nonzero = qtest_disk_nonzero_bytes(m.src_disk);
     m.uri = qtest_tcp_uri();
-    m.dst = start_dst(&m, size);
-    m.src = start_src(&m, "");
+    m.dst = mf_start_dst(&m, "dst", size);
+    m.src = mf_start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", "compress", NULL);
     qtest_set_params(m.src, "\"compress-algorithm\": \"%s\", \"max-bandwidth\": 0", algo);
 
     qtest_migrate_start(m.src, m.uri);
-    JsonNode *info = wait_completed(&m);
-    assert_identical(m.src_disk, m.dst_disk);
-    assert_thin(m.src_disk, m.dst_disk);
+    JsonNode *info = mf_wait_completed(&m);
+    mf_assert_identical(m.src_disk, m.dst_disk);
+    mf_assert_thin(m.src_disk, m.dst_disk, 0);
     gint64 transferred = qtest_json_int(info, "disk.transferred");
     g_test_message("%s: %" G_GUINT64_FORMAT " non-zero bytes, %" G_GINT64_FORMAT
                    " transferred", algo, nonzero, transferred);
     /* Text compresses several times; the random runs do not. */
     g_assert_cmpint(transferred, <, nonzero / 2);
     json_node_unref(info);
-    migration_free(&m);
+    mf_free(&m);
 }
 
 static void test_parameters(void)
 {
     Migration m = { 0 };
-    make_src_disk(&m, 16 * MIB, 27, 1, 4 * KIB);
-    m.src = start_src(&m, "");
+    mf_make_src_disk(&m, 16 * MIB, 27, 1, 4 * KIB);
+    m.src = mf_start_src(&m, "");
     JsonNode *p = qtest_qmp_ok(m.src, "{\"execute\": \"query-migrate-parameters\"}");
     g_assert_cmpint(qtest_json_int(p, "multifd-channels"), ==, 2);
     g_assert_cmpint(qtest_json_int(p, "compress-level"), ==, 1);
@@ -606,7 +466,7 @@ static void test_parameters(void)
     g_assert_cmpstr(qtest_json_str(p, "compress-algorithm"), ==, "zlib");
     g_assert_cmpint(qtest_json_int(p, "max-inflight"), ==, 8 * MIB);
     json_node_unref(p);
-    migration_free(&m);
+    mf_free(&m);
 }
 
 int main(int argc, char **argv)

@@ -6,127 +6,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "libqtest.h"
+#include "migration-framework.h"
+#include "migration/block-migration.h"
+#include "migration/savevm.h"
+#include "util/bswap.h"
+#include "../lib/stream-decode.h"
 
-#define KIB (UINT64_C(1) << 10)
-#define MIB (UINT64_C(1) << 20)
-#define GIB (UINT64_C(1) << 30)
 #define CHUNK MIB
-#define DRIVE_ID "disk0"
 /* Wire cost of a ZERO_BLOCK record: be64 header, u8 length, the id. */
-#define ZERO_RECORD_BYTES (8 + 1 + sizeof(DRIVE_ID) - 1)
+#define ZERO_RECORD_BYTES (8 + 1 + sizeof(MF_DRIVE_ID) - 1)
 /* Headers, PROGRESS and EOS records, DEVICE_SIZE records: a bound. */
 #define STREAM_OVERHEAD_BYTES (64 * KIB)
-/* Generous: ASan builds on two shared cores are slow. */
-#define MIGRATE_TIMEOUT_MS 180000
-#define STATE_TIMEOUT_MS 10000
-
-typedef struct Migration {
-    char *src_disk;
-    char *dst_disk;
-    char *uri;
-    QTestDaemon *src;
-    QTestDaemon *dst;
-} Migration;
-
-/* A destination with a fresh blank drive of SIZE, waiting on m->uri. */
-static QTestDaemon *start_dst(Migration *m, const char *name, uint64_t size)
-{
-    return qtest_daemon_start(name, "--drive id=" DRIVE_ID ",file=%s,size=%" G_GUINT64_FORMAT
-                              ",create=on --incoming %s", m->dst_disk, size, m->uri);
-}
-
-static QTestDaemon *start_src(Migration *m, const char *extra)
-{
-    return qtest_daemon_start("src", "--drive id=" DRIVE_ID ",file=%s %s", m->src_disk, extra);
-}
-
-/* Source disk of SIZE with RUNS random runs of RUN_LEN; returns the number
- * of 1 MiB chunks holding data (checked against the scatter's own count). */
-static uint64_t make_src_disk(Migration *m, uint64_t size, uint64_t seed,
-                              unsigned runs, uint64_t run_len)
-{
-    m->src_disk = qtest_path("src.raw");
-    m->dst_disk = qtest_path("dst.raw");
-    qtest_disk_create(m->src_disk, size);
-    uint64_t touched = qtest_disk_scatter(m->src_disk, seed, runs, run_len);
-    uint64_t chunks = qtest_disk_data_chunks(m->src_disk);
-    g_assert_cmpuint(chunks, ==, touched);
-    return chunks;
-}
-
-static void migration_free(Migration *m)
-{
-    qtest_daemon_kill(m->src);
-    qtest_daemon_kill(m->dst);
-    unlink(m->src_disk);
-    unlink(m->dst_disk);
-    g_free(m->src_disk);
-    g_free(m->dst_disk);
-    g_free(m->uri);
-}
-
-static void log_json(const char *what, JsonNode *node)
-{
-    g_autofree char *text = json_to_string(node, FALSE);
-    g_test_message("%s: %s", what, text);
-}
-
-static void assert_runstate(QTestDaemon *d, const char *want)
-{
-    g_autofree char *state = qtest_runstate(d);
-    g_assert_cmpstr(state, ==, want);
-}
-
-static void assert_identical(const char *a, const char *b)
-{
-    uint64_t diff = 0;
-    if (!qtest_files_equal(a, b, &diff)) {
-        g_error("%s and %s differ at byte %" G_GUINT64_FORMAT " (sizes %" G_GUINT64_FORMAT
-                ", %" G_GUINT64_FORMAT ")", a, b, diff, qtest_file_size(a), qtest_file_size(b));
-    }
-}
-
-/* Both sides report completed; destination guest running, source stopped
- * for good.  Returns the source's final query-migrate. */
-static JsonNode *wait_completed(Migration *m)
-{
-    JsonNode *info = qtest_migrate_wait(m->src, MIGRATE_TIMEOUT_MS);
-    log_json("source", info);
-    g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");
-    json_node_unref(qtest_migrate_wait_status(m->dst, "completed", STATE_TIMEOUT_MS));
-    qtest_wait_runstate(m->dst, "running", STATE_TIMEOUT_MS);
-    assert_runstate(m->src, "postmigrate");
-    return info;
-}
-
-static void assert_thin(const char *src, const char *dst)
-{
-    uint64_t a = qtest_allocated_bytes(src), b = qtest_allocated_bytes(dst);
-    g_test_message("allocated: source %" G_GUINT64_FORMAT ", destination %" G_GUINT64_FORMAT,
-                   a, b);
-    g_assert_cmpuint(b, <=, a + 64 * KIB);
-    g_assert_cmpuint(b + 64 * KIB, >=, a);
-}
-
-/* MIGRATION events the source emitted up to a final status, in order, as
- * "setup,active,...". */
-static char *migration_event_trail(QTestDaemon *d)
-{
-    GString *trail = g_string_new("");
-    JsonNode *ev;
-    while ((ev = qtest_event_wait(d, "MIGRATION", 5000))) {
-        const char *status = qtest_json_str(ev, "data.status");
-        bool final = !strcmp(status, "completed") || !strcmp(status, "failed") ||
-                     !strcmp(status, "cancelled");
-        g_string_append_printf(trail, "%s%s", trail->len ? "," : "", status);
-        json_node_unref(ev);
-        if (final) {
-            break;
-        }
-    }
-    return g_string_free(trail, FALSE);
-}
 
 /* 1 GiB idle sparse disk, zero-blocks on: only data chunks cost wire
  * bandwidth and the destination stays as thin as the source. */
@@ -134,19 +24,19 @@ static void test_sparse_zero_blocks(void)
 {
     Migration m = { 0 };
     uint64_t size = GIB;
-    uint64_t data_chunks = make_src_disk(&m, size, 1, 200, 64 * KIB);
+    uint64_t data_chunks = mf_make_src_disk(&m, size, 1, 200, 64 * KIB);
     m.uri = qtest_tcp_uri();
-    m.dst = start_dst(&m, "dst", size);
-    m.src = start_src(&m, "");
+    m.dst = mf_start_dst(&m, "dst", size);
+    m.src = mf_start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", "events", NULL);
 
     gint64 t0 = g_get_monotonic_time();
     qtest_migrate_start(m.src, m.uri);
-    JsonNode *info = wait_completed(&m);
+    JsonNode *info = mf_wait_completed(&m);
     g_test_message("migrated in %.2f s", (g_get_monotonic_time() - t0) / 1e6);
 
-    assert_identical(m.src_disk, m.dst_disk);
-    assert_thin(m.src_disk, m.dst_disk);
+    mf_assert_identical(m.src_disk, m.dst_disk);
+    mf_assert_thin(m.src_disk, m.dst_disk, 0);
 
     uint64_t total_chunks = size / CHUNK;
     uint64_t bound = data_chunks * CHUNK * 101 / 100 +
@@ -164,11 +54,11 @@ static void test_sparse_zero_blocks(void)
     g_assert_cmpint(qtest_json_int(info, "total-time"), >, 0);
     json_node_unref(info);
 
-    g_autofree char *trail = migration_event_trail(m.src);
+    g_autofree char *trail = mf_migration_event_trail(m.src);
     g_test_message("MIGRATION events: %s", trail);
     g_assert_true(g_str_has_prefix(trail, "setup,active"));
     g_assert_true(g_str_has_suffix(trail, ",completed"));
-    migration_free(&m);
+    mf_free(&m);
 }
 
 /* zero-blocks off: every chunk travels whole, as QEMU would send it. */
@@ -176,26 +66,26 @@ static void test_sparse_no_zero_blocks(void)
 {
     Migration m = { 0 };
     uint64_t size = GIB;
-    make_src_disk(&m, size, 2, 200, 64 * KIB);
+    mf_make_src_disk(&m, size, 2, 200, 64 * KIB);
     m.uri = qtest_tcp_uri();
-    m.dst = start_dst(&m, "dst", size);
-    m.src = start_src(&m, "");
+    m.dst = mf_start_dst(&m, "dst", size);
+    m.src = mf_start_src(&m, "");
     qtest_set_caps(m.src, "block", NULL);
     qtest_set_params(m.src, "\"max-bandwidth\": 0");
 
     gint64 t0 = g_get_monotonic_time();
     qtest_migrate_start(m.src, m.uri);
-    JsonNode *info = wait_completed(&m);
+    JsonNode *info = mf_wait_completed(&m);
     g_test_message("migrated in %.2f s", (g_get_monotonic_time() - t0) / 1e6);
 
-    assert_identical(m.src_disk, m.dst_disk);
+    mf_assert_identical(m.src_disk, m.dst_disk);
     /* Zero runs inside the whole chunks still become holes on arrival. */
-    assert_thin(m.src_disk, m.dst_disk);
+    mf_assert_thin(m.src_disk, m.dst_disk, 0);
     g_assert_cmpint(qtest_json_int(info, "disk.transferred"), >=, size);
     g_assert_cmpint(qtest_json_int(info, "disk.zero-blocks"), ==, 0);
     g_assert_cmpint(qtest_json_int(info, "disk.data-blocks"), ==, size / CHUNK);
     json_node_unref(info);
-    migration_free(&m);
+    mf_free(&m);
 }
 
 /* Bytes in 4 KiB blocks that differ between two equally long files. */
@@ -229,10 +119,10 @@ static void test_workload(void)
     const double rate_mibs = 50;
     Migration m = { 0 };
     uint64_t size = 512 * MIB;
-    make_src_disk(&m, size, 3, 64, 256 * KIB);
+    mf_make_src_disk(&m, size, 3, 64, 256 * KIB);
     m.uri = qtest_tcp_uri();
-    m.dst = start_dst(&m, "dst", size);
-    m.src = start_src(&m, "--workload drive=" DRIVE_ID ",pattern=randwrite,bs=4k,"
+    m.dst = mf_start_dst(&m, "dst", size);
+    m.src = mf_start_src(&m, "--workload drive=" MF_DRIVE_ID ",pattern=randwrite,bs=4k,"
                       "rate=50,zero-frac=0.1,seed=7");
     qtest_set_caps(m.src, "block", NULL);
     qtest_set_params(m.src, "\"max-bandwidth\": 0, \"downtime-limit\": 2000");
@@ -248,9 +138,9 @@ static void test_workload(void)
     qtest_migrate_start(m.src, m.uri);
     gint64 t1 = g_get_monotonic_time();
 
-    JsonNode *info = wait_completed(&m);
+    JsonNode *info = mf_wait_completed(&m);
     double secs = (g_get_monotonic_time() - t1) / 1e6;
-    assert_identical(m.src_disk, m.dst_disk);
+    mf_assert_identical(m.src_disk, m.dst_disk);
 
     uint64_t changed = differing_bytes(before, m.src_disk);
     uint64_t before_start = (uint64_t)(2 * rate_mibs * MIB * (t1 - t0) / 1e6) + MIB;
@@ -266,7 +156,7 @@ static void test_workload(void)
     g_assert_cmpint(qtest_json_int(info, "downtime"), <=, 2 * 2000);
     json_node_unref(info);
     unlink(before);
-    migration_free(&m);
+    mf_free(&m);
 }
 
 /* 4 GiB with 64 MiB of scattered data at the default 128 MiB/s: the size
@@ -275,10 +165,10 @@ static void test_sparse_4g_default_bandwidth(void)
 {
     Migration m = { 0 };
     uint64_t size = 4 * GIB;
-    make_src_disk(&m, size, 4, 256, 256 * KIB);
+    mf_make_src_disk(&m, size, 4, 256, 256 * KIB);
     m.uri = qtest_tcp_uri();
-    m.dst = start_dst(&m, "dst", size);
-    m.src = start_src(&m, "");
+    m.dst = mf_start_dst(&m, "dst", size);
+    m.src = mf_start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", NULL);
 
     JsonNode *p = qtest_qmp_ok(m.src, "{\"execute\": \"query-migrate-parameters\"}");
@@ -287,19 +177,19 @@ static void test_sparse_4g_default_bandwidth(void)
 
     gint64 t0 = g_get_monotonic_time();
     qtest_migrate_start(m.src, m.uri);
-    json_node_unref(wait_completed(&m));
+    json_node_unref(mf_wait_completed(&m));
     g_test_message("migrated in %.2f s", (g_get_monotonic_time() - t0) / 1e6);
-    assert_identical(m.src_disk, m.dst_disk);
-    assert_thin(m.src_disk, m.dst_disk);
-    migration_free(&m);
+    mf_assert_identical(m.src_disk, m.dst_disk);
+    mf_assert_thin(m.src_disk, m.dst_disk, 0);
+    mf_free(&m);
 }
 
 /* Poll until the source is active and has sent something. */
 static void wait_active_transfer(QTestDaemon *src)
 {
-    gint64 deadline = g_get_monotonic_time() + STATE_TIMEOUT_MS * 1000LL;
+    gint64 deadline = g_get_monotonic_time() + MF_STATE_TIMEOUT_MS * 1000LL;
     for (;;) {
-        JsonNode *info = qtest_migrate_wait_status(src, "active", STATE_TIMEOUT_MS);
+        JsonNode *info = qtest_migrate_wait_status(src, "active", MF_STATE_TIMEOUT_MS);
         JsonNode *tr = qtest_json_get(info, "disk.transferred");
         bool moving = tr && json_node_get_int(tr) > 0;
         json_node_unref(info);
@@ -315,12 +205,12 @@ static void test_cancel(void)
 {
     Migration m = { 0 };
     uint64_t size = GIB;
-    make_src_disk(&m, size, 5, 100, 64 * KIB);
+    mf_make_src_disk(&m, size, 5, 100, 64 * KIB);
     g_autofree char *before = qtest_path("src-before.raw");
     qtest_disk_copy(m.src_disk, before);
     m.uri = qtest_tcp_uri();
-    m.dst = start_dst(&m, "dst", size);
-    m.src = start_src(&m, "");
+    m.dst = mf_start_dst(&m, "dst", size);
+    m.src = mf_start_src(&m, "");
     qtest_set_caps(m.src, "block", NULL);
     qtest_set_params(m.src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, 32 * MIB);
 
@@ -330,18 +220,18 @@ static void test_cancel(void)
     json_node_unref(qtest_migrate_wait_status(m.src, "active", 0));
     json_node_unref(qtest_qmp_ok(m.src, "{\"execute\": \"migrate_cancel\"}"));
 
-    JsonNode *info = qtest_migrate_wait(m.src, STATE_TIMEOUT_MS);
+    JsonNode *info = qtest_migrate_wait(m.src, MF_STATE_TIMEOUT_MS);
     g_assert_cmpstr(qtest_json_str(info, "status"), ==, "cancelled");
     g_assert_cmpint(qtest_json_int(info, "disk.transferred"), <, size / 2);
     json_node_unref(info);
-    qtest_wait_runstate(m.src, "running", STATE_TIMEOUT_MS);
-    assert_identical(before, m.src_disk);
+    qtest_wait_runstate(m.src, "running", MF_STATE_TIMEOUT_MS);
+    mf_assert_identical(before, m.src_disk);
 
     /* The abandoned destination must not start a half-copied guest. */
-    info = qtest_migrate_wait(m.dst, STATE_TIMEOUT_MS);
+    info = qtest_migrate_wait(m.dst, MF_STATE_TIMEOUT_MS);
     g_assert_cmpstr(qtest_json_str(info, "status"), ==, "failed");
     json_node_unref(info);
-    assert_runstate(m.dst, "inmigrate");
+    mf_assert_runstate(m.dst, "inmigrate");
     qtest_daemon_kill(m.dst);
 
     /* A second attempt to a new destination (no disk there yet: create=on
@@ -349,52 +239,52 @@ static void test_cancel(void)
     g_free(m.uri);
     m.uri = qtest_tcp_uri();
     unlink(m.dst_disk);
-    m.dst = start_dst(&m, "dst2", size);
+    m.dst = mf_start_dst(&m, "dst2", size);
     qtest_set_params(m.src, "\"max-bandwidth\": 0");
     qtest_migrate_start(m.src, m.uri);
-    json_node_unref(wait_completed(&m));
-    assert_identical(m.src_disk, m.dst_disk);
+    json_node_unref(mf_wait_completed(&m));
+    mf_assert_identical(m.src_disk, m.dst_disk);
     unlink(before);
-    migration_free(&m);
+    mf_free(&m);
 }
 
 static void test_dest_smaller(void)
 {
     Migration m = { 0 };
-    make_src_disk(&m, GIB, 6, 20, 64 * KIB);
+    mf_make_src_disk(&m, GIB, 6, 20, 64 * KIB);
     m.uri = qtest_tcp_uri();
-    m.dst = start_dst(&m, "dst", 512 * MIB);
-    m.src = start_src(&m, "");
+    m.dst = mf_start_dst(&m, "dst", 512 * MIB);
+    m.src = mf_start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", NULL);
     qtest_migrate_start(m.src, m.uri);
 
-    JsonNode *dinfo = qtest_migrate_wait(m.dst, MIGRATE_TIMEOUT_MS);
-    JsonNode *sinfo = qtest_migrate_wait(m.src, MIGRATE_TIMEOUT_MS);
+    JsonNode *dinfo = qtest_migrate_wait(m.dst, MF_MIGRATE_TIMEOUT_MS);
+    JsonNode *sinfo = qtest_migrate_wait(m.src, MF_MIGRATE_TIMEOUT_MS);
     g_assert_cmpstr(qtest_json_str(dinfo, "status"), ==, "failed");
     g_assert_cmpstr(qtest_json_str(sinfo, "status"), ==, "failed");
     const char *derr = qtest_json_str(dinfo, "error-desc");
     const char *serr = qtest_json_str(sinfo, "error-desc");
     g_test_message("destination: %s", derr);
     g_test_message("source: %s", serr);
-    g_assert_nonnull(strstr(derr, "'" DRIVE_ID "'"));
+    g_assert_nonnull(strstr(derr, "'" MF_DRIVE_ID "'"));
     g_assert_nonnull(strstr(derr, "1073741824"));
     g_assert_nonnull(strstr(derr, "536870912"));
     g_assert_nonnull(strstr(serr, derr));
 
-    assert_runstate(m.src, "running");
-    assert_runstate(m.dst, "inmigrate");
+    mf_assert_runstate(m.src, "running");
+    mf_assert_runstate(m.dst, "inmigrate");
     json_node_unref(dinfo);
     json_node_unref(sinfo);
-    migration_free(&m);
+    mf_free(&m);
 }
 
 static void test_dest_killed(void)
 {
     Migration m = { 0 };
-    make_src_disk(&m, GIB, 7, 50, 64 * KIB);
+    mf_make_src_disk(&m, GIB, 7, 50, 64 * KIB);
     m.uri = qtest_tcp_uri();
-    m.dst = start_dst(&m, "dst", GIB);
-    m.src = start_src(&m, "");
+    m.dst = mf_start_dst(&m, "dst", GIB);
+    m.src = mf_start_src(&m, "");
     qtest_set_caps(m.src, "block", NULL);
     qtest_set_params(m.src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, 16 * MIB);
     qtest_migrate_start(m.src, m.uri);
@@ -404,186 +294,59 @@ static void test_dest_killed(void)
     qtest_daemon_kill(m.dst);
     m.dst = NULL;
     gint64 t0 = g_get_monotonic_time();
-    JsonNode *info = qtest_migrate_wait(m.src, STATE_TIMEOUT_MS);
+    JsonNode *info = qtest_migrate_wait(m.src, MF_STATE_TIMEOUT_MS);
     g_test_message("source noticed in %.2f s", (g_get_monotonic_time() - t0) / 1e6);
-    log_json("source", info);
+    mf_log_json("source", info);
     g_assert_cmpstr(qtest_json_str(info, "status"), ==, "failed");
     g_assert_cmpstr(qtest_json_str(info, "error-desc"), !=, "");
     json_node_unref(info);
-    assert_runstate(m.src, "running");
+    mf_assert_runstate(m.src, "running");
     g_assert_true(qtest_daemon_alive(m.src));
     json_node_unref(qtest_qmp_ok(m.src, "{\"execute\": \"query-block\"}"));
-    migration_free(&m);
+    mf_free(&m);
 }
 
 /* ---- corrupt streams ---- */
 
-typedef struct StreamRecord {
-    size_t pos;         /* first byte of the be64 header */
-    size_t end;         /* one past the record */
-    uint64_t offset;
-    unsigned flags;
-    size_t id_pos;      /* drive id bytes, when the record names a drive */
-    size_t id_len;
-    uint64_t length;    /* DEVICE_BLOCK: bytes of the disk it covers */
-    size_t data_pos;    /* DEVICE_BLOCK: payload on the wire (maybe compressed) */
-    size_t data_len;
-    guint section;      /* index in StreamMap.sections */
-} StreamRecord;
+/* Record flags no version assigns: 0x100 is the one bit left. */
+#define F_UNKNOWN 0x100
 
-typedef struct StreamSection {
-    size_t type_pos;
-    guint8 type;
-    uint32_t id;
-    size_t idstr_pos;   /* START/FULL only */
-    size_t footer_pos;
-} StreamSection;
-
-typedef struct StreamMap {
-    GArray *records;    /* StreamRecord */
-    GArray *sections;   /* StreamSection */
-} StreamMap;
-
-/* Record flags, from DESIGN.md and include/migration/block-migration.h. */
-#define F_DEVICE_BLOCK 0x01
-#define F_EOS          0x02
-#define F_PROGRESS     0x04
-#define F_ZERO_BLOCK   0x08
-#define F_DEVICE_SIZE  0x10
-#define F_SPAN         0x20
-#define F_COMPRESSED   0x40
-#define F_CHANNELS     0x80
-#define F_KNOWN        0xff
-#define F_MASK         0x1ff
-#define F_UNKNOWN      0x100   /* the one bit no version assigns */
-
-typedef struct Cursor {
-    const guint8 *buf;
-    size_t len;
-    size_t pos;
-} Cursor;
-
-static const guint8 *take(Cursor *c, size_t n)
+/* Our own save output, as DESIGN.md describes it: every section is
+ * "block" (the only handler), every record names our drive, SPAN lengths
+ * are whole sectors inside one chunk, whole chunks are aligned and
+ * compressed payloads are smaller than what they stand for. */
+static void assert_stream_sane(const guint8 *buf, const SdStream *map)
 {
-    if (c->len - c->pos < n) {
-        g_error("stream ends at %zu inside a field of %zu bytes", c->pos, n);
-    }
-    c->pos += n;
-    return c->buf + c->pos - n;
-}
-
-static uint64_t take_be(Cursor *c, size_t n)
-{
-    const guint8 *p = take(c, n);
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        v = v << 8 | p[i];
-    }
-    return v;
-}
-
-static void take_drive_id(Cursor *c, StreamRecord *r)
-{
-    r->id_len = take_be(c, 1);
-    r->id_pos = c->pos;
-    take(c, r->id_len);
-    g_assert_cmpmem(c->buf + r->id_pos, r->id_len, DRIVE_ID, strlen(DRIVE_ID));
-}
-
-/* DEVICE_BLOCK after the id: optional span length, then the payload. */
-static void take_device_block(Cursor *c, StreamRecord *r)
-{
-    r->length = CHUNK;
-    if (r->flags & F_SPAN) {
-        r->length = take_be(c, 4);
-        g_assert_cmpuint(r->length % 512, ==, 0);
-        g_assert_cmpuint(r->offset % CHUNK + r->length, <=, CHUNK);
-    } else {
-        g_assert_cmpuint(r->offset % CHUNK, ==, 0);
-    }
-    if (r->flags & F_ZERO_BLOCK) {
-        g_assert_false(r->flags & F_COMPRESSED);
-        return;
-    }
-    r->data_len = r->length;
-    if (r->flags & F_COMPRESSED) {
-        guint8 algo = take_be(c, 1);
-        g_assert_true(algo == 1 || algo == 2);
-        r->data_len = take_be(c, 4);
-        g_assert_cmpuint(r->data_len, <, r->length);
-    }
-    r->data_pos = c->pos;
-    take(c, r->data_len);
-}
-
-/* One block record of section SECTION; returns its flags. */
-static unsigned parse_record(Cursor *c, StreamMap *map, guint section)
-{
-    StreamRecord r = { .pos = c->pos, .section = section };
-    uint64_t header = take_be(c, 8);
-    r.flags = header & F_MASK;
-    r.offset = header & ~(uint64_t)F_MASK;
-    g_assert_cmphex(r.flags & ~F_KNOWN, ==, 0);
-    if (r.flags & F_CHANNELS) {
-        take_be(c, 4);
-        take(c, 16);
-    } else if (r.flags & F_DEVICE_SIZE) {
-        take_drive_id(c, &r);
-        take_be(c, 8);
-    } else if (r.flags & F_DEVICE_BLOCK) {
-        take_drive_id(c, &r);
-        take_device_block(c, &r);
-    }
-    r.end = c->pos;
-    g_array_append_val(map->records, r);
-    return r.flags;
-}
-
-/* Parse a whole stream as DESIGN.md describes it; every section must be
- * "block" (the only handler) and the stream must end right after EOF. */
-static StreamMap parse_stream(const guint8 *buf, size_t len)
-{
-    StreamMap map = { g_array_new(FALSE, TRUE, sizeof(StreamRecord)),
-                      g_array_new(FALSE, TRUE, sizeof(StreamSection)) };
-    Cursor c = { buf, len, 0 };
-    g_assert_cmphex(take_be(&c, 4), ==, 0x5145564d);
-    g_assert_cmpuint(take_be(&c, 4), ==, 3);
-
-    for (;;) {
-        StreamSection s = { .type_pos = c.pos, .type = take_be(&c, 1) };
-        if (s.type == 0x10) {
-            break;
+    for (guint i = 0; i < map->sections->len; i++) {
+        const SdSection *s = sd_section(map, i);
+        if (s->type == QEMU_VM_SECTION_START || s->type == QEMU_VM_SECTION_FULL) {
+            g_assert_cmpuint(s->instance, ==, 0);
+            g_assert_cmpuint(s->version, ==, 1);
         }
-        g_assert_cmpuint(s.type, >=, 0x01);
-        g_assert_cmpuint(s.type, <=, 0x04);
-        s.id = take_be(&c, 4);
-        if (s.type == 0x01 || s.type == 0x04) {
-            size_t n = take_be(&c, 1);
-            s.idstr_pos = c.pos;
-            g_assert_cmpmem(take(&c, n), n, "block", 5);
-            g_assert_cmpuint(take_be(&c, 4), ==, 0);    /* instance */
-            g_assert_cmpuint(take_be(&c, 4), ==, 1);    /* version */
-        }
-        while (!(parse_record(&c, &map, map.sections->len) & F_EOS)) {
-        }
-        s.footer_pos = c.pos;
-        g_assert_cmphex(take_be(&c, 1), ==, 0x7e);
-        g_assert_cmpuint(take_be(&c, 4), ==, s.id);
-        g_array_append_val(map.sections, s);
     }
-    g_assert_cmpuint(c.pos, ==, len);
-    return map;
-}
-
-static void stream_map_clear(StreamMap *map)
-{
-    g_array_free(map->records, TRUE);
-    g_array_free(map->sections, TRUE);
-}
-
-static bool is_data_record(const StreamRecord *r)
-{
-    return (r->flags & F_DEVICE_BLOCK) && !(r->flags & F_ZERO_BLOCK);
+    for (guint i = 0; i < map->records->len; i++) {
+        const SdRecord *r = sd_record(map, i);
+        g_assert_cmphex(r->flags & ~BLK_MIG_FLAGS_KNOWN, ==, 0);
+        if (r->id_len) {
+            g_assert_cmpmem(buf + r->id_pos + 1, r->id_len, MF_DRIVE_ID, strlen(MF_DRIVE_ID));
+        }
+        if (!(r->flags & BLK_MIG_FLAG_DEVICE_BLOCK)) {
+            continue;
+        }
+        if (r->flags & BLK_MIG_FLAG_SPAN) {
+            g_assert_cmpuint(r->length % 512, ==, 0);
+            g_assert_cmpuint(r->offset % CHUNK + r->length, <=, CHUNK);
+        } else {
+            g_assert_cmpuint(r->offset % CHUNK, ==, 0);
+        }
+        if (r->flags & BLK_MIG_FLAG_ZERO_BLOCK) {
+            g_assert_false(r->flags & BLK_MIG_FLAG_COMPRESSED);
+        }
+        if (r->comp_pos) {
+            g_assert_true(buf[r->comp_pos] == 1 || buf[r->comp_pos] == 2);
+            g_assert_cmpuint(r->data_len, <, r->length);
+        }
+    }
 }
 
 /* The destination's disk before loading: a pattern no record carries. */
@@ -609,14 +372,14 @@ static void write_pattern_disk(const char *path, uint64_t size)
 
 /* Every byte of PATH outside the ranges written by records that end before
  * stream position LIMIT still holds the pattern. */
-static void assert_untouched_outside(const char *path, uint64_t size, const StreamMap *map,
+static void assert_untouched_outside(const char *path, uint64_t size, const SdStream *map,
                                      size_t limit)
 {
     const uint64_t sector = 512;
     g_autofree gboolean *may_write = g_new0(gboolean, size / sector);
     for (guint i = 0; i < map->records->len; i++) {
-        const StreamRecord *r = &g_array_index(map->records, StreamRecord, i);
-        if (r->end <= limit && (r->flags & F_DEVICE_BLOCK)) {
+        const SdRecord *r = &g_array_index(map->records, SdRecord, i);
+        if (r->end <= limit && (r->flags & BLK_MIG_FLAG_DEVICE_BLOCK)) {
             uint64_t end = MIN(r->offset + r->length, size);
             for (uint64_t off = r->offset; off < end; off += sector) {
                 may_write[off / sector] = TRUE;
@@ -644,13 +407,6 @@ typedef struct Corruption {
     GByteArray *bytes;       /* the damaged stream */
 } Corruption;
 
-static void set_be64(guint8 *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8) {
-        p[i] = v & 0xff;
-    }
-}
-
 static Corruption corrupt(const guint8 *good, size_t len, const char *name,
                           const char *expect, size_t position)
 {
@@ -661,24 +417,24 @@ static Corruption corrupt(const guint8 *good, size_t len, const char *name,
 
 /* Damaged copies of GOOD, each at a position computed from MAP around a
  * data record in the middle of the stream. */
-static GArray *make_corruptions(const guint8 *good, size_t len, const StreamMap *map)
+static GArray *make_corruptions(const guint8 *good, size_t len, const SdStream *map)
 {
     GArray *list = g_array_new(FALSE, FALSE, sizeof(Corruption));
     GPtrArray *data = g_ptr_array_new();
     for (guint i = 0; i < map->records->len; i++) {
-        StreamRecord *r = &g_array_index(map->records, StreamRecord, i);
-        if (is_data_record(r)) {
+        SdRecord *r = &g_array_index(map->records, SdRecord, i);
+        if (sd_is_data_record(r)) {
             g_ptr_array_add(data, r);
         }
     }
     g_assert_cmpuint(data->len, >=, 3);
-    const StreamRecord *target = data->pdata[data->len / 2];
-    const StreamSection *tsec = &g_array_index(map->sections, StreamSection, target->section);
+    const SdRecord *target = data->pdata[data->len / 2];
+    const SdSection *tsec = &g_array_index(map->sections, SdSection, target->section);
     /* Some data must precede the damaged section, or the check that the
      * destination kept its old bytes outside them proves little. */
-    const StreamRecord *first_data = data->pdata[0];
+    const SdRecord *first_data = data->pdata[0];
     g_assert_cmpuint(first_data->end, <, tsec->type_pos);
-    const StreamSection *first = &g_array_index(map->sections, StreamSection, 0);
+    const SdSection *first = &g_array_index(map->sections, SdSection, 0);
     g_ptr_array_free(data, TRUE);
     Corruption c;
 
@@ -693,7 +449,7 @@ static GArray *make_corruptions(const guint8 *good, size_t len, const StreamMap 
 
     c = corrupt(good, len, "unknown section idstr", "unknown section 'xlock'",
                 first->type_pos);
-    c.bytes->data[first->idstr_pos] = 'x';
+    c.bytes->data[first->idstr_pos + 1] = 'x';
     g_array_append_val(list, c);
 
     c = corrupt(good, len, "unknown flags", "unknown flags 0x100", target->pos);
@@ -701,11 +457,11 @@ static GArray *make_corruptions(const guint8 *good, size_t len, const StreamMap 
     g_array_append_val(list, c);
 
     c = corrupt(good, len, "unknown drive", "unknown drive 'diskZ'", target->pos);
-    c.bytes->data[target->id_pos + target->id_len - 1] = 'Z';
+    c.bytes->data[target->id_pos + target->id_len] = 'Z';
     g_array_append_val(list, c);
 
     c = corrupt(good, len, "offset beyond the disk", "beyond", target->pos);
-    set_be64(c.bytes->data + target->pos, (64 * MIB + target->offset % CHUNK) | target->flags);
+    st_be64(c.bytes->data + target->pos, (64 * MIB + target->offset % CHUNK) | target->flags);
     g_array_append_val(list, c);
 
     size_t cut = target->data_pos + target->data_len / 2;
@@ -722,7 +478,7 @@ static GArray *make_corruptions(const guint8 *good, size_t len, const StreamMap 
 /* Load a damaged stream into a pre-filled destination and check it fails
  * cleanly: named error, daemon alive, guest not started, disk untouched
  * outside the records that came before the damage. */
-static void check_corruption(const Corruption *c, const StreamMap *map, uint64_t size,
+static void check_corruption(const Corruption *c, const SdStream *map, uint64_t size,
                              guint index)
 {
     g_autofree char *sname = g_strdup_printf("corrupt-%u.stream", index);
@@ -733,9 +489,9 @@ static void check_corruption(const Corruption *c, const StreamMap *map, uint64_t
                                       NULL));
     write_pattern_disk(disk, size);
 
-    QTestDaemon *dst = qtest_daemon_start("corrupt", "--drive id=" DRIVE_ID ",file=%s "
+    QTestDaemon *dst = qtest_daemon_start("corrupt", "--drive id=" MF_DRIVE_ID ",file=%s "
                                           "--incoming file:%s", disk, stream);
-    JsonNode *info = qtest_migrate_wait(dst, MIGRATE_TIMEOUT_MS);
+    JsonNode *info = qtest_migrate_wait(dst, MF_MIGRATE_TIMEOUT_MS);
     const char *status = qtest_json_str(info, "status");
     JsonNode *err = qtest_json_get(info, "error-desc");
     const char *desc = err ? json_node_get_string(err) : "(none)";
@@ -747,7 +503,7 @@ static void check_corruption(const Corruption *c, const StreamMap *map, uint64_t
     json_node_unref(info);
 
     g_assert_true(qtest_daemon_alive(dst));
-    assert_runstate(dst, "inmigrate");
+    mf_assert_runstate(dst, "inmigrate");
     assert_untouched_outside(disk, size, map, c->position);
     qtest_daemon_kill(dst);
     unlink(stream);
@@ -758,34 +514,36 @@ static void test_corrupt_stream(void)
 {
     const uint64_t size = 8 * MIB;
     Migration m = { 0 };
-    make_src_disk(&m, size, 8, 12, 64 * KIB);
+    mf_make_src_disk(&m, size, 8, 12, 64 * KIB);
     g_autofree char *good_path = qtest_path("good.stream");
     g_autofree char *file_uri = g_strconcat("file:", good_path, NULL);
 
     /* A good stream saved by a real source; the bandwidth limit makes it
      * cut the disk into several PART sections (a tenth of a second's worth
      * each), so damage can sit after sections already applied. */
-    m.src = start_src(&m, "");
+    m.src = mf_start_src(&m, "");
     qtest_set_caps(m.src, "block", "zero-blocks", NULL);
     qtest_set_params(m.src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, MIB);
     qtest_migrate_start(m.src, file_uri);
-    JsonNode *info = qtest_migrate_wait(m.src, MIGRATE_TIMEOUT_MS);
+    JsonNode *info = qtest_migrate_wait(m.src, MF_MIGRATE_TIMEOUT_MS);
     g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");
     json_node_unref(info);
-    assert_runstate(m.src, "postmigrate");
+    mf_assert_runstate(m.src, "postmigrate");
 
     /* It loads into a fresh destination. */
     m.uri = g_strdup(file_uri);
-    m.dst = start_dst(&m, "dst", size);
-    json_node_unref(qtest_migrate_wait_status(m.dst, "completed", MIGRATE_TIMEOUT_MS));
-    qtest_wait_runstate(m.dst, "running", STATE_TIMEOUT_MS);
-    assert_identical(m.src_disk, m.dst_disk);
-    assert_thin(m.src_disk, m.dst_disk);
+    m.dst = mf_start_dst(&m, "dst", size);
+    json_node_unref(qtest_migrate_wait_status(m.dst, "completed", MF_MIGRATE_TIMEOUT_MS));
+    qtest_wait_runstate(m.dst, "running", MF_STATE_TIMEOUT_MS);
+    mf_assert_identical(m.src_disk, m.dst_disk);
+    mf_assert_thin(m.src_disk, m.dst_disk, 0);
 
     g_autofree char *good = NULL;
     gsize len = 0;
     g_assert_true(g_file_get_contents(good_path, &good, &len, NULL));
-    StreamMap map = parse_stream((const guint8 *)good, len);
+    SdStream map;
+    sd_decode_or_die((const guint8 *)good, len, &map);
+    assert_stream_sane((const guint8 *)good, &map);
     g_test_message("good stream: %zu bytes, %u sections, %u records", (size_t)len,
                    map.sections->len, map.records->len);
 
@@ -796,9 +554,9 @@ static void test_corrupt_stream(void)
         g_byte_array_unref(c->bytes);
     }
     g_array_free(list, TRUE);
-    stream_map_clear(&map);
+    sd_stream_clear(&map);
     unlink(good_path);
-    migration_free(&m);
+    mf_free(&m);
 }
 
 int main(int argc, char **argv)

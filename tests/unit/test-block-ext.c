@@ -16,6 +16,7 @@
 #include "migration/options.h"
 #include "migration/savevm.h"
 #include "util/compress.h"
+#include "../lib/drives.h"
 #include "../lib/files.h"
 #include "../lib/stream-bytes.h"
 
@@ -34,25 +35,11 @@ typedef struct Fixture {
     char *stream_path;
 } Fixture;
 
-/* A blank drive of SIZE, whatever an earlier case left at PATH. */
-static BlockDriverState *open_drive(const char *id, const char *path, uint64_t size)
-{
-    BlockOptions opts = {
-        .id = id, .filename = path, .format = "raw", .size = size, .create = true,
-        .overwrite = true,
-    };
-    GError *err = NULL;
-    BlockDriverState *bs = bdrv_open(&opts, &err);
-
-    g_assert_no_error(err);
-    return bs;
-}
-
 static void fixture_setup(Fixture *fx, gconstpointer data)
 {
     fx->disk_path = g_build_filename(tmpdir, "disk0.raw", NULL);
     fx->stream_path = g_build_filename(tmpdir, "stream", NULL);
-    fx->disk = open_drive("disk0", fx->disk_path, DISK_SIZE);
+    fx->disk = td_open_drive("disk0", fx->disk_path, DISK_SIZE);
     block_migration_register();
 }
 
@@ -116,13 +103,6 @@ static void rec_span_compressed(GByteArray *b, uint64_t off, uint32_t len, uint8
 
 /* ---- looking at disks ---- */
 
-static void fill(uint8_t *buf, size_t len, uint8_t seed)
-{
-    for (size_t i = 0; i < len; i++) {
-        buf[i] = (uint8_t)(seed + i * 7 + (i >> 12)) | 1;   /* never zero */
-    }
-}
-
 /* Words that compress well but are not zero. */
 static void fill_text(uint8_t *buf, size_t len, uint8_t seed)
 {
@@ -131,16 +111,6 @@ static void fill_text(uint8_t *buf, size_t len, uint8_t seed)
     for (size_t i = 0; i < len; i++) {
         buf[i] = words[(i + seed) % (sizeof(words) - 1)];
     }
-}
-
-static void write_drive(BlockDriverState *bs, uint64_t off, size_t len, uint8_t seed)
-{
-    uint8_t *buf = g_malloc(len);
-
-    fill(buf, len, seed);
-    g_assert_cmpint(bdrv_pwrite(bs, off, buf, len, 0), ==, 0);
-    g_assert_cmpint(bdrv_flush(bs), ==, 0);
-    g_free(buf);
 }
 
 /* ---- records that apply ---- */
@@ -154,8 +124,8 @@ static void test_spans_apply(Fixture *fx, gconstpointer data)
     gsize len;
     g_autofree uint8_t *disk = NULL;
 
-    write_drive(fx->disk, 1 * MiB, CHUNK, 3);               /* stale data */
-    fill(block, sizeof(block), 42);
+    td_write_drive(fx->disk, 1 * MiB, CHUNK, 3);               /* stale data */
+    td_fill(block, sizeof(block), 42);
     rec_span_zero(b, 1 * MiB, CHUNK / 2);
     for (uint64_t off = 1 * MiB + CHUNK / 2; off < 2 * MiB; off += 4 * KiB) {
         rec_span_zero(b, off, 4 * KiB);                     /* merged into one */
@@ -188,8 +158,8 @@ static void test_span_last_sector(Fixture *fx, gconstpointer data)
     g_autofree uint8_t *disk = NULL;
     gsize len;
 
-    open_drive("odd", path, ODD_SIZE);
-    fill(block, sizeof(block), 9);
+    td_open_drive("odd", path, ODD_SIZE);
+    td_fill(block, sizeof(block), 9);
     sb_put64(b, CHUNK | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_SPAN);
     sb_put_name(b, "odd");
     sb_put32(b, sizeof(block));
@@ -240,8 +210,8 @@ static void assert_rejected(Fixture *fx, GByteArray *b, const char *expected)
     g_autofree uint8_t *before = NULL, *after = NULL;
     GError *err;
 
-    write_drive(fx->disk, 0, CHUNK, 3);
-    write_drive(fx->disk, 7 * MiB, CHUNK, 4);
+    td_write_drive(fx->disk, 0, CHUNK, 3);
+    td_write_drive(fx->disk, 7 * MiB, CHUNK, 4);
     before = tf_read_file(fx->disk_path, &len_before);
     err = sb_load_file(fx->stream_path, b);
     g_assert_nonnull(err);
@@ -286,7 +256,7 @@ static void test_span_past_end(Fixture *fx, gconstpointer data)
     g_autofree char *path = g_build_filename(tmpdir, "odd.raw", NULL);
 
     /* The drive's last sector may be covered, no more. */
-    open_drive("odd", path, ODD_SIZE);
+    td_open_drive("odd", path, ODD_SIZE);
     sb_put64(b, CHUNK | BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_SPAN | BLK_MIG_FLAG_ZERO_BLOCK);
     sb_put_name(b, "odd");
     sb_put32(b, 2560);
@@ -312,7 +282,7 @@ static void test_span_truncated(Fixture *fx, gconstpointer data)
     g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t block[4 * KiB];
 
-    fill(block, sizeof(block), 1);
+    td_fill(block, sizeof(block), 1);
     span_header(b, 0, 0, 8 * KiB);
     g_byte_array_append(b, block, sizeof(block));
     assert_rejected(fx, b, "block migration: reading the data of the record at stream "
@@ -455,7 +425,7 @@ static uint64_t save_with_dirty_writes(Fixture *fx, BlockDriverState *src)
         g_assert_no_error(err);
     }
     for (int i = 0; i < 16; i++) {
-        write_drive(src, (uint64_t)i * 397 * 4 * KiB % DISK_SIZE, 4 * KiB, 100 + i);
+        td_write_drive(src, (uint64_t)i * 397 * 4 * KiB % DISK_SIZE, 4 * KiB, 100 + i);
     }
     g_assert_cmpuint(savevm_state_pending(), ==, 16 * 4 * KiB);
     before = mig_stream_bytes(f);
@@ -535,11 +505,11 @@ static void test_roundtrip_compressed(Fixture *fx, gconstpointer data)
     StreamStats st;
 
     bdrv_close_all();
-    src = open_drive("disk0", src_path, DISK_SIZE);
+    src = td_open_drive("disk0", src_path, DISK_SIZE);
     fill_text(text, CHUNK, 7);
     g_assert_cmpint(bdrv_pwrite(src, 3 * MiB, text, CHUNK, 0), ==, 0);
     g_assert_cmpint(bdrv_pwrite(src, 5 * MiB + 8 * KiB, text, 100 * KiB, 0), ==, 0);
-    write_drive(src, 6 * MiB, 64 * KiB, 11);                /* incompressible */
+    td_write_drive(src, 6 * MiB, 64 * KiB, 11);                /* incompressible */
     mig_cap_set(MIG_CAP_BLOCK, true);
     mig_cap_set(MIG_CAP_ZERO_BLOCKS, true);
     mig_cap_set(MIG_CAP_COMPRESS, true);
@@ -559,8 +529,8 @@ static void test_roundtrip_compressed(Fixture *fx, gconstpointer data)
     g_assert_cmpuint(st.compressed, >=, 2);
     g_assert_cmpuint(stream_len, <, 64 * KiB + 2 * 16 * 4 * KiB + 64 * KiB);
 
-    open_drive("disk0", fx->disk_path, DISK_SIZE);
-    write_drive(bdrv_find("disk0"), 3 * MiB, CHUNK, 99);    /* stale */
+    td_open_drive("disk0", fx->disk_path, DISK_SIZE);
+    td_write_drive(bdrv_find("disk0"), 3 * MiB, CHUNK, 99);    /* stale */
     {
         GByteArray b = { .data = stream, .len = stream_len };
         g_assert_no_error(sb_load_file(fx->stream_path, &b));

@@ -22,6 +22,13 @@ char *qtest_path(const char *name);
  * QMP greeting arrives and qmp_capabilities succeeded; fails the test if
  * the daemon exits first.  The daemon dies with the test process. */
 QTestDaemon *qtest_daemon_start(const char *name, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* The same with PREFIX (space-separated words, the first looked up in
+ * PATH) put before the daemon on the command line, e.g. "ip netns exec NS"
+ * to run it in network namespace NS.  The prefix must exec the daemon in
+ * its own process, as ip netns exec does, so the test's kill and waitpid
+ * reach the daemon. */
+QTestDaemon *qtest_daemon_start_prefixed(const char *prefix, const char *name,
+                                         const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 /* SIGKILL and reap. Frees D. */
 void qtest_daemon_kill(QTestDaemon *d);
 /* "quit" over QMP, then reap (SIGKILL after 10 s); fails the test unless

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "migration/options.h"
 #include "migration-internal.h"
 #include "util/sockets.h"
 
@@ -68,4 +69,16 @@ void mig_channel_set_nodelay(int fd)
 
     /* Fails harmlessly on unix sockets and files. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+}
+
+MigStream *mig_channel_stream_new(int fd, bool writer)
+{
+    MigrationParameters params;
+    MigStream *f = writer ? mig_stream_new_writer(fd) : mig_stream_new_reader(fd);
+
+    mig_params_get(&params);
+    /* Fails harmlessly on unix sockets and files. */
+    socket_set_link_timeout(fd, params.link_timeout);
+    mig_stream_set_link_timeout(f, params.link_timeout);
+    return f;
 }

@@ -133,6 +133,26 @@ void incoming_report_durable(uint64_t bytes)
     }
 }
 
+void incoming_explain_link_error(MigStream *f, const char *where, GError **err)
+{
+    char *why;
+
+    if (!*err) {
+        return;
+    }
+    if (mig_stream_ended(f)) {
+        why = g_strdup_printf("%sthe source closed the connection mid-stream (after %"
+                              G_GUINT64_FORMAT " bytes)", where, mig_stream_bytes(f));
+    } else if (mig_stream_stalled(f)) {
+        why = g_strdup_printf("%s%s", where, mig_stream_error_msg(f));
+    } else {
+        return;
+    }
+    g_error_free(*err);
+    *err = g_error_new_literal(MIG_ERROR, 0, why);
+    g_free(why);
+}
+
 /* When a channel failed first, the main stream's error is only the
  * consequence of its shutdown: report the channel's. */
 static void prefer_channel_error(GError **err)
@@ -177,7 +197,7 @@ static void reply_to_source(MigStream *f, const char *error)
         g_warning("incoming migration: cannot answer the source: %s", g_strerror(errno));
         return;
     }
-    rp = mig_stream_new_writer(fd);
+    rp = mig_channel_stream_new(fd, true);
     if (error) {
         return_path_send_error(rp, error);
         return_path_send_shut(rp, 1);
@@ -216,6 +236,7 @@ static void socket_incoming(IncomingRun *run)
 
     if (f) {
         load(f, true, &err);
+        incoming_explain_link_error(f, "", &err);
         prefer_channel_error(&err);
     }
     /* Nothing applies records any more once this returns. */

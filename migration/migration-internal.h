@@ -41,6 +41,11 @@ int mig_channel_open_incoming(const char *uri, MigChannelKind *kind, GError **er
 /* Send small writes at once (TCP_NODELAY) from now on: for the last bytes
  * before switchover, whose latency is downtime.  No-op for other fds. */
 void mig_channel_set_nodelay(int fd);
+/* A stream (taking FD) for one connection of a migration: it fails
+ * rather than wait once the link stalls for this side's link-timeout,
+ * and TCP gives up on a dead peer as soon (keepalive, TCP_USER_TIMEOUT).
+ * Any fd: the link timeout only applies to sockets. */
+MigStream *mig_channel_stream_new(int fd, bool writer);
 
 /* return-path.c: destination -> source messages on the migration socket:
  * be16 type, be16 len, payload. */
@@ -77,6 +82,11 @@ void return_path_send_durable(int fd, uint64_t bytes);
 
 /* incoming.c: report durable progress to the source, if it listens. */
 void incoming_report_durable(uint64_t bytes);
+
+/* incoming.c: when connection F itself failed (the source closed it
+ * mid-stream, or the link stalled), that is the news, not where the parser
+ * was: replace *ERR by it, prefixed with WHERE. */
+void incoming_explain_link_error(MigStream *f, const char *where, GError **err);
 
 /* migration.c: the URI of the running outgoing migration (caller frees;
  * NULL when none), for the extra connections of multifd. */

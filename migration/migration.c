@@ -508,7 +508,7 @@ bool migration_start(const char *uri, GError **errp)
         g_free(run);
         return false;
     }
-    run->f = mig_stream_new_writer(fd);
+    run->f = mig_channel_stream_new(fd, true);
     if (!start_return_path(run, errp)) {
         mig_stream_close(run->f);
         g_free(run);

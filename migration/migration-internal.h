@@ -14,9 +14,11 @@
 GQuark mig_error_quark(void);
 #define MIG_ERROR mig_error_quark()
 /* Error codes: anything (0), or a connection of the migration failed, so
- * the peer may have said why on the return path. */
+ * the peer may have said why on the return path, or a cancel. */
 #define MIG_ERROR_FAILED 0
 #define MIG_ERROR_IO 1
+/* The operator cancelled (the thread stopped at a section boundary). */
+#define MIG_ERROR_CANCELLED 2
 
 /* status.c: hooks registered by the emulator, shared by both directions. */
 /* Calls the status listener (never with a migration lock held). */

@@ -63,6 +63,24 @@ int mig_channel_open_incoming(const char *uri, MigChannelKind *kind, GError **er
     return fd;
 }
 
+char *mig_channel_bound_uri(const char *uri, int fd)
+{
+    Endpoint ep;
+    int port = socket_local_port(fd);
+    char *bound;
+
+    if (!endpoint_parse(uri, MIG_URI_KINDS, &ep, NULL)) {
+        return g_strdup(uri);
+    }
+    if (ep.kind == ENDPOINT_TCP && port > 0) {
+        g_free(ep.port);
+        ep.port = g_strdup_printf("%d", port);
+    }
+    bound = endpoint_to_str(&ep);
+    endpoint_clear(&ep);
+    return bound;
+}
+
 void mig_channel_set_nodelay(int fd)
 {
     int on = 1;

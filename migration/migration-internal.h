@@ -40,6 +40,8 @@ int mig_channel_open_outgoing(const char *uri, MigChannelKind *kind, GError **er
 /* Listens (tcp:, unix:) or opens for reading (file:); returns an fd that
  * is a listening socket for MIG_CHANNEL_SOCKET. */
 int mig_channel_open_incoming(const char *uri, MigChannelKind *kind, GError **errp);
+/* URI with the port LISTEN_FD is bound to (for tcp:HOST:0). */
+char *mig_channel_bound_uri(const char *uri, int listen_fd);
 /* Send small writes at once (TCP_NODELAY) from now on: for the last bytes
  * before switchover, whose latency is downtime.  No-op for other fds. */
 void mig_channel_set_nodelay(int fd);

@@ -58,8 +58,11 @@ struct MigStream {
 
     RateBucket *rate;           /* own, or shared with other streams */
 
-    /* Socket waits are poll()s bounded by these, not blocking calls, so
-     * each stream has its own limit and a shutdown ends them at once. */
+    /* Socket waits are poll()s bounded by these, not blocking calls with
+     * SO_RCVTIMEO / SO_SNDTIMEO, which belong to the socket: the source's
+     * return path reads the main socket and must wait as long as it takes,
+     * arrivals on other connections count, and neither a rate-limit pause
+     * nor a wait that a shutdown ends early is a stall. */
     gint64 link_timeout_us;     /* 0: a wait lasts as long as it takes */
     LinkClock *clock;           /* own, or shared with other readers */
     _Atomic gint64 deadline_us; /* mig_stream_shutdown_at; 0: none */

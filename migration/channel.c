@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "migration/options.h"
 #include "migration-internal.h"
 #include "util/sockets.h"
 
@@ -62,10 +63,40 @@ int mig_channel_open_incoming(const char *uri, MigChannelKind *kind, GError **er
     return fd;
 }
 
+char *mig_channel_bound_uri(const char *uri, int fd)
+{
+    Endpoint ep;
+    int port = socket_local_port(fd);
+    char *bound;
+
+    if (!endpoint_parse(uri, MIG_URI_KINDS, &ep, NULL)) {
+        return g_strdup(uri);
+    }
+    if (ep.kind == ENDPOINT_TCP && port > 0) {
+        g_free(ep.port);
+        ep.port = g_strdup_printf("%d", port);
+    }
+    bound = endpoint_to_str(&ep);
+    endpoint_clear(&ep);
+    return bound;
+}
+
 void mig_channel_set_nodelay(int fd)
 {
     int on = 1;
 
     /* Fails harmlessly on unix sockets and files. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+}
+
+MigStream *mig_channel_stream_new(int fd, bool writer)
+{
+    MigrationParameters params;
+    MigStream *f = writer ? mig_stream_new_writer(fd) : mig_stream_new_reader(fd);
+
+    mig_params_get(&params);
+    /* Fails harmlessly on unix sockets and files. */
+    socket_set_link_timeout(fd, params.link_timeout);
+    mig_stream_set_link_timeout(f, params.link_timeout);
+    return f;
 }

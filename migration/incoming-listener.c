@@ -123,7 +123,12 @@ static bool accept_one(MigListener *l)
     socket_tune_bulk(fd);
     c = g_new0(Conn, 1);
     c->l = l;
-    c->f = mig_stream_new_reader(fd);
+    c->f = mig_channel_stream_new(fd, false);
+    /* Only the migration as a whole stalls: a multifd channel may rightly
+     * be quiet while others carry the data. */
+    if (l->conns->len > 0) {
+        mig_stream_share_arrivals(c->f, ((Conn *)l->conns->pdata[0])->f);
+    }
     c->thread = g_thread_new("mig-connection", conn_thread, c);
     g_ptr_array_add(l->conns, c);
     g_mutex_unlock(&l->lock);

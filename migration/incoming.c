@@ -1,6 +1,7 @@
 /* Incoming migration: take the main connection from the listener (or open
  * a file), load the stream (multifd channels load alongside), start the
- * guest on success, and tell the source the outcome. */
+ * guest on success, tell the source the outcome, and (for blkmigd
+ * --incoming URI) listen again after a failure. */
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -15,6 +16,9 @@
  * so its error message arrives instead of a connection reset. */
 #define DRAIN_TIMEOUT_MS 5000
 #define DRAIN_BUF_SIZE (64 * 1024)
+/* Before listening again after a failure that came before any source
+ * connected (accepting failed): no busy loop. */
+#define RELISTEN_PAUSE_US G_USEC_PER_SEC
 
 typedef struct Incoming {
     GMutex lock;
@@ -33,6 +37,7 @@ static Incoming in = { .rp_fd = -1 };
 typedef struct IncomingRun {
     MigChannelKind kind;
     int fd;                     /* listening socket, or the file */
+    char *relisten_uri;         /* after a failure listen here again; or NULL */
 } IncomingRun;
 
 static void set_status(MigrationStatus status, const char *error_desc)
@@ -133,6 +138,26 @@ void incoming_report_durable(uint64_t bytes)
     }
 }
 
+void incoming_explain_link_error(MigStream *f, const char *where, GError **err)
+{
+    char *why;
+
+    if (!*err) {
+        return;
+    }
+    if (mig_stream_ended(f)) {
+        why = g_strdup_printf("%sthe source closed the connection mid-stream (after %"
+                              G_GUINT64_FORMAT " bytes)", where, mig_stream_bytes(f));
+    } else if (mig_stream_stalled(f)) {
+        why = g_strdup_printf("%s%s", where, mig_stream_error_msg(f));
+    } else {
+        return;
+    }
+    g_error_free(*err);
+    *err = g_error_new_literal(MIG_ERROR, 0, why);
+    g_free(why);
+}
+
 /* When a channel failed first, the main stream's error is only the
  * consequence of its shutdown: report the channel's. */
 static void prefer_channel_error(GError **err)
@@ -177,7 +202,7 @@ static void reply_to_source(MigStream *f, const char *error)
         g_warning("incoming migration: cannot answer the source: %s", g_strerror(errno));
         return;
     }
-    rp = mig_stream_new_writer(fd);
+    rp = mig_channel_stream_new(fd, true);
     if (error) {
         return_path_send_error(rp, error);
         return_path_send_shut(rp, 1);
@@ -208,14 +233,17 @@ static void finish(MigStream *f, bool is_socket, GError *err)
     }
 }
 
-static void socket_incoming(IncomingRun *run)
+/* One socket migration; false when it failed. */
+static bool socket_incoming(IncomingRun *run, bool *connected)
 {
     GError *err = NULL;
     MigStream *f = start_listener(run, &err);
     MigListener *l;
+    bool ok;
 
     if (f) {
         load(f, true, &err);
+        incoming_explain_link_error(f, "", &err);
         prefer_channel_error(&err);
     }
     /* Nothing applies records any more once this returns. */
@@ -231,7 +259,10 @@ static void socket_incoming(IncomingRun *run)
     g_mutex_unlock(&in.lock);
     mig_listener_free(l);
     multifd_recv_end();
+    ok = !err;
+    *connected = f != NULL;
     g_clear_error(&err);
+    return ok;
 }
 
 static void file_incoming(IncomingRun *run)
@@ -248,18 +279,51 @@ static void file_incoming(IncomingRun *run)
     g_clear_error(&err);
 }
 
+/* After a failed socket migration, when RUN says so: listen on the same
+ * URI again, the guest still waiting.  query-migrate keeps saying what
+ * failed until the next source connects. */
+static bool listen_again(IncomingRun *run, bool source_connected)
+{
+    GError *err = NULL;
+    bool stop;
+
+    if (!run->relisten_uri) {
+        return false;
+    }
+    if (!source_connected) {
+        g_usleep(RELISTEN_PAUSE_US);
+    }
+    g_mutex_lock(&in.lock);
+    stop = in.shutting_down;
+    g_mutex_unlock(&in.lock);
+    if (stop) {
+        return false;
+    }
+    run->fd = mig_channel_open_incoming(run->relisten_uri, &run->kind, &err);
+    if (run->fd < 0) {
+        g_warning("incoming migration: cannot listen again: %s", err->message);
+        g_error_free(err);
+        return false;
+    }
+    g_message("incoming migration: listening again on %s", run->relisten_uri);
+    return true;
+}
+
 static gpointer incoming_thread(gpointer opaque)
 {
     IncomingRun *run = opaque;
+    bool connected = false;
 
     if (run->kind == MIG_CHANNEL_SOCKET) {
-        socket_incoming(run);
+        while (!socket_incoming(run, &connected) && listen_again(run, connected)) {
+        }
     } else {
         file_incoming(run);
     }
     g_mutex_lock(&in.lock);
     in.busy = false;
     g_mutex_unlock(&in.lock);
+    g_free(run->relisten_uri);
     g_free(run);
     return NULL;
 }
@@ -279,7 +343,7 @@ static void join_previous_thread(void)
     }
 }
 
-bool migration_incoming_start(const char *uri, GError **errp)
+static bool incoming_start(const char *uri, bool relisten, GError **errp)
 {
     IncomingRun *run;
     GThread *thread;
@@ -299,6 +363,9 @@ bool migration_incoming_start(const char *uri, GError **errp)
         g_free(run);
         return false;
     }
+    if (relisten && run->kind == MIG_CHANNEL_SOCKET) {
+        run->relisten_uri = mig_channel_bound_uri(uri, run->fd);
+    }
     g_mutex_lock(&in.lock);
     in.busy = true;
     in.shutting_down = false;
@@ -312,6 +379,16 @@ bool migration_incoming_start(const char *uri, GError **errp)
     in.thread = thread;
     g_mutex_unlock(&in.lock);
     return true;
+}
+
+bool migration_incoming_start(const char *uri, GError **errp)
+{
+    return incoming_start(uri, false, errp);
+}
+
+bool migration_incoming_start_relistening(const char *uri, GError **errp)
+{
+    return incoming_start(uri, true, errp);
 }
 
 void incoming_shutdown(void)

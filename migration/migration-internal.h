@@ -14,9 +14,11 @@
 GQuark mig_error_quark(void);
 #define MIG_ERROR mig_error_quark()
 /* Error codes: anything (0), or a connection of the migration failed, so
- * the peer may have said why on the return path. */
+ * the peer may have said why on the return path, or a cancel. */
 #define MIG_ERROR_FAILED 0
 #define MIG_ERROR_IO 1
+/* The operator cancelled (the thread stopped at a section boundary). */
+#define MIG_ERROR_CANCELLED 2
 
 /* status.c: hooks registered by the emulator, shared by both directions. */
 /* Calls the status listener (never with a migration lock held). */
@@ -38,9 +40,16 @@ int mig_channel_open_outgoing(const char *uri, MigChannelKind *kind, GError **er
 /* Listens (tcp:, unix:) or opens for reading (file:); returns an fd that
  * is a listening socket for MIG_CHANNEL_SOCKET. */
 int mig_channel_open_incoming(const char *uri, MigChannelKind *kind, GError **errp);
+/* URI with the port LISTEN_FD is bound to (for tcp:HOST:0). */
+char *mig_channel_bound_uri(const char *uri, int listen_fd);
 /* Send small writes at once (TCP_NODELAY) from now on: for the last bytes
  * before switchover, whose latency is downtime.  No-op for other fds. */
 void mig_channel_set_nodelay(int fd);
+/* A stream (taking FD) for one connection of a migration: it fails
+ * rather than wait once the link stalls for this side's link-timeout,
+ * and TCP gives up on a dead peer as soon (keepalive, TCP_USER_TIMEOUT).
+ * Any fd: the link timeout only applies to sockets. */
+MigStream *mig_channel_stream_new(int fd, bool writer);
 
 /* return-path.c: destination -> source messages on the migration socket:
  * be16 type, be16 len, payload. */
@@ -77,6 +86,11 @@ void return_path_send_durable(int fd, uint64_t bytes);
 
 /* incoming.c: report durable progress to the source, if it listens. */
 void incoming_report_durable(uint64_t bytes);
+
+/* incoming.c: when connection F itself failed (the source closed it
+ * mid-stream, or the link stalled), that is the news, not where the parser
+ * was: replace *ERR by it, prefixed with WHERE. */
+void incoming_explain_link_error(MigStream *f, const char *where, GError **err);
 
 /* migration.c: the URI of the running outgoing migration (caller frees;
  * NULL when none), for the extra connections of multifd. */

@@ -23,6 +23,9 @@
 #define ACK_TIMEOUT_US (60 * G_USEC_PER_SEC)
 /* After a write error, how long the destination gets to explain it. */
 #define DEST_ERROR_GRACE_US (2 * G_USEC_PER_SEC)
+/* How long a cancel may take to reach a section boundary, tell a blkmig
+ * destination and hear its answer, before the connections just close. */
+#define CANCEL_GRACE_US (2 * G_USEC_PER_SEC)
 
 typedef struct Outgoing {
     GMutex lock;
@@ -36,6 +39,12 @@ typedef struct Outgoing {
     int64_t expected_downtime_ms;
     bool has_disk;
     bool cancel_requested;
+    /* A cancel is announced on the stream (to a blkmig destination over a
+     * socket) by cancel_deadline_us, unless it came once the guest was
+     * stopping for the switchover. */
+    bool announce_cancel;
+    bool switching_over;
+    gint64 cancel_deadline_us;
     /* The whole stream reached the destination, which may start the guest
      * at any moment: cancelling or resuming here could run it twice. */
     bool handed_over;
@@ -110,8 +119,22 @@ static bool cancel_requested(void)
 
 static bool set_cancelled_error(GError **errp)
 {
-    g_set_error(errp, MIG_ERROR, 0, "migration cancelled");
+    g_set_error(errp, MIG_ERROR, MIG_ERROR_CANCELLED, "migration cancelled");
     return false;
+}
+
+/* From here a cancel is no longer announced but cuts the connection: the
+ * guest is stopping and the stream is mid-section until the end.  False
+ * when a cancel came first. */
+static bool begin_switchover(void)
+{
+    bool cancel;
+
+    g_mutex_lock(&out.lock);
+    cancel = out.cancel_requested;
+    out.switching_over = !cancel;
+    g_mutex_unlock(&out.lock);
+    return !cancel;
 }
 
 /* ---- the phases of the thread ---- */
@@ -245,6 +268,24 @@ static bool ready_to_switch(MigrationRun *run, bool bulk_done, uint64_t downtime
             (double)pending <= (double)bandwidth * downtime_limit_ms / 1000);
 }
 
+/* False once a cancel came, which lifted the limit for good. */
+static bool set_rate_limit(MigrationRun *run, uint64_t bytes_per_sec)
+{
+    bool cancel;
+
+    g_mutex_lock(&out.lock);
+    cancel = out.cancel_requested;
+    if (!cancel) {
+        mig_stream_set_rate_limit(run->f, bytes_per_sec);
+    }
+    g_mutex_unlock(&out.lock);
+    return !cancel;
+}
+
+/* Each round ends with a flushed section part, an empty one (a bare EOS
+ * record, which QEMU 7.2's block loader accepts too) when there is nothing
+ * to send: that is what tells the destination the link is alive while the
+ * source waits for dirty data or for the destination's DURABLE reports. */
 static bool run_iterations(MigrationRun *run, GError **errp)
 {
     MigrationParameters params;
@@ -256,12 +297,11 @@ static bool run_iterations(MigrationRun *run, GError **errp)
         uint64_t max_bytes;
         int ret;
 
-        if (cancel_requested()) {
-            return set_cancelled_error(errp);
-        }
         /* Re-read every round: QMP may change the limit at any time. */
         mig_params_get(&params);
-        mig_stream_set_rate_limit(run->f, params.max_bandwidth);
+        if (!set_rate_limit(run, params.max_bandwidth)) {
+            return set_cancelled_error(errp);
+        }
         max_bytes = params.max_bandwidth ? MAX(params.max_bandwidth / 10, 1)
                                          : UNLIMITED_ROUND_BYTES;
         ret = savevm_state_iterate(run->f, max_bytes, errp);
@@ -279,7 +319,7 @@ static bool run_switchover(MigrationRun *run, GError **errp)
 {
     MigrationVmOps ops = migration_get_vm_ops();
 
-    if (cancel_requested()) {
+    if (!begin_switchover()) {
         return set_cancelled_error(errp);
     }
     run->was_running = ops.guest_is_running && ops.guest_is_running(ops.opaque);
@@ -368,6 +408,25 @@ static char *unsure_outcome_text(char *error_desc)
     return text;
 }
 
+/* A cancel that stopped the thread at a section boundary (ERR says so):
+ * tell a blkmig destination, and give it until the cancel deadline to
+ * answer, so that the multifd channels close only after it read why. */
+static void announce_cancel(MigrationRun *run, GError *err)
+{
+    gint64 deadline;
+    bool announce;
+
+    g_mutex_lock(&out.lock);
+    announce = out.announce_cancel;
+    deadline = out.cancel_deadline_us;
+    g_mutex_unlock(&out.lock);
+    if (!announce || !g_error_matches(err, MIG_ERROR, MIG_ERROR_CANCELLED) ||
+        savevm_state_cancel(run->f) < 0 || !run->rp) {
+        return;
+    }
+    g_free(return_path_wait_error(run->rp, MAX(deadline - g_get_monotonic_time(), 0)));
+}
+
 static void run_finish(MigrationRun *run, bool ok, GError *err)
 {
     MigrationVmOps ops = migration_get_vm_ops();
@@ -385,6 +444,9 @@ static void run_finish(MigrationRun *run, bool ok, GError *err)
 
     if (error_desc) {
         g_warning("migration failed: %s", error_desc);
+    }
+    if (cancelled) {
+        announce_cancel(run, err);
     }
     release_channel(run);
     savevm_state_cleanup();
@@ -508,7 +570,7 @@ bool migration_start(const char *uri, GError **errp)
         g_free(run);
         return false;
     }
-    run->f = mig_stream_new_writer(fd);
+    run->f = mig_channel_stream_new(fd, true);
     if (!start_return_path(run, errp)) {
         mig_stream_close(run->f);
         g_free(run);
@@ -522,6 +584,9 @@ bool migration_start(const char *uri, GError **errp)
     out.setup_ms = out.total_ms = out.downtime_ms = out.expected_downtime_ms = 0;
     out.has_disk = mig_cap_enabled(MIG_CAP_BLOCK);
     out.cancel_requested = false;
+    out.announce_cancel = run->kind == MIG_CHANNEL_SOCKET &&
+                          !mig_cap_enabled(MIG_CAP_QEMU_COMPAT);
+    out.switching_over = false;
     out.handed_over = false;
     out.f = run->f;
     g_free(out.uri);
@@ -536,6 +601,24 @@ bool migration_start(const char *uri, GError **errp)
     return true;
 }
 
+/* out.lock held.  When the cancel is to be announced, the migration
+ * thread gets CANCEL_GRACE_US, unthrottled, to reach a section boundary
+ * and say so; the stream is shut down then (or at once otherwise). */
+static void stop_stream_locked(void)
+{
+    if (!out.f) {
+        return;
+    }
+    if (out.announce_cancel && !out.switching_over) {
+        out.cancel_deadline_us = g_get_monotonic_time() + CANCEL_GRACE_US;
+        mig_stream_set_rate_limit(out.f, 0);
+        mig_stream_shutdown_at(out.f, out.cancel_deadline_us);
+    } else {
+        out.announce_cancel = false;
+        mig_stream_shutdown(out.f);
+    }
+}
+
 void migration_cancel(void)
 {
     bool changed = false;
@@ -548,9 +631,7 @@ void migration_cancel(void)
         out.status = MIG_STATUS_CANCELLING;
         out.cancel_requested = true;
         changed = true;
-        if (out.f) {
-            mig_stream_shutdown(out.f);
-        }
+        stop_stream_locked();
     }
     g_mutex_unlock(&out.lock);
     if (changed) {

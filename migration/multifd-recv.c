@@ -9,11 +9,9 @@
 #include <string.h>
 
 #include "migration/block-migration.h"
+#include "migration/options.h"
 #include "migration-internal.h"
 
-/* A channel that makes no progress for this long while the main
- * connection waits for it is considered lost. */
-#define CHANNEL_STALL_US (30 * G_USEC_PER_SEC)
 #define WAIT_SLICE_US (100 * 1000)
 
 typedef struct MultifdRecv {
@@ -226,19 +224,25 @@ static unsigned first_unfinished_locked(bool *connected)
     return i;
 }
 
+/* A channel that makes no progress for link-timeout while the main
+ * connection waits for it is lost (one that connected fails by itself
+ * sooner: its reads stall). */
 bool multifd_recv_wait_all(GError **errp)
 {
+    MigrationParameters params;
     bool ok = true;
 
+    mig_params_get(&params);
     g_mutex_lock(&mr.lock);
     while (mr.active && mr.announced && mr.ended < mr.n && !mr.error && !mr.aborting) {
         gint64 now = g_get_monotonic_time();
-        if (now - atomic_load(&mr.progress_us) > CHANNEL_STALL_US) {
+        if (now - atomic_load(&mr.progress_us) > (gint64)params.link_timeout * G_USEC_PER_SEC) {
             bool connected;
             unsigned i = first_unfinished_locked(&connected);
-            g_set_error(errp, MIG_ERROR, 0, "multifd channel %u of %u %s within %d s", i,
-                        mr.n, connected ? "made no progress" : "did not connect",
-                        (int)(CHANNEL_STALL_US / G_USEC_PER_SEC));
+            g_set_error(errp, MIG_ERROR, 0, "multifd channel %u of %u %s within %d s "
+                        "(link-timeout)", i, mr.n,
+                        connected ? "made no progress" : "did not connect",
+                        (int)params.link_timeout);
             ok = false;
             break;
         }
@@ -343,6 +347,8 @@ static void channel_records(const Handshake *h, MigStream *f)
 
     while (!end) {
         if (!block_load_channel_next(l, f, &end, &err)) {
+            g_autofree char *where = g_strdup_printf("multifd channel %u: ", h->index);
+            incoming_explain_link_error(f, where, &err);
             multifd_recv_fail(err);
             break;
         }

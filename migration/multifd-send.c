@@ -120,7 +120,7 @@ static bool connect_channel(SendChannel *ch, const char *uri, unsigned n, const 
         g_error_free(local);
         return false;
     }
-    ch->f = mig_stream_new_writer(fd);
+    ch->f = mig_channel_stream_new(fd, true);
     mig_stream_share_rate_limit(ch->f, main);
     put_handshake(ch->f, ch->index, n, id);
     if (mig_stream_flush(ch->f) < 0) {

@@ -36,6 +36,7 @@ static MigrationParameters params = {
     .compress_zstd_level = MIG_DEFAULT_COMPRESS_ZSTD_LEVEL,
     .compress_algorithm = MIG_COMPRESS_ZSTD,
     .max_inflight = MIG_DEFAULT_MAX_INFLIGHT,
+    .link_timeout = MIG_DEFAULT_LINK_TIMEOUT,
 };
 
 const char *mig_compress_algorithm_name(MigrationCompressAlgorithm algo)
@@ -130,6 +131,10 @@ static bool params_check_engine(const MigrationParametersUpdate *u, GError **err
         return range_error(errp, "max-inflight", MIG_MIN_MAX_INFLIGHT, MIG_MAX_MAX_INFLIGHT,
                            " bytes");
     }
+    if (u->has_link_timeout &&
+        (u->p.link_timeout < 1 || u->p.link_timeout > MIG_MAX_LINK_TIMEOUT)) {
+        return range_error(errp, "link-timeout", 1, MIG_MAX_LINK_TIMEOUT, " seconds");
+    }
     return true;
 }
 
@@ -189,6 +194,9 @@ bool mig_params_apply(const MigrationParametersUpdate *u, GError **errp)
     }
     if (u->has_max_inflight) {
         params.max_inflight = u->p.max_inflight;
+    }
+    if (u->has_link_timeout) {
+        params.link_timeout = u->p.link_timeout;
     }
     g_mutex_unlock(&options_lock);
     return true;

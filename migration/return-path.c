@@ -1,9 +1,11 @@
 /* The return path: the destination's verdict travelling back to the source
  * on the migration socket (be16 type, be16 len, payload). */
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "migration/options.h"
 #include "migration-internal.h"
 
 #define RP_MAX_PAYLOAD 0xffff
@@ -222,17 +224,32 @@ void return_path_send_error(MigStream *out, const char *text)
     mig_stream_flush(out);
 }
 
+/* Wait until FD takes more bytes, at most until DEADLINE (monotonic). */
+static bool wait_writable(int fd, gint64 deadline)
+{
+    struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+    gint64 left_ms = (deadline - g_get_monotonic_time()) / 1000;
+
+    return left_ms > 0 && poll(&pfd, 1, left_ms) > 0;
+}
+
+/* A full socket buffer means the source reads nothing: after link-timeout
+ * the report is dropped (the load's own reads stall by then too). */
 void return_path_send_durable(int fd, uint64_t bytes)
 {
     uint8_t msg[12] = { MIG_RP_MSG_DURABLE >> 8, MIG_RP_MSG_DURABLE & 0xff, 0, 8 };
+    MigrationParameters params;
+    gint64 deadline;
     size_t done = 0;
 
+    mig_params_get(&params);
+    deadline = g_get_monotonic_time() + (gint64)params.link_timeout * G_USEC_PER_SEC;
     for (int i = 0; i < 8; i++) {
         msg[4 + i] = bytes >> (56 - 8 * i);
     }
     while (done < sizeof(msg)) {
-        ssize_t n = send(fd, msg + done, sizeof(msg) - done, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
+        ssize_t n = send(fd, msg + done, sizeof(msg) - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || (errno == EAGAIN && wait_writable(fd, deadline)))) {
             continue;
         }
         if (n <= 0) {

@@ -212,6 +212,12 @@ int savevm_state_complete(MigStream *f, GError **errp)
     return 0;
 }
 
+int savevm_state_cancel(MigStream *f)
+{
+    mig_put_u8(f, BLKMIG_VM_CANCELLED);
+    return mig_stream_flush(f) < 0 ? -1 : 0;
+}
+
 void savevm_state_cleanup(void)
 {
     g_autoptr(GPtrArray) list = entries();
@@ -422,6 +428,9 @@ static int load_sections(LoadState *ls, GError **errp)
         switch (type) {
         case QEMU_VM_EOF:
             return 0;
+        case BLKMIG_VM_CANCELLED:
+            g_set_error(errp, MIG_ERROR, 0, "the source cancelled the migration");
+            return -1;
         case QEMU_VM_SECTION_START:
         case QEMU_VM_SECTION_PART:
         case QEMU_VM_SECTION_END:

@@ -1,9 +1,13 @@
-/* Buffered, rate-limited, error-latching byte stream over one fd. */
+/* Buffered, rate-limited, error-latching byte stream over one fd, whose
+ * socket I/O fails once the link stalls. */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,6 +32,16 @@ typedef struct RateBucket {
     gint64 refill_time;
 } RateBucket;
 
+/* What the latched error says of the connection. */
+typedef enum { ERR_OTHER, ERR_ENDED, ERR_STALLED } ErrorKind;
+
+/* When a byte last arrived on any stream sharing it (the connections of
+ * one incoming migration). */
+typedef struct LinkClock {
+    gint refs;
+    _Atomic gint64 last_us;
+} LinkClock;
+
 struct MigStream {
     int fd;
     bool writer;
@@ -43,6 +57,16 @@ struct MigStream {
     atomic_bool cancelled;
 
     RateBucket *rate;           /* own, or shared with other streams */
+
+    /* Socket waits are poll()s bounded by these, not blocking calls with
+     * SO_RCVTIMEO / SO_SNDTIMEO, which belong to the socket: the source's
+     * return path reads the main socket and must wait as long as it takes,
+     * arrivals on other connections count, and neither a rate-limit pause
+     * nor a wait that a shutdown ends early is a stall. */
+    gint64 link_timeout_us;     /* 0: a wait lasts as long as it takes */
+    LinkClock *clock;           /* own, or shared with other readers */
+    _Atomic gint64 deadline_us; /* mig_stream_shutdown_at; 0: none */
+    ErrorKind err_kind;         /* of the latched error */
 };
 
 static MigStream *stream_new(int fd, bool writer)
@@ -58,7 +82,16 @@ static MigStream *stream_new(int fd, bool writer)
     f->rate = g_new0(RateBucket, 1);
     f->rate->refs = 1;
     g_mutex_init(&f->rate->lock);
+    f->clock = g_new0(LinkClock, 1);
+    f->clock->refs = 1;
     return f;
+}
+
+static void link_clock_unref(LinkClock *c)
+{
+    if (g_atomic_int_dec_and_test(&c->refs)) {
+        g_free(c);
+    }
 }
 
 static void rate_bucket_unref(RateBucket *b)
@@ -89,6 +122,7 @@ void mig_stream_close(MigStream *f)
     }
     close(f->fd);
     rate_bucket_unref(f->rate);
+    link_clock_unref(f->clock);
     g_mutex_clear(&f->err_lock);
     g_free(f->err_msg);
     g_free(f->buf);
@@ -102,7 +136,7 @@ int mig_stream_fd(MigStream *f)
 
 /* ---- errors ---- */
 
-void mig_stream_set_error(MigStream *f, int err, const char *msg)
+static void latch(MigStream *f, int err, const char *msg, ErrorKind kind)
 {
     if (err > 0) {
         err = -err;
@@ -112,15 +146,34 @@ void mig_stream_set_error(MigStream *f, int err, const char *msg)
     g_mutex_lock(&f->err_lock);
     if (atomic_load(&f->err) == 0) {
         f->err_msg = g_strdup(msg ? msg : g_strerror(-err));
+        f->err_kind = kind;
         atomic_store(&f->err, err);
     }
     g_mutex_unlock(&f->err_lock);
+}
+
+void mig_stream_set_error(MigStream *f, int err, const char *msg)
+{
+    latch(f, err, msg, ERR_OTHER);
+}
+
+/* Once the deadline of mig_stream_shutdown_at has passed. */
+static void shutdown_if_due(MigStream *f)
+{
+    gint64 deadline = atomic_load(&f->deadline_us);
+
+    if (deadline && g_get_monotonic_time() >= deadline && !atomic_load(&f->cancelled)) {
+        mig_stream_shutdown(f);
+    }
 }
 
 int mig_stream_error(MigStream *f)
 {
     int err = atomic_load(&f->err);
 
+    if (err == 0) {
+        shutdown_if_due(f);
+    }
     if (err == 0 && atomic_load(&f->cancelled)) {
         mig_stream_set_error(f, -ECANCELED, NULL);
         err = atomic_load(&f->err);
@@ -133,15 +186,64 @@ const char *mig_stream_error_msg(MigStream *f)
     return mig_stream_error(f) ? f->err_msg : NULL;
 }
 
+bool mig_stream_ended(MigStream *f)
+{
+    return mig_stream_error(f) && f->err_kind == ERR_ENDED;
+}
+
+bool mig_stream_stalled(MigStream *f)
+{
+    return mig_stream_error(f) && f->err_kind == ERR_STALLED;
+}
+
+/* The kernel ended the connection because the peer had gone silent
+ * (TCP_USER_TIMEOUT, keepalive; see socket_set_link_timeout): it is closed
+ * and nothing came from the peer for a while.  The error it reports says
+ * less: ETIMEDOUT or an ICMP error to the first caller, a broken pipe or
+ * an end of file to the others (the return path shares the socket). */
+static bool peer_went_silent(MigStream *f)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    if (!f->link_timeout_us || getsockopt(f->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) {
+        return false;
+    }
+    return ti.tcpi_state == TCP_CLOSE &&
+           (gint64)ti.tcpi_last_ack_recv * 1000 >= f->link_timeout_us / 2;
+}
+
+static void latch_silent_peer(MigStream *f)
+{
+    char *msg = g_strdup_printf("link stalled: the peer acknowledged nothing for %d s "
+                                "(link-timeout)",
+                                (int)(f->link_timeout_us / G_USEC_PER_SEC));
+
+    latch(f, -ETIMEDOUT, msg, ERR_STALLED);
+    g_free(msg);
+}
+
 /* Latch the errno of a failed syscall; a shutdown takes precedence because
  * the failure is then only its consequence. */
 static void latch_errno(MigStream *f, int saved_errno)
 {
     if (atomic_load(&f->cancelled)) {
         mig_stream_set_error(f, -ECANCELED, NULL);
+    } else if (peer_went_silent(f)) {
+        latch_silent_peer(f);
     } else {
         mig_stream_set_error(f, -saved_errno, NULL);
     }
+}
+
+static void latch_stall(MigStream *f, bool reading)
+{
+    char *msg = g_strdup_printf("link stalled: nothing %s for %d s (link-timeout)",
+                                reading ? "arrived" : "could be sent",
+                                (int)(f->link_timeout_us / G_USEC_PER_SEC));
+
+    latch(f, -ETIMEDOUT, msg, ERR_STALLED);
+    g_free(msg);
 }
 
 void mig_stream_shutdown(MigStream *f)
@@ -150,6 +252,25 @@ void mig_stream_shutdown(MigStream *f)
     if (f->is_socket) {
         shutdown(f->fd, SHUT_RDWR);
     }
+}
+
+void mig_stream_shutdown_at(MigStream *f, gint64 deadline_us)
+{
+    atomic_store(&f->deadline_us, MAX(deadline_us, 1));
+}
+
+void mig_stream_set_link_timeout(MigStream *f, unsigned timeout_s)
+{
+    if (f->is_socket) {
+        f->link_timeout_us = (gint64)timeout_s * G_USEC_PER_SEC;
+    }
+}
+
+void mig_stream_share_arrivals(MigStream *f, MigStream *with)
+{
+    g_atomic_int_inc(&with->clock->refs);
+    link_clock_unref(f->clock);
+    f->clock = with->clock;
 }
 
 uint64_t mig_stream_bytes(MigStream *f)
@@ -167,12 +288,42 @@ uint64_t mig_stream_unsent_bytes(MigStream *f)
     return queued;
 }
 
-/* A non-blocking fd handed to us would otherwise spin: wait (in short
- * slices, so shutdown is noticed) until it is ready. */
-static void wait_ready(MigStream *f, short events)
+/* When a socket wait that began at SINCE must end: at the shutdown
+ * deadline, or once the link stalled: nothing moved since SINCE (nor, for
+ * a read, arrived on a stream sharing the clock since then). */
+static gint64 wait_end(MigStream *f, gint64 since, bool reading, bool *stall)
+{
+    gint64 deadline = atomic_load(&f->deadline_us);
+    gint64 stall_at = G_MAXINT64;
+
+    if (f->link_timeout_us) {
+        gint64 last = reading ? MAX(since, atomic_load(&f->clock->last_us)) : since;
+        stall_at = last + f->link_timeout_us;
+    }
+    *stall = !deadline || stall_at < deadline;
+    return *stall ? stall_at : deadline;
+}
+
+/* Wait until the fd may be ready for EVENTS (the caller retries its call).
+ * A socket wait that reaches its end latches the stall (or shuts the
+ * stream down at its deadline); other fds, non-blocking ones handed to
+ * us, are polled in short slices so a shutdown is noticed. */
+static void wait_io(MigStream *f, short events, gint64 since, bool reading)
 {
     struct pollfd pfd = { .fd = f->fd, .events = events };
-    poll(&pfd, 1, RATE_SLICE_US / 1000);
+    gint64 now = g_get_monotonic_time();
+    bool stall = false;
+    gint64 end = f->is_socket ? wait_end(f, since, reading, &stall) : now + RATE_SLICE_US;
+
+    if (end <= now) {
+        if (stall) {
+            latch_stall(f, reading);
+        } else {
+            mig_stream_shutdown(f);
+        }
+        return;
+    }
+    poll(&pfd, 1, end == G_MAXINT64 ? -1 : (int)MIN((end - now + 999) / 1000, INT_MAX));
 }
 
 /* ---- rate limiting ---- */
@@ -238,8 +389,7 @@ static size_t rate_limit_take(MigStream *f, size_t want)
         double wait_us = 0;
         size_t got;
 
-        if (atomic_load(&f->cancelled)) {
-            mig_stream_set_error(f, -ECANCELED, NULL);
+        if (mig_stream_error(f)) {
             return 0;
         }
         if (rate == 0) {
@@ -291,7 +441,7 @@ static ssize_t write_some(MigStream *f, const struct iovec *iov, int iovcnt, siz
     if (f->is_socket) {
         /* MSG_NOSIGNAL: a vanished peer is an error, not a SIGPIPE. */
         struct msghdr msg = { .msg_iov = part, .msg_iovlen = n };
-        return sendmsg(f->fd, &msg, MSG_NOSIGNAL);
+        return sendmsg(f->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     return writev(f->fd, part, n);
 }
@@ -313,6 +463,7 @@ static void iov_advance(struct iovec **iov, int *iovcnt, size_t n)
 static void write_iov(MigStream *f, struct iovec *iov, int iovcnt)
 {
     size_t total = 0;
+    gint64 blocked_since = 0;   /* the kernel took nothing since then */
 
     for (int i = 0; i < iovcnt; i++) {
         total += iov[i].iov_len;
@@ -329,12 +480,14 @@ static void write_iov(MigStream *f, struct iovec *iov, int iovcnt)
             int saved = errno;
             rate_limit_refund(f, allowed);
             if (saved == EAGAIN || saved == EWOULDBLOCK) {
-                wait_ready(f, POLLOUT);
+                blocked_since = blocked_since ? blocked_since : g_get_monotonic_time();
+                wait_io(f, POLLOUT, blocked_since, false);
             } else if (saved != EINTR) {
                 latch_errno(f, saved);
             }
             continue;
         }
+        blocked_since = 0;
         rate_limit_refund(f, allowed - n);
         if (atomic_load(&f->cancelled)) {
             mig_stream_set_error(f, -ECANCELED, NULL);
@@ -425,21 +578,23 @@ void mig_put_be64(MigStream *f, uint64_t v)
 
 /* ---- reading ---- */
 
-/* One read(2): bytes read, 0 at end of file, -1 with the error latched. */
+/* One read: bytes read, 0 at end of file, -1 with the error latched. */
 static ssize_t read_some(MigStream *f, void *buf, size_t len)
 {
+    gint64 since = g_get_monotonic_time();
+
     for (;;) {
         ssize_t n;
 
         if (mig_stream_error(f)) {
             return -1;
         }
-        n = read(f->fd, buf, len);
+        n = f->is_socket ? recv(f->fd, buf, len, MSG_DONTWAIT) : read(f->fd, buf, len);
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            wait_ready(f, POLLIN);
+            wait_io(f, POLLIN, since, true);
             continue;
         }
         if (n < 0) {
@@ -450,15 +605,23 @@ static ssize_t read_some(MigStream *f, void *buf, size_t len)
             mig_stream_set_error(f, -ECANCELED, NULL);
             return -1;
         }
+        if (n > 0) {
+            atomic_store(&f->clock->last_us, g_get_monotonic_time());
+        }
         return n;
     }
 }
 
 static void latch_eof(MigStream *f)
 {
-    char *msg = g_strdup_printf("unexpected end of stream at byte %" G_GUINT64_FORMAT,
-                                f->bytes);
-    mig_stream_set_error(f, -EPIPE, msg);
+    char *msg;
+
+    if (peer_went_silent(f)) {
+        latch_silent_peer(f);
+        return;
+    }
+    msg = g_strdup_printf("unexpected end of stream at byte %" G_GUINT64_FORMAT, f->bytes);
+    latch(f, -EPIPE, msg, ERR_ENDED);
     g_free(msg);
 }
 

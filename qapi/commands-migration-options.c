@@ -128,7 +128,8 @@ static bool param_algorithm(JsonObject *args, MigrationParametersUpdate *u, GErr
     return true;
 }
 
-/* The migration engine's parameters (multifd, compression, read pipeline). */
+/* The migration engine's parameters (multifd, compression, read pipeline,
+ * link timeout). */
 static bool parse_engine_params(JsonObject *args, MigrationParametersUpdate *u, GError **errp)
 {
     return param_u64(args, "multifd-channels", &u->has_multifd_channels,
@@ -138,6 +139,7 @@ static bool parse_engine_params(JsonObject *args, MigrationParametersUpdate *u, 
            param_u64(args, "compress-zstd-level", &u->has_compress_zstd_level,
                      &u->p.compress_zstd_level, errp) &&
            param_u64(args, "max-inflight", &u->has_max_inflight, &u->p.max_inflight, errp) &&
+           param_u64(args, "link-timeout", &u->has_link_timeout, &u->p.link_timeout, errp) &&
            param_algorithm(args, u, errp);
 }
 
@@ -147,7 +149,7 @@ static JsonNode *migrate_set_parameters(JsonObject *args, GError **errp)
 
     if (!qmp_args_only(args, errp, "max-bandwidth", "downtime-limit", "dirty-granularity",
                        "multifd-channels", "compress-level", "compress-zstd-level",
-                       "compress-algorithm", "max-inflight", NULL) ||
+                       "compress-algorithm", "max-inflight", "link-timeout", NULL) ||
         !param_u64(args, "max-bandwidth", &u.has_max_bandwidth, &u.p.max_bandwidth, errp) ||
         !param_u64(args, "downtime-limit", &u.has_downtime_limit, &u.p.downtime_limit, errp) ||
         !param_u64(args, "dirty-granularity", &u.has_dirty_granularity,
@@ -176,6 +178,7 @@ static JsonNode *query_migrate_parameters(JsonObject *args, GError **errp)
     json_object_set_string_member(obj, "compress-algorithm",
                                   mig_compress_algorithm_name(p.compress_algorithm));
     json_object_set_int_member(obj, "max-inflight", (gint64)p.max_inflight);
+    json_object_set_int_member(obj, "link-timeout", (gint64)p.link_timeout);
     return qmp_node_take_object(obj);
 }
 

@@ -59,6 +59,7 @@ static const char usage_text[] =
 "                     I/O is served only while the guest runs\n"
 "  --incoming tcp:HOST:PORT | unix:PATH | file:PATH | defer\n"
 "                     wait for an incoming migration (state inmigrate);\n"
+"                     a socket listens again after a failed migration;\n"
 "                     'defer' waits for the QMP command migrate-incoming\n"
 "  --workload drive=ID[,pattern=randwrite|seqwrite|randrw][,bs=SIZE]\n"
 "          [,rate=MIBS][,seed=N][,zero-frac=F]\n"

@@ -103,7 +103,7 @@ static bool start_workload(const char *optstr, GError **errp)
 static bool start_incoming(const char *uri, GError **errp)
 {
     runstate_set(RUN_STATE_INMIGRATE);
-    return strcmp(uri, "defer") == 0 || migration_incoming_start(uri, errp);
+    return strcmp(uri, "defer") == 0 || migration_incoming_start_relistening(uri, errp);
 }
 
 /* Drives first (everything else refers to them), then the sockets, then

@@ -5,6 +5,7 @@
 #include <gio/gio.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -436,6 +437,26 @@ void socket_tune_bulk(int fd)
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0) {
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
     }
+}
+
+/* Probes start once the connection was idle for a third of the timeout;
+ * with TCP_USER_TIMEOUT set, unanswered probes end it when the timeout
+ * has passed since the peer was last heard, whatever the probe count. */
+bool socket_set_link_timeout(int fd, unsigned timeout_s)
+{
+    unsigned user_ms = timeout_s * 1000;
+    int on = 1;
+    int idle = MAX(timeout_s / 3, 1);
+    int interval = MAX(timeout_s / 6, 1);
+    int count = MAX((int)(timeout_s - idle) / interval, 1);
+
+    if (setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof(user_ms)) < 0) {
+        return false;
+    }
+    return setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) == 0 &&
+           setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) == 0 &&
+           setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval)) == 0 &&
+           setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count)) == 0;
 }
 
 int socket_local_port(int fd)

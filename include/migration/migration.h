@@ -77,6 +77,9 @@ void migration_cancel(void);
 /* Listen for (tcp:, unix:) or read (file:) an incoming migration.  The
  * load runs in a thread; returns once listening / the file is open. */
 bool migration_incoming_start(const char *uri, GError **errp);
+/* The same, and after a failed or cancelled socket migration listen on
+ * URI again with the guest still waiting (blkmigd --incoming URI). */
+bool migration_incoming_start_relistening(const char *uri, GError **errp);
 /* True while an incoming migration is expected or running. */
 bool migration_incoming_pending(void);
 

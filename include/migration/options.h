@@ -44,6 +44,7 @@ typedef struct MigrationParameters {
     uint64_t compress_zstd_level;   /* blkmig: 1..19; default 1 */
     MigrationCompressAlgorithm compress_algorithm; /* blkmig; default zstd */
     uint64_t max_inflight;      /* blkmig: bytes of chunk buffers in flight; default 32 MiB */
+    uint64_t link_timeout;      /* blkmig: seconds a stalled link is tolerated; default 20 */
 } MigrationParameters;
 
 #define MIG_DEFAULT_MAX_BANDWIDTH (128ULL << 20)
@@ -61,6 +62,12 @@ typedef struct MigrationParameters {
 #define MIG_DEFAULT_MAX_INFLIGHT (8ULL << 20)
 #define MIG_MIN_MAX_INFLIGHT (4ULL << 20)
 #define MIG_MAX_MAX_INFLIGHT (1ULL << 30)
+/* Each side fails its migration once no byte moved on a connection for
+ * this long (and TCP gives up on unacknowledged data as soon): well under
+ * the minutes TCP's own defaults take, well over any pause of a healthy
+ * link. */
+#define MIG_DEFAULT_LINK_TIMEOUT 20
+#define MIG_MAX_LINK_TIMEOUT 3600
 
 void mig_params_get(MigrationParameters *out);
 /* Validate-then-apply; on error nothing changes.  Only fields whose has_*
@@ -68,7 +75,7 @@ void mig_params_get(MigrationParameters *out);
 typedef struct MigrationParametersUpdate {
     bool has_max_bandwidth, has_downtime_limit, has_dirty_granularity;
     bool has_multifd_channels, has_compress_level, has_compress_zstd_level;
-    bool has_compress_algorithm, has_max_inflight;
+    bool has_compress_algorithm, has_max_inflight, has_link_timeout;
     MigrationParameters p;
 } MigrationParametersUpdate;
 bool mig_params_apply(const MigrationParametersUpdate *u, GError **errp);

@@ -4,7 +4,16 @@
  *   START 0x01 / FULL 0x04: be32 id, u8 len + idstr, be32 instance, be32 version
  *   PART 0x02 / END 0x03:   be32 id
  *   every section ends with 0x7e + be32 id
- *   EOF 0x10                                                             */
+ *   EOF 0x10
+ *
+ * blkmig's own type bytes start at 0x40, clear of QEMU's (0x01..0x10,
+ * 0x7e); they are never sent with qemu-compat, and an older destination
+ * fails on them as on any unknown type:
+ *   CANCELLED 0x40  in place of a section: the source's operator cancelled
+ *                   the migration; nothing follows and the source closes
+ *                   the connections once the destination answered (or
+ *                   after 2 s).  The destination fails the migration with
+ *                   "the source cancelled the migration".                */
 #ifndef MIGRATION_SAVEVM_H
 #define MIGRATION_SAVEVM_H
 
@@ -20,6 +29,7 @@
 #define QEMU_VM_SECTION_END      0x03
 #define QEMU_VM_SECTION_FULL     0x04
 #define QEMU_VM_SECTION_FOOTER   0x7e
+#define BLKMIG_VM_CANCELLED      0x40
 
 /* Save-side callbacks return 0 or -errno (with the stream's error latched
  * or *errp set); load returns 0 or -1 with *errp set. */
@@ -57,6 +67,9 @@ int savevm_state_iterate(MigStream *f, uint64_t max_bytes, GError **errp);
 uint64_t savevm_state_pending(void);
 /* END sections and EOF. */
 int savevm_state_complete(MigStream *f, GError **errp);
+/* Instead of the rest: CANCELLED, flushed (at a section boundary, to a
+ * blkmig destination only).  Returns 0 or -1 when it could not be sent. */
+int savevm_state_cancel(MigStream *f);
 void savevm_state_cleanup(void);
 
 /* Destination: read a whole stream, validating every header and footer.

@@ -75,5 +75,27 @@ uint64_t mig_stream_unsent_bytes(MigStream *f);
 /* Unblock a thread stuck in I/O on this stream from another thread
  * (shutdown(2) for sockets); the blocked call fails with -ECANCELED. */
 void mig_stream_shutdown(MigStream *f);
+/* The same once DEADLINE_US (monotonic) has passed: until then I/O goes
+ * on, so a writer can finish what it began; a wait ends at the deadline.
+ * Any thread. */
+void mig_stream_shutdown_at(MigStream *f, gint64 deadline_us);
+
+/* The link.  Socket I/O waits in poll(), never in a blocking call; with a
+ * link timeout of TIMEOUT_S seconds (0, the default: no limit) a wait that
+ * sees no byte move for that long fails with -ETIMEDOUT and a message
+ * that starts "link stalled" and names link-timeout: a write when nothing
+ * could be sent, a read when nothing arrived on F, nor on the streams that
+ * share its arrivals.  A connection the kernel ended because the peer
+ * stopped answering (TCP_USER_TIMEOUT, keepalive) reads the same.  Set it
+ * before the stream is used; no-op for other fds. */
+void mig_stream_set_link_timeout(MigStream *f, unsigned timeout_s);
+/* Bytes arriving on WITH count as signs of life for reads on F too: the
+ * connections of one incoming migration, one of which may rightly be
+ * quiet while another carries the data. */
+void mig_stream_share_arrivals(MigStream *f, MigStream *with);
+/* The first error was the end of the stream: the peer closed it. */
+bool mig_stream_ended(MigStream *f);
+/* The first error was the link stalling (the "link stalled" ones above). */
+bool mig_stream_stalled(MigStream *f);
 
 #endif

@@ -36,6 +36,12 @@ int endpoint_connect(const Endpoint *ep, GError **errp);
 int socket_accept(int listen_fd);
 /* Large send/receive buffers for bulk transfer; errors ignored. */
 void socket_tune_bulk(int fd);
+/* Make a dead link or peer end the TCP connection FD within about
+ * TIMEOUT_S seconds, where Linux would take 15 minutes (retransmissions)
+ * or 2 hours (keepalive): TCP_USER_TIMEOUT for data the peer does not
+ * acknowledge, keepalive probes when there is none.  False when FD is not
+ * a TCP socket (nothing changes then). */
+bool socket_set_link_timeout(int fd, unsigned timeout_s);
 /* Local TCP port of a bound socket (e.g. after listening on port 0), or -1
  * when FD is not an IPv4/IPv6 socket. */
 int socket_local_port(int fd);

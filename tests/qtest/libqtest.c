@@ -106,17 +106,24 @@ char *qtest_daemon_log_tail(QTestDaemon *d)
     return tail;
 }
 
-static char **build_argv(const char *args, const char *qmp_path)
+/* Append the words of the space-separated TEXT to ARGV. */
+static void add_words(GPtrArray *argv, const char *text)
 {
-    GPtrArray *argv = g_ptr_array_new();
-    g_ptr_array_add(argv, g_strdup(daemon_binary()));
-    char **words = g_strsplit_set(args, " \t\n", -1);
+    char **words = g_strsplit_set(text, " \t\n", -1);
     for (char **w = words; *w; w++) {
         if (**w) {
             g_ptr_array_add(argv, g_strdup(*w));
         }
     }
     g_strfreev(words);
+}
+
+static char **build_argv(const char *prefix, const char *args, const char *qmp_path)
+{
+    GPtrArray *argv = g_ptr_array_new();
+    add_words(argv, prefix ? prefix : "");
+    g_ptr_array_add(argv, g_strdup(daemon_binary()));
+    add_words(argv, args);
     g_ptr_array_add(argv, g_strdup("--qmp"));
     g_ptr_array_add(argv, g_strconcat("unix:", qmp_path, NULL));
     g_ptr_array_add(argv, NULL);
@@ -132,7 +139,7 @@ static void G_GNUC_NORETURN exec_daemon(char **argv, int log_fd, pid_t parent)
     }
     dup2(log_fd, STDOUT_FILENO);
     dup2(log_fd, STDERR_FILENO);
-    execv(argv[0], argv);
+    execvp(argv[0], argv);  /* a prefix command is looked up in PATH */
     /* Only async-signal-safe calls between fork and exec. */
     static const char msg[] = "libqtest: cannot execute the daemon (set $BLKMIGD): ";
     ssize_t ignored = write(STDERR_FILENO, msg, sizeof(msg) - 1);
@@ -196,13 +203,8 @@ static void connect_qmp(QTestDaemon *d)
     }
 }
 
-QTestDaemon *qtest_daemon_start(const char *name, const char *fmt, ...)
+static QTestDaemon *daemon_start(const char *prefix, const char *name, const char *args)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *args = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-
     QTestDaemon *d = g_new0(QTestDaemon, 1);
     d->name = g_strdup(name);
     d->qmp_path = g_strdup_printf("%s/%s.qmp", qtest_tmpdir(), name);
@@ -213,7 +215,7 @@ QTestDaemon *qtest_daemon_start(const char *name, const char *fmt, ...)
     if (log_fd < 0) {
         qtest_fail("cannot create %s: %s", d->log_path, g_strerror(errno));
     }
-    char **argv = build_argv(args, d->qmp_path);
+    char **argv = build_argv(prefix, args, d->qmp_path);
     g_autofree char *cmdline = g_strjoinv(" ", argv);
     g_test_message("start %s: %s", name, cmdline);
 
@@ -296,6 +298,25 @@ int qtest_daemon_run(int timeout_ms, char **output, const char *first, ...)
     }
     g_strfreev(argv);
     return code;
+}
+
+QTestDaemon *qtest_daemon_start(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *args = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    return daemon_start(NULL, name, args);
+}
+
+QTestDaemon *qtest_daemon_start_prefixed(const char *prefix, const char *name,
+                                         const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *args = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    return daemon_start(prefix, name, args);
 }
 
 static void daemon_free(QTestDaemon *d)

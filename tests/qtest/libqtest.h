@@ -29,6 +29,13 @@ QTestDaemon *qtest_daemon_start(const char *name, const char *fmt, ...) G_GNUC_P
  * stderr.  For command lines and start-ups that must fail. */
 int qtest_daemon_run(int timeout_ms, char **output, const char *first, ...)
     G_GNUC_NULL_TERMINATED;
+/* The same with PREFIX (space-separated words, the first looked up in
+ * PATH) put before the daemon on the command line, e.g. "ip netns exec NS"
+ * to run it in network namespace NS.  The prefix must exec the daemon in
+ * its own process, as ip netns exec does, so the test's kill and waitpid
+ * reach the daemon. */
+QTestDaemon *qtest_daemon_start_prefixed(const char *prefix, const char *name,
+                                         const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 /* SIGKILL and reap. Frees D. */
 void qtest_daemon_kill(QTestDaemon *d);
 /* "quit" over QMP, then reap (SIGKILL after 10 s); fails the test unless

@@ -1,5 +1,6 @@
 /* MigStream over real sockets, pipes and files: every width round trips,
- * big buffers, end of stream, error latching, shutdown and rate limit. */
+ * big buffers, end of stream, error latching, shutdown, rate limit and
+ * the link timeout. */
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
@@ -374,6 +375,111 @@ static void test_shutdown_stops_rate_limited_writer(void)
     g_free(l.buf);
 }
 
+/* ---- the link timeout ---- */
+
+/* Run BODY's thread on F and return its error and how long it took. */
+static int timed_join(GThreadFunc body, MigStream *f, double *seconds)
+{
+    gint64 start = g_get_monotonic_time();
+    int err = GPOINTER_TO_INT(g_thread_join(g_thread_new("io", body, f)));
+
+    *seconds = (g_get_monotonic_time() - start) / 1e6;
+    return err;
+}
+
+static void test_link_timeout_read_write(void)
+{
+    int sv[2];
+    MigStream *f;
+    double seconds;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    f = mig_stream_new_reader(sv[0]);
+    mig_stream_set_link_timeout(f, 1);
+    g_assert_cmpint(timed_join(blocked_reader, f, &seconds), ==, -ETIMEDOUT);
+    g_assert_cmpfloat(seconds, >=, 0.9);
+    g_assert_cmpfloat(seconds, <, 3);
+    g_assert_cmpstr(mig_stream_error_msg(f), ==,
+                    "link stalled: nothing arrived for 1 s (link-timeout)");
+    g_assert_true(mig_stream_stalled(f));
+    mig_stream_close(f);
+    close(sv[1]);
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    f = mig_stream_new_writer(sv[1]);
+    mig_stream_set_link_timeout(f, 1);
+    g_assert_cmpint(timed_join(blocked_writer, f, &seconds), ==, -ETIMEDOUT);
+    g_assert_cmpfloat(seconds, <, 3);
+    g_assert_cmpstr(mig_stream_error_msg(f), ==,
+                    "link stalled: nothing could be sent for 1 s (link-timeout)");
+    mig_stream_close(f);
+    close(sv[0]);
+}
+
+typedef struct Feeder {
+    int fd;                     /* written to */
+    MigStream *f;               /* reads what was written */
+    int count;
+} Feeder;
+
+static gpointer feed_slowly(gpointer opaque)
+{
+    Feeder *fd = opaque;
+
+    for (int i = 0; i < fd->count; i++) {
+        g_usleep(300 * 1000);
+        g_assert_cmpint(write(fd->fd, "x", 1), ==, 1);
+        mig_get_u8(fd->f);
+    }
+    return NULL;
+}
+
+/* Bytes arriving on another stream of the migration keep a quiet one
+ * alive; once they stop, the quiet one stalls. */
+static void test_link_timeout_shared(void)
+{
+    int quiet[2], busy[2];
+    Feeder feeder = { .count = 8 };
+    MigStream *f;
+    GThread *t;
+    double seconds;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, quiet), ==, 0);
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, busy), ==, 0);
+    f = mig_stream_new_reader(quiet[0]);
+    feeder.fd = busy[1];
+    feeder.f = mig_stream_new_reader(busy[0]);
+    mig_stream_set_link_timeout(f, 1);
+    mig_stream_share_arrivals(f, feeder.f);
+    t = g_thread_new("feeder", feed_slowly, &feeder);
+    g_assert_cmpint(timed_join(blocked_reader, f, &seconds), ==, -ETIMEDOUT);
+    g_assert_cmpfloat(seconds, >=, 2.4 + 0.9);
+    g_thread_join(t);
+    mig_stream_close(f);
+    mig_stream_close(feeder.f);
+    close(quiet[1]);
+    close(busy[1]);
+}
+
+/* shutdown_at: I/O goes on until the deadline, a wait ends there. */
+static void test_shutdown_at(void)
+{
+    int sv[2];
+    MigStream *f;
+    double seconds;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    f = mig_stream_new_writer(sv[1]);
+    mig_stream_shutdown_at(f, g_get_monotonic_time() + 500 * 1000);
+    mig_put_be64(f, 1);
+    g_assert_cmpint(mig_stream_flush(f), ==, 0);
+    g_assert_cmpint(timed_join(blocked_writer, f, &seconds), ==, -ECANCELED);
+    g_assert_cmpfloat(seconds, >=, 0.4);
+    g_assert_cmpfloat(seconds, <, 2);
+    mig_stream_close(f);
+    close(sv[0]);
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -390,6 +496,9 @@ int main(int argc, char **argv)
     g_test_add_func("/stream/rate-limit-live-change", test_rate_limit_live_change);
     g_test_add_func("/stream/shutdown-unblocks", test_shutdown_unblocks);
     g_test_add_func("/stream/shutdown-rate-limited", test_shutdown_stops_rate_limited_writer);
+    g_test_add_func("/stream/shutdown-at", test_shutdown_at);
+    g_test_add_func("/stream/link-timeout/read-write", test_link_timeout_read_write);
+    g_test_add_func("/stream/link-timeout/shared", test_link_timeout_shared);
     ret = g_test_run();
     g_rmdir(tmpdir);
     g_free(tmpdir);

@@ -1,0 +1,541 @@
+/* What happens to a migration when its link dies or one side gives up,
+ * between two real blkmigd daemons: the destination runs in a network
+ * namespace of its own behind a veth pair that the test takes down, and
+ * both sides must report `failed` within link-timeout, naming it; a cancel
+ * must read as a cancel at the destination; a destination started with
+ * --incoming URI must listen again after a failure. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "libqtest.h"
+
+#define MIB (UINT64_C(1) << 20)
+#define DRIVE_ID "disk0"
+#define DISK_SIZE (32 * MIB)
+/* Slow enough that the bulk phase is still running when the test acts. */
+#define SLOW_BANDWIDTH (1 * MIB)
+/* The link-timeout the tests set on both sides, in seconds. */
+#define LINK_TIMEOUT 3
+/* Beyond link-timeout: the source's 2 s wait for the destination's own
+ * words, polling, and two shared cores under ASan. */
+#define FAIL_MARGIN_S 8
+#define STATE_TIMEOUT_MS 10000
+#define MIGRATE_TIMEOUT_MS 120000
+#define NS_PREFIX "blkmig-link-"
+#define NS_PORT 4444
+#define POLL_US (50 * 1000)
+
+/* ---- the network namespace ---- */
+
+/* NS_PREFIX<pid>, joined to ours by a veth pair on 198.18.0.0/15 (the
+ * range RFC 2544 sets aside for tests); the /30 is chosen by our pid. */
+typedef struct NetNs {
+    char *name;
+    char *host_if;              /* the veth end in our namespace */
+    char *ns_if;
+    char *host_addr;
+    char *ns_addr;
+    char *prefix;               /* runs a command inside */
+} NetNs;
+
+static NetNs *netns;            /* set up by the first test that needs it */
+static char *netns_skip;        /* why it cannot be, once known */
+
+/* Run the shell command FMT; true when it exits 0.  Its output goes to
+ * the test log. */
+static bool G_GNUC_PRINTF(1, 2) sh(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *cmd = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_autofree char *out = NULL, *err = NULL;
+    int status = -1;
+
+    if (!g_spawn_command_line_sync(cmd, &out, &err, &status, NULL)) {
+        return false;
+    }
+    if (status != 0) {
+        g_test_message("'%s' failed: %s%s", cmd, out, err);
+    }
+    return g_spawn_check_wait_status(status, NULL);
+}
+
+/* Namespaces a killed run of this test left behind (its pid is gone). */
+static void remove_stale_namespaces(void)
+{
+    g_autofree char *out = NULL;
+    if (!g_spawn_command_line_sync("ip netns list", &out, NULL, NULL, NULL)) {
+        return;
+    }
+    g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
+    for (char **l = lines; *l; l++) {
+        if (!g_str_has_prefix(*l, NS_PREFIX)) {
+            continue;
+        }
+        long pid = strtol(*l + strlen(NS_PREFIX), NULL, 10);
+        if (pid > 0 && kill(pid, 0) < 0 && errno == ESRCH) {
+            g_autofree char *name = g_strndup(*l, strcspn(*l, " "));
+            sh("ip netns del %s", name);
+        }
+    }
+}
+
+static NetNs *netns_new(void)
+{
+    NetNs *ns = g_new0(NetNs, 1);
+    unsigned base = (198u << 24 | 18u << 16) + ((unsigned)getpid() & 0x7fff) * 4;
+
+    ns->name = g_strdup_printf(NS_PREFIX "%d", (int)getpid());
+    ns->host_if = g_strdup_printf("bml%dh", (int)getpid());
+    ns->ns_if = g_strdup_printf("bml%dn", (int)getpid());
+    ns->host_addr = g_strdup_printf("%u.%u.%u.%u", base >> 24, (base >> 16) & 255,
+                                    (base >> 8) & 255, (base & 255) + 1);
+    ns->ns_addr = g_strdup_printf("%u.%u.%u.%u", base >> 24, (base >> 16) & 255,
+                                  (base >> 8) & 255, (base & 255) + 2);
+    ns->prefix = g_strdup_printf("ip netns exec %s", ns->name);
+    return ns;
+}
+
+static void netns_free(NetNs *ns)
+{
+    sh("ip netns del %s", ns->name);     /* takes the veth pair with it */
+    g_free(ns->name);
+    g_free(ns->host_if);
+    g_free(ns->ns_if);
+    g_free(ns->host_addr);
+    g_free(ns->ns_addr);
+    g_free(ns->prefix);
+    g_free(ns);
+}
+
+static bool netns_create(NetNs *ns)
+{
+    return sh("ip netns add %s", ns->name) &&
+           sh("ip link add %s type veth peer name %s", ns->host_if, ns->ns_if) &&
+           sh("ip link set %s netns %s", ns->ns_if, ns->name) &&
+           sh("ip addr add %s/30 dev %s", ns->host_addr, ns->host_if) &&
+           sh("ip link set %s up", ns->host_if) &&
+           sh("%s ip addr add %s/30 dev %s", ns->prefix, ns->ns_addr, ns->ns_if) &&
+           sh("%s ip link set %s up", ns->prefix, ns->ns_if) &&
+           sh("%s ip link set lo up", ns->prefix);
+}
+
+/* The namespace, or NULL after a TAP skip that says why there is none. */
+static NetNs *need_netns(void)
+{
+    if (!netns && !netns_skip) {
+        if (geteuid() != 0 || !qtest_have_program("ip")) {
+            netns_skip = g_strdup("a network namespace needs root and ip(8)");
+        } else {
+            remove_stale_namespaces();
+            netns = netns_new();
+            if (!netns_create(netns)) {
+                netns_free(g_steal_pointer(&netns));
+                netns_skip = g_strdup("creating a network namespace with a veth pair "
+                                      "failed (see the messages above)");
+            }
+        }
+    }
+    if (!netns) {
+        g_test_skip(netns_skip);
+    }
+    return netns;
+}
+
+static void link_set(NetNs *ns, bool up)
+{
+    g_assert_true(sh("ip link set %s %s", ns->host_if, up ? "up" : "down"));
+}
+
+/* ---- daemons and migrations ---- */
+
+typedef struct Migration {
+    char *src_disk;
+    char *dst_disk;
+    char *uri;
+    QTestDaemon *src;
+    QTestDaemon *dst;
+} Migration;
+
+/* A source disk full of data and an empty destination disk; the source
+ * daemon runs its guest. */
+static void migration_init(Migration *m)
+{
+    m->src_disk = qtest_path("src.raw");
+    m->dst_disk = qtest_path("dst.raw");
+    unlink(m->dst_disk);
+    qtest_disk_create(m->src_disk, DISK_SIZE);
+    qtest_disk_scatter(m->src_disk, 8, DISK_SIZE / MIB, MIB);
+    m->src = qtest_daemon_start("src", "--drive id=" DRIVE_ID ",file=%s", m->src_disk);
+}
+
+/* The destination, inside NS when given, listening on URI. */
+static void start_dst(Migration *m, NetNs *ns, const char *incoming)
+{
+    m->dst = qtest_daemon_start_prefixed(ns ? ns->prefix : NULL, "dst",
+                                         "--drive id=" DRIVE_ID ",file=%s,size=%" G_GUINT64_FORMAT
+                                         ",create=on --incoming %s",
+                                         m->dst_disk, DISK_SIZE, incoming);
+}
+
+static void migration_free(Migration *m)
+{
+    qtest_daemon_kill(m->src);
+    qtest_daemon_kill(m->dst);
+    unlink(m->src_disk);
+    unlink(m->dst_disk);
+    g_free(m->src_disk);
+    g_free(m->dst_disk);
+    g_free(m->uri);
+}
+
+static void set_link_timeout(QTestDaemon *d, unsigned seconds)
+{
+    qtest_set_params(d, "\"link-timeout\": %u", seconds);
+}
+
+/* Start a slow migration and wait until data flows. */
+static void start_slow_migration(Migration *m)
+{
+    qtest_set_caps(m->src, "block", NULL);
+    qtest_set_params(m->src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, SLOW_BANDWIDTH);
+    qtest_migrate_start(m->src, m->uri);
+    json_node_unref(qtest_migrate_wait_status(m->src, "active", STATE_TIMEOUT_MS));
+    json_node_unref(qtest_migrate_wait_status(m->dst, "active", STATE_TIMEOUT_MS));
+    for (gint64 transferred = 0; transferred < 2 * (gint64)MIB;) {
+        JsonNode *info = qtest_query_migrate(m->src);
+        g_assert_cmpstr(qtest_json_str(info, "status"), ==, "active");
+        transferred = qtest_json_int(info, "disk.transferred");
+        json_node_unref(info);
+        g_usleep(POLL_US);
+    }
+}
+
+/* ---- outcomes ---- */
+
+/* How one side's migration ended. */
+typedef struct Outcome {
+    char *status;
+    char *error_desc;           /* "" when none */
+    double seconds;             /* after the start of the wait */
+} Outcome;
+
+static void outcome_clear(Outcome *o)
+{
+    g_free(o->status);
+    g_free(o->error_desc);
+}
+
+/* Whether D's migration has ended; if so fills O. */
+static bool poll_final(QTestDaemon *d, gint64 start, Outcome *o)
+{
+    JsonNode *info = qtest_query_migrate(d);
+    const char *status = qtest_json_str(info, "status");
+    JsonNode *desc = qtest_json_get(info, "error-desc");
+    bool final = !strcmp(status, "failed") || !strcmp(status, "cancelled") ||
+                 !strcmp(status, "completed");
+
+    if (final) {
+        o->status = g_strdup(status);
+        o->error_desc = g_strdup(desc ? json_node_get_string(desc) : "");
+        o->seconds = (g_get_monotonic_time() - start) / 1e6;
+    }
+    json_node_unref(info);
+    return final;
+}
+
+/* Wait until both sides ended, at most TIMEOUT_S seconds (else the test
+ * fails saying where each side is). */
+static void wait_both_ended(Migration *m, double timeout_s, Outcome *src, Outcome *dst)
+{
+    gint64 start = g_get_monotonic_time();
+    bool src_done = false, dst_done = false;
+
+    while (!(src_done && dst_done)) {
+        src_done = src_done || poll_final(m->src, start, src);
+        dst_done = dst_done || poll_final(m->dst, start, dst);
+        if (!(src_done && dst_done) && g_get_monotonic_time() - start > timeout_s * 1e6) {
+            g_autofree char *a = qtest_runstate(m->src), *b = qtest_runstate(m->dst);
+            g_error("after %.0f s the source is %s (runstate %s), the destination %s "
+                    "(runstate %s)", timeout_s, src_done ? src->status : "still migrating",
+                    a, dst_done ? dst->status : "still migrating", b);
+        }
+        g_usleep(POLL_US);
+    }
+    g_test_message("source: %s after %.1f s: %s", src->status, src->seconds, src->error_desc);
+    g_test_message("destination: %s after %.1f s: %s", dst->status, dst->seconds,
+                   dst->error_desc);
+}
+
+static void assert_contains(const char *text, const char *part)
+{
+    if (!strstr(text, part)) {
+        g_error("'%s' does not say '%s'", text, part);
+    }
+}
+
+static void assert_stall_reported(const Outcome *o)
+{
+    g_autofree char *limit = g_strdup_printf("%d s", LINK_TIMEOUT);
+
+    g_assert_cmpstr(o->status, ==, "failed");
+    assert_contains(o->error_desc, "link stalled");
+    assert_contains(o->error_desc, "link-timeout");
+    assert_contains(o->error_desc, limit);
+}
+
+/* The source guest runs on; the destination guest never started. */
+static void assert_guests_safe(Migration *m)
+{
+    g_autofree char *src = qtest_runstate(m->src), *dst = qtest_runstate(m->dst);
+
+    g_assert_cmpstr(src, ==, "running");
+    g_assert_cmpstr(dst, ==, "inmigrate");
+}
+
+/* ---- a dead link ---- */
+
+static bool dead_link_setup(Migration *m, bool multifd)
+{
+    NetNs *ns = need_netns();
+
+    if (!ns) {
+        return false;
+    }
+    link_set(ns, true);
+    m->uri = g_strdup_printf("tcp:%s:%d", ns->ns_addr, NS_PORT);
+    migration_init(m);
+    start_dst(m, ns, m->uri);
+    set_link_timeout(m->src, LINK_TIMEOUT);
+    set_link_timeout(m->dst, LINK_TIMEOUT);
+    if (multifd) {
+        qtest_set_caps(m->src, "multifd", NULL);
+    }
+    start_slow_migration(m);
+    return true;
+}
+
+/* The link dies mid-migration: both sides fail within link-timeout and
+ * say so; neither guest is lost.  With multifd, every channel too. */
+static void test_dead_link(gconstpointer multifd)
+{
+    Migration m = { 0 };
+    Outcome src = { 0 }, dst = { 0 };
+
+    if (!dead_link_setup(&m, multifd != NULL)) {
+        return;
+    }
+    link_set(netns, false);
+    wait_both_ended(&m, LINK_TIMEOUT + FAIL_MARGIN_S, &src, &dst);
+    assert_stall_reported(&src);
+    assert_stall_reported(&dst);
+    assert_guests_safe(&m);
+    link_set(netns, true);
+    outcome_clear(&src);
+    outcome_clear(&dst);
+    migration_free(&m);
+}
+
+/* Cancelled while the link is dead: the source at once, the destination
+ * (which cannot hear of it) within link-timeout. */
+static void test_dead_link_cancel(void)
+{
+    Migration m = { 0 };
+    Outcome src = { 0 }, dst = { 0 };
+
+    if (!dead_link_setup(&m, false)) {
+        return;
+    }
+    link_set(netns, false);
+    g_usleep(G_USEC_PER_SEC);
+    json_node_unref(qtest_qmp_ok(m.src, "{\"execute\": \"migrate_cancel\"}"));
+    wait_both_ended(&m, LINK_TIMEOUT + FAIL_MARGIN_S, &src, &dst);
+    g_assert_cmpstr(src.status, ==, "cancelled");
+    g_assert_cmpfloat(src.seconds, <, 5);
+    assert_stall_reported(&dst);
+    assert_guests_safe(&m);
+    link_set(netns, true);
+    outcome_clear(&src);
+    outcome_clear(&dst);
+    migration_free(&m);
+}
+
+/* ---- cancels and hang-ups, as the destination tells them ---- */
+
+static void loopback_setup(Migration *m, const char *incoming)
+{
+    m->uri = qtest_tcp_uri();
+    migration_init(m);
+    start_dst(m, NULL, incoming ? incoming : m->uri);
+}
+
+/* A deliberate cancel: the destination says the source cancelled (with
+ * multifd too, whose channels must not close first). */
+static void test_cancel_announced(gconstpointer multifd)
+{
+    Migration m = { 0 };
+    Outcome src = { 0 }, dst = { 0 };
+
+    loopback_setup(&m, NULL);
+    if (multifd) {
+        qtest_set_caps(m.src, "multifd", NULL);
+    }
+    start_slow_migration(&m);
+    json_node_unref(qtest_qmp_ok(m.src, "{\"execute\": \"migrate_cancel\"}"));
+    wait_both_ended(&m, 10, &src, &dst);
+    g_assert_cmpstr(src.status, ==, "cancelled");
+    g_assert_cmpstr(dst.status, ==, "failed");
+    assert_contains(dst.error_desc, "the source cancelled the migration");
+    assert_guests_safe(&m);
+    outcome_clear(&src);
+    outcome_clear(&dst);
+    migration_free(&m);
+}
+
+/* With qemu-compat nothing but QEMU 7.2's records is sent, so the stream
+ * just ends: the destination says the source hung up, not how the parser
+ * met the end. */
+static void test_closed_mid_stream(void)
+{
+    Migration m = { 0 };
+    Outcome src = { 0 }, dst = { 0 };
+
+    loopback_setup(&m, NULL);
+    qtest_set_caps(m.src, "qemu-compat", NULL);
+    start_slow_migration(&m);
+    json_node_unref(qtest_qmp_ok(m.src, "{\"execute\": \"migrate_cancel\"}"));
+    wait_both_ended(&m, 10, &src, &dst);
+    g_assert_cmpstr(src.status, ==, "cancelled");
+    g_assert_cmpstr(dst.status, ==, "failed");
+    assert_contains(dst.error_desc, "the source closed the connection mid-stream");
+    g_assert_null(strstr(dst.error_desc, "cancelled"));
+    assert_guests_safe(&m);
+    outcome_clear(&src);
+    outcome_clear(&dst);
+    migration_free(&m);
+}
+
+/* ---- the destination listens again ---- */
+
+/* "migrate" until the destination accepts the connection. */
+static void migrate_when_listening(QTestDaemon *src, const char *uri)
+{
+    gint64 deadline = g_get_monotonic_time() + STATE_TIMEOUT_MS * 1000LL;
+
+    for (;;) {
+        JsonNode *reply = qtest_qmp(src, "{\"execute\": \"migrate\", \"arguments\":"
+                                    " {\"uri\": \"%s\"}}", uri);
+        bool ok = json_object_has_member(json_node_get_object(reply), "return");
+        json_node_unref(reply);
+        if (ok) {
+            return;
+        }
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(POLL_US);
+    }
+}
+
+/* A destination started with --incoming URI listens again after a failed
+ * migration, guest still not started, and the next migration completes. */
+static void test_rearm(void)
+{
+    Migration m = { 0 };
+    Outcome src = { 0 }, dst = { 0 };
+    uint64_t diff = 0;
+
+    loopback_setup(&m, NULL);
+    start_slow_migration(&m);
+    json_node_unref(qtest_qmp_ok(m.src, "{\"execute\": \"migrate_cancel\"}"));
+    wait_both_ended(&m, 10, &src, &dst);
+    g_assert_cmpstr(dst.status, ==, "failed");
+    assert_guests_safe(&m);
+
+    qtest_set_params(m.src, "\"max-bandwidth\": 0");
+    migrate_when_listening(m.src, m.uri);
+    JsonNode *info = qtest_migrate_wait(m.src, MIGRATE_TIMEOUT_MS);
+    g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");
+    json_node_unref(info);
+    json_node_unref(qtest_migrate_wait_status(m.dst, "completed", STATE_TIMEOUT_MS));
+    qtest_wait_runstate(m.dst, "running", STATE_TIMEOUT_MS);
+    g_assert_true(qtest_files_equal(m.src_disk, m.dst_disk, &diff));
+    outcome_clear(&src);
+    outcome_clear(&dst);
+    migration_free(&m);
+}
+
+/* ---- a quiet link is not a stall ---- */
+
+/* One chunk and two multifd channels: channel 1 carries nothing for the
+ * whole migration, far longer than link-timeout, and that is fine. */
+static void test_idle_channel(void)
+{
+    Migration m = { 0 };
+    g_autofree char *src_disk = qtest_path("src-1m.raw");
+
+    loopback_setup(&m, NULL);
+    qtest_daemon_kill(m.src);
+    qtest_disk_create(src_disk, MIB);
+    qtest_disk_scatter(src_disk, 9, 1, MIB);
+    m.src = qtest_daemon_start("src", "--drive id=" DRIVE_ID ",file=%s", src_disk);
+    set_link_timeout(m.src, 1);
+    set_link_timeout(m.dst, 1);
+    qtest_set_caps(m.src, "block", "multifd", NULL);
+    qtest_set_params(m.src, "\"max-bandwidth\": %d", 256 * 1024);
+    qtest_migrate_start(m.src, m.uri);
+    JsonNode *info = qtest_migrate_wait(m.src, MIGRATE_TIMEOUT_MS);
+    g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");
+    g_assert_cmpint(qtest_json_int(info, "total-time"), >, 3000);
+    json_node_unref(info);
+    json_node_unref(qtest_migrate_wait_status(m.dst, "completed", STATE_TIMEOUT_MS));
+    unlink(src_disk);
+    migration_free(&m);
+}
+
+/* ---- the parameter ---- */
+
+static void test_parameter(void)
+{
+    QTestDaemon *d = qtest_daemon_start("src", "%s", "");
+    JsonNode *p = qtest_qmp_ok(d, "{\"execute\": \"query-migrate-parameters\"}");
+    static const char *const bad[] = { "0", "3601", "-1", "\"20\"" };
+
+    g_assert_cmpint(qtest_json_int(p, "link-timeout"), ==, 20);
+    json_node_unref(p);
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autofree char *desc = NULL;
+        g_free(qtest_qmp_error(d, &desc, "{\"execute\": \"migrate-set-parameters\", "
+                               "\"arguments\": {\"link-timeout\": %s}}", bad[i]));
+        g_test_message("link-timeout %s: %s", bad[i], desc);
+    }
+    set_link_timeout(d, 3600);
+    p = qtest_qmp_ok(d, "{\"execute\": \"query-migrate-parameters\"}");
+    g_assert_cmpint(qtest_json_int(p, "link-timeout"), ==, 3600);
+    json_node_unref(p);
+    qtest_daemon_kill(d);
+}
+
+int main(int argc, char **argv)
+{
+    int ret;
+
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/link/parameter", test_parameter);
+    g_test_add_data_func("/link/dead-link", NULL, test_dead_link);
+    g_test_add_data_func("/link/dead-link-multifd", "multifd", test_dead_link);
+    g_test_add_func("/link/dead-link-cancel", test_dead_link_cancel);
+    g_test_add_data_func("/link/cancel-announced", NULL, test_cancel_announced);
+    g_test_add_data_func("/link/cancel-announced-multifd", "multifd", test_cancel_announced);
+    g_test_add_func("/link/closed-mid-stream", test_closed_mid_stream);
+    g_test_add_func("/link/rearm", test_rearm);
+    g_test_add_func("/link/idle-channel", test_idle_channel);
+    ret = g_test_run();
+    if (netns) {
+        netns_free(netns);
+    }
+    return ret;
+}

@@ -26,6 +26,9 @@
  * as dirty_bitmap_snapshot_and_clear asks. */
 #define MIN_GRANULARITY BLK_MIG_SECTOR_SIZE
 #define CHUNK_BITMAP_WORDS BITMAP_WORDS(CHUNK / MIN_GRANULARITY + 1)
+/* A drive's dirty bitmap holds at most this many bits (32 MiB: a 1 TiB
+ * drive at 4 KiB); a larger drive is tracked in coarser blocks. */
+#define MAX_BITMAP_BITS (UINT64_C(1) << 28)
 
 typedef struct BlkMigDevice {
     BlockDriverState *bs;
@@ -395,7 +398,17 @@ static bool blk_mig_is_active(void *opaque)
     return mig_cap_enabled(MIG_CAP_BLOCK);
 }
 
-static bool add_devices(GPtrArray *devs, uint32_t granularity, GError **errp)
+/* GRANULARITY, or coarser when a drive of SIZE would need more than
+ * MAX_BITMAP_BITS at it (never coarser than a chunk). */
+static uint32_t granularity_for(uint64_t size, uint64_t granularity)
+{
+    while (granularity < CHUNK && (size + granularity - 1) / granularity > MAX_BITMAP_BITS) {
+        granularity *= 2;
+    }
+    return granularity;
+}
+
+static bool add_devices(GPtrArray *devs, uint64_t granularity, GError **errp)
 {
     g_autoptr(GList) drives = bdrv_list();
 
@@ -413,7 +426,7 @@ static bool add_devices(GPtrArray *devs, uint32_t granularity, GError **errp)
         dev->bs = bs;
         dev->id = g_strdup(bdrv_get_id(bs));
         dev->size = bdrv_getlength(bs);
-        dev->bitmap = bdrv_create_dirty_bitmap(bs, granularity);
+        dev->bitmap = bdrv_create_dirty_bitmap(bs, granularity_for(dev->size, granularity));
         g_ptr_array_add(devs, dev);
     }
     return true;

@@ -1,12 +1,17 @@
-/* What a migration must never do to a guest's disks, between real
- * blkmigd daemons: without `block` the destination checks that its disks
- * are the source's (the storage check) and refuses to start its guest
- * when they are not, while shared storage still migrates. */
+/* What a migration must never do to a guest's disks, and what it reports
+ * meanwhile, between real blkmigd daemons:
+ *   - without `block` the destination checks that its disks are the
+ *     source's (the storage check) and refuses to start its guest when
+ *     they are not, while shared storage still migrates;
+ *   - README's operator example completes, as README writes it. */
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "libqtest.h"
+#include "util/size.h"
 
 #define KIB (UINT64_C(1) << 10)
 #define MIB (UINT64_C(1) << 20)
@@ -14,6 +19,10 @@
 /* Generous: ASan builds on two shared cores are slow. */
 #define MIGRATE_TIMEOUT_MS 120000
 #define STATE_TIMEOUT_MS 30000
+/* README's example takes about 9 s here; without convergence it never
+ * ends, and the test says so instead of hanging. */
+#define README_TIMEOUT_S 120
+#define TOOL_POLL_US (25 * 1000)
 #define DIFFER_HINT "the disks differ: enable the 'block' capability to copy the disks, " \
                     "or use shared storage"
 
@@ -225,6 +234,249 @@ static void test_compat_without_block(void)
     qtest_daemon_kill(dst);
 }
 
+/* ---- the blkmig tool, bounded in time ---- */
+
+typedef struct Tool {
+    GPid pid;
+    char *log_path;
+    gint64 deadline;
+} Tool;
+
+/* Start the blkmig tool with ARGS (NULL-terminated array, without the
+ * program), its output in tmpdir/LOG_NAME; it must end within TIMEOUT_S. */
+static Tool tool_start(const char *log_name, char **args, int timeout_s)
+{
+    Tool t = { .log_path = qtest_path(log_name),
+               .deadline = g_get_monotonic_time() + timeout_s * G_USEC_PER_SEC };
+    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+    int fd = open(t.log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    GError *err = NULL;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_ptr_array_add(argv, qtest_tool_path());
+    for (char **a = args; *a; a++) {
+        g_ptr_array_add(argv, g_strdup(*a));
+    }
+    g_ptr_array_add(argv, NULL);
+    g_spawn_async_with_fds(NULL, (char **)argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL,
+                           NULL, &t.pid, -1, fd, fd, &err);
+    g_assert_no_error(err);
+    close(fd);
+    return t;
+}
+
+static char *tool_output(const Tool *t)
+{
+    char *text = NULL;
+
+    g_assert_true(g_file_get_contents(t->log_path, &text, NULL, NULL));
+    return text;
+}
+
+/* The last line of the tool's output, for messages; caller frees. */
+static char *tool_last_line(const Tool *t)
+{
+    g_autofree char *text = tool_output(t);
+    g_strchomp(text);
+    const char *nl = strrchr(text, '\n');
+    return g_strdup(nl ? nl + 1 : text);
+}
+
+/* True once the tool exited (*STATUS its exit code).  Past the deadline
+ * it is interrupted (it cancels the migration) and the test fails. */
+static bool tool_exited(Tool *t, int *status)
+{
+    int ws;
+    pid_t r = waitpid(t->pid, &ws, WNOHANG);
+
+    if (r == t->pid) {
+        *status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+        return true;
+    }
+    if (g_get_monotonic_time() > t->deadline) {
+        g_autofree char *last = tool_last_line(t);
+        kill(t->pid, SIGINT);
+        g_usleep(2 * G_USEC_PER_SEC);
+        kill(t->pid, SIGKILL);
+        waitpid(t->pid, &ws, 0);
+        g_error("blkmig did not finish in time (the migration does not converge?); "
+                "its last line: %s", last);
+    }
+    return false;
+}
+
+static int tool_wait(Tool *t)
+{
+    int status;
+
+    while (!tool_exited(t, &status)) {
+        g_usleep(TOOL_POLL_US);
+    }
+    return status;
+}
+
+static void tool_clear(Tool *t)
+{
+    g_free(t->log_path);
+}
+
+/* ---- README's operator example ---- */
+
+/* The blkmigd and blkmig commands in the indented blocks of README's
+ * section HEADING (up to the next heading), continuation lines joined,
+ * as argument vectors. */
+static GPtrArray *readme_commands(const char *readme, const char *heading)
+{
+    g_auto(GStrv) lines = g_strsplit(readme, "\n", -1);
+    GPtrArray *cmds = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
+    g_autoptr(GString) cmd = g_string_new("");
+    char **l = lines;
+
+    while (*l && strcmp(*l, heading)) {
+        l++;
+    }
+    g_assert_nonnull(*l);
+    for (l++; *l && (*l)[0] != '#'; l++) {
+        char **argv = NULL;
+
+        if (!g_str_has_prefix(*l, "    ") || (*l)[4] == '#') {
+            continue;
+        }
+        g_string_append(cmd, *l + 4);
+        if (g_str_has_suffix(cmd->str, "\\")) {
+            g_string_truncate(cmd, cmd->len - 1);
+            continue;
+        }
+        if (g_shell_parse_argv(cmd->str, NULL, &argv, NULL) &&
+            (!strcmp(argv[0], "blkmigd") || !strcmp(argv[0], "blkmig"))) {
+            g_ptr_array_add(cmds, g_steal_pointer(&argv));
+        }
+        g_strfreev(argv);
+        g_string_truncate(cmd, 0);
+    }
+    return cmds;
+}
+
+/* URI (tcp:HOST:PORT) with port PORT, and HOST unless it is NULL. */
+static char *with_port(const char *uri, const char *host, int port)
+{
+    g_auto(GStrv) parts = g_strsplit(uri, ":", 3);
+
+    g_assert_cmpstr(parts[0], ==, "tcp");
+    g_assert_nonnull(parts[1]);
+    return g_strdup_printf("tcp:%s:%d", host ? host : parts[1], port);
+}
+
+/* A --drive VALUE with its file in the scratch directory; *FILE gets
+ * that path, *SIZE the size given (unchanged without one). */
+static char *drive_in_tmpdir(const char *value, char **file, uint64_t *size)
+{
+    g_auto(GStrv) opts = g_strsplit(value, ",", -1);
+
+    for (char **o = opts; *o; o++) {
+        if (g_str_has_prefix(*o, "file=")) {
+            *file = qtest_path(*o + 5);
+            g_free(*o);
+            *o = g_strconcat("file=", *file, NULL);
+        } else if (g_str_has_prefix(*o, "size=")) {
+            g_assert_true(size_parse(*o + 5, size, NULL));
+        }
+    }
+    return g_strjoinv(",", opts);
+}
+
+/* A README blkmigd command as libqtest arguments: without its --qmp
+ * (libqtest adds one), files in the scratch directory, port PORT. */
+static char *daemon_args(char **argv, int port, char **file, uint64_t *size)
+{
+    g_autoptr(GString) args = g_string_new("");
+
+    for (char **a = argv + 1; *a; a++) {
+        g_autofree char *value = NULL;
+
+        if (!strcmp(*a, "--qmp") && a[1]) {
+            a++;
+            continue;
+        }
+        if (!strcmp(a[-1], "--drive")) {
+            value = drive_in_tmpdir(*a, file, size);
+        } else if (!strcmp(a[-1], "--incoming")) {
+            value = with_port(*a, NULL, port);
+        }
+        g_string_append_printf(args, " %s", value ? value : *a);
+    }
+    return g_strdup(args->str);
+}
+
+static char *qmp_uri(QTestDaemon *d)
+{
+    return g_strconcat("unix:", qtest_daemon_qmp_path(d), NULL);
+}
+
+/* The README's blkmig command for these daemons and port (without the
+ * program name). */
+static GStrv migrate_args(char **argv, QTestDaemon *src, QTestDaemon *dst, int port)
+{
+    GPtrArray *out = g_ptr_array_new();
+
+    g_assert_cmpstr(argv[1], ==, "migrate");
+    for (char **a = argv + 1; *a; a++) {
+        if (!strcmp(a[-1], "--src")) {
+            g_ptr_array_add(out, qmp_uri(src));
+        } else if (!strcmp(a[-1], "--dst")) {
+            g_ptr_array_add(out, qmp_uri(dst));
+        } else if (!strcmp(a[-1], "--uri")) {
+            g_ptr_array_add(out, with_port(*a, "127.0.0.1", port));
+        } else {
+            g_ptr_array_add(out, g_strdup(*a));
+        }
+    }
+    g_ptr_array_add(out, NULL);
+    return (GStrv)g_ptr_array_free(out, FALSE);
+}
+
+/* README's "Start a destination and a source" and "Migrate" with the
+ * blkmig client, as written there (scratch paths, a free port, and a
+ * source disk full of data, as the README describes it): the migration
+ * completes and both disks are identical. */
+static void test_readme_example(void)
+{
+    g_autofree char *readme = NULL;
+    g_autoptr(GPtrArray) daemons = NULL, migrate = NULL;
+    g_autofree char *dst_args = NULL, *src_args = NULL, *dst_file = NULL, *src_file = NULL;
+    g_autofree char *out = NULL;
+    g_auto(GStrv) margs = NULL;
+    uint64_t size = 0, unused = 0;
+    int port = qtest_free_port();
+    QTestDaemon *src, *dst;
+    Tool t;
+
+    g_assert_true(g_file_get_contents("README.md", &readme, NULL, NULL));
+    daemons = readme_commands(readme, "### Start a destination and a source");
+    migrate = readme_commands(readme, "### Migrate");
+    g_assert_cmpuint(daemons->len, ==, 2);
+    g_assert_cmpuint(migrate->len, ==, 1);
+    dst_args = daemon_args(daemons->pdata[0], port, &dst_file, &size);
+    src_args = daemon_args(daemons->pdata[1], port, &src_file, &unused);
+    assert_contains(dst_args, "--incoming");
+    g_assert_cmpuint(size, >, 0);
+    qtest_disk_fill(src_file, size, 1);
+    dst = qtest_daemon_start("readme-dst", "%s", dst_args);
+    src = qtest_daemon_start("readme-src", "%s", src_args);
+    margs = migrate_args(migrate->pdata[0], src, dst, port);
+    t = tool_start("readme-blkmig.log", margs, README_TIMEOUT_S);
+    g_assert_cmpint(tool_wait(&t), ==, 0);
+    out = tool_output(&t);
+    g_test_message("%s", out);
+    assert_contains(out, "destination:      completed, guest running");
+    g_assert_true(qtest_files_equal(src_file, dst_file, NULL));
+    qtest_daemon_kill(src);
+    qtest_daemon_kill(dst);
+    unlink(src_file);
+    unlink(dst_file);
+    tool_clear(&t);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -235,5 +487,6 @@ int main(int argc, char **argv)
                     test_sparse_source_empty_destination);
     g_test_add_func("/storage-check/drive-on-one-side", test_drive_on_one_side);
     g_test_add_func("/storage-check/qemu-compat-without-block", test_compat_without_block);
+    g_test_add_func("/storage-check/readme-example", test_readme_example);
     return g_test_run();
 }

@@ -3,9 +3,12 @@
  *   - without `block` the destination checks that its disks are the
  *     source's (the storage check) and refuses to start its guest when
  *     they are not, while shared storage still migrates;
- *   - README's operator example completes, as README writes it. */
+ *   - README's operator example completes, as README writes it;
+ *   - progress under a random writer: `remaining` never exceeds `total`
+ *     and the blkmig client's percent never goes back. */
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -477,6 +480,96 @@ static void test_readme_example(void)
     tool_clear(&t);
 }
 
+/* ---- progress under a random writer ---- */
+
+/* remaining never exceeds total in any query-migrate. */
+static void sample_remaining(QTestDaemon *src, unsigned *samples)
+{
+    JsonNode *info = qtest_query_migrate(src);
+
+    if (qtest_json_get(info, "disk.total")) {
+        gint64 total = qtest_json_int(info, "disk.total");
+        gint64 remaining = qtest_json_int(info, "disk.remaining");
+        if (remaining > total) {
+            g_error("remaining %" G_GINT64_FORMAT " > total %" G_GINT64_FORMAT, remaining,
+                    total);
+        }
+        (*samples)++;
+    }
+    json_node_unref(info);
+}
+
+/* The client's progress lines so far: percent never goes back, what is
+ * left is never more than the disk. */
+static unsigned check_client_lines(const Tool *t, uint64_t total)
+{
+    g_autofree char *out = tool_output(t);
+    g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
+    double last = 0;
+    unsigned count = 0;
+
+    for (char **l = lines; *l; l++) {
+        double secs, percent, sent, left;
+        char status[16];
+
+        if (sscanf(*l, "%lfs %15s %lf%% sent %lf MiB left %lf MiB", &secs, status, &percent,
+                   &sent, &left) != 5) {
+            continue;
+        }
+        if (percent < last) {
+            g_error("percent went back from %.1f to %.1f: %s", last, percent, *l);
+        }
+        if (left > (double)total / MIB + 0.05) {
+            g_error("%.1f MiB left of a %" G_GUINT64_FORMAT " MiB disk: %s", left, total / MIB,
+                    *l);
+        }
+        last = percent;
+        count++;
+    }
+    return count;
+}
+
+/* A 256 MiB disk full of data, written 4 KiB at random at 20 MiB/s while
+ * it moves at 64 MiB/s: query-migrate polled every 25 ms and the blkmig
+ * client's lines stay within bounds and move forward. */
+static void test_progress_under_random_writer(void)
+{
+    const uint64_t size = 256 * MIB;
+    g_autofree char *a = qtest_path("a.raw"), *b = qtest_path("b.raw");
+    g_autofree char *uri = qtest_tcp_uri();
+    g_autofree char *src_q = NULL, *dst_q = NULL;
+    QTestDaemon *src, *dst;
+    unsigned samples = 0;
+    int status;
+    Tool t;
+
+    qtest_disk_fill(a, size, 2);
+    dst = qtest_daemon_start("dst", "--drive id=disk0,file=%s,size=%" G_GUINT64_FORMAT
+                             ",create=on --incoming %s", b, size, uri);
+    src = qtest_daemon_start("src", "--drive id=disk0,file=%s --workload "
+                             "drive=disk0,pattern=randwrite,bs=4k,rate=20,seed=3", a);
+    src_q = qmp_uri(src);
+    dst_q = qmp_uri(dst);
+    t = tool_start("progress-blkmig.log", (char *[]){ "migrate", "--src", src_q, "--dst", dst_q,
+                   "--uri", uri, "--zero-blocks", "--max-bandwidth", "64M", NULL },
+                   README_TIMEOUT_S);
+    while (!tool_exited(&t, &status)) {
+        sample_remaining(src, &samples);
+        check_client_lines(&t, size);
+        g_usleep(TOOL_POLL_US);
+    }
+    g_assert_cmpint(status, ==, 0);
+    g_assert_cmpuint(check_client_lines(&t, size), >=, 4);
+    g_test_message("%u query-migrate samples", samples);
+    g_assert_cmpuint(samples, >=, 40);
+    g_assert_true(qtest_files_equal(a, b, NULL));
+    qtest_daemon_kill(src);
+    qtest_daemon_kill(dst);
+    unlink(a);
+    unlink(b);
+    tool_clear(&t);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -488,5 +581,7 @@ int main(int argc, char **argv)
     g_test_add_func("/storage-check/drive-on-one-side", test_drive_on_one_side);
     g_test_add_func("/storage-check/qemu-compat-without-block", test_compat_without_block);
     g_test_add_func("/storage-check/readme-example", test_readme_example);
+    g_test_add_func("/storage-check/progress-under-random-writer",
+                    test_progress_under_random_writer);
     return g_test_run();
 }

@@ -191,7 +191,8 @@ static int read_drive(const BlkLoader *l, MigStream *f, BlockRecord *r, GError *
     if (!r->bs) {
         /* Error texts go out as JSON: only valid UTF-8. */
         g_autofree char *shown = g_utf8_make_valid(r->id, -1);
-        return load_fail(l, errp, NULL, "unknown drive '%s'", shown);
+        return load_fail(l, errp, NULL, "unknown drive '%s': the source has a drive that "
+                         "this destination lacks", shown);
     }
     return 0;
 }
@@ -409,6 +410,10 @@ static int load_record(BlkLoader *l, MigStream *f, bool *eos, GError **errp)
         if (load_device_block(l, f, &r, errp) < 0) {
             return -1;
         }
+    }
+    /* Channels carry only drives the setup part named already. */
+    if (l->channel < 0 && (r.flags & (BLK_MIG_FLAG_DEVICE_SIZE | BLK_MIG_FLAG_DEVICE_BLOCK))) {
+        storage_check_note_loaded(r.id, r.flags & BLK_MIG_FLAG_DEVICE_SIZE);
     }
     /* PROGRESS carries nothing the destination needs. */
     *eos = r.flags & BLK_MIG_FLAG_EOS;

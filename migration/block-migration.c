@@ -26,6 +26,12 @@
  * as dirty_bitmap_snapshot_and_clear asks. */
 #define MIN_GRANULARITY BLK_MIG_SECTOR_SIZE
 #define CHUNK_BITMAP_WORDS BITMAP_WORDS(CHUNK / MIN_GRANULARITY + 1)
+/* A drive's dirty bitmap holds at most this many bits (32 MiB: a 1 TiB
+ * drive at 4 KiB); a larger drive is tracked in coarser blocks. */
+#define MAX_BITMAP_BITS (UINT64_C(1) << 28)
+/* Bits above the bulk cursor are counted this many bytes of drive at a
+ * time. */
+#define ABOVE_PIECE (64 * CHUNK)
 
 typedef struct BlkMigDevice {
     BlockDriverState *bs;
@@ -48,10 +54,9 @@ typedef struct BlkMigState {
     guint dirty_dev;            /* where the dirty phase resumes */
     uint64_t dirty_cursor;
     int progress;               /* last PROGRESS percent sent */
-    uint64_t bulk_walked;
     uint64_t processed;         /* disk bytes of jobs sent */
     uint64_t inflight;          /* disk bytes of jobs submitted, not yet sent */
-    uint64_t remaining_at_end;  /* pending when the migration was cleaned up */
+    uint64_t remaining_at_end;  /* remaining when the migration was cleaned up */
     MigrationDiskStats stats;
 } BlkMigState;
 
@@ -70,49 +75,99 @@ static void device_free(gpointer p)
 
 /* ---- accounting (blk.lock held) ---- */
 
-static uint64_t dirty_chunks_below(BlkMigDevice *dev, uint64_t limit)
+/* Bytes of the dirty chunks below LIMIT (qemu-compat re-sends whole
+ * chunks). */
+static uint64_t dirty_chunk_bytes_below(BlkMigDevice *dev, uint64_t limit)
 {
-    uint64_t count = 0;
+    uint64_t bytes = 0;
     int64_t off = 0;
 
     while ((off = dirty_bitmap_next_dirty(dev->bitmap, off)) >= 0 &&
            (uint64_t)off < limit) {
-        count++;
-        off = CHUNK_START(off) + CHUNK;
+        off = CHUNK_START(off);
+        bytes += MIN(CHUNK, dev->size - off);
+        off += CHUNK;
     }
-    return count;
+    return bytes;
 }
 
-/* Dirty bytes the dirty phase will send.  During the bulk phase, dirty
- * chunks above the bulk cursor are not counted (the bulk phase sends them
- * anyway) and those below count whole; afterwards spans send exactly the
- * dirty blocks. */
-static uint64_t dirty_pending(BlkMigDevice *dev)
+/* Clears the bits of [off, off + len) and returns their bytes (the last
+ * block of the drive counts only its part inside the drive). */
+static uint64_t take_dirty_bytes(BlkMigDevice *dev, uint64_t off, uint64_t len,
+                                 unsigned long *bits)
 {
-    if (dev->bulk_cursor < dev->size || blk.opts.whole_chunks) {
-        return dirty_chunks_below(dev, dev->bulk_cursor) * CHUNK;
+    uint64_t gran = dirty_bitmap_granularity(dev->bitmap);
+    uint64_t nbits = dirty_bitmap_snapshot_and_clear(dev->bitmap, off, len, bits);
+    uint64_t bytes = bitmap_count(bits, nbits) * gran;
+
+    if (off + len == dev->size && dev->size % gran && nbits &&
+        bitmap_test(bits, nbits - 1)) {
+        bytes -= gran - dev->size % gran;
     }
-    return dirty_bitmap_dirty_bytes(dev->bitmap);
+    return bytes;
 }
 
-static uint64_t pending_locked(void)
+/* The dirty bytes at or above the bulk cursor, whose bits are cleared:
+ * they mean nothing, since the bulk phase reads those chunks later (after
+ * clearing their bits again), and only the bits below the cursor are
+ * what the dirty phase will send.  A write racing with this is safe: the
+ * cursor cannot move meanwhile (blk.lock), so its chunk is read later. */
+static uint64_t take_dirty_above_cursor(BlkMigDevice *dev)
 {
-    uint64_t pending = blk.inflight + (blk.multifd ? multifd_send_unsent_bytes(blk.multifd) : 0);
+    uint64_t gran = dirty_bitmap_granularity(dev->bitmap);
+    g_autofree unsigned long *bits = g_new(unsigned long, BITMAP_WORDS(ABOVE_PIECE / gran + 1));
+    uint64_t bytes = 0;
+
+    for (uint64_t off = dev->bulk_cursor; off < dev->size; off += ABOVE_PIECE) {
+        bytes += take_dirty_bytes(dev, off, MIN(ABOVE_PIECE, dev->size - off), bits);
+    }
+    return bytes;
+}
+
+/* Dirty bytes below the bulk cursor, which the dirty phase will send.
+ * The whole bitmap counted first, less what lies above the cursor
+ * counted after: a write landing in between can only make this less, so
+ * it never exceeds the bytes below the cursor. */
+static uint64_t dirty_below_cursor(BlkMigDevice *dev)
+{
+    uint64_t all, above;
+
+    if (blk.opts.whole_chunks) {
+        return dirty_chunk_bytes_below(dev, dev->bulk_cursor);
+    }
+    all = dirty_bitmap_dirty_bytes(dev->bitmap);
+    if (dev->bulk_cursor >= dev->size) {
+        return all;
+    }
+    above = take_dirty_above_cursor(dev);
+    return all > above ? all - above : 0;
+}
+
+/* Bytes of the drives whose current contents the source has still to
+ * read and send, each counted once: what the bulk phase has not walked,
+ * and what the guest wrote since it was read.  At most the drives'
+ * total.  Chunks read and not yet sent are not in it (see pending). */
+static uint64_t remaining_locked(void)
+{
+    uint64_t remaining = 0;
 
     for (guint i = 0; blk.devs && i < blk.devs->len; i++) {
         BlkMigDevice *dev = blk.devs->pdata[i];
-        pending += dev->size - dev->bulk_cursor;
-        pending += dirty_pending(dev);
+        remaining += dev->size - dev->bulk_cursor + dirty_below_cursor(dev);
     }
-    return pending;
+    return remaining;
 }
 
+/* What the switchover would have to send: the remaining bytes, the jobs
+ * read and not yet sent (counted even if the guest wrote them again:
+ * better late than too early), and what multifd sockets still hold. */
 static uint64_t blk_mig_save_pending(void *opaque)
 {
     uint64_t pending;
 
     g_mutex_lock(&blk.lock);
-    pending = pending_locked();
+    pending = remaining_locked() + blk.inflight +
+              (blk.multifd ? multifd_send_unsent_bytes(blk.multifd) : 0);
     g_mutex_unlock(&blk.lock);
     return pending;
 }
@@ -121,7 +176,7 @@ void block_migration_stats(MigrationDiskStats *out)
 {
     g_mutex_lock(&blk.lock);
     *out = blk.stats;
-    out->remaining = blk.devs ? pending_locked() : blk.remaining_at_end;
+    out->remaining = blk.devs ? remaining_locked() : blk.remaining_at_end;
     g_mutex_unlock(&blk.lock);
 }
 
@@ -221,8 +276,8 @@ static bool bulk_submit_next(MigStream *f)
     blk_chunk_add_range(job, off, len);
     g_mutex_lock(&blk.lock);
     dev->bulk_cursor = off + len;
-    blk.bulk_walked += len;
-    percent = blk.stats.total ? blk.bulk_walked * 100 / blk.stats.total : 100;
+    blk.stats.bulk_copied += len;
+    percent = blk.stats.total ? blk.stats.bulk_copied * 100 / blk.stats.total : 100;
     g_mutex_unlock(&blk.lock);
     submit(job);
     if (percent != blk.progress) {
@@ -395,7 +450,17 @@ static bool blk_mig_is_active(void *opaque)
     return mig_cap_enabled(MIG_CAP_BLOCK);
 }
 
-static bool add_devices(GPtrArray *devs, uint32_t granularity, GError **errp)
+/* GRANULARITY, or coarser when a drive of SIZE would need more than
+ * MAX_BITMAP_BITS at it (never coarser than a chunk). */
+static uint32_t granularity_for(uint64_t size, uint64_t granularity)
+{
+    while (granularity < CHUNK && (size + granularity - 1) / granularity > MAX_BITMAP_BITS) {
+        granularity *= 2;
+    }
+    return granularity;
+}
+
+static bool add_devices(GPtrArray *devs, uint64_t granularity, GError **errp)
 {
     g_autoptr(GList) drives = bdrv_list();
 
@@ -413,7 +478,7 @@ static bool add_devices(GPtrArray *devs, uint32_t granularity, GError **errp)
         dev->bs = bs;
         dev->id = g_strdup(bdrv_get_id(bs));
         dev->size = bdrv_getlength(bs);
-        dev->bitmap = bdrv_create_dirty_bitmap(bs, granularity);
+        dev->bitmap = bdrv_create_dirty_bitmap(bs, granularity_for(dev->size, granularity));
         g_ptr_array_add(devs, dev);
     }
     return true;
@@ -427,7 +492,7 @@ static void blk_mig_cleanup(void *opaque)
     block_load_cleanup();
     g_mutex_lock(&blk.lock);
     if (blk.devs) {
-        blk.remaining_at_end = pending_locked();
+        blk.remaining_at_end = remaining_locked();
     }
     g_mutex_unlock(&blk.lock);
     /* Channels hand their jobs back to the pipeline: they go first.  QMP
@@ -503,7 +568,6 @@ static void reset_state(GPtrArray *devs, const MigrationParameters *params)
     blk.dirty_dev = 0;
     blk.dirty_cursor = 0;
     blk.progress = -1;
-    blk.bulk_walked = 0;
     blk.processed = 0;
     blk.inflight = 0;
     blk.remaining_at_end = 0;

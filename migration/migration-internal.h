@@ -8,6 +8,7 @@
 #include "block/block.h"
 #include "migration/migration.h"
 #include "migration/stream.h"
+#include "util/checksum.h"
 #include "util/compress.h"
 
 /* status.c: the error domain of every migration GError. */
@@ -232,6 +233,19 @@ typedef struct BlkRange {
     uint64_t off;
     uint64_t len;
 } BlkRange;
+
+/* storage-sample.c: the ranges of a drive the storage check compares
+ * (include/migration/storage-check.h), sorted by offset, and their
+ * digest seeded with SALT (-1 with *errp when a read fails). */
+GArray *storage_sample_choose(BlockDriverState *bs);
+int storage_sample_digest(BlockDriverState *bs, const GArray *ranges, uint64_t salt,
+                          ChecksumDigest *out, GError **errp);
+
+/* storage-check.c: drive ID of ours got disk contents from the stream
+ * being loaded (block records); LISTED when the source named it in a list
+ * of all its drives (DEVICE_SIZE), so a drive it never named is not on the
+ * source.  Load thread only; the record ends with the load. */
+void storage_check_note_loaded(const char *id, bool listed);
 
 typedef struct BlkExtent {
     uint64_t off;

@@ -463,6 +463,24 @@ static int load_finish_all(LoadState *ls, GError **errp)
     return 0;
 }
 
+/* Every handler's load_end, seen or not; the first refusal counts. */
+static int load_end_all(LoadState *ls, int ret, GError **errp)
+{
+    for (guint i = 0; i < ls->list->len; i++) {
+        SaveStateEntry *se = ls->list->pdata[i];
+
+        if (!se->ops.load_end) {
+            continue;
+        }
+        if (ret < 0) {
+            se->ops.load_end(se->opaque, false, NULL);
+        } else if (se->ops.load_end(se->opaque, true, errp) < 0) {
+            ret = -1;
+        }
+    }
+    return ret;
+}
+
 int savevm_load(MigStream *f, GError **errp)
 {
     LoadState ls = {
@@ -480,6 +498,7 @@ int savevm_load(MigStream *f, GError **errp)
     if (ret == 0) {
         ret = load_finish_all(&ls, errp);
     }
+    ret = load_end_all(&ls, ret, errp);
     for (guint i = 0; i < ls.seen->len; i++) {
         SaveStateEntry *se = ls.seen->pdata[i];
         if (se->ops.cleanup) {

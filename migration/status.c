@@ -2,6 +2,7 @@
  * emulator registers, query-migrate, start-up and shutdown. */
 #include "migration/block-migration.h"
 #include "migration/migration.h"
+#include "migration/storage-check.h"
 #include "migration-internal.h"
 
 G_DEFINE_QUARK(blkmig-migration-error-quark, mig_error)
@@ -72,6 +73,7 @@ void migration_notify_status(MigrationStatus status)
 void migration_init(void)
 {
     block_migration_register();
+    storage_check_register();
 }
 
 /* The outgoing migration is what query-migrate describes once one was

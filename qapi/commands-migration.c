@@ -103,6 +103,7 @@ static JsonObject *disk_info(const MigrationDiskStats *d)
     json_object_set_int_member(disk, "transferred", (gint64)d->transferred);
     json_object_set_int_member(disk, "remaining", (gint64)d->remaining);
     json_object_set_int_member(disk, "total", (gint64)d->total);
+    json_object_set_int_member(disk, "bulk-copied", (gint64)d->bulk_copied);
     json_object_set_int_member(disk, "zero-blocks", (gint64)d->zero_blocks);
     json_object_set_int_member(disk, "data-blocks", (gint64)d->data_blocks);
     json_object_set_int_member(disk, "dirty-sync-count", (gint64)d->dirty_sync_count);

@@ -62,7 +62,9 @@ static const char migrate_help[] =
     "Migrate the disks of the blkmigd whose QMP socket is SOCKET to URI while\n"
     "its guest keeps running.  Sets the capability block (and zero-blocks when\n"
     "asked), applies the given parameters, issues migrate, then prints a\n"
-    "progress line every 0.5 s: percent done, bytes transferred and remaining,\n"
+    "progress line every 0.5 s: percent of the disks copied once (it only\n"
+    "grows; 100% means the dirty passes run), bytes transferred and left to\n"
+    "send (this grows again while the guest writes faster than they go),\n"
     "zero and data chunks sent, throughput in MB/s and the number of dirty\n"
     "passes.  At the end it prints the final query-migrate summary.\n"
     "\n"
@@ -304,11 +306,13 @@ static void print_progress(JsonNode *info, double elapsed)
 {
     gint64 total = jint(info, "disk.total");
     gint64 remaining = jint(info, "disk.remaining");
-    double percent = total > 0 ? 100.0 * (double)(total - remaining) / (double)total : 0;
+    /* The first copy only grows; what is left may grow again. */
+    double percent = total > 0 ? 100.0 * (double)jint(info, "disk.bulk-copied") / (double)total
+                               : 0;
     printf("%7.2fs %-9s %5.1f%%  sent %9.1f MiB  left %9.1f MiB  zero %7" G_GINT64_FORMAT
            "  data %7" G_GINT64_FORMAT "  %7.1f MB/s  dirty passes %" G_GINT64_FORMAT "\n",
            elapsed, jstr(info, "status") ? jstr(info, "status") : "?",
-           CLAMP(percent, 0.0, 100.0), mib(jint(info, "disk.transferred")), mib(remaining),
+           percent, mib(jint(info, "disk.transferred")), mib(remaining),
            jint(info, "disk.zero-blocks"), jint(info, "disk.data-blocks"),
            jdouble(info, "disk.mbps") / 8, jint(info, "disk.dirty-sync-count"));
     fflush(stdout);

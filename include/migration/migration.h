@@ -21,8 +21,13 @@ const char *mig_status_name(MigrationStatus s);
 
 typedef struct MigrationDiskStats {
     uint64_t transferred;       /* bytes written to the stream for disks */
-    uint64_t remaining;         /* bytes still to send */
+    uint64_t remaining;         /* disk bytes still to read and send, each
+                                 * once: not yet walked, or written since
+                                 * read; at most total; grows when the guest
+                                 * writes faster than they go */
     uint64_t total;             /* sum of drive sizes */
+    uint64_t bulk_copied;       /* bytes the first pass has walked (holes too);
+                                 * only grows; percent done = bulk_copied / total */
     uint64_t zero_blocks;       /* chunks sent as ZERO_BLOCK */
     uint64_t data_blocks;       /* chunks sent with data */
     uint64_t dirty_sync_count;  /* completed passes over the dirty bitmaps */

@@ -48,6 +48,13 @@ typedef struct SaveVMHandlers {
     int (*load_state)(MigStream *f, void *opaque, int version_id, GError **errp);
     /* Destination: called once after EOF was read, before the ack. */
     int (*load_finish)(void *opaque, GError **errp);
+    /* Destination: called once at the end of every load for every
+     * registered handler, whether its section came or not: after every
+     * load_finish succeeded (OK true: return -1 with *errp set to refuse
+     * the stream all the same), or after the load failed (OK false;
+     * ERRP is NULL and the result is ignored).  Runs before the guest
+     * may start. */
+    int (*load_end)(void *opaque, bool ok, GError **errp);
     /* Called once on either side when the migration ends (any outcome). */
     void (*cleanup)(void *opaque);
     /* Optional: whether to include the handler in this migration. */

@@ -746,6 +746,37 @@ uint64_t qtest_disk_scatter(const char *path, uint64_t seed, unsigned runs, uint
     return count;
 }
 
+void qtest_disk_fill(const char *path, uint64_t size, uint64_t seed)
+{
+    GRand *rng = g_rand_new_with_seed((guint32)seed);
+    guint8 *buf = g_malloc(CHUNK);
+    int fd = open_or_fail(path, O_WRONLY | O_CREAT | O_TRUNC);
+
+    fill_random(rng, buf, CHUNK);
+    for (uint64_t off = 0; off < size; off += CHUNK) {
+        /* Each block stamped with its offset: chunks differ, none is zero. */
+        for (uint64_t b = 0; b < CHUNK; b += 4096) {
+            uint64_t stamp = off + b + 1;
+            memcpy(buf + b, &stamp, sizeof(stamp));
+        }
+        pwrite_full(fd, buf, MIN(CHUNK, size - off), off, path);
+    }
+    close(fd);
+    g_free(buf);
+    g_rand_free(rng);
+}
+
+char *qtest_tool_path(void)
+{
+    const char *daemon = g_getenv("BLKMIGD");
+
+    if (daemon && *daemon) {
+        g_autofree char *dir = g_path_get_dirname(daemon);
+        return g_build_filename(dir, "blkmig", NULL);
+    }
+    return g_strdup("build/blkmig");
+}
+
 /* Next data offset at or after OFF, or SIZE when only holes follow. */
 static uint64_t next_data(int fd, uint64_t off, uint64_t size)
 {

@@ -132,4 +132,12 @@ void qtest_disk_copy(const char *src, const char *dst);
 /* File size in bytes (asserts it exists). */
 uint64_t qtest_file_size(const char *path);
 
+/* A disk of SIZE bytes at PATH (created or replaced) in which every
+ * 4 KiB block holds seeded pseudo-random data, no two chunks alike: a
+ * disk in use, with no holes. */
+void qtest_disk_fill(const char *path, uint64_t size, uint64_t seed);
+/* The blkmig tool next to $BLKMIGD (the build directory), else
+ * build/blkmig; caller frees. */
+char *qtest_tool_path(void);
+
 #endif

@@ -13,22 +13,11 @@ typedef struct ToolRun {
     char *err;
 } ToolRun;
 
-/* blkmig next to $BLKMIGD (the build directory), else build/blkmig. */
-static char *tool_path(void)
-{
-    const char *daemon = g_getenv("BLKMIGD");
-    if (daemon && *daemon) {
-        g_autofree char *dir = g_path_get_dirname(daemon);
-        return g_build_filename(dir, "blkmig", NULL);
-    }
-    return g_strdup("build/blkmig");
-}
-
 /* Run blkmig with the NULL-terminated arguments. */
 static ToolRun run_tool(const char *first, ...)
 {
     GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
-    g_ptr_array_add(argv, tool_path());
+    g_ptr_array_add(argv, qtest_tool_path());
     va_list ap;
     va_start(ap, first);
     for (const char *a = first; a; a = va_arg(ap, const char *)) {

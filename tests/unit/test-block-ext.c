@@ -56,7 +56,7 @@ static void fixture_teardown(Fixture *fx, gconstpointer data)
     for (int i = 0; i < MIG_CAP__MAX; i++) {
         mig_cap_set(i, i == MIG_CAP_RETURN_PATH);
     }
-    u.p.dirty_granularity = DIRTY_GRANULARITY_DEFAULT;
+    u.p.dirty_granularity = MIG_DEFAULT_DIRTY_GRANULARITY;
     g_assert_true(mig_params_apply(&u, NULL));
 }
 

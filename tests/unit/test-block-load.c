@@ -21,7 +21,7 @@
 #define MiB (1024 * 1024)
 #define CHUNK BLK_MIG_CHUNK_SIZE
 #define DISK_SIZE (8 * MiB)
-#define DIRTY_BLOCK (64 * 1024)     /* the default dirty-granularity */
+#define DIRTY_BLOCK 4096            /* the default dirty-granularity */
 
 static char *tmpdir;
 
@@ -353,10 +353,11 @@ static void save_drives(Fixture *fx, BlockDriverState **src)
     g_assert_cmpuint(savevm_state_pending(), ==, 0);
 
     /* The guest writes after its chunks were sent: dirty phase, which
-     * sends the dirty blocks (64 KiB by default) as spans. */
+     * sends the dirty blocks (4 KiB by default) as spans: one block, then
+     * two. */
     td_write_drive(src[0], 2 * MiB + 4096, 4096, 200);
     td_write_drive(src[0], 20 * MiB, 8192, 201);
-    g_assert_cmpuint(savevm_state_pending(), ==, 2 * DIRTY_BLOCK);
+    g_assert_cmpuint(savevm_state_pending(), ==, 3 * DIRTY_BLOCK);
     g_assert_cmpint(savevm_state_iterate(f, 64 * MiB, &err), ==, 1);
     g_assert_no_error(err);
     g_assert_cmpuint(savevm_state_pending(), ==, 0);

@@ -1,0 +1,590 @@
+/* What a migration must never do to a guest's disks, and what it reports
+ * meanwhile, between real blkmigd daemons:
+ *   - without `block` the destination checks that its disks are the
+ *     source's (the storage check) and refuses to start its guest when
+ *     they are not, while shared storage still migrates;
+ *   - README's operator example completes, as README writes it;
+ *   - progress under a random writer: `remaining` never exceeds `total`
+ *     and the blkmig client's percent never goes back. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "libqtest.h"
+#include "util/size.h"
+
+#define KIB (UINT64_C(1) << 10)
+#define MIB (UINT64_C(1) << 20)
+#define GIB (UINT64_C(1) << 30)
+/* Generous: ASan builds on two shared cores are slow. */
+#define MIGRATE_TIMEOUT_MS 120000
+#define STATE_TIMEOUT_MS 30000
+/* README's example takes about 9 s here; without convergence it never
+ * ends, and the test says so instead of hanging. */
+#define README_TIMEOUT_S 120
+#define TOOL_POLL_US (25 * 1000)
+#define DIFFER_HINT "the disks differ: enable the 'block' capability to copy the disks, " \
+                    "or use shared storage"
+
+/* ---- helpers ---- */
+
+static void write_block(const char *path, uint64_t off, uint64_t len, int byte)
+{
+    g_autofree uint8_t *buf = g_malloc(len);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+    g_assert_cmpint(fd, >=, 0);
+    memset(buf, byte, len);
+    g_assert_cmpint(pwrite(fd, buf, len, off), ==, (ssize_t)len);
+    close(fd);
+}
+
+static void assert_contains(const char *text, const char *part)
+{
+    if (!text || !strstr(text, part)) {
+        g_error("expected '%s' in '%s'", part, text ? text : "(null)");
+    }
+}
+
+/* The source failed because the destination refused (its error names
+ * WHY, and says HINT unless that is NULL), the source guest runs again
+ * and the destination's does not. */
+static void expect_refused(QTestDaemon *src, QTestDaemon *dst, const char *why,
+                           const char *hint)
+{
+    JsonNode *s = qtest_migrate_wait(src, MIGRATE_TIMEOUT_MS);
+    JsonNode *d = qtest_migrate_wait_status(dst, "failed", STATE_TIMEOUT_MS);
+    const char *dst_error = qtest_json_str(d, "error-desc");
+    g_autofree char *said = g_strdup_printf("destination failed: %s", dst_error);
+
+    g_test_message("source: %s", qtest_json_str(s, "error-desc"));
+    g_assert_cmpstr(qtest_json_str(s, "status"), ==, "failed");
+    assert_contains(dst_error, why);
+    if (hint) {
+        assert_contains(dst_error, hint);
+    }
+    assert_contains(qtest_json_str(s, "error-desc"), said);
+    qtest_wait_runstate(src, "running", STATE_TIMEOUT_MS);
+    g_autofree char *dst_state = qtest_runstate(dst);
+    g_assert_cmpstr(dst_state, ==, "inmigrate");
+    json_node_unref(s);
+    json_node_unref(d);
+}
+
+static void expect_completed(QTestDaemon *src, QTestDaemon *dst)
+{
+    JsonNode *s = qtest_migrate_wait(src, MIGRATE_TIMEOUT_MS);
+
+    if (strcmp(qtest_json_str(s, "status"), "completed")) {
+        g_error("migration %s: %s", qtest_json_str(s, "status"),
+                qtest_json_str(s, "error-desc"));
+    }
+    json_node_unref(qtest_migrate_wait_status(dst, "completed", STATE_TIMEOUT_MS));
+    qtest_wait_runstate(dst, "running", STATE_TIMEOUT_MS);
+    qtest_wait_runstate(src, "postmigrate", STATE_TIMEOUT_MS);
+    json_node_unref(s);
+}
+
+/* A destination waiting on URI and a source, each with its drive
+ * options, started in that order; the migration (capabilities CAP, may
+ * be NULL) begins. */
+static void start_migration(QTestDaemon **src, QTestDaemon **dst, const char *src_drives,
+                            const char *dst_drives, const char *cap)
+{
+    g_autofree char *uri = qtest_tcp_uri();
+
+    *dst = qtest_daemon_start("dst", "%s --incoming %s", dst_drives, uri);
+    *src = qtest_daemon_start("src", "%s", src_drives);
+    if (cap) {
+        qtest_set_caps(*src, cap, NULL);
+    }
+    qtest_migrate_start(*src, uri);
+}
+
+static char *drive_opt(const char *id, const char *path)
+{
+    return g_strdup_printf("--drive id=%s,file=%s", id, path);
+}
+
+/* ---- the storage check ---- */
+
+/* Two disks of the same size holding different data: refused. */
+static void test_different_disks(void)
+{
+    g_autofree char *a = qtest_path("a.raw"), *b = qtest_path("b.raw");
+    g_autofree char *src_opt = drive_opt("disk0", a), *dst_opt = drive_opt("disk0", b);
+    QTestDaemon *src, *dst;
+
+    qtest_disk_create(a, 64 * MIB);
+    qtest_disk_scatter(a, 3, 8, 64 * KIB);
+    qtest_disk_create(b, 64 * MIB);
+    qtest_disk_scatter(b, 4, 8, 64 * KIB);
+    start_migration(&src, &dst, src_opt, dst_opt, NULL);
+    expect_refused(src, dst, "drive 'disk0' does not match the source's", DIFFER_HINT);
+    qtest_daemon_kill(src);
+    qtest_daemon_kill(dst);
+}
+
+/* One file opened by both daemons (shared storage), written by the
+ * source guest until it stops: the check passes, so it must be taken
+ * with the guest stopped and its writes flushed. */
+static void test_shared_storage(void)
+{
+    g_autofree char *disk = qtest_path("shared.raw");
+    g_autofree char *opt = drive_opt("disk0", disk);
+    g_autofree char *src_opt = g_strdup_printf("%s --workload drive=disk0,rate=20,seed=7", opt);
+    QTestDaemon *src, *dst;
+
+    qtest_disk_create(disk, 256 * MIB);
+    qtest_disk_scatter(disk, 5, 40, 256 * KIB);
+    start_migration(&src, &dst, src_opt, opt, NULL);
+    expect_completed(src, dst);
+    qtest_daemon_kill(src);
+    qtest_daemon_kill(dst);
+}
+
+/* Different sizes: refused, naming both. */
+static void test_different_sizes(void)
+{
+    g_autofree char *a = qtest_path("a.raw"), *b = qtest_path("b.raw");
+    g_autofree char *src_opt = drive_opt("disk0", a), *dst_opt = drive_opt("disk0", b);
+    QTestDaemon *src, *dst;
+
+    qtest_disk_create(a, 64 * MIB);
+    qtest_disk_create(b, 32 * MIB);
+    start_migration(&src, &dst, src_opt, dst_opt, NULL);
+    expect_refused(src, dst, "drive 'disk0' is 67108864 bytes at the source but "
+                   "33554432 bytes here: ", DIFFER_HINT);
+    qtest_daemon_kill(src);
+    qtest_daemon_kill(dst);
+}
+
+/* A sparse 1 GiB source with three 4 KiB blocks of data, none inside an
+ * evenly spread range (those start at multiples of size / 32 and are
+ * 64 KiB long), against an empty destination: only the ranges that seek
+ * data can tell them apart, and they must, every time. */
+static void test_sparse_source_empty_destination(void)
+{
+    static const uint64_t data_at[] = { 16 * MIB + 12 * KIB, 300 * MIB, 1000 * MIB + 8 * KIB };
+    g_autofree char *a = qtest_path("a.raw"), *b = qtest_path("b.raw");
+    g_autofree char *src_opt = drive_opt("disk0", a), *dst_opt = drive_opt("disk0", b);
+
+    qtest_disk_create(a, GIB);
+    qtest_disk_create(b, GIB);
+    for (size_t i = 0; i < G_N_ELEMENTS(data_at); i++) {
+        g_assert_cmpuint(data_at[i] % (GIB / 32), >=, 64 * KIB);
+        write_block(a, data_at[i], 4 * KIB, 0x5a + i);
+    }
+    for (int round = 0; round < 3; round++) {
+        QTestDaemon *src, *dst;
+        start_migration(&src, &dst, src_opt, dst_opt, NULL);
+        expect_refused(src, dst, "drive 'disk0' does not match the source's", DIFFER_HINT);
+        qtest_daemon_kill(src);
+        qtest_daemon_kill(dst);
+    }
+}
+
+/* A drive on one side only, without `block` (the other drive is shared)
+ * and with it: refused, naming the drive. */
+static void test_drive_on_one_side(void)
+{
+    g_autofree char *shared = qtest_path("shared.raw"), *extra = qtest_path("extra.raw");
+    g_autofree char *d0 = drive_opt("disk0", shared), *d1 = drive_opt("disk1", extra);
+    g_autofree char *both = g_strdup_printf("%s %s", d0, d1);
+    g_autofree char *dst_disk = qtest_path("dst.raw");
+    g_autofree char *dst_both = g_strdup_printf("--drive id=disk0,file=%s,size=%" G_GUINT64_FORMAT
+                                                ",create=on %s", dst_disk, 16 * MIB, d1);
+    QTestDaemon *src, *dst;
+
+    qtest_disk_create(shared, 16 * MIB);
+    qtest_disk_scatter(shared, 9, 4, 64 * KIB);
+    qtest_disk_create(extra, 16 * MIB);
+
+    start_migration(&src, &dst, both, d0, NULL);
+    expect_refused(src, dst, "the source has a drive 'disk1' that this destination lacks",
+                   NULL);
+    qtest_daemon_kill(src);
+    qtest_daemon_kill(dst);
+
+    start_migration(&src, &dst, d0, both, NULL);
+    expect_refused(src, dst, "drive 'disk1' of this destination is not on the source "
+                   "(which has: disk0)", NULL);
+    qtest_daemon_kill(src);
+    qtest_daemon_kill(dst);
+
+    start_migration(&src, &dst, d0, dst_both, "block");
+    expect_refused(src, dst, "drive 'disk1' of this destination is not on the source", NULL);
+    qtest_daemon_kill(src);
+    qtest_daemon_kill(dst);
+    unlink(dst_disk);
+}
+
+/* qemu-compat without `block` sends no check: the destination cannot
+ * know its disk is the source's and does not start. */
+static void test_compat_without_block(void)
+{
+    g_autofree char *disk = qtest_path("shared.raw");
+    g_autofree char *opt = drive_opt("disk0", disk);
+    QTestDaemon *src, *dst;
+
+    qtest_disk_create(disk, 16 * MIB);
+    start_migration(&src, &dst, opt, opt, "qemu-compat");
+    expect_refused(src, dst, "drive 'disk0' got neither disk contents nor a storage check",
+                   "enable the 'block' capability");
+    qtest_daemon_kill(src);
+    qtest_daemon_kill(dst);
+}
+
+/* ---- the blkmig tool, bounded in time ---- */
+
+typedef struct Tool {
+    GPid pid;
+    char *log_path;
+    gint64 deadline;
+} Tool;
+
+/* Start the blkmig tool with ARGS (NULL-terminated array, without the
+ * program), its output in tmpdir/LOG_NAME; it must end within TIMEOUT_S. */
+static Tool tool_start(const char *log_name, char **args, int timeout_s)
+{
+    Tool t = { .log_path = qtest_path(log_name),
+               .deadline = g_get_monotonic_time() + timeout_s * G_USEC_PER_SEC };
+    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+    int fd = open(t.log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    GError *err = NULL;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_ptr_array_add(argv, qtest_tool_path());
+    for (char **a = args; *a; a++) {
+        g_ptr_array_add(argv, g_strdup(*a));
+    }
+    g_ptr_array_add(argv, NULL);
+    g_spawn_async_with_fds(NULL, (char **)argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL,
+                           NULL, &t.pid, -1, fd, fd, &err);
+    g_assert_no_error(err);
+    close(fd);
+    return t;
+}
+
+static char *tool_output(const Tool *t)
+{
+    char *text = NULL;
+
+    g_assert_true(g_file_get_contents(t->log_path, &text, NULL, NULL));
+    return text;
+}
+
+/* The last line of the tool's output, for messages; caller frees. */
+static char *tool_last_line(const Tool *t)
+{
+    g_autofree char *text = tool_output(t);
+    g_strchomp(text);
+    const char *nl = strrchr(text, '\n');
+    return g_strdup(nl ? nl + 1 : text);
+}
+
+/* True once the tool exited (*STATUS its exit code).  Past the deadline
+ * it is interrupted (it cancels the migration) and the test fails. */
+static bool tool_exited(Tool *t, int *status)
+{
+    int ws;
+    pid_t r = waitpid(t->pid, &ws, WNOHANG);
+
+    if (r == t->pid) {
+        *status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+        return true;
+    }
+    if (g_get_monotonic_time() > t->deadline) {
+        g_autofree char *last = tool_last_line(t);
+        kill(t->pid, SIGINT);
+        g_usleep(2 * G_USEC_PER_SEC);
+        kill(t->pid, SIGKILL);
+        waitpid(t->pid, &ws, 0);
+        g_error("blkmig did not finish in time (the migration does not converge?); "
+                "its last line: %s", last);
+    }
+    return false;
+}
+
+static int tool_wait(Tool *t)
+{
+    int status;
+
+    while (!tool_exited(t, &status)) {
+        g_usleep(TOOL_POLL_US);
+    }
+    return status;
+}
+
+static void tool_clear(Tool *t)
+{
+    g_free(t->log_path);
+}
+
+/* ---- README's operator example ---- */
+
+/* The blkmigd and blkmig commands in the indented blocks of README's
+ * section HEADING (up to the next heading), continuation lines joined,
+ * as argument vectors. */
+static GPtrArray *readme_commands(const char *readme, const char *heading)
+{
+    g_auto(GStrv) lines = g_strsplit(readme, "\n", -1);
+    GPtrArray *cmds = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
+    g_autoptr(GString) cmd = g_string_new("");
+    char **l = lines;
+
+    while (*l && strcmp(*l, heading)) {
+        l++;
+    }
+    g_assert_nonnull(*l);
+    for (l++; *l && (*l)[0] != '#'; l++) {
+        char **argv = NULL;
+
+        if (!g_str_has_prefix(*l, "    ") || (*l)[4] == '#') {
+            continue;
+        }
+        g_string_append(cmd, *l + 4);
+        if (g_str_has_suffix(cmd->str, "\\")) {
+            g_string_truncate(cmd, cmd->len - 1);
+            continue;
+        }
+        if (g_shell_parse_argv(cmd->str, NULL, &argv, NULL) &&
+            (!strcmp(argv[0], "blkmigd") || !strcmp(argv[0], "blkmig"))) {
+            g_ptr_array_add(cmds, g_steal_pointer(&argv));
+        }
+        g_strfreev(argv);
+        g_string_truncate(cmd, 0);
+    }
+    return cmds;
+}
+
+/* URI (tcp:HOST:PORT) with port PORT, and HOST unless it is NULL. */
+static char *with_port(const char *uri, const char *host, int port)
+{
+    g_auto(GStrv) parts = g_strsplit(uri, ":", 3);
+
+    g_assert_cmpstr(parts[0], ==, "tcp");
+    g_assert_nonnull(parts[1]);
+    return g_strdup_printf("tcp:%s:%d", host ? host : parts[1], port);
+}
+
+/* A --drive VALUE with its file in the scratch directory; *FILE gets
+ * that path, *SIZE the size given (unchanged without one). */
+static char *drive_in_tmpdir(const char *value, char **file, uint64_t *size)
+{
+    g_auto(GStrv) opts = g_strsplit(value, ",", -1);
+
+    for (char **o = opts; *o; o++) {
+        if (g_str_has_prefix(*o, "file=")) {
+            *file = qtest_path(*o + 5);
+            g_free(*o);
+            *o = g_strconcat("file=", *file, NULL);
+        } else if (g_str_has_prefix(*o, "size=")) {
+            g_assert_true(size_parse(*o + 5, size, NULL));
+        }
+    }
+    return g_strjoinv(",", opts);
+}
+
+/* A README blkmigd command as libqtest arguments: without its --qmp
+ * (libqtest adds one), files in the scratch directory, port PORT. */
+static char *daemon_args(char **argv, int port, char **file, uint64_t *size)
+{
+    g_autoptr(GString) args = g_string_new("");
+
+    for (char **a = argv + 1; *a; a++) {
+        g_autofree char *value = NULL;
+
+        if (!strcmp(*a, "--qmp") && a[1]) {
+            a++;
+            continue;
+        }
+        if (!strcmp(a[-1], "--drive")) {
+            value = drive_in_tmpdir(*a, file, size);
+        } else if (!strcmp(a[-1], "--incoming")) {
+            value = with_port(*a, NULL, port);
+        }
+        g_string_append_printf(args, " %s", value ? value : *a);
+    }
+    return g_strdup(args->str);
+}
+
+static char *qmp_uri(QTestDaemon *d)
+{
+    return g_strconcat("unix:", qtest_daemon_qmp_path(d), NULL);
+}
+
+/* The README's blkmig command for these daemons and port (without the
+ * program name). */
+static GStrv migrate_args(char **argv, QTestDaemon *src, QTestDaemon *dst, int port)
+{
+    GPtrArray *out = g_ptr_array_new();
+
+    g_assert_cmpstr(argv[1], ==, "migrate");
+    for (char **a = argv + 1; *a; a++) {
+        if (!strcmp(a[-1], "--src")) {
+            g_ptr_array_add(out, qmp_uri(src));
+        } else if (!strcmp(a[-1], "--dst")) {
+            g_ptr_array_add(out, qmp_uri(dst));
+        } else if (!strcmp(a[-1], "--uri")) {
+            g_ptr_array_add(out, with_port(*a, "127.0.0.1", port));
+        } else {
+            g_ptr_array_add(out, g_strdup(*a));
+        }
+    }
+    g_ptr_array_add(out, NULL);
+    return (GStrv)g_ptr_array_free(out, FALSE);
+}
+
+/* README's "Start a destination and a source" and "Migrate" with the
+ * blkmig client, as written there (scratch paths, a free port, and a
+ * source disk full of data, as the README describes it): the migration
+ * completes and both disks are identical. */
+static void test_readme_example(void)
+{
+    g_autofree char *readme = NULL;
+    g_autoptr(GPtrArray) daemons = NULL, migrate = NULL;
+    g_autofree char *dst_args = NULL, *src_args = NULL, *dst_file = NULL, *src_file = NULL;
+    g_autofree char *out = NULL;
+    g_auto(GStrv) margs = NULL;
+    uint64_t size = 0, unused = 0;
+    int port = qtest_free_port();
+    QTestDaemon *src, *dst;
+    Tool t;
+
+    g_assert_true(g_file_get_contents("README.md", &readme, NULL, NULL));
+    daemons = readme_commands(readme, "### Start a destination and a source");
+    migrate = readme_commands(readme, "### Migrate");
+    g_assert_cmpuint(daemons->len, ==, 2);
+    g_assert_cmpuint(migrate->len, ==, 1);
+    dst_args = daemon_args(daemons->pdata[0], port, &dst_file, &size);
+    src_args = daemon_args(daemons->pdata[1], port, &src_file, &unused);
+    assert_contains(dst_args, "--incoming");
+    g_assert_cmpuint(size, >, 0);
+    qtest_disk_fill(src_file, size, 1);
+    unlink(dst_file);       /* README's destination host has no disk yet */
+    dst = qtest_daemon_start("readme-dst", "%s", dst_args);
+    src = qtest_daemon_start("readme-src", "%s", src_args);
+    margs = migrate_args(migrate->pdata[0], src, dst, port);
+    t = tool_start("readme-blkmig.log", margs, README_TIMEOUT_S);
+    g_assert_cmpint(tool_wait(&t), ==, 0);
+    out = tool_output(&t);
+    g_test_message("%s", out);
+    assert_contains(out, "destination:      completed, guest running");
+    g_assert_true(qtest_files_equal(src_file, dst_file, NULL));
+    qtest_daemon_kill(src);
+    qtest_daemon_kill(dst);
+    unlink(src_file);
+    unlink(dst_file);
+    tool_clear(&t);
+}
+
+/* ---- progress under a random writer ---- */
+
+/* remaining never exceeds total in any query-migrate. */
+static void sample_remaining(QTestDaemon *src, unsigned *samples)
+{
+    JsonNode *info = qtest_query_migrate(src);
+
+    if (qtest_json_get(info, "disk.total")) {
+        gint64 total = qtest_json_int(info, "disk.total");
+        gint64 remaining = qtest_json_int(info, "disk.remaining");
+        if (remaining > total) {
+            g_error("remaining %" G_GINT64_FORMAT " > total %" G_GINT64_FORMAT, remaining,
+                    total);
+        }
+        (*samples)++;
+    }
+    json_node_unref(info);
+}
+
+/* The client's progress lines so far: percent never goes back, what is
+ * left is never more than the disk. */
+static unsigned check_client_lines(const Tool *t, uint64_t total)
+{
+    g_autofree char *out = tool_output(t);
+    g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
+    double last = 0;
+    unsigned count = 0;
+
+    for (char **l = lines; *l; l++) {
+        double secs, percent, sent, left;
+        char status[16];
+
+        if (sscanf(*l, "%lfs %15s %lf%% sent %lf MiB left %lf MiB", &secs, status, &percent,
+                   &sent, &left) != 5) {
+            continue;
+        }
+        if (percent < last) {
+            g_error("percent went back from %.1f to %.1f: %s", last, percent, *l);
+        }
+        if (left > (double)total / MIB + 0.05) {
+            g_error("%.1f MiB left of a %" G_GUINT64_FORMAT " MiB disk: %s", left, total / MIB,
+                    *l);
+        }
+        last = percent;
+        count++;
+    }
+    return count;
+}
+
+/* A 256 MiB disk full of data, written 4 KiB at random at 20 MiB/s while
+ * it moves at 64 MiB/s: query-migrate polled every 25 ms and the blkmig
+ * client's lines stay within bounds and move forward. */
+static void test_progress_under_random_writer(void)
+{
+    const uint64_t size = 256 * MIB;
+    g_autofree char *a = qtest_path("a.raw"), *b = qtest_path("b.raw");
+    g_autofree char *uri = qtest_tcp_uri();
+    g_autofree char *src_q = NULL, *dst_q = NULL;
+    QTestDaemon *src, *dst;
+    unsigned samples = 0;
+    int status;
+    Tool t;
+
+    qtest_disk_fill(a, size, 2);
+    unlink(b);              /* an earlier case's disk: create=on makes a new one */
+    dst = qtest_daemon_start("dst", "--drive id=disk0,file=%s,size=%" G_GUINT64_FORMAT
+                             ",create=on --incoming %s", b, size, uri);
+    src = qtest_daemon_start("src", "--drive id=disk0,file=%s --workload "
+                             "drive=disk0,pattern=randwrite,bs=4k,rate=20,seed=3", a);
+    src_q = qmp_uri(src);
+    dst_q = qmp_uri(dst);
+    t = tool_start("progress-blkmig.log", (char *[]){ "migrate", "--src", src_q, "--dst", dst_q,
+                   "--uri", uri, "--zero-blocks", "--max-bandwidth", "64M", NULL },
+                   README_TIMEOUT_S);
+    while (!tool_exited(&t, &status)) {
+        sample_remaining(src, &samples);
+        check_client_lines(&t, size);
+        g_usleep(TOOL_POLL_US);
+    }
+    g_assert_cmpint(status, ==, 0);
+    g_assert_cmpuint(check_client_lines(&t, size), >=, 4);
+    g_test_message("%u query-migrate samples", samples);
+    g_assert_cmpuint(samples, >=, 40);
+    g_assert_true(qtest_files_equal(a, b, NULL));
+    qtest_daemon_kill(src);
+    qtest_daemon_kill(dst);
+    unlink(a);
+    unlink(b);
+    tool_clear(&t);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/storage-check/different-disks", test_different_disks);
+    g_test_add_func("/storage-check/shared-storage", test_shared_storage);
+    g_test_add_func("/storage-check/different-sizes", test_different_sizes);
+    g_test_add_func("/storage-check/sparse-source-empty-destination",
+                    test_sparse_source_empty_destination);
+    g_test_add_func("/storage-check/drive-on-one-side", test_drive_on_one_side);
+    g_test_add_func("/storage-check/qemu-compat-without-block", test_compat_without_block);
+    g_test_add_func("/storage-check/readme-example", test_readme_example);
+    g_test_add_func("/storage-check/progress-under-random-writer",
+                    test_progress_under_random_writer);
+    return g_test_run();
+}

@@ -1,4 +1,5 @@
-/* Transmission requests executed against the block layer.
+/* Transmission requests executed against the block layer; reads and
+ * writes, which carry payloads, have their own files (read.c, write.c).
  *
  * Each request runs in two steps: the block I/O, inside the runstate gate
  * (so pausing waits for it), then the reply, outside the gate (so a slow or
@@ -10,16 +11,10 @@
 #include <errno.h>
 #include <inttypes.h>
 
-typedef struct ReadExtent {
-    uint64_t offset;
-    uint32_t len;
-    bool data;          /* false: reads as zeroes, sent as OFFSET_HOLE */
-} ReadExtent;
-
-/* What the I/O step leaves for the reply step. */
+/* One request between its I/O step and its reply step. */
 typedef struct CmdResult {
-    ReadExtent ext[NBD_READ_MAX_EXTENTS];
-    int n_ext;
+    NBDConn *c;
+    const NBDRequest *r;
     uint8_t *status;    /* BLOCK_STATUS descriptors (owned) */
     uint32_t status_len;
 } CmdResult;
@@ -50,69 +45,6 @@ uint32_t nbd_errno_to_wire(int negative_errno)
     default:
         return NBD_EIO;
     }
-}
-
-static void add_extent(CmdResult *res, uint64_t offset, uint32_t len, bool data)
-{
-    ReadExtent *last = res->n_ext ? &res->ext[res->n_ext - 1] : NULL;
-
-    if (last && last->data == data) {
-        last->len += len;
-        return;
-    }
-    res->ext[res->n_ext++] = (ReadExtent){ offset, len, data };
-}
-
-/* Split a read into data and hole extents.  A fragmented range ends in one
- * data extent covering the rest, which is always correct, just less thin. */
-static void plan_sparse_read(NBDConn *c, const NBDRequest *r, CmdResult *res)
-{
-    uint64_t off = r->offset, end = r->offset + r->len;
-
-    while (off < end) {
-        uint64_t pnum;
-        bool is_data;
-
-        if (res->n_ext >= NBD_READ_MAX_EXTENTS - 1 ||
-            bdrv_block_status(c->bs, off, end - off, &pnum, &is_data) < 0 ||
-            pnum == 0) {
-            add_extent(res, off, end - off, true);
-            return;
-        }
-        pnum = MIN(pnum, end - off);
-        add_extent(res, off, pnum, is_data);
-        off += pnum;
-    }
-}
-
-static int do_read(NBDConn *c, const NBDRequest *r, CmdResult *res)
-{
-    uint8_t *buf = c->buf;
-
-    if (r->len == 0) {
-        return 0;
-    }
-    /* Holes pay off only for large reads from a structured client that
-     * accepts fragments; small reads skip the extra lseek. */
-    if (c->structured && !(r->flags & NBD_CMD_FLAG_DF) &&
-        r->len >= NBD_SPARSE_READ_MIN) {
-        plan_sparse_read(c, r, res);
-    } else {
-        add_extent(res, r->offset, r->len, true);
-    }
-    for (int i = 0; i < res->n_ext; i++) {
-        const ReadExtent *e = &res->ext[i];
-        int ret;
-
-        if (!e->data) {
-            continue;
-        }
-        ret = bdrv_pread(c->bs, e->offset, buf + (e->offset - r->offset), e->len);
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    return 0;
 }
 
 /* base:allocation extents: holes read as zeroes, data is "unknown". */
@@ -169,17 +101,16 @@ static int do_write_zeroes(NBDConn *c, const NBDRequest *r)
     return bdrv_pwrite_zeroes(c->bs, r->offset, r->len, flags);
 }
 
-static int run_io(NBDConn *c, const NBDRequest *r, CmdResult *res)
+/* The I/O step, run inside the gate (OPAQUE is the CmdResult). */
+static int run_io(void *opaque)
 {
+    CmdResult *res = opaque;
+    NBDConn *c = res->c;
+    const NBDRequest *r = res->r;
     bool fua = r->flags & NBD_CMD_FLAG_FUA;
     int ret = 0;
 
     switch (r->type) {
-    case NBD_CMD_READ:
-        return do_read(c, r, res);
-    case NBD_CMD_WRITE:
-        return r->len ? bdrv_pwrite(c->bs, r->offset, c->buf, r->len,
-                                    fua ? BDRV_REQ_FUA : 0) : 0;
     case NBD_CMD_FLUSH:
         return bdrv_flush(c->bs);
     case NBD_CMD_TRIM:
@@ -200,69 +131,31 @@ static int run_io(NBDConn *c, const NBDRequest *r, CmdResult *res)
     return ret;
 }
 
-static int send_read(NBDConn *c, const NBDRequest *r, const CmdResult *res)
-{
-    if (!c->structured) {
-        return nbd_reply_simple(c, r->cookie, 0, c->buf, r->len);
-    }
-    if (res->n_ext == 0) {
-        return nbd_reply_chunk(c, r->cookie, NBD_REPLY_FLAG_DONE,
-                               NBD_REPLY_TYPE_NONE, NULL, 0, NULL, 0);
-    }
-    for (int i = 0; i < res->n_ext; i++) {
-        const ReadExtent *e = &res->ext[i];
-        uint16_t flags = i == res->n_ext - 1 ? NBD_REPLY_FLAG_DONE : 0;
-        uint8_t head[12];
-        int ret;
-
-        nbd_put64(head, e->offset);
-        if (e->data) {
-            const uint8_t *data = (const uint8_t *)c->buf + (e->offset - r->offset);
-            ret = nbd_reply_chunk(c, r->cookie, flags, NBD_REPLY_TYPE_OFFSET_DATA,
-                                  head, 8, data, e->len);
-        } else {
-            nbd_put32(head + 8, e->len);
-            ret = nbd_reply_chunk(c, r->cookie, flags, NBD_REPLY_TYPE_OFFSET_HOLE,
-                                  head, 12, NULL, 0);
-        }
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    return 0;
-}
-
 static int send_result(NBDConn *c, const NBDRequest *r, const CmdResult *res)
 {
     uint8_t ctx[4];
 
-    switch (r->type) {
-    case NBD_CMD_READ:
-        return send_read(c, r, res);
-    case NBD_CMD_BLOCK_STATUS:
-        nbd_put32(ctx, NBD_META_ID_BASE_ALLOCATION);
-        return nbd_reply_chunk(c, r->cookie, NBD_REPLY_FLAG_DONE,
-                               NBD_REPLY_TYPE_BLOCK_STATUS, ctx, sizeof(ctx),
-                               res->status, res->status_len);
-    default:
+    if (r->type != NBD_CMD_BLOCK_STATUS) {
         return nbd_reply_ok(c, r);
     }
+    nbd_put32(ctx, NBD_META_ID_BASE_ALLOCATION);
+    return nbd_reply_chunk(c, r->cookie, NBD_REPLY_FLAG_DONE,
+                           NBD_REPLY_TYPE_BLOCK_STATUS, ctx, sizeof(ctx),
+                           res->status, res->status_len);
 }
 
 int nbd_cmd_execute(NBDConn *c, const NBDRequest *r)
 {
-    CmdResult res = { .n_ext = 0 };
-    bool counted;
+    CmdResult res = { .c = c, .r = r };
     int ret;
 
-    ret = nbd_gate_enter(nbd_cmd_is_write(r->type), &counted);
-    if (ret == 0) {
-        ret = run_io(c, r, &res);
+    if (r->type == NBD_CMD_READ) {
+        return nbd_cmd_read(c, r);
     }
-    if (counted) {
-        nbd_gate_leave();
+    if (r->type == NBD_CMD_WRITE) {
+        return nbd_cmd_write(c, r);
     }
-
+    ret = nbd_gate_run(nbd_cmd_is_write(r->type), run_io, &res);
     if (ret < 0) {
         g_free(res.status);
         return nbd_reply_error(c, r, nbd_errno_to_wire(ret), "%s at %" PRIu64

@@ -1,13 +1,10 @@
-/* One client connection: its resources and its two phases.  The
- * connection's thread owns everything here, including the socket. */
+/* One client connection: its resources (socket, buffers) and its two
+ * phases.  The connection's thread owns everything here, including the
+ * socket; its budgeted slice is the only part shared with other
+ * connections (through budget.c). */
 #include "nbd-internal.h"
 
 #include <unistd.h>
-
-/* A payload buffer above this is freed after the request that needed it,
- * so an idle connection does not keep up to NBD_MAX_PAYLOAD around. */
-#define KEEP_BUFFER_MAX (1024 * 1024)
-#define MIN_BUFFER      (64 * 1024)
 
 NBDConn *nbd_conn_new(int fd, const char *peer)
 {
@@ -22,34 +19,56 @@ NBDConn *nbd_conn_new(int fd, const char *peer)
 void nbd_conn_free(NBDConn *c)
 {
     close(c->fd);
-    bdrv_buf_free(c->buf);
+    nbd_conn_drop_slice(c);
+    bdrv_buf_free(c->small);
     g_free(c->inbuf);
     g_free(c->peer);
     g_free(c);
 }
 
-void *nbd_conn_buffer(NBDConn *c, size_t len)
+void nbd_conn_drop_slice(NBDConn *c)
 {
-    g_assert(len <= NBD_MAX_PAYLOAD && c->bs);
-    if (c->buf && c->buf_size >= len) {
-        return c->buf;
+    if (c->slice) {
+        nbd_budget_free(c->slice, c->slice_size);
+        c->slice = NULL;
+        c->slice_size = 0;
     }
-    bdrv_buf_free(c->buf);
-    /* Whole pages: cache=none drives need aligned lengths as well. */
-    c->buf_size = MAX((len + 4095) & ~(size_t)4095, (size_t)MIN_BUFFER);
-    c->buf = bdrv_buf_alloc(c->bs, c->buf_size);
-    if (!c->buf) {
-        c->buf_size = 0;
-    }
-    return c->buf;
 }
 
-void nbd_conn_trim_buffer(NBDConn *c)
+/* Budget is taken only once the socket can move the slice: a client that
+ * does not read (or send) holds none while the connection waits for it. */
+static void *budgeted_slice(NBDConn *c, size_t len, short events)
 {
-    if (c->buf_size > KEEP_BUFFER_MAX) {
-        bdrv_buf_free(c->buf);
-        c->buf = NULL;
-        c->buf_size = 0;
+    size_t page = sysconf(_SC_PAGESIZE);
+    size_t size = (len + page - 1) / page * page;
+
+    g_assert(bdrv_buf_align(c->bs) <= page);    /* mmap's alignment */
+    nbd_socket_wait(c, events);
+    if (c->slice && c->slice_size >= len) {
+        return c->slice;
+    }
+    nbd_conn_drop_slice(c);     /* never wait for budget while holding some */
+    c->slice = nbd_budget_alloc(size);
+    c->slice_size = c->slice ? size : 0;
+    return c->slice;
+}
+
+void *nbd_conn_slice(NBDConn *c, size_t len, short events)
+{
+    g_assert(len <= NBD_SLICE_MAX && c->bs);
+    if (len > NBD_SMALL_PAYLOAD) {
+        return budgeted_slice(c, len, events);
+    }
+    if (!c->small) {
+        c->small = bdrv_buf_alloc(c->bs, NBD_SMALL_PAYLOAD);
+    }
+    return c->small;
+}
+
+void nbd_conn_slice_done(NBDConn *c)
+{
+    if (c->slice && nbd_budget_contended()) {
+        nbd_conn_drop_slice(c);
     }
 }
 

@@ -4,10 +4,12 @@
  * The NBD export is a guest device: while the guest is stopped (startup,
  * `stop`, migration switchover, an incoming destination) requests are held,
  * not failed, and pause returns only once none is in flight, so migration
- * can copy a disk nobody is writing.  After an outgoing migration completed
- * the disk belongs to the destination: writes fail with ESHUTDOWN (clients
- * must then disconnect), reads are still served from the now-frozen copy.
- * The handshake never waits here. */
+ * can copy a disk nobody is writing.  A payload above NBD_SMALL_PAYLOAD
+ * passes the gate once per slice, so a large read, or a write not yet
+ * acknowledged, may straddle a pause.  After an outgoing migration
+ * completed the disk belongs to the destination: writes fail with
+ * ESHUTDOWN (clients must then disconnect), reads are still served from
+ * the now-frozen copy.  The handshake never waits here. */
 #include "nbd-internal.h"
 
 #include <errno.h>
@@ -19,7 +21,7 @@ static bool gate_refuse_writes;
 static bool gate_stopping;
 static unsigned gate_inflight;      /* admitted while running */
 
-int nbd_gate_enter(bool is_write, bool *counted)
+static int gate_enter(bool is_write, bool *counted)
 {
     int ret = 0;
 
@@ -46,7 +48,7 @@ int nbd_gate_enter(bool is_write, bool *counted)
     return ret;
 }
 
-void nbd_gate_leave(void)
+static void gate_leave(void)
 {
     g_mutex_lock(&gate_lock);
     g_assert(gate_inflight > 0);
@@ -54,6 +56,20 @@ void nbd_gate_leave(void)
         g_cond_broadcast(&gate_cond);
     }
     g_mutex_unlock(&gate_lock);
+}
+
+int nbd_gate_run(bool is_write, int (*fn)(void *opaque), void *opaque)
+{
+    bool counted;
+    int ret = gate_enter(is_write, &counted);
+
+    if (ret == 0) {
+        ret = fn(opaque);
+    }
+    if (counted) {
+        gate_leave();
+    }
+    return ret;
 }
 
 void nbd_server_pause_io(void)

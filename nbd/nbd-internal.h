@@ -9,6 +9,10 @@
  *   handshake-meta.c  NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT
  *   protocol.c        transmission loop: request header, validation
  *   commands.c        requests executed against the block layer
+ *   read.c            NBD_CMD_READ: data and hole extents, sent in slices
+ *   write.c           NBD_CMD_WRITE: payload received and written in slices
+ *   payload.c         one slice over the socket, given back when it stalls
+ *   budget.c          server-wide budget of payload buffer bytes
  *   reply.c           simple replies and structured reply chunks
  *   gate.c            runstate gate: pause / resume / refuse writes
  *
@@ -25,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "block/block.h"
@@ -142,6 +147,37 @@
 /* Context id handed out by NBD_OPT_SET_META_CONTEXT for base:allocation. */
 #define NBD_META_ID_BASE_ALLOCATION 1
 
+/* ---- Payload memory: bounded for all connections together --------------
+ *
+ * A payload up to NBD_SMALL_PAYLOAD (the 4 KiB..64 KiB guest I/O path)
+ * uses the connection's own buffer: with its input buffer, 128 KiB per
+ * connection, at most 8 MiB for NBD_MAX_CONNECTIONS.  A larger one moves
+ * between socket and disk in slices of at most NBD_SLICE_MAX bytes, each
+ * in a buffer counted against one server-wide budget of NBD_BUFFER_BUDGET
+ * bytes.  A connection holds at most one slice (the per-connection limit)
+ * and waits for budget in arrival order before reading or sending more.
+ * While its client is quiet it keeps its slice only as long as nobody else
+ * waits for budget (and at most NBD_SLICE_KEEP_MS between requests).  So a
+ * request of any size is served, and a client that stops reading its
+ * replies (or stops sending a write's payload) gives its slice back as
+ * soon as another connection waits: nobody is starved and nobody is
+ * disconnected for being slow.
+ *
+ * 64 MiB: room for two requests of the advertised maximum (NBD_MAX_PAYLOAD,
+ * 32 MiB), as 16 slices of 4 MiB: 16 connections moving large payloads at
+ * once, more than the cores can keep busy (without the budget, 64
+ * connections could pin 64 x 32 MiB).  Slices of 4 MiB cost nothing:
+ * a 32 MiB request moves faster in cache-sized pieces than whole, and a
+ * re-read after a stall stays cheap. */
+#define NBD_SMALL_PAYLOAD           (64u * 1024)
+#define NBD_SLICE_MAX               (4u * 1024 * 1024)
+#define NBD_BUFFER_BUDGET           (64u * 1024 * 1024)
+/* A budgeted slice whose socket moves nothing for this long is given back
+ * if another connection waits for budget; one kept between requests is
+ * given back anyway once its client is quiet for NBD_SLICE_KEEP_MS. */
+#define NBD_STALL_MS                50
+#define NBD_SLICE_KEEP_MS           1000
+
 /* ---- Byte order ------------------------------------------------------- */
 
 static inline void nbd_put16(uint8_t *p, uint16_t v)
@@ -202,9 +238,11 @@ typedef struct NBDConn {
     uint64_t size;
     uint16_t tflags;
 
-    /* Request payload buffer, allocated for bs, at most NBD_MAX_PAYLOAD. */
-    void *buf;
-    size_t buf_size;
+    /* Payload buffers: NBD_SMALL_PAYLOAD bytes allocated for bs on first
+     * use, and at most one budgeted slice (see budget.c). */
+    void *small;
+    void *slice;
+    size_t slice_size;
 } NBDConn;
 
 /* connection.c */
@@ -212,11 +250,17 @@ NBDConn *nbd_conn_new(int fd, const char *peer);
 void nbd_conn_free(NBDConn *c);
 /* Run both phases until the client leaves or breaks the protocol. */
 void nbd_conn_serve(NBDConn *c);
-/* A payload buffer of at least LEN (<= NBD_MAX_PAYLOAD) bytes; NULL if the
- * allocation failed. */
-void *nbd_conn_buffer(NBDConn *c, size_t len);
-/* Drop a large payload buffer so an idle connection holds little memory. */
-void nbd_conn_trim_buffer(NBDConn *c);
+/* A buffer for a slice of LEN (<= NBD_SLICE_MAX) bytes that will move in
+ * direction EVENTS (POLLIN: from the socket, POLLOUT: to it).  Above
+ * NBD_SMALL_PAYLOAD it is the budgeted slice: first waits until the
+ * socket is ready (nbd_socket_wait), then, holding none, for budget.
+ * NULL when the server stops. */
+void *nbd_conn_slice(NBDConn *c, size_t len, short events);
+/* Give the budgeted slice back (no-op without one). */
+void nbd_conn_drop_slice(NBDConn *c);
+/* After each slice: give it back if another connection waits.  (Socket
+ * waits give it back too: nbd_socket_wait.) */
+void nbd_conn_slice_done(NBDConn *c);
 
 /* server.c: the registry lets nbd_server_stop reach every connection. */
 void nbd_server_conn_done(NBDConn *c);
@@ -226,6 +270,21 @@ int nbd_recv(NBDConn *c, void *buf, size_t len);
 int nbd_recv_discard(NBDConn *c, uint64_t len);
 int nbd_send(NBDConn *c, const void *buf, size_t len);
 int nbd_sendv(NBDConn *c, struct iovec *iov, int iovcnt);
+/* As nbd_recv / nbd_sendv, but return once the socket moved nothing for
+ * STALL_MS (-1: never): the bytes moved, or -1 when the peer is gone.
+ * Any call without a stall limit that would block waits through
+ * nbd_socket_wait, so no connection holds budget for a quiet client. */
+ssize_t nbd_recv_until_stall(NBDConn *c, void *buf, size_t len, int stall_ms);
+ssize_t nbd_sendv_until_stall(NBDConn *c, struct iovec *iov, int iovcnt, int stall_ms);
+/* True once the socket is ready for EVENTS (for POLLIN: or input is
+ * buffered) within TIMEOUT_MS (-1: wait); hang-ups count as ready. */
+bool nbd_socket_ready(NBDConn *c, short events, int timeout_ms);
+/* Wait as long as it takes for the socket to be ready for EVENTS.  The
+ * budgeted slice is kept meanwhile only while nobody waits for budget and
+ * for at most NBD_SLICE_KEEP_MS: a client between two large requests
+ * should not pay for a new slice, and one that went quiet should not
+ * hold budget. */
+void nbd_socket_wait(NBDConn *c, short events);
 void nbd_socket_setup(int fd);
 void nbd_socket_set_timeout(int fd, int seconds);
 
@@ -268,12 +327,49 @@ static inline bool nbd_cmd_is_write(uint16_t type)
            type == NBD_CMD_WRITE_ZEROES;
 }
 
-/* commands.c: run a validated request (payload already in c->buf) through
- * the gate and the block layer and send its reply.  0, or -1 to drop. */
+/* commands.c: run a validated request (a write's payload still on the
+ * wire) through the gate and the block layer and send its reply.  0, or
+ * -1 to drop. */
 int nbd_cmd_execute(NBDConn *c, const NBDRequest *req);
 uint32_t nbd_errno_to_wire(int negative_errno);
 
-/* reply.c: 0, or -1 when the connection must be dropped. */
+/* read.c, write.c: the same for NBD_CMD_READ and NBD_CMD_WRITE. */
+int nbd_cmd_read(NBDConn *c, const NBDRequest *req);
+int nbd_cmd_write(NBDConn *c, const NBDRequest *req);
+
+/* payload.c: a reply's framing (header, chunk offset) not yet sent. */
+typedef struct NBDFrame {
+    uint8_t bytes[32];
+    size_t len, pos;
+} NBDFrame;
+
+/* Send what is left of HEAD, then BUF[0..LEN).  Returns the bytes of BUF
+ * sent: LEN, or fewer when the client stopped reading while another
+ * connection waits for budget; then the slice was given back.  -1: the
+ * connection is lost. */
+ssize_t nbd_payload_send(NBDConn *c, NBDFrame *head, const void *buf, size_t len);
+/* Receive up to LEN bytes into BUF: LEN, or fewer when the client stopped
+ * sending while another connection waits for budget (the caller uses what
+ * came, then gives the slice back).  -1: the connection is lost. */
+ssize_t nbd_payload_recv(NBDConn *c, void *buf, size_t len);
+
+/* budget.c: buffers counted against NBD_BUFFER_BUDGET. */
+/* LEN bytes (page-aligned, a multiple of the page size), after waiting in
+ * arrival order for budget; NULL when the server stops. */
+void *nbd_budget_alloc(size_t len);
+void nbd_budget_free(void *buf, size_t len);
+/* True when a connection waits for budget that is not free. */
+bool nbd_budget_contended(void);
+/* Stopping wakes every waiter with NULL; cleared when a server starts. */
+void nbd_budget_set_stopping(bool stopping);
+
+/* reply.c: headers into HDR (16 and 20 bytes), then the replies; those
+ * return 0, or -1 when the connection must be dropped. */
+#define NBD_SIMPLE_REPLY_LEN 16
+#define NBD_CHUNK_HEADER_LEN 20
+void nbd_simple_header(uint8_t *hdr, uint64_t cookie, uint32_t error);
+void nbd_chunk_header(uint8_t *hdr, uint64_t cookie, uint16_t flags, uint16_t type,
+                      uint32_t len);
 int nbd_reply_simple(NBDConn *c, uint64_t cookie, uint32_t error,
                      const void *data, size_t len);
 int nbd_reply_chunk(NBDConn *c, uint64_t cookie, uint16_t flags, uint16_t type,
@@ -286,11 +382,10 @@ int nbd_reply_error(NBDConn *c, const NBDRequest *req, uint32_t error,
 int nbd_reply_ok(NBDConn *c, const NBDRequest *req);
 
 /* gate.c */
-/* Wait until requests may run.  Returns 0 and sets *counted when the
- * request must be balanced by nbd_gate_leave, or -ESHUTDOWN when it must
+/* Wait until requests may run, then return FN(OPAQUE) run inside the gate
+ * (so a pause waits for it); -ESHUTDOWN without running it when it must
  * fail (writes after nbd_server_refuse_writes, anything once stopping). */
-int nbd_gate_enter(bool is_write, bool *counted);
-void nbd_gate_leave(void);
+int nbd_gate_run(bool is_write, int (*fn)(void *opaque), void *opaque);
 void nbd_gate_set_stopping(bool stopping);
 
 #endif

@@ -1,6 +1,7 @@
 /* The transmission phase: read each request, check it against the export
- * and the negotiated features, take its payload off the wire, and hand it
- * to commands.c.  Requests of one connection run in order. */
+ * and the negotiated features, and hand it to commands.c (a write's
+ * payload is taken off the wire there, slice by slice).  Requests of one
+ * connection run in order. */
 #include "nbd-internal.h"
 
 #include <errno.h>
@@ -135,39 +136,22 @@ static uint32_t check_request(const NBDConn *c, const NBDRequest *req, const cha
     return error ? error : check_export(c, req, msg);
 }
 
-/* Take the request's payload off the wire.  A write that will be refused
- * still has its payload consumed so the stream stays in sync; one longer
- * than the maximum is drained through the small input buffer. */
-static int recv_payload(NBDConn *c, const NBDRequest *req, uint32_t error)
-{
-    if (req->type != NBD_CMD_WRITE) {
-        return 0;
-    }
-    if (error || req->len == 0) {
-        return nbd_recv_discard(c, req->len);
-    }
-    return nbd_recv(c, c->buf, req->len);
-}
-
-/* Serve one request; -1 drops the connection. */
+/* Serve one request; -1 drops the connection.  A refused write still has
+ * its payload consumed so the stream stays in sync; one longer than the
+ * maximum is drained through the small input buffer. */
 static int handle_request(NBDConn *c, const NBDRequest *req)
 {
     const char *msg;
     uint32_t error = check_request(c, req, &msg);
 
-    if (!error && (req->type == NBD_CMD_READ || req->type == NBD_CMD_WRITE) &&
-        req->len && !nbd_conn_buffer(c, req->len)) {
-        error = NBD_ENOMEM;
-        msg = "out of memory for the payload";
+    if (!error) {
+        return nbd_cmd_execute(c, req);
     }
-    if (recv_payload(c, req, error) < 0) {
+    if (req->type == NBD_CMD_WRITE && nbd_recv_discard(c, req->len) < 0) {
         return -1;
     }
-    if (error) {
-        return nbd_reply_error(c, req, error, "%s (%s at %" PRIu64 "+%" PRIu32 ")",
-                               msg, nbd_cmd_name(req->type), req->offset, req->len);
-    }
-    return nbd_cmd_execute(c, req);
+    return nbd_reply_error(c, req, error, "%s (%s at %" PRIu64 "+%" PRIu32 ")",
+                           msg, nbd_cmd_name(req->type), req->offset, req->len);
 }
 
 void nbd_transmission(NBDConn *c)
@@ -182,6 +166,5 @@ void nbd_transmission(NBDConn *c)
         if (handle_request(c, &req) < 0) {
             return;
         }
-        nbd_conn_trim_buffer(c);
     }
 }

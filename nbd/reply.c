@@ -5,20 +5,33 @@
 
 #include <stdarg.h>
 
-#define SIMPLE_REPLY_LEN      16
-#define CHUNK_HEADER_LEN      20
 /* Error messages are for humans; keep them short. */
 #define ERROR_MESSAGE_MAX     256
+
+void nbd_simple_header(uint8_t *hdr, uint64_t cookie, uint32_t error)
+{
+    nbd_put32(hdr, NBD_SIMPLE_REPLY_MAGIC);
+    nbd_put32(hdr + 4, error);
+    nbd_put64(hdr + 8, cookie);
+}
+
+void nbd_chunk_header(uint8_t *hdr, uint64_t cookie, uint16_t flags, uint16_t type,
+                      uint32_t len)
+{
+    nbd_put32(hdr, NBD_STRUCTURED_REPLY_MAGIC);
+    nbd_put16(hdr + 4, flags);
+    nbd_put16(hdr + 6, type);
+    nbd_put64(hdr + 8, cookie);
+    nbd_put32(hdr + 16, len);
+}
 
 int nbd_reply_simple(NBDConn *c, uint64_t cookie, uint32_t error,
                      const void *data, size_t len)
 {
-    uint8_t hdr[SIMPLE_REPLY_LEN];
+    uint8_t hdr[NBD_SIMPLE_REPLY_LEN];
     struct iovec iov[2];
 
-    nbd_put32(hdr, NBD_SIMPLE_REPLY_MAGIC);
-    nbd_put32(hdr + 4, error);
-    nbd_put64(hdr + 8, cookie);
+    nbd_simple_header(hdr, cookie, error);
     iov[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
     iov[1] = (struct iovec){ .iov_base = (void *)data, .iov_len = len };
     return nbd_sendv(c, iov, len ? 2 : 1);
@@ -30,16 +43,12 @@ int nbd_reply_chunk(NBDConn *c, uint64_t cookie, uint16_t flags, uint16_t type,
                     const void *head, uint32_t head_len,
                     const void *data, uint32_t data_len)
 {
-    uint8_t hdr[CHUNK_HEADER_LEN];
+    uint8_t hdr[NBD_CHUNK_HEADER_LEN];
     struct iovec iov[3];
     int n = 0;
 
     g_assert((uint64_t)head_len + data_len <= UINT32_MAX);
-    nbd_put32(hdr, NBD_STRUCTURED_REPLY_MAGIC);
-    nbd_put16(hdr + 4, flags);
-    nbd_put16(hdr + 6, type);
-    nbd_put64(hdr + 8, cookie);
-    nbd_put32(hdr + 16, head_len + data_len);
+    nbd_chunk_header(hdr, cookie, flags, type, head_len + data_len);
     iov[n++] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
     if (head_len) {
         iov[n++] = (struct iovec){ .iov_base = (void *)head, .iov_len = head_len };

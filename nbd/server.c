@@ -143,6 +143,7 @@ bool nbd_server_start(const char *endpoint_uri, GError **errp)
     endpoint_clear(&ep);
 
     nbd_gate_set_stopping(false);
+    nbd_budget_set_stopping(false);
     srv.running = true;
     srv.accept_thread = g_thread_new("nbd-accept", accept_thread, NULL);
     g_info("NBD server listening on %s", endpoint_uri);
@@ -167,8 +168,10 @@ void nbd_server_stop(void)
         g_clear_pointer(&srv.unix_path, g_free);
     }
 
-    /* Held requests fail, blocked sockets wake up, threads finish. */
+    /* Held requests fail, waits for budget end, blocked sockets wake up,
+     * threads finish. */
     nbd_gate_set_stopping(true);
+    nbd_budget_set_stopping(true);
     g_mutex_lock(&srv.lock);
     for (GList *l = srv.conns; l; l = l->next) {
         shutdown(((NBDConn *)l->data)->fd, SHUT_RDWR);

@@ -403,6 +403,19 @@ int qtest_daemon_pid(QTestDaemon *d)
     return d->pid;
 }
 
+uint64_t qtest_daemon_peak_rss(QTestDaemon *d)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/status", (int)d->pid);
+    g_autofree char *text = NULL;
+    const char *line;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL) ||
+        !(line = strstr(text, "\nVmHWM:"))) {
+        qtest_fail("no VmHWM in %s (daemon %s gone?)", path, d->name);
+    }
+    return g_ascii_strtoull(line + strlen("\nVmHWM:"), NULL, 10) * 1024;
+}
+
 /* ---- QMP ---- */
 
 static void G_GNUC_NORETURN fail_qmp(QTestDaemon *d, const char *cmd, GError *err)

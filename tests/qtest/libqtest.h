@@ -101,6 +101,9 @@ typedef struct QmpClient QmpClient;
  * raw access; see include/qapi/qmp-client.h. */
 QmpClient *qtest_daemon_client(QTestDaemon *d);
 int qtest_daemon_pid(QTestDaemon *d);
+/* Peak resident set of the daemon so far in bytes (VmHWM of
+ * /proc/PID/status); fails the test when it cannot be read. */
+uint64_t qtest_daemon_peak_rss(QTestDaemon *d);
 /* Wait up to TIMEOUT_MS for the daemon to exit by itself and reap it:
  * returns the waitpid status, or -1 on timeout (the daemon keeps running).
  * D stays valid; free it with qtest_daemon_kill. */

@@ -1,16 +1,21 @@
-/* Private to block/: the drive structure shared by the generic layer, the
- * drivers and the dirty bitmaps. */
+/* Private to block/: the node structure shared by the generic layer, the
+ * drivers and the dirty bitmaps, and the calls between block/ files. */
 #ifndef BLOCK_BLOCK_INT_H
 #define BLOCK_BLOCK_INT_H
 
-#include "block/block.h"
+#include "block/block-driver.h"
 
 /* Alignment of offsets, lengths and buffers for O_DIRECT (cache=none).
  * 4 KiB covers every logical block size in use. */
 #define BDRV_DIRECT_ALIGN 4096
 
+/* How deep a backing chain may be before it is taken for a loop or an
+ * attack. */
+#define BDRV_MAX_BACKING_DEPTH 64
+
 struct BlockDriverState {
-    /* Copies of the options; opts' strings point at these. */
+    /* Copies of the options; opts' strings point at these.  id is NULL for
+     * the anonymous nodes below a drive. */
     char *id;
     char *filename;
     char *format;
@@ -19,7 +24,17 @@ struct BlockDriverState {
     const BlockDriver *drv;
     void *opaque;
     uint64_t size;          /* fixed at open */
-    size_t align;           /* 1, or BDRV_DIRECT_ALIGN for cache=none */
+    size_t align;           /* request alignment: 1, or BDRV_DIRECT_ALIGN
+                             * for a cache=none protocol node */
+    size_t buf_align;       /* largest align down the file chain */
+    /* A protocol node under a format that allocates at its end (qcow2):
+     * requests may go past the size, reads there give zeroes. */
+    bool growable;
+    bool probed;            /* format=auto chose the driver */
+
+    BlockDriverState *file;     /* protocol node under a format node */
+    BlockDriverState *backing;  /* backing node (read-only), or NULL */
+    BlockDriverState *parent;   /* the node whose backing this is */
 
     /* cache=none: writes hold it shared, read-modify-write cycles hold it
      * exclusive, so no write lands between an RMW's read and its write. */
@@ -29,7 +44,31 @@ struct BlockDriverState {
     GList *dirty_bitmaps;   /* of DirtyBitmap */
 };
 
-extern const BlockDriver bdrv_raw;
+extern const BlockDriver bdrv_file;     /* file-posix.c: the protocol */
+extern const BlockDriver bdrv_raw;      /* raw-format.c */
+/* node.c: the formats users may name (format=), in probing order. */
+extern const BlockDriver *const bdrv_formats[];
+extern const size_t bdrv_n_formats;
+
+/* file-posix.c: create=on for raw (make or truncate the file at size=). */
+int bdrv_file_create(const BlockOptions *opts, GError **errp);
+
+/* block-status.c: the status of BS's own layer (the driver's answer). */
+int bdrv_layer_status(BlockDriverState *bs, uint64_t off, uint64_t len,
+                      uint64_t *pnum, BdrvStatus *status);
+
+/* node.c: open a node chain (format over protocol, backing below) for
+ * OPTS without registering it; close one and everything under it. */
+BlockDriverState *bdrv_open_node(const BlockOptions *opts, BlockDriverState *parent,
+                                 GError **errp);
+void bdrv_close_node(BlockDriverState *bs);
+
+/* probe.c: the driver format=auto picks for an image starting with BUF;
+ * NULL with an error naming a format blkmig knows but cannot open. */
+const BlockDriver *bdrv_probe_format(const uint8_t *buf, size_t len, const char *filename,
+                                     GError **errp);
+/* probe.c: the name of the non-raw format BUF looks like, or NULL. */
+const char *bdrv_probe_non_raw(const uint8_t *buf, size_t len);
 
 /* dirty-bitmap.c: mark [off, off+len) in every enabled bitmap of BS. */
 void bdrv_dirty_bitmaps_mark(BlockDriverState *bs, uint64_t off, uint64_t len);

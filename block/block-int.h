@@ -46,6 +46,7 @@ struct BlockDriverState {
 
 extern const BlockDriver bdrv_file;     /* file-posix.c: the protocol */
 extern const BlockDriver bdrv_raw;      /* raw-format.c */
+extern const BlockDriver bdrv_qcow2;    /* qcow2.c */
 /* node.c: the formats users may name (format=), in probing order. */
 extern const BlockDriver *const bdrv_formats[];
 extern const size_t bdrv_n_formats;
@@ -62,6 +63,9 @@ int bdrv_layer_status(BlockDriverState *bs, uint64_t off, uint64_t len,
 BlockDriverState *bdrv_open_node(const BlockOptions *opts, BlockDriverState *parent,
                                  GError **errp);
 void bdrv_close_node(BlockDriverState *bs);
+/* node.c: FILENAME, a backing image named by IMAGE, as QEMU resolves it:
+ * relative to IMAGE's directory (g_free the result). */
+char *bdrv_backing_path(const char *image, const char *filename);
 
 /* probe.c: the driver format=auto picks for an image starting with BUF;
  * NULL with an error naming a format blkmig knows but cannot open. */

@@ -9,7 +9,7 @@
 #include "block-int.h"
 
 /* The formats users may name, in probing order after the best score. */
-const BlockDriver *const bdrv_formats[] = { &bdrv_raw };
+const BlockDriver *const bdrv_formats[] = { &bdrv_raw, &bdrv_qcow2 };
 const size_t bdrv_n_formats = G_N_ELEMENTS(bdrv_formats);
 
 static const BlockDriver *find_format(const char *name)
@@ -154,7 +154,7 @@ static BlockDriverState *open_format(const BlockOptions *opts, const BlockDriver
     bs->parent = parent;
     bs->probed = probed;
     bs->buf_align = MAX(bs->align, file->buf_align);
-    file->growable = !bs->opts.read_only && drv != &bdrv_raw;
+    file->growable = drv != &bdrv_raw;
     if (!node_driver_open(bs, opts, errp)) {
         bdrv_close_node(bs->backing);
         bdrv_close_node(file);
@@ -200,14 +200,12 @@ void bdrv_close_node(BlockDriverState *bs)
 
 /* ---- Backing nodes ---- */
 
-/* FILENAME as QEMU resolves a backing name: relative to the directory of
- * the image that names it. */
-static char *backing_path(BlockDriverState *bs, const char *filename)
+char *bdrv_backing_path(const char *image, const char *filename)
 {
     if (g_path_is_absolute(filename)) {
         return g_strdup(filename);
     }
-    char *dir = g_path_get_dirname(bs->filename);
+    char *dir = g_path_get_dirname(image);
     char *path = g_build_filename(dir, filename, NULL);
     g_free(dir);
     return path;
@@ -247,7 +245,7 @@ static bool check_chain(BlockDriverState *bs, const char *path, GError **errp)
 BlockDriverState *bdrv_open_backing(BlockDriverState *bs, const char *filename,
                                     const char *format, GError **errp)
 {
-    char *path = backing_path(bs, filename);
+    char *path = bdrv_backing_path(bs->filename, filename);
     BlockOptions opts = {
         .filename = path, .format = format ? format : "auto", .read_only = true,
         .cache_none = bs->opts.cache_none, .aio_native = bs->opts.aio_native,

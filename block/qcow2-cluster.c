@@ -148,7 +148,7 @@ static int new_l2_table(Qcow2State *s, uint64_t idx, uint64_t old)
 {
     bool fresh;
     int64_t off = qcow2_alloc_clusters(s, 1, &fresh);
-    Qcow2Table *t, *src = NULL;
+    Qcow2Table *t = NULL, *src = NULL;
     int ret = off < 0 ? (int)off : qcow2_cache_get_empty(s->l2_cache, (uint64_t)off, &t);
 
     if (ret < 0) {
@@ -160,8 +160,12 @@ static int new_l2_table(Qcow2State *s, uint64_t idx, uint64_t old)
         qcow2_cache_put(s->l2_cache, src);
     }
     g_hash_table_add(s->meta, GSIZE_TO_POINTER((gsize)off));
-    ret = ret < 0 ? ret : qcow2_refcounts_before_l2(s);
-    if (ret == 0 && (old || !fresh)) {
+    /* The refcounts (its own, and those of what a copy points at) and the
+     * table itself, then one sync for all of them. */
+    ret = ret < 0 ? ret : qcow2_cache_writeback(s->rb_cache);
+    if (ret == 0) {
+        /* Written even when the cluster reads as zero already: qemu-img
+         * check calls a table past the end of the file corrupt. */
         ret = bdrv_pwrite(s->file, (uint64_t)off, t->data, s->cluster_size, 0);
     }
     qcow2_cache_put(s->l2_cache, t);

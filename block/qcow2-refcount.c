@@ -291,12 +291,16 @@ static int scan_free(Qcow2State *s, uint64_t *start, uint64_t n)
             return ret;
         }
         for (uint64_t i = cur & mask; i <= mask && count < n; i++) {
-            if (rb_get(s, t->data, i)) {
-                *start = (rt << s->rb_bits) + i + 1;
-                count = 0;
-            } else {
+            if (!rb_get(s, t->data, i)) {
                 count++;
+                continue;
             }
+            /* Nothing free before it: the next scan need not look there. */
+            if (*start == s->free_cluster_index && count == 0) {
+                s->free_cluster_index = (rt << s->rb_bits) + i + 1;
+            }
+            *start = (rt << s->rb_bits) + i + 1;
+            count = 0;
         }
         qcow2_cache_put(s->rb_cache, t);
     }

@@ -113,6 +113,16 @@ static int write_new_clusters(const WriteJob *j, const uint8_t *data)
 
 /* ---- One run ---- */
 
+/* A new refcount block sits in the first cluster of the range it covers,
+ * so free runs are shorter than a block's range: ask for no more. */
+static void clamp_allocation(Qcow2State *s, uint64_t off, Qcow2Mapping *m)
+{
+    uint64_t cs = s->cluster_size, first = off & ~(cs - 1);
+    uint64_t max_end = first + (((1ULL << s->rb_bits) - 1) << s->cluster_bits);
+
+    m->bytes = MIN(m->bytes, max_end - off);
+}
+
 /* Maps [off, off+len) for a write, waiting for allocations in flight
  * when the run needs one itself. */
 static int map_for_write(Qcow2State *s, uint64_t off, uint64_t len, Qcow2Mapping *m)
@@ -125,8 +135,11 @@ static int map_for_write(Qcow2State *s, uint64_t off, uint64_t len, Qcow2Mapping
         if (ret < 0) {
             return ret;
         }
-        if ((m->type == QCOW2_CLUSTER_NORMAL && (m->entry & QCOW2_OFLAG_COPIED)) ||
-            !qcow2_wait_allocs(s, off, m->bytes)) {
+        if (m->type == QCOW2_CLUSTER_NORMAL && (m->entry & QCOW2_OFLAG_COPIED)) {
+            return 0;
+        }
+        clamp_allocation(s, off, m);
+        if (!qcow2_wait_allocs(s, off, m->bytes)) {
             return 0;
         }
     }

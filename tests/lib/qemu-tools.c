@@ -2,6 +2,7 @@
 #include "qemu-tools.h"
 
 #include <stdarg.h>
+#include <string.h>
 
 static int run_argv(const char *cmdline, char **out)
 {
@@ -15,7 +16,7 @@ static int run_argv(const char *cmdline, char **out)
         g_error("cannot run '%s': %s", cmdline, error->message);
     }
     if (err && *err) {
-        g_test_message("%s: %s", argv[0], err);
+        g_test_message("%s: %.300s%s", argv[0], err, strlen(err) > 300 ? "..." : "");
     }
     g_strfreev(argv);
     g_free(err);

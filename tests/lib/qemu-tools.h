@@ -10,7 +10,7 @@
 
 /* Runs the command line FMT (words split as a shell would; no shell runs
  * it) and asserts exit status 0; returns its standard output (g_free). */
-char *qt_run(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+char *qt_run(const char *fmt, ...) G_GNUC_PRINTF(1, 2) G_GNUC_WARN_UNUSED_RESULT;
 /* The same without the assertion: the exit status, output in *OUT. */
 int qt_run_status(char **out, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 

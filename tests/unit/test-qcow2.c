@@ -29,7 +29,7 @@ static void fixture_setup(Fixture *f, gconstpointer data)
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
     bdrv_close_all();
-    qt_run("rm -rf %s", f->dir);
+    g_free(qt_run("rm -rf %s", f->dir));
     g_free(f->dir);
 }
 

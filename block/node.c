@@ -164,12 +164,34 @@ static BlockDriverState *open_format(const BlockOptions *opts, const BlockDriver
     return bs;
 }
 
+/* Options only some formats take are refused elsewhere, never ignored. */
+static bool check_format_options(const BlockOptions *opts, const BlockDriver *drv,
+                                 GError **errp)
+{
+    const char *bad = NULL;
+
+    if (drv == &bdrv_raw && (opts->backing || opts->backing_format)) {
+        bad = "backing= needs format=qcow2";
+    } else if (drv == &bdrv_raw && opts->cluster_size) {
+        bad = "cluster-size= needs format=qcow2";
+    } else if (opts->cluster_size && !opts->create) {
+        bad = "cluster-size= applies to create=on only";
+    } else if (opts->backing_format && !opts->backing && opts->create) {
+        bad = "backing-format= needs backing=";
+    }
+    if (bad) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "Drive '%s': %s",
+                    node_name(opts), bad);
+    }
+    return !bad;
+}
+
 BlockDriverState *bdrv_open_node(const BlockOptions *opts, BlockDriverState *parent,
                                  GError **errp)
 {
     const BlockDriver *drv;
 
-    if (!resolve_format(opts, &drv, errp)) {
+    if (!resolve_format(opts, &drv, errp) || !check_format_options(opts, drv, errp)) {
         return NULL;
     }
     bool probed = drv == NULL;
@@ -180,7 +202,7 @@ BlockDriverState *bdrv_open_node(const BlockOptions *opts, BlockDriverState *par
     if (!file) {
         return NULL;
     }
-    if (probed && !(drv = probe_file(file, errp))) {
+    if (probed && (!(drv = probe_file(file, errp)) || !check_format_options(opts, drv, errp))) {
         bdrv_close_node(file);
         return NULL;
     }

@@ -173,7 +173,6 @@ static int new_l2_table(Qcow2State *s, uint64_t idx, uint64_t old)
     ret = ret < 0 ? ret : write_l1_entry(s, idx, (uint64_t)off | QCOW2_OFLAG_COPIED);
     if (ret == 0 && old) {
         qcow2_cache_drop(s->l2_cache, old);
-        g_hash_table_remove(s->meta, GSIZE_TO_POINTER((gsize)old));
         qcow2_free_later(s, old, s->cluster_size);
     }
     return ret;

@@ -48,7 +48,8 @@ static bool slots_overlap(Qcow2State *s, uint64_t off, uint64_t bytes)
 }
 
 /* Clusters of [off, off+bytes) whose refcount reached zero lose their host
- * space too, so a freed cluster costs nothing on the file system. */
+ * space too, so a freed cluster costs nothing on the file system; a table
+ * there (an L2 table a snapshot no longer shares) stops being metadata. */
 static void punch_unused(Qcow2State *s, uint64_t off, uint64_t bytes)
 {
     uint64_t cs = s->cluster_size;
@@ -57,6 +58,7 @@ static void punch_unused(Qcow2State *s, uint64_t off, uint64_t bytes)
         uint64_t rc;
         if (qcow2_get_refcount(s, c >> s->cluster_bits, &rc) == 0 && rc == 0) {
             bdrv_discard(s->file, c, cs);
+            g_hash_table_remove(s->meta, GSIZE_TO_POINTER((gsize)c));
         }
     }
 }

@@ -67,6 +67,32 @@ static void test_unknown_format(Fixture *f, gconstpointer data)
     g_clear_error(&err);
 }
 
+/* Options raw does not take are refused, not ignored. */
+static void test_raw_refuses_qcow2_options(Fixture *f, gconstpointer data)
+{
+    static const struct { BlockOptions opts; const char *message; } cases[] = {
+        { { .backing = "base.img" }, "backing= needs format=qcow2" },
+        { { .backing_format = "raw" }, "backing= needs format=qcow2" },
+        { { .cluster_size = 65536 }, "cluster-size= needs format=qcow2" },
+        { { .format = "auto", .backing = "base.img" }, "backing= needs format=qcow2" },
+        { { .format = "qcow2", .cluster_size = 65536 }, "applies to create=on only" },
+        { { .format = "qcow2", .create = true, .size = MiB, .backing_format = "raw" },
+          "backing-format= needs backing=" },
+    };
+    GError *err = NULL;
+
+    make_raw(f, MiB);
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        BlockOptions opts = cases[i].opts;
+        opts.id = "d0";
+        opts.filename = f->path;
+        g_assert_null(bdrv_open(&opts, &err));
+        g_assert_nonnull(err);
+        g_assert_nonnull(strstr(err->message, cases[i].message));
+        g_clear_error(&err);
+    }
+}
+
 static void test_auto_raw(Fixture *f, gconstpointer data)
 {
     GError *err = NULL;
@@ -265,6 +291,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
 #define ADD(path, fn) g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
     ADD("/block-graph/unknown-format", test_unknown_format);
+    ADD("/block-graph/raw-refuses-qcow2-options", test_raw_refuses_qcow2_options);
     ADD("/block-graph/auto-raw", test_auto_raw);
     ADD("/block-graph/auto-foreign", test_auto_foreign);
     ADD("/block-graph/probed-raw-refuses-header", test_probed_raw_refuses_header);

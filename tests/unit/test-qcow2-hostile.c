@@ -419,6 +419,74 @@ static void test_refcount_zero_on_metadata(Fixture *f, gconstpointer data)
     g_free(after);
 }
 
+/* An L1 entry without its COPIED flag (refcount one all the same): the L2
+ * table is copied before it changes, the old one freed, and its cluster
+ * is then fit for data. */
+static void test_l1_without_copied(Fixture *f, gconstpointer data)
+{
+    GError *err = NULL;
+    uint8_t buf[CS];
+
+    set64(f->img, C(3), C(4));
+    save(f);
+    BlockDriverState *bs = try_open(f, false, &err);
+    g_assert_no_error(err);
+    memset(buf, 0x33, sizeof(buf));
+    g_assert_cmpint(bdrv_pwrite(bs, 512 * KiB, buf, CS, 0), ==, 0);
+    g_assert_cmpint(bdrv_flush(bs), ==, 0);
+    for (uint64_t off = 600 * KiB; off < 700 * KiB; off += CS) {
+        g_assert_cmpint(bdrv_pwrite(bs, off, buf, CS, 0), ==, 0);
+    }
+    bdrv_close(bs);
+    g_assert_cmpint(qt_check(f->path), ==, 0);
+    bs = try_open(f, true, &err);
+    g_assert_cmpint(bdrv_pread(bs, 0, buf, CS), ==, 0);
+    g_assert_cmpint(buf[0], ==, DATA_BYTE);
+    g_assert_cmpint(bdrv_pread(bs, 650 * KiB, buf, CS), ==, 0);
+    g_assert_cmpint(buf[0], ==, 0x33);
+}
+
+/* A block-status walk meeting a bad entry: the runs before it, then the
+ * error; or, asked to, the rest as data. */
+static void test_walk_error(Fixture *f, gconstpointer data)
+{
+    GError *err = NULL;
+    BdrvWalk w;
+    BdrvExtent e;
+
+    set64(f->img, C(4) + 8 * 8, C(5) | (1ULL << 60));        /* guest 32 KiB */
+    save(f);
+    BlockDriverState *bs = try_open(f, true, &err);
+    g_assert_no_error(err);
+    /* Each status call that meets the entry says so. */
+    for (int i = 0; i < 3; i++) {
+        g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "*guest offset 0x8000*");
+    }
+    bdrv_walk_init(&w, bs, 0, MiB, BDRV_WALK_GUEST, 0);
+    g_assert_cmpint(bdrv_walk_next(&w, &e), ==, 1);
+    g_assert_cmpuint(e.off, ==, 0);
+    g_assert_cmpuint(e.len, ==, CS);
+    g_assert_cmpint(e.status, ==, BDRV_STATUS_DATA);
+    g_assert_cmpint(bdrv_walk_next(&w, &e), ==, 1);
+    g_assert_cmpuint(e.off, ==, CS);
+    g_assert_cmpuint(e.len, ==, 7 * CS);
+    g_assert_cmpint(e.status, ==, BDRV_STATUS_ZERO);
+    g_assert_cmpint(bdrv_walk_next(&w, &e), ==, -EIO);
+    g_assert_cmpint(bdrv_walk_next(&w, &e), ==, -EIO);        /* stays there */
+    g_test_assert_expected_messages();
+
+    g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "*guest offset 0x8000*");
+    bdrv_walk_init(&w, bs, 4 * CS, MiB - 4 * CS, BDRV_WALK_GUEST, BDRV_WALK_ERROR_AS_DATA);
+    g_assert_cmpint(bdrv_walk_next(&w, &e), ==, 1);
+    g_assert_cmpint(e.status, ==, BDRV_STATUS_ZERO);
+    g_assert_cmpint(bdrv_walk_next(&w, &e), ==, 1);
+    g_assert_cmpuint(e.off, ==, 8 * CS);
+    g_assert_cmpuint(e.len, ==, MiB - 8 * CS);
+    g_assert_cmpint(e.status, ==, BDRV_STATUS_DATA);
+    g_assert_cmpint(bdrv_walk_next(&w, &e), ==, 0);
+    g_test_assert_expected_messages();
+}
+
 /* ---- Mutation loop ---- */
 
 static unsigned opened;
@@ -520,6 +588,8 @@ int main(int argc, char **argv)
     ADD("/qcow2-hostile/l2/compressed-outside", test_l2_compressed_outside, NULL);
     ADD("/qcow2-hostile/compressed-garbage", test_compressed_garbage, NULL);
     ADD("/qcow2-hostile/refcount-zero-on-metadata", test_refcount_zero_on_metadata, NULL);
+    ADD("/qcow2-hostile/walk-error", test_walk_error, NULL);
+    ADD("/qcow2-hostile/l1-without-copied", test_l1_without_copied, NULL);
     ADD("/qcow2-hostile/mutations", test_mutations, NULL);
     return g_test_run();
 }

@@ -91,11 +91,6 @@ int qcow2_cache_writeback(Qcow2Cache *c)
     return 0;
 }
 
-bool qcow2_cache_has_dirty(Qcow2Cache *c)
-{
-    return c->ndirty > 0;
-}
-
 /* An empty slot, else the least recently used clean unpinned table. */
 static Qcow2Table *pick_victim(Qcow2Cache *c)
 {

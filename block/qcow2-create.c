@@ -62,7 +62,7 @@ static bool plan_layout(Layout *l, const char *name, GError **errp)
 
 static void put_header(const Layout *l, uint8_t *c0, uint64_t backing_off)
 {
-    Qcow2DiskHeader h = {
+    Qcow2Header h = {
         .magic = GUINT32_TO_BE(QCOW2_MAGIC),
         .version = GUINT32_TO_BE(3),
         .backing_file_offset = GUINT64_TO_BE(l->backing ? backing_off : 0),

@@ -12,7 +12,7 @@
 
 int qcow2_probe(const uint8_t *buf, size_t len)
 {
-    Qcow2DiskHeader h;
+    Qcow2Header h;
 
     if (len < 8) {
         return 0;
@@ -22,31 +22,38 @@ int qcow2_probe(const uint8_t *buf, size_t len)
     return GUINT32_FROM_BE(h.magic) == QCOW2_MAGIC && (version == 2 || version == 3) ? 100 : 0;
 }
 
-static void header_from_disk(Qcow2Header *h, const Qcow2DiskHeader *d)
+/* The on-disk header H in host order, in place.  Version 2 lacks the
+ * fields from incompatible_features on: they read as zero, with 16-bit
+ * refcounts and a 72-byte header. */
+static void header_to_host(Qcow2Header *h)
 {
-    h->version = GUINT32_FROM_BE(d->version);
-    h->backing_file_offset = GUINT64_FROM_BE(d->backing_file_offset);
-    h->backing_file_size = GUINT32_FROM_BE(d->backing_file_size);
-    h->cluster_bits = GUINT32_FROM_BE(d->cluster_bits);
-    h->size = GUINT64_FROM_BE(d->size);
-    h->crypt_method = GUINT32_FROM_BE(d->crypt_method);
-    h->l1_size = GUINT32_FROM_BE(d->l1_size);
-    h->l1_table_offset = GUINT64_FROM_BE(d->l1_table_offset);
-    h->refcount_table_offset = GUINT64_FROM_BE(d->refcount_table_offset);
-    h->refcount_table_clusters = GUINT32_FROM_BE(d->refcount_table_clusters);
-    h->nb_snapshots = GUINT32_FROM_BE(d->nb_snapshots);
-    h->snapshots_offset = GUINT64_FROM_BE(d->snapshots_offset);
+    h->magic = GUINT32_FROM_BE(h->magic);
+    h->version = GUINT32_FROM_BE(h->version);
+    h->backing_file_offset = GUINT64_FROM_BE(h->backing_file_offset);
+    h->backing_file_size = GUINT32_FROM_BE(h->backing_file_size);
+    h->cluster_bits = GUINT32_FROM_BE(h->cluster_bits);
+    h->size = GUINT64_FROM_BE(h->size);
+    h->crypt_method = GUINT32_FROM_BE(h->crypt_method);
+    h->l1_size = GUINT32_FROM_BE(h->l1_size);
+    h->l1_table_offset = GUINT64_FROM_BE(h->l1_table_offset);
+    h->refcount_table_offset = GUINT64_FROM_BE(h->refcount_table_offset);
+    h->refcount_table_clusters = GUINT32_FROM_BE(h->refcount_table_clusters);
+    h->nb_snapshots = GUINT32_FROM_BE(h->nb_snapshots);
+    h->snapshots_offset = GUINT64_FROM_BE(h->snapshots_offset);
     if (h->version < 3) {
+        memset(&h->incompatible_features, 0, sizeof(*h) - QCOW2_V2_HEADER_LEN);
         h->refcount_order = 4;
         h->header_length = QCOW2_V2_HEADER_LEN;
         return;
     }
-    h->incompatible_features = GUINT64_FROM_BE(d->incompatible_features);
-    h->compatible_features = GUINT64_FROM_BE(d->compatible_features);
-    h->autoclear_features = GUINT64_FROM_BE(d->autoclear_features);
-    h->refcount_order = GUINT32_FROM_BE(d->refcount_order);
-    h->header_length = GUINT32_FROM_BE(d->header_length);
-    h->compression_type = h->header_length > QCOW2_V3_HEADER_LEN ? d->compression_type : 0;
+    h->incompatible_features = GUINT64_FROM_BE(h->incompatible_features);
+    h->compatible_features = GUINT64_FROM_BE(h->compatible_features);
+    h->autoclear_features = GUINT64_FROM_BE(h->autoclear_features);
+    h->refcount_order = GUINT32_FROM_BE(h->refcount_order);
+    h->header_length = GUINT32_FROM_BE(h->header_length);
+    if (h->header_length <= QCOW2_V3_HEADER_LEN) {
+        h->compression_type = 0;
+    }
 }
 
 /* ---- Feature names ---- */
@@ -279,19 +286,19 @@ static int read_cluster0(Qcow2State *s, uint8_t **buf, uint64_t *len, GError **e
 
 static int read_fixed(Qcow2State *s, GError **errp)
 {
-    Qcow2DiskHeader d = { 0 };
+    Qcow2Header *h = &s->h;
     uint64_t file_size = (uint64_t)bdrv_getlength(s->file);
-    size_t n = (size_t)MIN((uint64_t)sizeof(d), file_size);
-    int ret = n >= QCOW2_V2_HEADER_LEN ? bdrv_pread(s->file, 0, &d, n) : -EINVAL;
+    size_t n = (size_t)MIN((uint64_t)sizeof(*h), file_size);
+    int ret = n >= QCOW2_V2_HEADER_LEN ? bdrv_pread(s->file, 0, h, n) : -EINVAL;
 
-    if (ret < 0 || GUINT32_FROM_BE(d.magic) != QCOW2_MAGIC) {
+    if (ret < 0 || GUINT32_FROM_BE(h->magic) != QCOW2_MAGIC) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                     "'%s' is not a qcow2 image%s", s->bs->filename,
                     ret < 0 ? " (too short or unreadable)" : " (bad magic)");
         return -EINVAL;
     }
-    header_from_disk(&s->h, &d);
-    if (s->h.version >= 3 && n < QCOW2_V3_HEADER_LEN) {
+    header_to_host(h);
+    if (h->version >= 3 && n < QCOW2_V3_HEADER_LEN) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                     "'%s': truncated version 3 header", s->bs->filename);
         return -EINVAL;
@@ -354,7 +361,7 @@ int qcow2_write_features(Qcow2State *s)
     if (s->h.version < 3) {
         return 0;
     }
-    int ret = bdrv_pwrite(s->file, offsetof(Qcow2DiskHeader, incompatible_features),
+    int ret = bdrv_pwrite(s->file, offsetof(Qcow2Header, incompatible_features),
                           words, sizeof(words), 0);
     return ret < 0 ? ret : qcow2_sync(s);
 }
@@ -368,6 +375,6 @@ int qcow2_write_reftable_location(Qcow2State *s)
         GUINT64_TO_BE(s->h.refcount_table_offset),
         GUINT32_TO_BE(s->h.refcount_table_clusters),
     };
-    return bdrv_pwrite(s->file, offsetof(Qcow2DiskHeader, refcount_table_offset),
+    return bdrv_pwrite(s->file, offsetof(Qcow2Header, refcount_table_offset),
                        &loc, sizeof(loc), 0);
 }

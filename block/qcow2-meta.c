@@ -119,40 +119,21 @@ static bool check_table_pointer(Qcow2State *s, uint64_t off, const char *what, G
     return true;
 }
 
-static bool check_l1(Qcow2State *s, GError **errp)
+/* Every nonzero entry of TABLE (N entries, WHAT names it) points at a
+ * table of its own inside the image, with no RESERVED bits set. */
+static bool check_pointers(Qcow2State *s, const uint64_t *table, uint64_t n, uint64_t reserved,
+                           uint64_t mask, const char *what, GError **errp)
 {
-    for (uint32_t i = 0; i < s->h.l1_size; i++) {
-        uint64_t e = s->l1[i], off = e & QCOW2_OFFSET_MASK;
-        char what[48];
-
-        g_snprintf(what, sizeof(what), "L1 entry %u", i);
-        if (e & QCOW2_L1E_RESERVED) {
+    for (uint64_t i = 0; i < n; i++) {
+        char entry[64];
+        g_snprintf(entry, sizeof(entry), "%s %" PRIu64, what, i);
+        if (table[i] & reserved) {
             g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                         "'%s': %s has reserved bits set (%#" PRIx64 ")", s->bs->filename,
-                        what, e);
+                        entry, table[i]);
             return false;
         }
-        if (off && !check_table_pointer(s, off, what, errp)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool check_reftable(Qcow2State *s, GError **errp)
-{
-    for (uint64_t i = 0; i < s->reftable_size; i++) {
-        uint64_t e = s->reftable[i];
-        char what[48];
-
-        g_snprintf(what, sizeof(what), "refcount table entry %" PRIu64, i);
-        if (e & QCOW2_REFT_RESERVED) {
-            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                        "'%s': %s has reserved bits set (%#" PRIx64 ")", s->bs->filename,
-                        what, e);
-            return false;
-        }
-        if (e && !check_table_pointer(s, e, what, errp)) {
+        if ((table[i] & mask) && !check_table_pointer(s, table[i] & mask, entry, errp)) {
             return false;
         }
     }
@@ -173,5 +154,8 @@ int qcow2_load_tables(Qcow2State *s, GError **errp)
                    "refcount table", errp) < 0) {
         return -EIO;
     }
-    return check_l1(s, errp) && check_reftable(s, errp) ? 0 : -EINVAL;
+    return check_pointers(s, s->l1, s->h.l1_size, QCOW2_L1E_RESERVED, QCOW2_OFFSET_MASK,
+                          "L1 entry", errp) &&
+           check_pointers(s, s->reftable, s->reftable_size, QCOW2_REFT_RESERVED,
+                          QCOW2_REFT_OFFSET_MASK, "refcount table entry", errp) ? 0 : -EINVAL;
 }

@@ -66,8 +66,9 @@
 #define QCOW2_COMPRESSION_ZLIB 0
 #define QCOW2_COMPRESSION_ZSTD 1
 
-/* The header as it is on disk (big-endian). */
-typedef struct __attribute__((packed)) Qcow2DiskHeader {
+/* The header: as it is on disk (big-endian) in the image, in host order
+ * with the version 2 defaults filled in as s->h. */
+typedef struct __attribute__((packed)) Qcow2Header {
     uint32_t magic;
     uint32_t version;
     uint64_t backing_file_offset;
@@ -89,31 +90,9 @@ typedef struct __attribute__((packed)) Qcow2DiskHeader {
     uint32_t header_length;
     uint8_t compression_type;
     uint8_t padding[7];
-} Qcow2DiskHeader;
+} Qcow2Header;
 
 /* ---- In memory ---- */
-
-/* The header in host byte order, with the version 2 defaults filled in. */
-typedef struct Qcow2Header {
-    uint32_t version;
-    uint64_t backing_file_offset;
-    uint32_t backing_file_size;
-    uint32_t cluster_bits;
-    uint64_t size;
-    uint32_t crypt_method;
-    uint32_t l1_size;
-    uint64_t l1_table_offset;
-    uint64_t refcount_table_offset;
-    uint32_t refcount_table_clusters;
-    uint32_t nb_snapshots;
-    uint64_t snapshots_offset;
-    uint64_t incompatible_features;
-    uint64_t compatible_features;
-    uint64_t autoclear_features;
-    uint32_t refcount_order;
-    uint32_t header_length;
-    uint8_t compression_type;
-} Qcow2Header;
 
 typedef struct Qcow2Cache Qcow2Cache;
 
@@ -239,7 +218,6 @@ void qcow2_cache_put(Qcow2Cache *c, Qcow2Table *t);
 void qcow2_cache_dirty(Qcow2Table *t, uint32_t lo, uint32_t hi);
 /* Writes every dirty table (after the dependencies of an L2 cache). */
 int qcow2_cache_writeback(Qcow2Cache *c);
-bool qcow2_cache_has_dirty(Qcow2Cache *c);
 /* Forgets the table at OFFSET (freed), dirty or not. */
 void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset);
 

@@ -23,16 +23,24 @@ static int run_argv(const char *cmdline, char **out)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* Runs the formatted command line (kept in *CMDLINE); its status. */
+static int vrun(char **out, char **cmdline, const char *fmt, va_list ap)
+{
+    *cmdline = g_strdup_vprintf(fmt, ap);
+    int status = run_argv(*cmdline, out);
+
+    g_test_message("$ %s -> %d", *cmdline, status);
+    return status;
+}
+
 int qt_run_status(char **out, const char *fmt, ...)
 {
     va_list ap;
+    char *output = NULL, *cmdline;
     va_start(ap, fmt);
-    char *cmdline = g_strdup_vprintf(fmt, ap);
+    int status = vrun(&output, &cmdline, fmt, ap);
     va_end(ap);
-    char *output = NULL;
-    int status = run_argv(cmdline, &output);
 
-    g_test_message("$ %s -> %d", cmdline, status);
     g_free(cmdline);
     if (out) {
         *out = output;
@@ -45,11 +53,10 @@ int qt_run_status(char **out, const char *fmt, ...)
 char *qt_run(const char *fmt, ...)
 {
     va_list ap;
+    char *output = NULL, *cmdline;
     va_start(ap, fmt);
-    char *cmdline = g_strdup_vprintf(fmt, ap);
+    int status = vrun(&output, &cmdline, fmt, ap);
     va_end(ap);
-    char *output = NULL;
-    int status = run_argv(cmdline, &output);
 
     if (status != 0) {
         g_error("'%s' exited with %d: %s", cmdline, status, output);

@@ -220,6 +220,30 @@ static void check_against_model(Fixture *f, const char *img, Model *m)
     g_assert_true(qt_compare(img, "qcow2", raw, "raw"));
 }
 
+/* ROUNDS random steps from SEED on an open model. */
+static void model_run(Model *m, guint32 seed, int rounds)
+{
+    m->rand = g_rand_new_with_seed(seed);
+    for (int round = 0; round < rounds; round++) {
+        model_step(m, round);
+    }
+    g_rand_free(m->rand);
+}
+
+/* Close the drive, check IMG against the model (qemu-img, and blkmig
+ * reopening it), free the model. */
+static void model_finish(Fixture *f, const char *img, Model *m)
+{
+    bdrv_close(m->bs);
+    check_against_model(f, img, m);
+    m->bs = open_qcow2(img, true);
+    uint8_t *all = read_all(m->bs);
+    g_assert_cmpmem(all, m->size, m->bytes, m->size);
+    g_free(all);
+    bdrv_close(m->bs);
+    g_free(m->bytes);
+}
+
 static void test_model(Fixture *f, gconstpointer data)
 {
     uint32_t cs = GPOINTER_TO_UINT(data);
@@ -228,24 +252,13 @@ static void test_model(Fixture *f, gconstpointer data)
 
     m.bs = create_qcow2(img, m.size, cs);
     m.bytes = g_malloc0(m.size);
-    m.rand = g_rand_new_with_seed(cs);
-    for (int round = 0; round < 400; round++) {
-        model_step(&m, round);
-        if (round == 200) {
-            g_assert_cmpint(bdrv_flush(m.bs), ==, 0);
-        }
-    }
-    g_free(read_all(m.bs));
-    bdrv_close(m.bs);
-    check_against_model(f, img, &m);
-
-    /* Reopened, it reads the same. */
-    m.bs = open_qcow2(img, true);
+    model_run(&m, cs, 200);
+    g_assert_cmpint(bdrv_flush(m.bs), ==, 0);
+    model_run(&m, cs + 1, 200);
     uint8_t *all = read_all(m.bs);
     g_assert_cmpmem(all, m.size, m.bytes, m.size);
     g_free(all);
-    g_rand_free(m.rand);
-    g_free(m.bytes);
+    model_finish(f, img, &m);
 }
 
 /* ---- Images made by qemu-img and written by qemu-io ---- */
@@ -281,14 +294,8 @@ static void test_write_qemu(Fixture *f, gconstpointer data)
     make_qemu_image(img, data, m.size);
     m.bs = open_qcow2(img, false);
     m.bytes = read_all(m.bs);
-    m.rand = g_rand_new_with_seed(7);
-    for (int round = 0; round < 200; round++) {
-        model_step(&m, round);
-    }
-    bdrv_close(m.bs);
-    check_against_model(f, img, &m);
-    g_rand_free(m.rand);
-    g_free(m.bytes);
+    model_run(&m, 7, 200);
+    model_finish(f, img, &m);
 }
 
 /* Refcount entries of 1 and 64 bits (version 3 allows 1 to 64). */
@@ -301,14 +308,8 @@ static void test_refcount_bits(Fixture *f, gconstpointer data)
                   GPOINTER_TO_UINT(data), img));
     m.bs = open_qcow2(img, false);
     m.bytes = g_malloc0(m.size);
-    m.rand = g_rand_new_with_seed(3);
-    for (int round = 0; round < 300; round++) {
-        model_step(&m, round);
-    }
-    bdrv_close(m.bs);
-    check_against_model(f, img, &m);
-    g_rand_free(m.rand);
-    g_free(m.bytes);
+    model_run(&m, 3, 300);
+    model_finish(f, img, &m);
 }
 
 /* 512-byte clusters: a refcount block covers 128 KiB and the first
@@ -351,14 +352,8 @@ static void test_compressed(Fixture *f, gconstpointer data)
     uint8_t *all = read_all(m.bs);
     g_assert_cmpmem(all, m.size, m.bytes, m.size);
     g_free(all);
-    m.rand = g_rand_new_with_seed(11);
-    for (int round = 0; round < 100; round++) {
-        model_step(&m, round);
-    }
-    bdrv_close(m.bs);
-    check_against_model(f, img, &m);
-    g_rand_free(m.rand);
-    g_free(m.bytes);
+    model_run(&m, 11, 100);
+    model_finish(f, img, &m);
 }
 
 /* ---- Backing chains ---- */
@@ -414,18 +409,12 @@ static void test_chain_write(Fixture *f, gconstpointer data)
 
     m.bs = open_qcow2(top, false);
     m.bytes = read_all(m.bs);
-    m.rand = g_rand_new_with_seed(5);
-    for (int round = 0; round < 300; round++) {
-        model_step(&m, round);
-    }
-    bdrv_close(m.bs);
-    check_against_model(f, top, &m);
+    model_run(&m, 5, 300);
+    model_finish(f, top, &m);
     g_autofree char *base_after = file_checksum(P(f, "base.qcow2"));
     g_autofree char *mid_after = file_checksum(P(f, "mid.qcow2"));
     g_assert_cmpstr(base_after, ==, base_sum);
     g_assert_cmpstr(mid_after, ==, mid_sum);
-    g_rand_free(m.rand);
-    g_free(m.bytes);
 }
 
 /* One 512-byte granule's answer: 'D'/'Z'/'U' and the depth. */
@@ -568,12 +557,8 @@ static void test_snapshot_cow(Fixture *f, gconstpointer data)
     g_free(qt_run("qemu-img snapshot -c s1 %s", img));
     m.bs = open_qcow2(img, false);
     m.bytes = read_all(m.bs);
-    m.rand = g_rand_new_with_seed(13);
-    for (int round = 0; round < 200; round++) {
-        model_step(&m, round);
-    }
-    bdrv_close(m.bs);
-    check_against_model(f, img, &m);
+    model_run(&m, 13, 200);
+    model_finish(f, img, &m);
 
     const char *snap = P(f, "snap.raw");
     g_free(qt_run("qemu-img convert -f qcow2 -l s1 -O raw %s %s", img, snap));
@@ -583,8 +568,6 @@ static void test_snapshot_cow(Fixture *f, gconstpointer data)
     g_assert_cmpmem(old, len, want, m.size);
     g_free(old);
     g_free(want);
-    g_rand_free(m.rand);
-    g_free(m.bytes);
 }
 
 /* ---- Modes and probing ---- */
@@ -608,14 +591,8 @@ static void test_cache_none(Fixture *f, gconstpointer data)
     }
     g_assert_cmpuint(bdrv_buf_align(m.bs), ==, 4096);
     m.bytes = g_malloc0(m.size);
-    m.rand = g_rand_new_with_seed(17);
-    for (int round = 0; round < 300; round++) {
-        model_step(&m, round);
-    }
-    bdrv_close(m.bs);
-    check_against_model(f, img, &m);
-    g_rand_free(m.rand);
-    g_free(m.bytes);
+    model_run(&m, 17, 300);
+    model_finish(f, img, &m);
 }
 
 static void test_auto(Fixture *f, gconstpointer data)

@@ -30,8 +30,10 @@ $(BUILD)/tests/$(1)/test-%: $(BUILD)/tests/$(1)/test-%.o $$($(1)_HELPER_OBJS) $(
 endef
 $(foreach k,$(TEST_KINDS),$(eval $(call test_rules,$(k))))
 ALL_TESTS := $(foreach k,$(TEST_KINDS),$($(k)_TESTS))
-# test-raw counts the block layer's lseek calls through a wrapper.
+# test-raw counts the block layer's lseek calls through a wrapper;
+# test-qcow2-concurrent crashes children right before a chosen pwrite.
 %/tests/unit/test-raw: LDFLAGS += -Wl,--wrap=lseek
+%/tests/unit/test-qcow2-concurrent: LDFLAGS += -Wl,--wrap=pwrite
 
 CPPFLAGS += -Iinclude -MMD -MP
 

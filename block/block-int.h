@@ -1,16 +1,21 @@
-/* Private to block/: the drive structure shared by the generic layer, the
- * drivers and the dirty bitmaps. */
+/* Private to block/: the node structure shared by the generic layer, the
+ * drivers and the dirty bitmaps, and the calls between block/ files. */
 #ifndef BLOCK_BLOCK_INT_H
 #define BLOCK_BLOCK_INT_H
 
-#include "block/block.h"
+#include "block/block-driver.h"
 
 /* Alignment of offsets, lengths and buffers for O_DIRECT (cache=none).
  * 4 KiB covers every logical block size in use. */
 #define BDRV_DIRECT_ALIGN 4096
 
+/* How deep a backing chain may be before it is taken for a loop or an
+ * attack. */
+#define BDRV_MAX_BACKING_DEPTH 64
+
 struct BlockDriverState {
-    /* Copies of the options; opts' strings point at these. */
+    /* Copies of the options; opts' strings point at these.  id is NULL for
+     * the anonymous nodes below a drive. */
     char *id;
     char *filename;
     char *format;
@@ -19,7 +24,17 @@ struct BlockDriverState {
     const BlockDriver *drv;
     void *opaque;
     uint64_t size;          /* fixed at open */
-    size_t align;           /* 1, or BDRV_DIRECT_ALIGN for cache=none */
+    size_t align;           /* request alignment: 1, or BDRV_DIRECT_ALIGN
+                             * for a cache=none protocol node */
+    size_t buf_align;       /* largest align down the file chain */
+    /* A protocol node under a format that allocates at its end (qcow2):
+     * requests may go past the size, reads there give zeroes. */
+    bool growable;
+    bool probed;            /* format=auto chose the driver */
+
+    BlockDriverState *file;     /* protocol node under a format node */
+    BlockDriverState *backing;  /* backing node (read-only), or NULL */
+    BlockDriverState *parent;   /* the node whose backing this is */
 
     /* cache=none: writes hold it shared, read-modify-write cycles hold it
      * exclusive, so no write lands between an RMW's read and its write. */
@@ -28,21 +43,39 @@ struct BlockDriverState {
     GRWLock bitmaps_lock;   /* protects dirty_bitmaps (the list) */
     GList *dirty_bitmaps;   /* of DirtyBitmap */
 
-    bool created;           /* create.c: this open made the file ... */
-    BdrvFileId created_id;  /* ... which is this one */
+    BdrvCreatedFile created;    /* create.c: the file this drive's open made */
 };
 
-extern const BlockDriver bdrv_raw;
+extern const BlockDriver bdrv_file;     /* file-posix.c: the protocol */
+extern const BlockDriver bdrv_raw;      /* raw-format.c */
+extern const BlockDriver bdrv_qcow2;    /* qcow2.c */
+/* node.c: the formats users may name (format=), in probing order. */
+extern const BlockDriver *const bdrv_formats[];
+extern const size_t bdrv_n_formats;
 
-/* create.c: the file a driver's create path builds its image in, under
- * the rule every format shares: a path that does not exist becomes a new
- * file (remembered in BS); an existing empty one is taken as it is; an
- * existing non-empty one is refused, or erased to 0 bytes with
- * opts->overwrite.  Returns an O_RDWR fd the driver sizes and fills and
- * then closes, or -1 with errp set (nothing touched). */
-int bdrv_create_file(BlockDriverState *bs, const BlockOptions *opts, GError **errp);
-/* create.c: a failed open removes the file it made (if it made one). */
-void bdrv_create_undo(BlockDriverState *bs);
+/* block-status.c: the status of BS's own layer (the driver's answer). */
+int bdrv_layer_status(BlockDriverState *bs, uint64_t off, uint64_t len,
+                      uint64_t *pnum, BdrvStatus *status);
+
+/* node.c: open a node chain (format over protocol, backing below) for
+ * OPTS without registering it; close one and everything under it. */
+BlockDriverState *bdrv_open_node(const BlockOptions *opts, BlockDriverState *parent,
+                                 GError **errp);
+void bdrv_close_node(BlockDriverState *bs);
+/* node.c: FILENAME, a backing image named by IMAGE, as QEMU resolves it:
+ * relative to IMAGE's directory (g_free the result). */
+char *bdrv_backing_path(const char *image, const char *filename);
+
+/* probe.c: the driver format=auto picks for an image starting with BUF;
+ * NULL with an error naming a format blkmig knows but cannot open. */
+const BlockDriver *bdrv_probe_format(const uint8_t *buf, size_t len, const char *filename,
+                                     GError **errp);
+/* probe.c: the name of the non-raw format BUF looks like, or NULL. */
+const char *bdrv_probe_non_raw(const uint8_t *buf, size_t len);
+
+/* create.c: a failed open removes the file its create made (if it made
+ * one) and forgets it. */
+void bdrv_create_undo(const char *path, BdrvCreatedFile *made);
 
 /* dirty-bitmap.c: mark [off, off+len) in every enabled bitmap of BS. */
 void bdrv_dirty_bitmaps_mark(BlockDriverState *bs, uint64_t off, uint64_t len);

@@ -56,26 +56,26 @@ static int open_existing(const BlockOptions *opts, GError **errp)
 
 /* O_EXCL decides "new" atomically: no window in which a file appearing at
  * the path could be taken for one we made. */
-static int create_new(BlockDriverState *bs, const char *filename)
+static int create_new(const char *filename, BdrvCreatedFile *made)
 {
     int fd = open(filename, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     struct stat st;
 
     if (fd >= 0 && fstat(fd, &st) == 0) {
-        bs->created = true;
-        bs->created_id = (BdrvFileId){ (uint64_t)st.st_dev, (uint64_t)st.st_ino };
+        made->made = true;
+        made->id = (BdrvFileId){ (uint64_t)st.st_dev, (uint64_t)st.st_ino };
     }
     return fd;
 }
 
-int bdrv_create_file(BlockDriverState *bs, const BlockOptions *opts, GError **errp)
+int bdrv_create_file(const BlockOptions *opts, BdrvCreatedFile *made, GError **errp)
 {
     if (opts->read_only) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "Drive '%s': create=on cannot be combined with read-only=on", opts->id);
         return -1;
     }
-    int fd = create_new(bs, opts->filename);
+    int fd = create_new(opts->filename, made);
     if (fd >= 0) {
         return fd;
     }
@@ -88,10 +88,10 @@ int bdrv_create_file(BlockDriverState *bs, const BlockOptions *opts, GError **er
 
 bool bdrv_created_file(BlockDriverState *bs, BdrvFileId *id)
 {
-    if (bs->created) {
-        *id = bs->created_id;
+    if (bs->created.made) {
+        *id = bs->created.id;
     }
-    return bs->created;
+    return bs->created.made;
 }
 
 /* lstat: a symlink put in the file's place is not the file.  While the
@@ -107,10 +107,10 @@ void bdrv_remove_created_file(const char *path, const BdrvFileId *id)
     }
 }
 
-void bdrv_create_undo(BlockDriverState *bs)
+void bdrv_create_undo(const char *path, BdrvCreatedFile *made)
 {
-    if (bs->created) {
-        bdrv_remove_created_file(bs->filename, &bs->created_id);
-        bs->created = false;
+    if (made->made) {
+        bdrv_remove_created_file(path, &made->id);
+        made->made = false;
     }
 }

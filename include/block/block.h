@@ -1,4 +1,11 @@
-/* Block layer: named drives over pluggable BlockDrivers.
+/* Block layer, the users' API: named drives, their I/O, and what each byte
+ * of a drive is made of (block status).
+ *
+ * A drive is a chain of nodes (QEMU's BlockDriverState model, simplified):
+ * a format node (raw, qcow2) over a protocol node (the file), with an
+ * optional backing node below it, opened read-only.  Users see only the
+ * drive, i.e. the root node, registered under its id; the nodes below it
+ * are anonymous.  Drivers implement include/block/block-driver.h.
  *
  * All I/O functions are thread-safe and may be called concurrently from the
  * guest (workload, NBD), the migration thread and the main loop.  They
@@ -24,58 +31,77 @@ typedef struct BlockDriverState BlockDriverState;
 typedef struct BlockOptions {
     const char *id;          /* drive name, unique */
     const char *filename;
-    const char *format;      /* "raw" (default) */
-    uint64_t size;           /* with create: size of the new file; 0 = unset */
-    bool create;             /* a new file of size (block/create.c has the rule) */
+    /* "raw" (default), "qcow2", or "auto": probe the header (a probed raw
+     * image refuses guest writes that would make it look like another
+     * format). */
+    const char *format;
+    uint64_t size;           /* with create: size of the new image; 0 = unset;
+                              * without: must match the image when set */
+    bool create;             /* make a new image: a new file, or an existing
+                              * empty one (block/create.c has the rule) */
     bool overwrite;          /* with create: erase an existing non-empty file */
     bool cache_none;         /* O_DIRECT; buffers must be bdrv_buf_align()ed */
     bool aio_native;         /* libaio instead of plain pread/pwrite */
     bool read_only;
+    /* qcow2: the backing image.  With create it is recorded in the new
+     * image; without, it replaces the one the header names.  Relative
+     * names are relative to the image's directory, as in QEMU. */
+    const char *backing;
+    const char *backing_format;   /* "raw", "qcow2"; NULL: header, else probe */
+    uint32_t cluster_size;   /* qcow2 create: 512 .. 2 MiB, power of two;
+                              * 0 = 64 KiB */
 } BlockOptions;
 
-/* The interface a format driver implements.  Offsets/lengths are already
- * checked against the size by the generic layer. */
-typedef struct BlockDriver {
-    const char *format_name;
-    size_t instance_size;
-    int (*open)(BlockDriverState *bs, const BlockOptions *opts, GError **errp);
-    void (*close)(BlockDriverState *bs);
-    int64_t (*getlength)(BlockDriverState *bs);
-    int (*pread)(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
-    int (*pwrite)(BlockDriverState *bs, uint64_t off, const void *buf, size_t len, int flags);
-    int (*flush)(BlockDriverState *bs);
-    int (*pwrite_zeroes)(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);
-    int (*discard)(BlockDriverState *bs, uint64_t off, uint64_t len);
-    /* Status of the run starting at OFF, at most LEN long: sets *pnum to the
-     * run length (> 0) and *is_data to whether it is allocated data. */
-    int (*block_status)(BlockDriverState *bs, uint64_t off, uint64_t len,
-                        uint64_t *pnum, bool *is_data);
-    /* Bytes actually allocated on the host (st_blocks * 512 for files). */
-    int64_t (*allocated_bytes)(BlockDriverState *bs);
-} BlockDriver;
-
 /* Open a drive and register it under opts->id.  Fails if the id is taken,
- * the format is unknown or the file cannot be opened/created.  With
- * create, an existing file is used only when it is empty (0 bytes) or
- * overwrite is set; a file the open made is removed again if it fails. */
+ * the format is unknown or the image (or its backing chain) cannot be
+ * opened/created.  With create, an existing file is used only when it is
+ * empty (0 bytes) or overwrite is set; a file the open made is removed
+ * again if it fails. */
 BlockDriverState *bdrv_open(const BlockOptions *opts, GError **errp);
-/* Unregister and close; releases its dirty bitmaps. */
+/* Unregister and close; releases its dirty bitmaps and its backing chain. */
 void bdrv_close(BlockDriverState *bs);
 void bdrv_close_all(void);
+
+/* Which file on the host (st_dev, st_ino). */
+typedef struct BdrvFileId {
+    uint64_t dev;
+    uint64_t ino;
+} BdrvFileId;
+/* What create=on did to the file: made it new (identity ID), or not. */
+typedef struct BdrvCreatedFile {
+    bool made;
+    BdrvFileId id;
+} BdrvCreatedFile;
+/* Whether opening BS made a new file (create on a path that did not exist;
+ * not when it grew an empty file or erased one); its identity goes to *ID
+ * so a failed start-up can remove exactly that file later. */
+bool bdrv_created_file(BlockDriverState *bs, BdrvFileId *id);
+/* Remove PATH if it still is the file ID: never a file put there since. */
+void bdrv_remove_created_file(const char *path, const BdrvFileId *id);
 
 BlockDriverState *bdrv_find(const char *id);
 /* Drives in the order they were opened; the list is owned by the caller
  * (g_list_free), the elements are not. */
 GList *bdrv_list(void);
 
-const char *bdrv_get_id(BlockDriverState *bs);
+const char *bdrv_get_id(BlockDriverState *bs);        /* NULL below a drive */
 const char *bdrv_get_filename(BlockDriverState *bs);
-const char *bdrv_get_format(BlockDriverState *bs);
+const char *bdrv_get_format(BlockDriverState *bs);    /* "raw", "qcow2" */
 bool bdrv_is_read_only(BlockDriverState *bs);
 bool bdrv_is_cache_none(BlockDriverState *bs);
 bool bdrv_is_aio_native(BlockDriverState *bs);
 int64_t bdrv_getlength(BlockDriverState *bs);
+/* Bytes the image file occupies on its file system (st_blocks * 512). */
 int64_t bdrv_allocated_bytes(BlockDriverState *bs);
+
+/* The backing chain: BS's backing node (NULL at the bottom), its depth
+ * (0 for an image without backing), the backing file name as the image
+ * names it (NULL without), and the format's allocation unit (the cluster
+ * size for qcow2; 0 when the format has none). */
+BlockDriverState *bdrv_get_backing(BlockDriverState *bs);
+int bdrv_get_backing_depth(BlockDriverState *bs);
+const char *bdrv_get_backing_filename(BlockDriverState *bs);
+uint32_t bdrv_get_cluster_size(BlockDriverState *bs);
 
 /* Buffer alignment the drive needs (4096 for cache=none, else 1) and an
  * allocator honouring it (free with bdrv_buf_free). */
@@ -90,28 +116,84 @@ int bdrv_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
 int bdrv_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len, int flags);
 int bdrv_flush(BlockDriverState *bs);
 /* Writes zeroes; with BDRV_REQ_MAY_UNMAP the range becomes a hole where the
- * host file system can (PUNCH_HOLE, then ZERO_RANGE, then plain zeros). */
+ * host file system (or the format) can. */
 int bdrv_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);
-/* Advisory deallocation; data reads back as zeroes for the raw driver. */
+/* Advisory deallocation; discarded ranges read back as zeroes for raw and
+ * qcow2 (qcow2 discards whole clusters only). */
 int bdrv_discard(BlockDriverState *bs, uint64_t off, uint64_t len);
+
+/* ---- Block status ---- */
+
+/* What a range is made of, in one layer or in the whole chain. */
+typedef enum BdrvStatus {
+    BDRV_STATUS_DATA,        /* allocated in the layer: holds data */
+    BDRV_STATUS_ZERO,        /* reads as zero, decided by the layer (a hole
+                              * of a raw file, a qcow2 zero cluster) */
+    BDRV_STATUS_BACKING,     /* not allocated in the layer: read from below */
+    BDRV_STATUS_UNALLOCATED, /* nowhere in the chain: reads as zero */
+} BdrvStatus;
+
+/* Guest-visible status of the run starting at OFF, at most LEN long (the
+ * whole chain): *pnum gets the run length (> 0) and *is_data whether it
+ * holds data anywhere in the chain (false: reads as zero).  -EINVAL for an
+ * empty or out-of-range request. */
 int bdrv_block_status(BlockDriverState *bs, uint64_t off, uint64_t len,
                       uint64_t *pnum, bool *is_data);
 
-/* Which file on the host (st_dev, st_ino). */
-typedef struct BdrvFileId {
-    uint64_t dev;
-    uint64_t ino;
-} BdrvFileId;
-/* Whether opening BS made a new file (create on a path that did not exist;
- * not when it grew an empty file or erased one); its identity goes to *ID
- * so a failed start-up can remove exactly that file later. */
-bool bdrv_created_file(BlockDriverState *bs, BdrvFileId *id);
-/* Remove PATH if it still is the file ID: never a file put there since. */
-void bdrv_remove_created_file(const char *path, const BdrvFileId *id);
+/* bdrv_block_status_ext flags */
+#define BDRV_STATUS_TOP_ONLY 0x1 /* answer for BS's own layer: DATA, ZERO,
+                                  * BACKING (a backing node covers OFF) or
+                                  * UNALLOCATED */
 
-/* Driver registry (raw is built in). */
-void bdrv_register_driver(const BlockDriver *drv);
-/* Driver-private state of BS (instance_size bytes, zeroed at open). */
-void *bdrv_opaque(BlockDriverState *bs);
+/* The four-state answer for the run at OFF.  Without BDRV_STATUS_TOP_ONLY
+ * the chain is walked: the answer is DATA or ZERO from the layer that
+ * decides the run, whose depth (1 = BS itself, 2 = its backing, ...) goes
+ * to *depth, or UNALLOCATED with *depth 0; BACKING never comes back.  With
+ * it, *depth is 1 for DATA and ZERO and 0 otherwise.  DEPTH may be NULL. */
+int bdrv_block_status_ext(BlockDriverState *bs, uint64_t off, uint64_t len, int flags,
+                          uint64_t *pnum, BdrvStatus *status, int *depth);
+
+/* ---- Block-status walks ---- */
+
+/* One run of a walk. */
+typedef struct BdrvExtent {
+    uint64_t off, len;
+    BdrvStatus status;
+    int depth;               /* as bdrv_block_status_ext */
+} BdrvExtent;
+
+typedef enum BdrvWalkMode {
+    /* Guest view: DATA (data somewhere in the chain) or ZERO (reads as
+     * zero: holes, zero clusters, unallocated); depth is not reported. */
+    BDRV_WALK_GUEST,
+    /* Whole chain, four states with the depth of the deciding layer (for
+     * NBD's qemu:allocation-depth). */
+    BDRV_WALK_DEPTH,
+    /* BS's own layer only (for migrating the top layer of a chain). */
+    BDRV_WALK_TOP,
+} BdrvWalkMode;
+
+/* bdrv_walk_init flags */
+#define BDRV_WALK_ERROR_AS_DATA 0x1  /* a failing status call makes the rest
+                                      * of the range one DATA run */
+
+/* Walks [off, off+len) in runs: adjacent runs that look the same in the
+ * walk's mode are merged, runs never cross the range's ends.  Cheap to
+ * set up on the stack; no resources to free. */
+typedef struct BdrvWalk {
+    BlockDriverState *bs;
+    uint64_t pos, end;
+    BdrvWalkMode mode;
+    int flags;
+    bool have_next;          /* a run read ahead that did not merge */
+    BdrvExtent next;
+} BdrvWalk;
+
+void bdrv_walk_init(BdrvWalk *w, BlockDriverState *bs, uint64_t off, uint64_t len,
+                    BdrvWalkMode mode, int flags);
+/* The next run: 1 with *ext filled, 0 at the end of the range, or a
+ * negative errno (the walk then stays where it failed: a caller may stop,
+ * or report the rest its own way). */
+int bdrv_walk_next(BdrvWalk *w, BdrvExtent *ext);
 
 #endif

@@ -1,5 +1,7 @@
-/* The raw format: the drive is the file (or block device) byte for byte.
- * Holes in the file are the drive's unallocated areas. */
+/* The file protocol: a node that is a host file (or block device), byte
+ * for byte, read and written with pread/pwrite or libaio, O_DIRECT for
+ * cache=none.  Holes in the file are its zero areas.  Format nodes (raw,
+ * qcow2) sit on top of one. */
 #include <errno.h>
 #include <fcntl.h>
 #include <gio/gio.h>
@@ -14,13 +16,13 @@
 
 #define ZERO_BUF_SIZE (1024 * 1024)
 
-typedef struct RawState {
+typedef struct FileState {
     int fd;             /* O_DIRECT with cache=none */
     /* cache=none: buffered fd for what O_DIRECT cannot do, i.e. the last
      * partial block of a file whose size is not a multiple of 4 KiB;
      * -1 otherwise. */
     int fd_buffered;
-    uint64_t size;
+    uint64_t size;      /* atomic; grows with writes past the end */
     AioNative *aio;     /* aio=native, else NULL */
     /* The last data extent SEEK_HOLE found, [data_start, data_end).  On
      * some file systems (tmpfs) SEEK_HOLE walks every page up to the hole,
@@ -30,37 +32,13 @@ typedef struct RawState {
     GMutex status_lock;
     uint64_t data_start, data_end;
     uint64_t status_gen;
-} RawState;
+} FileState;
 
 /* Source of zeroes for write-zeroes fallback; aligned for O_DIRECT, in
  * .bss so it costs nothing until used. */
 static uint8_t zero_buf[ZERO_BUF_SIZE] __attribute__((aligned(BDRV_DIRECT_ALIGN)));
 
 /* ---- Open and close ---- */
-
-/* A fresh sparse file of exactly size= bytes, in the file the generic
- * create rule hands over (new, empty, or erased with overwrite=on). */
-static bool raw_create(BlockDriverState *bs, const BlockOptions *opts, GError **errp)
-{
-    if (opts->size == 0) {
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                    "Drive '%s': create=on needs size=", opts->id);
-        return false;
-    }
-    int fd = bdrv_create_file(bs, opts, errp);
-    if (fd < 0) {
-        return false;
-    }
-    bool ok = ftruncate(fd, (off_t)opts->size) == 0;
-    if (!ok) {
-        int err = errno;
-        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err),
-                    "Cannot create '%s' with %" PRIu64 " bytes: %s",
-                    opts->filename, opts->size, g_strerror(err));
-    }
-    close(fd);
-    return ok;
-}
 
 static int open_fd(const BlockOptions *opts, bool direct, GError **errp)
 {
@@ -81,7 +59,7 @@ static int open_fd(const BlockOptions *opts, bool direct, GError **errp)
 }
 
 /* lseek rather than fstat: block devices report st_size 0. */
-static bool raw_get_size(RawState *s, const BlockOptions *opts, GError **errp)
+static bool file_get_size(FileState *s, const BlockOptions *opts, GError **errp)
 {
     off_t end = lseek(s->fd, 0, SEEK_END);
 
@@ -92,22 +70,12 @@ static bool raw_get_size(RawState *s, const BlockOptions *opts, GError **errp)
         return false;
     }
     s->size = (uint64_t)end;
-    if (opts->size && s->size != opts->size) {
-        /* create=on is the fix only for an empty file: one holding data
-         * would be refused (and overwrite=on would erase it). */
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                    "Drive '%s': '%s' has %" PRIu64 " bytes, but size=%" PRIu64
-                    " was given (%s)", opts->id, opts->filename, s->size, opts->size,
-                    s->size ? "drop size= to use the image as it is"
-                            : "add create=on to grow the empty file to size=");
-        return false;
-    }
     return true;
 }
 
-static void raw_close(BlockDriverState *bs)
+static void file_close(BlockDriverState *bs)
 {
-    RawState *s = bdrv_opaque(bs);
+    FileState *s = bdrv_opaque(bs);
 
     aio_native_free(s->aio);
     s->aio = NULL;
@@ -121,7 +89,7 @@ static void raw_close(BlockDriverState *bs)
     g_mutex_clear(&s->status_lock);
 }
 
-static bool raw_open_fds(RawState *s, const BlockOptions *opts, GError **errp)
+static bool file_open_fds(FileState *s, const BlockOptions *opts, GError **errp)
 {
     s->fd = open_fd(opts, opts->cache_none, errp);
     if (s->fd < 0) {
@@ -142,33 +110,39 @@ static bool raw_open_fds(RawState *s, const BlockOptions *opts, GError **errp)
     return true;
 }
 
-static int raw_open(BlockDriverState *bs, const BlockOptions *opts, GError **errp)
+static int file_open(BlockDriverState *bs, const BlockOptions *opts, GError **errp)
 {
-    RawState *s = bdrv_opaque(bs);
+    FileState *s = bdrv_opaque(bs);
 
     s->fd = s->fd_buffered = -1;
     g_mutex_init(&s->status_lock);
-    if (opts->create && !raw_create(bs, opts, errp)) {
-        g_mutex_clear(&s->status_lock);
-        return -EINVAL;
-    }
-    if (!raw_open_fds(s, opts, errp) || !raw_get_size(s, opts, errp)) {
-        raw_close(bs);
+    if (!file_open_fds(s, opts, errp) || !file_get_size(s, opts, errp)) {
+        file_close(bs);
         return -EINVAL;
     }
     return 0;
 }
 
-static int64_t raw_getlength(BlockDriverState *bs)
+static int64_t file_getlength(BlockDriverState *bs)
 {
-    RawState *s = bdrv_opaque(bs);
-    return (int64_t)s->size;
+    FileState *s = bdrv_opaque(bs);
+    return (int64_t)__atomic_load_n(&s->size, __ATOMIC_ACQUIRE);
+}
+
+/* A growable node's size follows its writes. */
+static void file_note_end(FileState *s, uint64_t end)
+{
+    uint64_t cur = __atomic_load_n(&s->size, __ATOMIC_ACQUIRE);
+
+    while (end > cur && !__atomic_compare_exchange_n(&s->size, &cur, end, false,
+                                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    }
 }
 
 /* ---- Reads and writes ---- */
 
 /* The fd for a request: with O_DIRECT only aligned requests may use it. */
-static int fd_for(RawState *s, uint64_t off, const void *buf, size_t len)
+static int fd_for(FileState *s, uint64_t off, const void *buf, size_t len)
 {
     if (s->fd_buffered < 0 ||
         (off % BDRV_DIRECT_ALIGN == 0 && len % BDRV_DIRECT_ALIGN == 0 &&
@@ -218,9 +192,8 @@ static int pwrite_full(int fd, uint64_t off, const uint8_t *buf, size_t len)
     return 0;
 }
 
-static int raw_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
+static int file_read_data(FileState *s, uint64_t off, void *buf, size_t len)
 {
-    RawState *s = bdrv_opaque(bs);
     int fd = fd_for(s, off, buf, len);
 
     if (s->aio && fd == s->fd) {
@@ -229,41 +202,62 @@ static int raw_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
     return pread_full(fd, off, buf, len);
 }
 
-static int raw_sync(RawState *s)
+/* A growable node (under a format that allocates at the end of its file)
+ * reads zeroes past the end, as a file that was extended would. */
+static int file_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
+{
+    FileState *s = bdrv_opaque(bs);
+    uint64_t size = __atomic_load_n(&s->size, __ATOMIC_ACQUIRE);
+
+    if (bs->growable && off + len > size) {
+        size_t inside = off < size ? (size_t)(size - off) : 0;
+        memset((uint8_t *)buf + inside, 0, len - inside);
+        len = inside;
+    }
+    return len ? file_read_data(s, off, buf, len) : 0;
+}
+
+static int file_sync(FileState *s)
 {
     return fdatasync(s->fd) < 0 ? -errno : 0;
 }
 
 /* Write without the FUA handling. */
-static int raw_write_data(RawState *s, uint64_t off, const void *buf, size_t len)
+static int file_write_data(FileState *s, uint64_t off, const void *buf, size_t len)
 {
     int fd = fd_for(s, off, buf, len);
+    int ret;
 
     if (s->aio && fd == s->fd) {
-        return aio_native_pwrite(s->aio, fd, off, buf, len);
+        ret = aio_native_pwrite(s->aio, fd, off, buf, len);
+    } else {
+        ret = pwrite_full(fd, off, buf, len);
     }
-    return pwrite_full(fd, off, buf, len);
-}
-
-static int raw_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len, int flags)
-{
-    RawState *s = bdrv_opaque(bs);
-    int ret = raw_write_data(s, off, buf, len);
-
-    if (ret == 0 && (flags & BDRV_REQ_FUA)) {
-        ret = raw_sync(s);
+    if (ret == 0) {
+        file_note_end(s, off + len);
     }
     return ret;
 }
 
-static int raw_flush(BlockDriverState *bs)
+static int file_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len, int flags)
 {
-    return raw_sync(bdrv_opaque(bs));
+    FileState *s = bdrv_opaque(bs);
+    int ret = file_write_data(s, off, buf, len);
+
+    if (ret == 0 && (flags & BDRV_REQ_FUA)) {
+        ret = file_sync(s);
+    }
+    return ret;
+}
+
+static int file_flush(BlockDriverState *bs)
+{
+    return file_sync(bdrv_opaque(bs));
 }
 
 /* ---- Write zeroes, discard ---- */
 
-static void status_cache_forget(RawState *s)
+static void status_cache_forget(FileState *s)
 {
     g_mutex_lock(&s->status_lock);
     s->data_start = s->data_end = 0;
@@ -272,7 +266,7 @@ static void status_cache_forget(RawState *s)
 }
 
 /* fallocate with MODE; -ENOTSUP when the file system cannot do it. */
-static int raw_fallocate(RawState *s, int mode, uint64_t off, uint64_t len)
+static int file_fallocate(FileState *s, int mode, uint64_t off, uint64_t len)
 {
     int rc;
 
@@ -292,11 +286,11 @@ static int raw_fallocate(RawState *s, int mode, uint64_t off, uint64_t len)
     return -errno;
 }
 
-static int raw_write_zero_buffer(RawState *s, uint64_t off, uint64_t len)
+static int file_write_zero_buffer(FileState *s, uint64_t off, uint64_t len)
 {
     while (len > 0) {
         size_t n = len < ZERO_BUF_SIZE ? (size_t)len : ZERO_BUF_SIZE;
-        int ret = raw_write_data(s, off, zero_buf, n);
+        int ret = file_write_data(s, off, zero_buf, n);
         if (ret < 0) {
             return ret;
         }
@@ -309,48 +303,48 @@ static int raw_write_zero_buffer(RawState *s, uint64_t off, uint64_t len)
 /* Cheapest first: a hole (when allowed), then unwritten extents, then, unless
  * the caller wants only fast methods, real zeroes.  KEEP_SIZE everywhere so
  * a range ending at EOF never changes the file size. */
-static int raw_zero_range(RawState *s, uint64_t off, uint64_t len, int flags)
+static int file_zero_range(FileState *s, uint64_t off, uint64_t len, int flags)
 {
     int ret;
 
     if (flags & BDRV_REQ_MAY_UNMAP) {
-        ret = raw_fallocate(s, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+        ret = file_fallocate(s, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
         if (ret != -ENOTSUP) {
             return ret;
         }
     }
-    ret = raw_fallocate(s, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
+    ret = file_fallocate(s, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
     if (ret != -ENOTSUP) {
         return ret;
     }
     if (flags & BDRV_REQ_NO_FALLBACK) {
         return -ENOTSUP;
     }
-    return raw_write_zero_buffer(s, off, len);
+    return file_write_zero_buffer(s, off, len);
 }
 
-static int raw_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
+static int file_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags)
 {
-    RawState *s = bdrv_opaque(bs);
-    int ret = raw_zero_range(s, off, len, flags);
+    FileState *s = bdrv_opaque(bs);
+    int ret = file_zero_range(s, off, len, flags);
 
     if (ret == 0 && (flags & BDRV_REQ_FUA)) {
-        ret = raw_sync(s);
+        ret = file_sync(s);
     }
     return ret;
 }
 
-static int raw_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
+static int file_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
 {
-    RawState *s = bdrv_opaque(bs);
-    return raw_fallocate(s, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+    FileState *s = bdrv_opaque(bs);
+    return file_fallocate(s, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
 }
 
 /* ---- Allocation status ---- */
 
 /* One SEEK_DATA/SEEK_HOLE probe.  Returns false when a concurrent write or
  * punch moved the boundary between the two calls. */
-static bool probe_status(RawState *s, uint64_t off, uint64_t len,
+static bool probe_status(FileState *s, uint64_t off, uint64_t len,
                          uint64_t *pnum, bool *is_data, uint64_t *hole_at)
 {
     off_t data = lseek(s->fd, (off_t)off, SEEK_DATA);
@@ -384,7 +378,7 @@ static bool probe_status(RawState *s, uint64_t off, uint64_t len,
 
 /* Answer from the cached data extent; returns the generation to store a
  * new probe under when it cannot. */
-static bool status_cache_lookup(RawState *s, uint64_t off, uint64_t len,
+static bool status_cache_lookup(FileState *s, uint64_t off, uint64_t len,
                                 uint64_t *pnum, uint64_t *gen)
 {
     bool hit;
@@ -399,7 +393,7 @@ static bool status_cache_lookup(RawState *s, uint64_t off, uint64_t len,
     return hit;
 }
 
-static void status_cache_store(RawState *s, uint64_t start, uint64_t end, uint64_t gen)
+static void status_cache_store(FileState *s, uint64_t start, uint64_t end, uint64_t gen)
 {
     g_mutex_lock(&s->status_lock);
     if (s->status_gen == gen) {
@@ -409,15 +403,15 @@ static void status_cache_store(RawState *s, uint64_t start, uint64_t end, uint64
     g_mutex_unlock(&s->status_lock);
 }
 
-static int raw_block_status(BlockDriverState *bs, uint64_t off, uint64_t len,
-                            uint64_t *pnum, bool *is_data)
+static void file_data_status(BlockDriverState *bs, uint64_t off, uint64_t len,
+                             uint64_t *pnum, bool *is_data)
 {
-    RawState *s = bdrv_opaque(bs);
+    FileState *s = bdrv_opaque(bs);
     uint64_t gen;
 
     if (status_cache_lookup(s, off, len, pnum, &gen)) {
         *is_data = true;
-        return 0;
+        return;
     }
     for (int attempt = 0; attempt < 3; attempt++) {
         uint64_t hole = 0;
@@ -425,17 +419,27 @@ static int raw_block_status(BlockDriverState *bs, uint64_t off, uint64_t len,
             if (*is_data && hole > off) {
                 status_cache_store(s, off, hole, gen);
             }
-            return 0;
+            return;
         }
     }
     *is_data = true;
     *pnum = len;
+}
+
+/* Data, or a hole: ZERO. */
+static int file_block_status(BlockDriverState *bs, uint64_t off, uint64_t len,
+                             uint64_t *pnum, BdrvStatus *status)
+{
+    bool is_data;
+
+    file_data_status(bs, off, len, pnum, &is_data);
+    *status = is_data ? BDRV_STATUS_DATA : BDRV_STATUS_ZERO;
     return 0;
 }
 
-static int64_t raw_allocated_bytes(BlockDriverState *bs)
+static int64_t file_allocated_bytes(BlockDriverState *bs)
 {
-    RawState *s = bdrv_opaque(bs);
+    FileState *s = bdrv_opaque(bs);
     struct stat st;
 
     if (fstat(s->fd, &st) < 0) {
@@ -444,17 +448,18 @@ static int64_t raw_allocated_bytes(BlockDriverState *bs)
     return (int64_t)st.st_blocks * 512;
 }
 
-const BlockDriver bdrv_raw = {
-    .format_name = "raw",
-    .instance_size = sizeof(RawState),
-    .open = raw_open,
-    .close = raw_close,
-    .getlength = raw_getlength,
-    .pread = raw_pread,
-    .pwrite = raw_pwrite,
-    .flush = raw_flush,
-    .pwrite_zeroes = raw_pwrite_zeroes,
-    .discard = raw_discard,
-    .block_status = raw_block_status,
-    .allocated_bytes = raw_allocated_bytes,
+const BlockDriver bdrv_file = {
+    .format_name = "file",
+    .is_protocol = true,
+    .instance_size = sizeof(FileState),
+    .open = file_open,
+    .close = file_close,
+    .getlength = file_getlength,
+    .pread = file_pread,
+    .pwrite = file_pwrite,
+    .flush = file_flush,
+    .pwrite_zeroes = file_pwrite_zeroes,
+    .discard = file_discard,
+    .block_status = file_block_status,
+    .allocated_bytes = file_allocated_bytes,
 };

@@ -19,9 +19,34 @@ typedef struct WriteJob {
     uint64_t off, bytes;     /* the guest write inside the run */
     uint64_t host;           /* the new host clusters */
     bool fresh;              /* ... which read as zeroes */
+    bool old_zero;           /* the run's old content reads as zeroes */
 } WriteJob;
 
-/* Does the old content of the run read as zeroes? */
+/* Does [off, off+len) of backing node B read as zeroes?  Its block status
+ * says so (holes, zero clusters, unallocated; beyond its end); the chain
+ * below is read-only, so the answer holds. */
+static bool backing_is_zero(BlockDriverState *b, uint64_t off, uint64_t len)
+{
+    uint64_t below = (uint64_t)bdrv_getlength(b);
+    BdrvWalk w;
+    BdrvExtent e;
+    int ret;
+
+    if (off >= below) {
+        return true;
+    }
+    bdrv_walk_init(&w, b, off, MIN(len, below - off), BDRV_WALK_GUEST,
+                   BDRV_WALK_ERROR_AS_DATA);
+    while ((ret = bdrv_walk_next(&w, &e)) > 0) {
+        if (e.status == BDRV_STATUS_DATA) {
+            return false;
+        }
+    }
+    return ret == 0;
+}
+
+/* Does the old content of the run read as zeroes?  (Then its copy-on-write
+ * needs no read, and nothing at all in fresh clusters.) */
 static bool old_is_zero(const WriteJob *j)
 {
     BlockDriverState *b = j->s->bs->backing;
@@ -31,7 +56,7 @@ static bool old_is_zero(const WriteJob *j)
     case QCOW2_CLUSTER_ZERO_ALLOC:
         return true;
     case QCOW2_CLUSTER_UNALLOCATED:
-        return !b || j->first >= (uint64_t)bdrv_getlength(b);
+        return !b || backing_is_zero(b, j->first, j->nclusters << j->s->cluster_bits);
     default:
         return false;
     }
@@ -69,7 +94,7 @@ static int fill(const WriteJob *j, uint64_t goff, uint64_t len)
 {
     uint64_t host = j->host + (goff - j->first);
 
-    if (old_is_zero(j)) {
+    if (j->old_zero) {
         return j->fresh ? 0 : bdrv_pwrite_zeroes(j->s->file, host, len, 0);
     }
     uint8_t *buf = bdrv_buf_alloc(j->s->file, len);
@@ -94,14 +119,15 @@ static int write_one_cluster(const WriteJob *j, const uint8_t *data)
     return ret;
 }
 
-static int write_new_clusters(const WriteJob *j, const uint8_t *data)
+static int write_new_clusters(WriteJob *j, const uint8_t *data)
 {
     uint64_t head = j->off - j->first;
     uint64_t end = j->off + j->bytes;
     uint64_t tail = (j->nclusters << j->s->cluster_bits) - (end - j->first);
     int ret = 0;
 
-    if ((head || tail) && !(j->fresh && old_is_zero(j))) {
+    j->old_zero = (head || tail) && old_is_zero(j);
+    if ((head || tail) && !(j->fresh && j->old_zero)) {
         if (j->nclusters == 1) {
             return write_one_cluster(j, data);
         }

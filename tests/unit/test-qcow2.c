@@ -543,6 +543,47 @@ static void test_create_with_backing(Fixture *f, gconstpointer data)
     g_free(content);
 }
 
+/* A write into a cluster the image does not hold copies the rest of the
+ * cluster from below only when below is not zero there: over a hole of
+ * the backing file, a fresh cluster gets just the guest's 4 KiB (the copy
+ * was 60 KiB of zeroes before); over data, the data is copied.  Both read
+ * back as qemu reads them. */
+static void test_cow_over_zero(Fixture *f, gconstpointer data)
+{
+    const char *base = P(f, "base.raw"), *img = P(f, "cow.qcow2"), *want = P(f, "want.raw");
+    uint8_t *content = g_malloc0(4 * MiB);
+    uint8_t block[4096];
+
+    fill_pattern(content, MiB, 0, 3);                 /* data, then a hole */
+    g_assert_true(g_file_set_contents(base, (const char *)content, MiB, NULL));
+    g_free(qt_run("truncate -s 4M %s", base));
+    BlockOptions opts = { .id = "q", .filename = img, .format = "qcow2", .create = true,
+                          .backing = "base.raw", .backing_format = "raw" };
+    BlockDriverState *bs = open_image(&opts);
+    /* The L2 table and refcount blocks first, so that only data grows. */
+    g_assert_cmpint(bdrv_pwrite(bs, 3 * MiB, content, 65536, 0), ==, 0);
+    memcpy(content + 3 * MiB, content, 65536);
+    g_assert_cmpint(bdrv_flush(bs), ==, 0);
+
+    int64_t before = tf_allocated_bytes(img);
+    fill_pattern(block, sizeof(block), 2 * MiB + 32768, 7);
+    g_assert_cmpint(bdrv_pwrite(bs, 2 * MiB + 32768, block, sizeof(block), 0), ==, 0);
+    memcpy(content + 2 * MiB + 32768, block, sizeof(block));
+    g_assert_cmpint(bdrv_flush(bs), ==, 0);
+    int64_t grown = tf_allocated_bytes(img) - before;
+    g_test_message("a 4 KiB write over a backing hole grew the image by %" G_GINT64_FORMAT
+                   " bytes", grown);
+    g_assert_cmpint(grown, <, 65536);
+
+    g_assert_cmpint(bdrv_pwrite(bs, 512 * 1024 + 4096, block, sizeof(block), 0), ==, 0);
+    memcpy(content + 512 * 1024 + 4096, block, sizeof(block));
+    bdrv_close(bs);
+    g_assert_cmpint(qt_check(img), ==, 0);
+    g_assert_true(g_file_set_contents(want, (const char *)content, 4 * MiB, NULL));
+    g_assert_true(qt_compare(img, "qcow2", want, "raw"));
+    g_free(content);
+}
+
 /* ---- Snapshots ---- */
 
 /* Clusters an internal snapshot shares are copied before a write, so the
@@ -630,6 +671,7 @@ int main(int argc, char **argv)
     ADD("/qcow2/chain/status", test_chain_status, NULL);
     ADD("/qcow2/chain/top-only", test_chain_top_only, NULL);
     ADD("/qcow2/create/with-backing", test_create_with_backing, NULL);
+    ADD("/qcow2/chain/cow-over-zero", test_cow_over_zero, NULL);
     ADD("/qcow2/snapshot-cow", test_snapshot_cow, NULL);
     ADD("/qcow2/cache-none", test_cache_none, NULL);
     ADD("/qcow2/auto", test_auto, NULL);

@@ -33,6 +33,11 @@
 #   BENCH_DIR               where the scratch directory is made [TMPDIR or /tmp];
 #                           /dev/shm (tmpfs) measures the engines without a disk
 #   BENCH_KEEP [0]          1: keep the scratch directory
+#   BENCH_NBD_IOPS [1]      0: skip the NBD random I/O table (nbd-iops.sh:
+#                           fio 4 KiB random read and write through
+#                           blkmigd's export of a BENCH_SIZE qcow2 on a
+#                           base, against qemu-nbd serving the same image)
+#   BENCH_NBD_IOPS_RUNTIME [5]  seconds per fio run of that table
 #   BLKMIGD, BLKMIG         binaries [build/blkmigd, build/blkmig]
 set -uo pipefail
 
@@ -781,5 +786,20 @@ for image in $IMAGES; do
     done
 done
 
+# The NBD random I/O table, from nbd-iops.sh: its own table, printed and
+# added to results.txt below the migration table.
+bench_nbd_iops() {
+    [ "${BENCH_NBD_IOPS:-1}" = 1 ] || return 0
+    say "NBD 4 KiB random I/O through a $SIZE qcow2: blkmigd against qemu-nbd"
+    BLKMIGD=$BLKMIGD FORMAT=qcow2 SIZE=$SIZE DATA_PCT=$DATA_PCT JOBS="1 4" \
+        RW="randread randwrite" TMPDIR=$W \
+        "$ROOT/tests/bench/nbd-iops.sh" "${BENCH_NBD_IOPS_RUNTIME:-5}" >"$OUT/nbd-iops.txt" 2>&1 ||
+        echo "nbd-iops.sh FAILED (exit $?)" >>"$OUT/nbd-iops.txt"
+}
+
+bench_nbd_iops
 "$ROOT/tests/bench/report.sh" "$RUNS" "$OUT" "$SIZE" "$REPS"
+if [ -s "$OUT/nbd-iops.txt" ]; then
+    { echo; cat "$OUT/nbd-iops.txt"; } | tee -a "$OUT/results.txt"
+fi
 say "done in $(elapsed) s; results in build/bench/results.{txt,csv,png}"

@@ -342,6 +342,21 @@ void raw_abandon(RawConn *c)
     g_free(c);
 }
 
+/* A BLOCK_STATUS chunk: context id, then (length, flags) pairs. */
+static void status_chunk(RawConn *c, const uint8_t *p, uint32_t plen, GArray *extents)
+{
+    g_assert_cmpuint(plen, >=, 12);
+    g_assert_cmpuint((plen - 4) % 8, ==, 0);
+    g_assert_cmpuint(c->status_chunks, <, G_N_ELEMENTS(c->status_ids));
+    c->status_ids[c->status_chunks] = get32(p);
+    c->status_extents[c->status_chunks++] = (plen - 4) / 8;
+    for (uint32_t i = 4; extents && i < plen; i += 8) {
+        uint32_t e[2] = { get32(p + i), get32(p + i + 4) };
+        g_assert_cmpuint(e[0], >, 0);
+        g_array_append_vals(extents, e, 2);
+    }
+}
+
 /* One structured chunk's payload, checked against the request. */
 static void handle_chunk(RawConn *c, uint16_t ctype, const uint8_t *p, uint32_t plen,
                          uint16_t cmd, uint64_t offset, uint32_t len,
@@ -381,16 +396,7 @@ static void handle_chunk(RawConn *c, uint16_t ctype, const uint8_t *p, uint32_t 
         break;
     case 5:                                     /* BLOCK_STATUS */
         g_assert_cmpuint(cmd, ==, RAW_CMD_BLOCK_STATUS);
-        g_assert_cmpuint(plen, >=, 12);
-        g_assert_cmpuint((plen - 4) % 8, ==, 0);
-        g_assert_cmpuint(c->status_chunks, <, G_N_ELEMENTS(c->status_ids));
-        c->status_ids[c->status_chunks] = get32(p);
-        c->status_extents[c->status_chunks++] = (plen - 4) / 8;
-        for (uint32_t i = 4; extents && i < plen; i += 8) {
-            uint32_t e[2] = { get32(p + i), get32(p + i + 4) };
-            g_assert_cmpuint(e[0], >, 0);
-            g_array_append_vals(extents, e, 2);
-        }
+        status_chunk(c, p, plen, extents);
         break;
     case 0x8001:                                /* ERROR */
     case 0x8002:                                /* ERROR_OFFSET */
@@ -404,6 +410,25 @@ static void handle_chunk(RawConn *c, uint16_t ctype, const uint8_t *p, uint32_t 
     }
 }
 
+/* The rest of a simple reply whose header is HDR: its error, and for a
+ * read that succeeded LEN bytes of data into RDATA (optional). */
+static uint32_t simple_reply(RawConn *c, const uint8_t *hdr, uint16_t type, uint32_t len,
+                             void *rdata)
+{
+    uint32_t error = get32(hdr + 4);
+
+    /* proto.md: never a simple reply to a read once structured. */
+    g_assert_false(c->structured && type == RAW_CMD_READ);
+    if (type == RAW_CMD_READ && error == 0) {
+        g_autofree uint8_t *buf = g_malloc(len ? len : 1);
+        recv_full(c->fd, buf, len);
+        if (rdata) {
+            memcpy(rdata, buf, len);
+        }
+    }
+    return error;
+}
+
 uint32_t raw_reply(RawConn *c, uint64_t cookie, uint16_t type, uint64_t offset,
                    uint32_t len, void *rdata, GArray **extents)
 {
@@ -413,25 +438,14 @@ uint32_t raw_reply(RawConn *c, uint64_t cookie, uint16_t type, uint64_t offset,
     GArray *ext = extents ? g_array_new(FALSE, FALSE, sizeof(uint32_t)) : NULL;
 
     c->status_chunks = 0;
-
     recv_full(c->fd, hdr, 16);
     magic = get32(hdr);
     g_assert_cmpuint(get64(hdr + 8), ==, cookie);
     if (magic == MAGIC_SIMPLE) {
-        /* proto.md: never a simple reply to a read once structured. */
-        g_assert_false(c->structured && type == RAW_CMD_READ);
-        error = get32(hdr + 4);
-        if (type == RAW_CMD_READ && error == 0) {
-            g_autofree uint8_t *buf = g_malloc(len ? len : 1);
-            recv_full(c->fd, buf, len);
-            if (rdata) {
-                memcpy(rdata, buf, len);
-            }
-        }
         if (extents) {
             *extents = ext;
         }
-        return error;
+        return simple_reply(c, hdr, type, len, rdata);
     }
     g_assert_cmphex(magic, ==, MAGIC_STRUCTURED);
     g_assert_true(c->structured);

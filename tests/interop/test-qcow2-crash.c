@@ -157,6 +157,29 @@ static bool room_for(Client *cl, uint64_t first, uint32_t n)
     return true;
 }
 
+static bool client_flush(Client *cl, RawConn *c)
+{
+    int64_t err = raw_try_cmd(c, 0, RAW_CMD_FLUSH, 0, 0, NULL);
+
+    g_assert_cmpint(err, <=, 0);
+    if (err == 0) {
+        note_flush(cl);
+    }
+    return err == 0;
+}
+
+/* A trimmed block reads as anything until it is written again. */
+static bool client_trim(Client *cl, RawConn *c, uint64_t first, uint32_t n)
+{
+    for (uint64_t b = first; b < first + n; b++) {
+        cl->blocks[b].durable = TAG_UNKNOWN;
+        cl->blocks[b].npend = 0;
+    }
+    int64_t err = raw_try_cmd(c, 0, RAW_CMD_TRIM, first * BLOCK, n * BLOCK, NULL);
+    g_assert_cmpint(err, <=, 0);
+    return err == 0;
+}
+
 /* One request; false once the connection is gone. */
 static bool client_step(Client *cl, RawConn *c, uint8_t *buf)
 {
@@ -164,25 +187,13 @@ static bool client_step(Client *cl, RawConn *c, uint8_t *buf)
     uint64_t first;
     uint32_t n, tag = TAG_ZERO;
     uint16_t type = RAW_CMD_WRITE, flags = 0;
-    int64_t err;
 
     pick_run(cl, &first, &n);
     if (op < 12 || !room_for(cl, first, n)) {
-        err = raw_try_cmd(c, 0, RAW_CMD_FLUSH, 0, 0, NULL);
-        if (err == 0) {
-            note_flush(cl);
-        }
-        g_assert_cmpint(err, <=, 0);
-        return err == 0;
+        return client_flush(cl, c);
     }
     if (op < 17) {
-        for (uint64_t b = first; b < first + n; b++) {
-            cl->blocks[b].durable = TAG_UNKNOWN;
-            cl->blocks[b].npend = 0;
-        }
-        err = raw_try_cmd(c, 0, RAW_CMD_TRIM, first * BLOCK, n * BLOCK, NULL);
-        g_assert_cmpint(err, <=, 0);
-        return err == 0;
+        return client_trim(cl, c, first, n);
     }
     if (op < 32) {
         type = RAW_CMD_WRITE_ZEROES;
@@ -195,7 +206,7 @@ static bool client_step(Client *cl, RawConn *c, uint8_t *buf)
         flags = op >= 90 ? RAW_FLAG_FUA : 0;
     }
     note_write(cl, first, n, tag);
-    err = raw_try_cmd(c, flags, type, first * BLOCK, n * BLOCK, buf);
+    int64_t err = raw_try_cmd(c, flags, type, first * BLOCK, n * BLOCK, buf);
     g_assert_cmpint(err, <=, 0);
     if (err == 0 && (flags & RAW_FLAG_FUA)) {
         note_fua(cl, first, n, tag);

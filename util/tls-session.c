@@ -7,14 +7,21 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <string.h>
 #include <sys/socket.h>
+
+#include "util/sockets.h"
+
+/* How long a failed blocking handshake lets the peer read our alert. */
+#define REFUSED_DRAIN_MS 1000
 
 /* ---- transport ---- */
 
 static ssize_t transport_push(gnutls_transport_ptr_t ptr, const void *buf, size_t len)
 {
     TlsSession *s = ptr;
-    ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT |
+                     (s->send_more ? MSG_MORE : 0));
 
     if (n < 0) {
         s->send_errno = errno;
@@ -22,14 +29,26 @@ static ssize_t transport_push(gnutls_transport_ptr_t ptr, const void *buf, size_
     return n;
 }
 
+/* GnuTLS reads a record's header, then its body: two calls per record.
+ * Reading ahead into our own buffer makes that one recv() per
+ * TLS_READ_AHEAD bytes, and far fewer wake-ups of a waiting reader. */
 static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
 {
     TlsSession *s = ptr;
-    ssize_t n = recv(s->fd, buf, len, MSG_DONTWAIT);
+    ssize_t n;
 
-    if (n < 0) {
-        s->recv_errno = errno;
+    if (s->rpos == s->rlen) {
+        n = recv(s->fd, s->rbuf, TLS_READ_AHEAD, MSG_DONTWAIT);
+        if (n <= 0) {
+            s->recv_errno = n < 0 ? errno : 0;
+            return n;
+        }
+        s->rpos = 0;
+        s->rlen = (size_t)n;
     }
+    n = (ssize_t)MIN(len, s->rlen - s->rpos);
+    memcpy(buf, s->rbuf + s->rpos, (size_t)n);
+    s->rpos += (size_t)n;
     return n;
 }
 
@@ -114,6 +133,7 @@ TlsSession *tls_session_new(TlsCreds *creds, int fd, const char *hostname,
         return NULL;
     }
     s = g_new0(TlsSession, 1);
+    s->rbuf = g_malloc(TLS_READ_AHEAD);
     s->creds = tls_creds_ref(creds);
     s->fd = fd;
     s->hostname = g_strdup(hostname);
@@ -139,6 +159,7 @@ void tls_session_free(TlsSession *s)
     g_free(s->peer_identity);
     g_free(s->cipher);
     g_free(s->refusal);
+    g_free(s->rbuf);
     g_free(s);
 }
 
@@ -288,6 +309,11 @@ bool tls_session_handshake(TlsSession *s, int timeout_ms, GError **errp)
     for (;;) {
         TlsStep step = tls_session_handshake_step(s, errp);
         gint64 left_ms;
+        if (step == TLS_STEP_FAILED) {
+            /* Let our alert reach the peer before the caller's close
+             * could turn into a reset that destroys it. */
+            socket_shutdown_drain(s->fd, REFUSED_DRAIN_MS);
+        }
         if (step != TLS_STEP_AGAIN) {
             return step == TLS_STEP_DONE;
         }

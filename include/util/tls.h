@@ -111,10 +111,15 @@ int tls_session_fd(const TlsSession *s);
 /* Run the handshake, failing after TIMEOUT_MS without completion (< 0:
  * no limit).  A refusal gives a message on both sides: the refusing side
  * says why (the certificate and its problem, the identity authz denied,
- * an unknown PSK user), the refused side what the peer's alert says. */
+ * an unknown PSK user), the refused side what the peer's alert says.
+ * After a failure the socket can only be closed: its sending side is
+ * shut, and what the peer still sends is drained for up to 1 s so that
+ * our alert reaches it rather than a reset. */
 bool tls_session_handshake(TlsSession *s, int timeout_ms, GError **errp);
 /* The same one step at a time, for event loops: DONE, AGAIN (wait for
- * tls_session_wait_events() on the fd, then call again) or FAILED. */
+ * tls_session_wait_events() on the fd, then call again) or FAILED (then
+ * best shut the sending side and drain a moment before the close, as
+ * above, without blocking the loop). */
 typedef enum {
     TLS_STEP_DONE,
     TLS_STEP_AGAIN,

@@ -564,6 +564,26 @@ static void test_io_end(void)
     pair_close(&p);
 }
 
+/* Decrypted or read-ahead bytes wait inside the session, where poll()
+ * cannot see them: pending says so, and a receive takes them at once. */
+static void test_io_pending(void)
+{
+    Pair p;
+    char buf[100];
+    GError *err = NULL;
+
+    pair_open(&p);
+    g_assert_true(tls_session_write_all(p.cli.s, "0123456789", 10, TIMEOUT_MS, &err));
+    g_assert_cmpint(tls_session_read(p.srv.s, buf, 4, TIMEOUT_MS, &err), ==, 4);
+    g_assert_cmpuint(tls_session_pending(p.srv.s), >=, 6);
+    g_assert_cmpint(tls_session_recv(p.srv.s, buf, sizeof(buf), &err), ==, 6);
+    g_assert_cmpmem(buf, 6, "456789", 6);
+    g_assert_cmpint(tls_session_recv(p.srv.s, buf, sizeof(buf), &err), ==, -1);
+    g_assert_cmpint(errno, ==, EAGAIN);
+    g_assert_no_error(err);
+    pair_close(&p);
+}
+
 static void test_io_timeout(void)
 {
     Pair p;
@@ -647,6 +667,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tls/io/writev", test_io_writev);
     g_test_add_func("/tls/io/full-duplex", test_io_full_duplex);
     g_test_add_func("/tls/io/end", test_io_end);
+    g_test_add_func("/tls/io/pending", test_io_pending);
     g_test_add_func("/tls/io/timeout", test_io_timeout);
     rc = g_test_run();
     user_objects_clear();

@@ -16,6 +16,7 @@
 #include "qapi/qmp-client.h"
 #include "qapi/qmp.h"
 #include "util/size.h"
+#include "tls-opts.h"
 
 #define EXIT_USAGE 2
 #define PROGRESS_INTERVAL_US (500 * 1000)
@@ -33,13 +34,15 @@ static const char main_help[] =
     "                 run a live block migration and show its progress\n"
     "\n"
     "SOCKET is unix:PATH, tcp:HOST:PORT, or a bare path (a unix socket).\n"
+    "Both commands reach a QMP socket served over TLS with --tls-creds DIR\n"
+    "(x509) or --tls-psk DIR (pre-shared key); see their --help.\n"
     "\n"
     "Options:\n"
     "  -h, --help     show this help (blkmig COMMAND --help for a command)\n"
     "  -V, --version  show the version\n";
 
 static const char qmp_help[] =
-    "Usage: blkmig qmp SOCKET COMMAND [ARGUMENTS-JSON]\n"
+    "Usage: blkmig qmp [OPTIONS] SOCKET COMMAND [ARGUMENTS-JSON]\n"
     "\n"
     "Connect to the QMP socket SOCKET (unix:PATH, tcp:HOST:PORT or a bare\n"
     "path), negotiate capabilities, run COMMAND with the arguments object\n"
@@ -50,7 +53,8 @@ static const char qmp_help[] =
     "  blkmig qmp /tmp/src.qmp migrate-set-parameters '{\"max-bandwidth\": 0}'\n"
     "\n"
     "Options:\n"
-    "  -h, --help     show this help\n"
+    TLS_OPTIONS_HELP
+    "  -h, --help             show this help\n"
     "\n"
     "Exit status: 0 on success; 1 when the command fails (the error class and\n"
     "description are printed on standard error) or the daemon cannot be\n"
@@ -81,6 +85,8 @@ static const char migrate_help[] =
     "                         0 = unlimited); default: the daemon's setting\n"
     "  --downtime-limit MS    longest acceptable guest pause in ms; default:\n"
     "                         the daemon's setting\n"
+    TLS_OPTIONS_HELP
+    "                         (for both QMP sockets)\n"
     "  -h, --help             show this help\n"
     "\n"
     "Interrupting blkmig (Ctrl-C) cancels the migration (migrate_cancel).\n"
@@ -103,7 +109,7 @@ static void usage_error(const char *help, const char *fmt, ...)
 static QmpClient *open_or_die(const char *socket)
 {
     GError *err = NULL;
-    QmpClient *c = qmp_client_open(socket, &err);
+    QmpClient *c = qmp_client_open_tls(socket, tls_opts_creds(), tls_opts_hostname(), &err);
     if (!c) {
         fprintf(stderr, "blkmig: cannot connect to %s: %s\n", socket, err->message);
         exit(EXIT_FAILURE);
@@ -144,6 +150,7 @@ static int cmd_qmp(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "help", no_argument, NULL, 'h' },
+        TLS_LONG_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     int ch;
@@ -152,7 +159,9 @@ static int cmd_qmp(int argc, char **argv)
             fputs(qmp_help, stdout);
             return EXIT_SUCCESS;
         }
-        usage_error(qmp_help, "unknown option");
+        if (!tls_opts_take(ch, optarg)) {
+            usage_error(qmp_help, "unknown option");
+        }
     }
     int nargs = argc - optind;
     if (nargs < 2 || nargs > 3) {
@@ -198,6 +207,7 @@ static void parse_migrate_options(int argc, char **argv, MigrateOptions *o)
         { "max-bandwidth", required_argument, NULL, OPT_BW },
         { "downtime-limit", required_argument, NULL, OPT_DOWNTIME },
         { "help", no_argument, NULL, 'h' },
+        TLS_LONG_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     GError *err = NULL;
@@ -225,7 +235,9 @@ static void parse_migrate_options(int argc, char **argv, MigrateOptions *o)
             fputs(migrate_help, stdout);
             exit(EXIT_SUCCESS);
         default:
-            usage_error(migrate_help, "unknown option");
+            if (!tls_opts_take(ch, optarg)) {
+                usage_error(migrate_help, "unknown option");
+            }
         }
     }
     if (optind != argc) {

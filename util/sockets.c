@@ -492,6 +492,9 @@ char *socket_peer_name(int fd)
                     NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
         return g_strdup("an unknown peer");
     }
+    if (g_str_has_prefix(host, "::ffff:") && strchr(host, '.')) {
+        return g_strdup_printf("%s:%s", host + 7, port);    /* IPv4 on a dual-stack socket */
+    }
     return ss.ss_family == AF_INET6 ? g_strdup_printf("[%s]:%s", host, port)
                                     : g_strdup_printf("%s:%s", host, port);
 }

@@ -196,7 +196,9 @@ char *tls_creds_read_file(const TlsCreds *c, const char *path, const char *what,
     if (!ok) {
         tls_error(errp, TLS_ERR_CONFIG, "%s: cannot read %s %s: %s", c->name, what, path,
                   g_strerror(err));
-        explicit_bzero(data->data, data->len);
+        if (data->len) {
+            explicit_bzero(data->data, data->len);
+        }
         g_byte_array_unref(data);
         return NULL;
     }

@@ -3,7 +3,6 @@
 #define UTIL_TLS_INTERNAL_H
 
 #include <gnutls/gnutls.h>
-#include <stdint.h>
 
 #include "util/tls.h"
 
@@ -12,8 +11,6 @@
  * credentials add the PSK key exchanges, as QEMU does. */
 #define TLS_DEFAULT_PRIORITY "NORMAL:-CHACHA20-POLY1305:+CHACHA20-POLY1305"
 #define TLS_PSK_PRIORITY_EXTRA ":+ECDHE-PSK:+DHE-PSK:+PSK"
-/* Bytes a session reads from its socket at once (and may hold). */
-#define TLS_READ_AHEAD (64 * 1024)
 /* The username a PSK client uses when none is given (QEMU's). */
 #define TLS_PSK_DEFAULT_USER "qemu"
 
@@ -96,9 +93,6 @@ struct TlsSession {
     bool handshake_done;
     int recv_errno;             /* of the last failed socket call, per direction */
     int send_errno;
-    bool send_more;             /* more records follow at once: MSG_MORE */
-    uint8_t *rbuf;              /* bytes read ahead from the socket */
-    size_t rpos, rlen;
 };
 
 /* What a received alert most likely means, for the refused side:

@@ -101,9 +101,7 @@ ssize_t tls_session_send(TlsSession *s, const void *buf, size_t len, GError **er
 
 size_t tls_session_pending(TlsSession *s)
 {
-    /* Bytes read ahead may be only part of a record: then the next
-     * receive says EAGAIN, which callers handle anyway. */
-    return gnutls_record_check_pending(s->handle) + (s->rlen - s->rpos);
+    return gnutls_record_check_pending(s->handle);
 }
 
 ssize_t tls_session_read(TlsSession *s, void *buf, size_t len, int timeout_ms,
@@ -128,12 +126,7 @@ bool tls_session_write_all(TlsSession *s, const void *buf, size_t len, int timeo
     const uint8_t *p = buf;
 
     while (len > 0) {
-        ssize_t n;
-        /* Records that follow at once go out together: the kernel then
-         * handles the whole write in large segments, not one per record. */
-        s->send_more = len > RECORD_SIZE;
-        n = tls_session_send(s, p, len, errp);
-        s->send_more = false;
+        ssize_t n = tls_session_send(s, p, len, errp);
         if (n > 0) {
             p += n;
             len -= (size_t)n;

@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <string.h>
 #include <sys/socket.h>
 
 #include "util/sockets.h"
@@ -20,8 +19,7 @@
 static ssize_t transport_push(gnutls_transport_ptr_t ptr, const void *buf, size_t len)
 {
     TlsSession *s = ptr;
-    ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT |
-                     (s->send_more ? MSG_MORE : 0));
+    ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
     if (n < 0) {
         s->send_errno = errno;
@@ -29,26 +27,14 @@ static ssize_t transport_push(gnutls_transport_ptr_t ptr, const void *buf, size_
     return n;
 }
 
-/* GnuTLS reads a record's header, then its body: two calls per record.
- * Reading ahead into our own buffer makes that one recv() per
- * TLS_READ_AHEAD bytes, and far fewer wake-ups of a waiting reader. */
 static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
 {
     TlsSession *s = ptr;
-    ssize_t n;
+    ssize_t n = recv(s->fd, buf, len, MSG_DONTWAIT);
 
-    if (s->rpos == s->rlen) {
-        n = recv(s->fd, s->rbuf, TLS_READ_AHEAD, MSG_DONTWAIT);
-        if (n <= 0) {
-            s->recv_errno = n < 0 ? errno : 0;
-            return n;
-        }
-        s->rpos = 0;
-        s->rlen = (size_t)n;
+    if (n < 0) {
+        s->recv_errno = errno;
     }
-    n = (ssize_t)MIN(len, s->rlen - s->rpos);
-    memcpy(buf, s->rbuf + s->rpos, (size_t)n);
-    s->rpos += (size_t)n;
     return n;
 }
 
@@ -133,7 +119,6 @@ TlsSession *tls_session_new(TlsCreds *creds, int fd, const char *hostname,
         return NULL;
     }
     s = g_new0(TlsSession, 1);
-    s->rbuf = g_malloc(TLS_READ_AHEAD);
     s->creds = tls_creds_ref(creds);
     s->fd = fd;
     s->hostname = g_strdup(hostname);
@@ -159,7 +144,6 @@ void tls_session_free(TlsSession *s)
     g_free(s->peer_identity);
     g_free(s->cipher);
     g_free(s->refusal);
-    g_free(s->rbuf);
     g_free(s);
 }
 

@@ -3,7 +3,7 @@
  * by certtool and psktool), so that the cost of TLS on migration streams
  * can be judged against its target (at most 25%).
  *
- *   tls-throughput [MIB [RUNS]]      (default 512 MiB, 3 runs; medians shown)
+ *   tls-throughput [MIB [RUNS]]      (default 512 MiB, 5 runs; medians shown)
  *
  * Built by `make bench-tls` (it links libblkmig); prints one line per
  * mode: MB/s, CPU seconds (both ends, user + system) per GiB moved, and
@@ -195,7 +195,7 @@ static char *make_credentials(void)
 int main(int argc, char **argv)
 {
     size_t total = (argc > 1 ? strtoull(argv[1], NULL, 10) : 512) * MIB;
-    int runs = argc > 2 ? atoi(argv[2]) : 3;
+    int runs = argc > 2 ? atoi(argv[2]) : 5;
     g_autofree char *dir = make_credentials();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);
 

@@ -197,6 +197,26 @@ typedef struct MigrateOptions {
 
 enum { OPT_SRC = 256, OPT_DST, OPT_URI, OPT_ZERO, OPT_BW, OPT_DOWNTIME };
 
+static void parse_bandwidth(const char *arg, MigrateOptions *o)
+{
+    GError *err = NULL;
+
+    if (!size_parse(arg, &o->max_bandwidth, &err)) {
+        usage_error(migrate_help, "--max-bandwidth: %s", err->message);
+    }
+    o->has_max_bandwidth = true;
+}
+
+static void parse_downtime(const char *arg, MigrateOptions *o)
+{
+    GError *err = NULL;
+
+    if (!g_ascii_string_to_unsigned(arg, 10, 0, G_MAXINT64, &o->downtime_limit, &err)) {
+        usage_error(migrate_help, "--downtime-limit: %s", err->message);
+    }
+    o->has_downtime_limit = true;
+}
+
 static void parse_migrate_options(int argc, char **argv, MigrateOptions *o)
 {
     static const struct option opts[] = {
@@ -210,7 +230,6 @@ static void parse_migrate_options(int argc, char **argv, MigrateOptions *o)
         TLS_LONG_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
-    GError *err = NULL;
     int ch;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
@@ -218,19 +237,8 @@ static void parse_migrate_options(int argc, char **argv, MigrateOptions *o)
         case OPT_DST: o->dst = optarg; break;
         case OPT_URI: o->uri = optarg; break;
         case OPT_ZERO: o->zero_blocks = true; break;
-        case OPT_BW:
-            if (!size_parse(optarg, &o->max_bandwidth, &err)) {
-                usage_error(migrate_help, "--max-bandwidth: %s", err->message);
-            }
-            o->has_max_bandwidth = true;
-            break;
-        case OPT_DOWNTIME:
-            if (!g_ascii_string_to_unsigned(optarg, 10, 0, G_MAXINT64,
-                                            &o->downtime_limit, &err)) {
-                usage_error(migrate_help, "--downtime-limit: %s", err->message);
-            }
-            o->has_downtime_limit = true;
-            break;
+        case OPT_BW: parse_bandwidth(optarg, o); break;
+        case OPT_DOWNTIME: parse_downtime(optarg, o); break;
         case 'h':
             fputs(migrate_help, stdout);
             exit(EXIT_SUCCESS);

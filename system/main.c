@@ -12,6 +12,7 @@
 #include "system/workload.h"
 #include "system-internal.h"
 #include "util/log.h"
+#include "util/user-object.h"
 
 static GMainLoop *main_loop;
 static bool shutdown_requested;
@@ -106,13 +107,14 @@ static bool start_incoming(const char *uri, GError **errp)
     return strcmp(uri, "defer") == 0 || migration_incoming_start_relistening(uri, errp);
 }
 
-/* Drives first (everything else refers to them), then the sockets, then
- * the guest. */
+/* Objects and drives first (everything else refers to them), then the
+ * sockets, then the guest. */
 static bool start_up(const BlkmigdConfig *cfg, GError **errp)
 {
     install_hooks(cfg);
-    if (!start_each("--drive", drive_add, cfg->drives, errp) ||
-        !start_each("--qmp", qmp_server_start, cfg->qmp, errp) ||
+    if (!start_each("--object", object_option_add, cfg->objects, errp) ||
+        !start_each("--drive", drive_add, cfg->drives, errp) ||
+        !start_each("--qmp", qmp_option_start, cfg->qmp, errp) ||
         (cfg->nbd && !start_option("--nbd", guest_nbd_start, cfg->nbd, errp)) ||
         (cfg->incoming && !start_option("--incoming", start_incoming, cfg->incoming, errp)) ||
         !start_each("--workload", start_workload, cfg->workloads, errp) ||
@@ -154,6 +156,7 @@ static void tear_down(void)
     guest_nbd_stop();
     qmp_events_flush();
     qmp_server_stop();
+    user_objects_clear();
     bdrv_close_all();
     pidfile_remove();
 }

@@ -16,6 +16,7 @@
 #include "qapi/qmp-client.h"
 #include "qapi/qmp.h"
 #include "util/size.h"
+#include "tls-opts.h"
 
 #define EXIT_USAGE 2
 #define PROGRESS_INTERVAL_US (500 * 1000)
@@ -33,13 +34,15 @@ static const char main_help[] =
     "                 run a live block migration and show its progress\n"
     "\n"
     "SOCKET is unix:PATH, tcp:HOST:PORT, or a bare path (a unix socket).\n"
+    "Both commands reach a QMP socket served over TLS with --tls-creds DIR\n"
+    "(x509) or --tls-psk DIR (pre-shared key); see their --help.\n"
     "\n"
     "Options:\n"
     "  -h, --help     show this help (blkmig COMMAND --help for a command)\n"
     "  -V, --version  show the version\n";
 
 static const char qmp_help[] =
-    "Usage: blkmig qmp SOCKET COMMAND [ARGUMENTS-JSON]\n"
+    "Usage: blkmig qmp [OPTIONS] SOCKET COMMAND [ARGUMENTS-JSON]\n"
     "\n"
     "Connect to the QMP socket SOCKET (unix:PATH, tcp:HOST:PORT or a bare\n"
     "path), negotiate capabilities, run COMMAND with the arguments object\n"
@@ -50,7 +53,8 @@ static const char qmp_help[] =
     "  blkmig qmp /tmp/src.qmp migrate-set-parameters '{\"max-bandwidth\": 0}'\n"
     "\n"
     "Options:\n"
-    "  -h, --help     show this help\n"
+    TLS_OPTIONS_HELP
+    "  -h, --help             show this help\n"
     "\n"
     "Exit status: 0 on success; 1 when the command fails (the error class and\n"
     "description are printed on standard error) or the daemon cannot be\n"
@@ -81,6 +85,8 @@ static const char migrate_help[] =
     "                         0 = unlimited); default: the daemon's setting\n"
     "  --downtime-limit MS    longest acceptable guest pause in ms; default:\n"
     "                         the daemon's setting\n"
+    TLS_OPTIONS_HELP
+    "                         (for both QMP sockets)\n"
     "  -h, --help             show this help\n"
     "\n"
     "Interrupting blkmig (Ctrl-C) cancels the migration (migrate_cancel).\n"
@@ -103,7 +109,7 @@ static void usage_error(const char *help, const char *fmt, ...)
 static QmpClient *open_or_die(const char *socket)
 {
     GError *err = NULL;
-    QmpClient *c = qmp_client_open(socket, &err);
+    QmpClient *c = qmp_client_open_tls(socket, tls_opts_creds(), tls_opts_hostname(), &err);
     if (!c) {
         fprintf(stderr, "blkmig: cannot connect to %s: %s\n", socket, err->message);
         exit(EXIT_FAILURE);
@@ -144,6 +150,7 @@ static int cmd_qmp(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "help", no_argument, NULL, 'h' },
+        TLS_LONG_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     int ch;
@@ -152,7 +159,9 @@ static int cmd_qmp(int argc, char **argv)
             fputs(qmp_help, stdout);
             return EXIT_SUCCESS;
         }
-        usage_error(qmp_help, "unknown option");
+        if (!tls_opts_take(ch, optarg)) {
+            usage_error(qmp_help, "unknown option");
+        }
     }
     int nargs = argc - optind;
     if (nargs < 2 || nargs > 3) {
@@ -188,6 +197,26 @@ typedef struct MigrateOptions {
 
 enum { OPT_SRC = 256, OPT_DST, OPT_URI, OPT_ZERO, OPT_BW, OPT_DOWNTIME };
 
+static void parse_bandwidth(const char *arg, MigrateOptions *o)
+{
+    GError *err = NULL;
+
+    if (!size_parse(arg, &o->max_bandwidth, &err)) {
+        usage_error(migrate_help, "--max-bandwidth: %s", err->message);
+    }
+    o->has_max_bandwidth = true;
+}
+
+static void parse_downtime(const char *arg, MigrateOptions *o)
+{
+    GError *err = NULL;
+
+    if (!g_ascii_string_to_unsigned(arg, 10, 0, G_MAXINT64, &o->downtime_limit, &err)) {
+        usage_error(migrate_help, "--downtime-limit: %s", err->message);
+    }
+    o->has_downtime_limit = true;
+}
+
 static void parse_migrate_options(int argc, char **argv, MigrateOptions *o)
 {
     static const struct option opts[] = {
@@ -198,9 +227,9 @@ static void parse_migrate_options(int argc, char **argv, MigrateOptions *o)
         { "max-bandwidth", required_argument, NULL, OPT_BW },
         { "downtime-limit", required_argument, NULL, OPT_DOWNTIME },
         { "help", no_argument, NULL, 'h' },
+        TLS_LONG_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
-    GError *err = NULL;
     int ch;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
@@ -208,24 +237,15 @@ static void parse_migrate_options(int argc, char **argv, MigrateOptions *o)
         case OPT_DST: o->dst = optarg; break;
         case OPT_URI: o->uri = optarg; break;
         case OPT_ZERO: o->zero_blocks = true; break;
-        case OPT_BW:
-            if (!size_parse(optarg, &o->max_bandwidth, &err)) {
-                usage_error(migrate_help, "--max-bandwidth: %s", err->message);
-            }
-            o->has_max_bandwidth = true;
-            break;
-        case OPT_DOWNTIME:
-            if (!g_ascii_string_to_unsigned(optarg, 10, 0, G_MAXINT64,
-                                            &o->downtime_limit, &err)) {
-                usage_error(migrate_help, "--downtime-limit: %s", err->message);
-            }
-            o->has_downtime_limit = true;
-            break;
+        case OPT_BW: parse_bandwidth(optarg, o); break;
+        case OPT_DOWNTIME: parse_downtime(optarg, o); break;
         case 'h':
             fputs(migrate_help, stdout);
             exit(EXIT_SUCCESS);
         default:
-            usage_error(migrate_help, "unknown option");
+            if (!tls_opts_take(ch, optarg)) {
+                usage_error(migrate_help, "unknown option");
+            }
         }
     }
     if (optind != argc) {

@@ -31,12 +31,19 @@ typedef JsonNode *(*QmpCommandFn)(JsonObject *args, GError **errp);
 
 void qmp_register_command(const char *name, QmpCommandFn fn);
 /* Registers qmp_capabilities, query-version, query-commands, quit-less
- * core commands, block and migration commands. */
+ * core commands, object-add and object-del, block and migration
+ * commands. */
 void qmp_register_builtin_commands(void);
 
 /* Listen on ENDPOINT_URI (unix:PATH or tcp:HOST:PORT); any number of
  * clients.  Returns false with errp on failure. */
 bool qmp_server_start(const char *endpoint_uri, GError **errp);
+/* The same over TLS when CREDS_ID (tcp: only) names tls-creds objects
+ * with endpoint=server: each client's handshake must succeed within 10 s
+ * (and, with AUTHZ_ID, its certificate pass that authz object), or it is
+ * refused with a log line while the monitor goes on serving others. */
+bool qmp_server_start_tls(const char *endpoint_uri, const char *creds_id,
+                          const char *authz_id, GError **errp);
 void qmp_server_stop(void);
 
 /* Send {"event": NAME, "data": DATA, "timestamp": {...}} to every client

@@ -10,7 +10,7 @@
 
 #include "migration/block-migration.h"
 #include "migration/options.h"
-#include "migration-internal.h"
+#include "../migration-internal.h"
 
 #define WAIT_SLICE_US (100 * 1000)
 

@@ -4,7 +4,7 @@
  * the socket. */
 #include "block/block.h"
 #include "migration/block-migration.h"
-#include "migration-internal.h"
+#include "../migration-internal.h"
 
 #define CHUNK BLK_MIG_CHUNK_SIZE
 

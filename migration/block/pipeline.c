@@ -6,7 +6,7 @@
  * max-inflight bytes. */
 #include "block/block.h"
 #include "migration/block-migration.h"
-#include "migration-internal.h"
+#include "../migration-internal.h"
 
 #define CHUNK BLK_MIG_CHUNK_SIZE
 /* Reads in flight at once: enough to keep a disk queue busy and to

@@ -6,7 +6,7 @@
 #include <errno.h>
 
 #include "block/block.h"
-#include "migration-internal.h"
+#include "../migration-internal.h"
 
 /* Start a flush once this much was written since the last one started... */
 #define FLUSH_THRESHOLD (32u << 20)

@@ -8,7 +8,7 @@
 
 #include "block/block.h"
 #include "migration/block-migration.h"
-#include "migration-internal.h"
+#include "../migration-internal.h"
 #include "util/zero.h"
 
 /* Granule of zero detection in data: the file system block, the smallest

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "migration/block-migration.h"
-#include "migration-internal.h"
+#include "../migration-internal.h"
 
 /* How often a wait for the end markers re-checks the main stream. */
 #define FINISH_SLICE_US (50 * 1000)

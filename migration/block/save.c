@@ -11,7 +11,7 @@
 #include "migration/block-migration.h"
 #include "migration/options.h"
 #include "migration/savevm.h"
-#include "migration-internal.h"
+#include "../migration-internal.h"
 #include "util/bitmap.h"
 
 #define CHUNK BLK_MIG_CHUNK_SIZE

@@ -9,7 +9,7 @@
 #include "block/block.h"
 #include "migration/block-migration.h"
 #include "migration/options.h"
-#include "migration-internal.h"
+#include "../migration-internal.h"
 
 #define CHUNK BLK_MIG_CHUNK_SIZE
 #define SECTOR BLK_MIG_SECTOR_SIZE

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "migration/block-migration.h"
-#include "migration-internal.h"
+#include "../migration-internal.h"
 
 uint64_t blk_record_wire_size(const char *id, const BlkRecord *r)
 {

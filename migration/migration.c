@@ -1,8 +1,7 @@
-/* What both migration directions share: status names, the hooks the
- * emulator registers, query-migrate, start-up and shutdown. */
-#include "migration/block-migration.h"
+/* The module's facade: what both migration directions share (status
+ * names, the hooks the emulator registers), query-migrate and shutdown.
+ * Handlers are registered by the emulator (savevm.h), not here. */
 #include "migration/migration.h"
-#include "migration/storage-check.h"
 #include "migration-internal.h"
 
 G_DEFINE_QUARK(blkmig-migration-error-quark, mig_error)
@@ -70,10 +69,17 @@ void migration_notify_status(MigrationStatus status)
     }
 }
 
-void migration_init(void)
+void migration_join_thread(GMutex *lock, GThread **slot)
 {
-    block_migration_register();
-    storage_check_register();
+    GThread *thread;
+
+    g_mutex_lock(lock);
+    thread = *slot;
+    *slot = NULL;
+    g_mutex_unlock(lock);
+    if (thread) {
+        g_thread_join(thread);
+    }
 }
 
 /* The outgoing migration is what query-migrate describes once one was

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <unistd.h>
 
-#include "migration/block-migration.h"
 #include "migration/migration.h"
 #include "migration/options.h"
 #include "migration/savevm.h"
@@ -37,7 +36,6 @@ typedef struct Outgoing {
     int64_t total_ms;           /* once finished */
     int64_t downtime_ms;        /* once completed */
     int64_t expected_downtime_ms;
-    bool has_disk;
     bool cancel_requested;
     /* A cancel is announced on the stream (to a blkmig destination over a
      * socket) by cancel_deadline_us, unless it came once the guest was
@@ -162,7 +160,7 @@ static bool run_setup(MigrationRun *run, GError **errp)
 static void start_bandwidth_window(MigrationRun *run)
 {
     run->window_start_us = g_get_monotonic_time();
-    run->window_start_processed = block_migration_processed_bytes();
+    run->window_start_processed = savevm_state_progress();
 }
 
 /* Disk bytes walked per second: the slower of the last two windows of at
@@ -185,7 +183,7 @@ static void update_bandwidth(MigrationRun *run, bool bulk_done)
     if (elapsed < BANDWIDTH_WINDOW_US) {
         return;
     }
-    processed = block_migration_processed_bytes();
+    processed = savevm_state_progress();
     if (processed == run->window_start_processed && savevm_state_pending() == 0) {
         start_bandwidth_window(run);
         return;
@@ -240,7 +238,7 @@ static uint64_t switchover_bytes(MigrationRun *run)
     uint64_t durable, processed;
 
     if (dest_durable(run, &durable)) {
-        processed = block_migration_processed_bytes();
+        processed = savevm_state_progress();
         return pending + (processed > durable ? processed - durable : 0);
     }
     return pending + mig_stream_unsent_bytes(run->f);
@@ -490,19 +488,6 @@ static bool check_idle(GError **errp)
     return !busy;
 }
 
-static void join_previous_thread(void)
-{
-    GThread *thread;
-
-    g_mutex_lock(&out.lock);
-    thread = out.thread;
-    out.thread = NULL;
-    g_mutex_unlock(&out.lock);
-    if (thread) {
-        g_thread_join(thread);
-    }
-}
-
 /* The reader of the return path gets its own fd so each stream owns one. */
 static bool start_return_path(MigrationRun *run, GError **errp)
 {
@@ -544,7 +529,7 @@ static bool check_capabilities(const char *uri, GError **errp)
     return true;
 }
 
-char *outgoing_uri(void)
+char *migration_outgoing_uri(void)
 {
     char *uri;
 
@@ -563,7 +548,7 @@ bool migration_start(const char *uri, GError **errp)
     if (!check_idle(errp) || !check_capabilities(uri, errp)) {
         return false;
     }
-    join_previous_thread();
+    migration_join_thread(&out.lock, &out.thread);
     run = g_new0(MigrationRun, 1);
     fd = mig_channel_open_outgoing(uri, &run->kind, errp);
     if (fd < 0) {
@@ -576,13 +561,13 @@ bool migration_start(const char *uri, GError **errp)
         g_free(run);
         return false;
     }
+    savevm_state_select();
     g_mutex_lock(&out.lock);
     out.started = true;
     out.status = MIG_STATUS_SETUP;
     g_clear_pointer(&out.error_desc, g_free);
     out.start_us = g_get_monotonic_time();
     out.setup_ms = out.total_ms = out.downtime_ms = out.expected_downtime_ms = 0;
-    out.has_disk = mig_cap_enabled(MIG_CAP_BLOCK);
     out.cancel_requested = false;
     out.announce_cancel = run->kind == MIG_CHANNEL_SOCKET &&
                           !mig_cap_enabled(MIG_CAP_QEMU_COMPAT);
@@ -641,8 +626,6 @@ void migration_cancel(void)
 
 bool outgoing_query(MigrationInfo *info)
 {
-    double seconds;
-
     g_mutex_lock(&out.lock);
     if (!out.started) {
         g_mutex_unlock(&out.lock);
@@ -656,19 +639,14 @@ bool outgoing_query(MigrationInfo *info)
                        ? (g_get_monotonic_time() - out.start_us) / 1000 : out.total_ms;
     info->downtime = out.downtime_ms;
     info->expected_downtime = out.expected_downtime_ms;
-    info->has_disk = out.has_disk;
     g_mutex_unlock(&out.lock);
-
-    if (info->has_disk) {
-        block_migration_stats(&info->disk);
-        seconds = info->total_time / 1000.0;
-        info->disk.mbps = seconds > 0 ? info->disk.transferred * 8 / 1e6 / seconds : 0;
-    }
+    /* The handlers' parts ("disk"), outside our lock. */
+    savevm_state_query(info);
     return true;
 }
 
 void outgoing_shutdown(void)
 {
     migration_cancel();
-    join_previous_thread();
+    migration_join_thread(&out.lock, &out.thread);
 }

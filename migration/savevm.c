@@ -1,5 +1,6 @@
-/* The savevm container: handler registry, section framing on the source,
- * validation and dispatch on the destination. */
+/* The savevm container: the registries of handlers and channel handlers,
+ * section framing on the source, validation and dispatch on the
+ * destination. */
 #include <errno.h>
 #include <string.h>
 
@@ -14,10 +15,19 @@ typedef struct SaveStateEntry {
     SaveVMHandlers ops;
     void *opaque;
     bool in_migration;      /* source: chosen at setup for this migration */
+    bool selected;          /* ...for the running or last one; registry_lock */
 } SaveStateEntry;
+
+typedef struct ChannelEntry {
+    uint32_t magic;
+    char *what;
+    SaveVMChannelOps ops;
+    void *opaque;
+} ChannelEntry;
 
 static GMutex registry_lock;
 static GPtrArray *registry;     /* SaveStateEntry *, in registration order */
+static GPtrArray *channels;     /* ChannelEntry * */
 
 static void entry_free(gpointer p)
 {
@@ -50,7 +60,134 @@ void savevm_unregister_all(void)
 {
     g_mutex_lock(&registry_lock);
     g_clear_pointer(&registry, g_ptr_array_unref);
+    g_clear_pointer(&channels, g_ptr_array_unref);
     g_mutex_unlock(&registry_lock);
+}
+
+static void channel_entry_free(gpointer p)
+{
+    ChannelEntry *ce = p;
+    g_free(ce->what);
+    g_free(ce);
+}
+
+void savevm_register_channel(uint32_t magic, const char *what, const SaveVMChannelOps *ops,
+                             void *opaque)
+{
+    ChannelEntry *ce = g_new0(ChannelEntry, 1);
+
+    g_assert(magic != QEMU_VM_FILE_MAGIC);
+    ce->magic = magic;
+    ce->what = g_strdup(what);
+    ce->ops = *ops;
+    ce->opaque = opaque;
+    g_mutex_lock(&registry_lock);
+    if (!channels) {
+        channels = g_ptr_array_new_with_free_func(channel_entry_free);
+    }
+    g_ptr_array_add(channels, ce);
+    g_mutex_unlock(&registry_lock);
+}
+
+/* ---- channel handlers, for the incoming side ---- */
+
+/* Snapshot of the channel handlers (registered at start-up, never freed
+ * while a migration runs). */
+static GPtrArray *channel_entries(void)
+{
+    GPtrArray *list = g_ptr_array_new();
+
+    g_mutex_lock(&registry_lock);
+    for (guint i = 0; channels && i < channels->len; i++) {
+        g_ptr_array_add(list, channels->pdata[i]);
+    }
+    g_mutex_unlock(&registry_lock);
+    return list;
+}
+
+bool savevm_channel_find(uint32_t magic, SaveVMChannelOps *ops, void **opaque)
+{
+    g_autoptr(GPtrArray) list = channel_entries();
+
+    for (guint i = 0; i < list->len; i++) {
+        ChannelEntry *ce = list->pdata[i];
+        if (ce->magic == magic) {
+            *ops = ce->ops;
+            *opaque = ce->opaque;
+            return true;
+        }
+    }
+    return false;
+}
+
+char *savevm_channels_describe(void)
+{
+    g_autoptr(GPtrArray) list = channel_entries();
+    GString *what = g_string_new(NULL);
+
+    for (guint i = 0; i < list->len; i++) {
+        g_string_append_printf(what, "%s%s", i ? " nor " : "",
+                               ((ChannelEntry *)list->pdata[i])->what);
+    }
+    return g_string_free(what, what->len == 0);
+}
+
+/* One incoming migration at a time: the handlers that still expect
+ * connections, and whom to tell once none does. */
+static struct {
+    gint expecting;
+    void (*all_arrived)(void *arg);
+    void *arg;
+} arrivals;
+
+static void channel_arrived(void *unused)
+{
+    if (g_atomic_int_dec_and_test(&arrivals.expecting)) {
+        arrivals.all_arrived(arrivals.arg);
+    }
+}
+
+bool savevm_channels_begin(void (*all_arrived)(void *arg), void *arg)
+{
+    g_autoptr(GPtrArray) list = channel_entries();
+
+    arrivals.all_arrived = all_arrived;
+    arrivals.arg = arg;
+    g_atomic_int_set(&arrivals.expecting, list->len);
+    for (guint i = 0; i < list->len; i++) {
+        ChannelEntry *ce = list->pdata[i];
+        ce->ops.begin(ce->opaque, channel_arrived, NULL);
+    }
+    return list->len > 0;
+}
+
+typedef enum { CHANNELS_FAILED, CHANNELS_ABORT, CHANNELS_END } ChannelNews;
+
+static void channels_tell(ChannelNews news)
+{
+    g_autoptr(GPtrArray) list = channel_entries();
+
+    for (guint i = 0; i < list->len; i++) {
+        ChannelEntry *ce = list->pdata[i];
+        void (*fn)(void *) = news == CHANNELS_FAILED ? ce->ops.failed
+                             : news == CHANNELS_ABORT ? ce->ops.abort : ce->ops.end;
+        fn(ce->opaque);
+    }
+}
+
+void savevm_channels_failed(void)
+{
+    channels_tell(CHANNELS_FAILED);
+}
+
+void savevm_channels_abort(void)
+{
+    channels_tell(CHANNELS_ABORT);
+}
+
+void savevm_channels_end(void)
+{
+    channels_tell(CHANNELS_END);
 }
 
 /* Snapshot of the registry (registration happens at start-up, before any
@@ -68,6 +205,25 @@ static GPtrArray *entries(void)
 }
 
 /* ---- source ---- */
+
+static bool choose(SaveStateEntry *se)
+{
+    bool active = !se->ops.is_active || se->ops.is_active(se->opaque);
+
+    g_mutex_lock(&registry_lock);
+    se->selected = active;
+    g_mutex_unlock(&registry_lock);
+    return active;
+}
+
+void savevm_state_select(void)
+{
+    g_autoptr(GPtrArray) list = entries();
+
+    for (guint i = 0; i < list->len; i++) {
+        choose(list->pdata[i]);
+    }
+}
 
 static bool is_iterative(const SaveStateEntry *se)
 {
@@ -128,7 +284,7 @@ int savevm_state_setup(MigStream *f, GError **errp)
         SaveStateEntry *se = list->pdata[i];
         GError *local = NULL;
 
-        se->in_migration = !se->ops.is_active || se->ops.is_active(se->opaque);
+        se->in_migration = choose(se);
         if (!se->in_migration || !is_iterative(se)) {
             continue;
         }
@@ -185,6 +341,38 @@ uint64_t savevm_state_pending(void)
         }
     }
     return pending;
+}
+
+uint64_t savevm_state_progress(void)
+{
+    g_autoptr(GPtrArray) list = entries();
+    uint64_t progress = 0;
+
+    for (guint i = 0; i < list->len; i++) {
+        SaveStateEntry *se = list->pdata[i];
+        if (se->in_migration && se->ops.save_progress) {
+            progress += se->ops.save_progress(se->opaque);
+        }
+    }
+    return progress;
+}
+
+void savevm_state_query(MigrationInfo *info)
+{
+    g_autoptr(GPtrArray) list = g_ptr_array_new();
+
+    g_mutex_lock(&registry_lock);
+    for (guint i = 0; registry && i < registry->len; i++) {
+        SaveStateEntry *se = registry->pdata[i];
+        if (se->selected && se->ops.query) {
+            g_ptr_array_add(list, se);
+        }
+    }
+    g_mutex_unlock(&registry_lock);
+    for (guint i = 0; i < list->len; i++) {
+        SaveStateEntry *se = list->pdata[i];
+        se->ops.query(se->opaque, info);
+    }
 }
 
 int savevm_state_complete(MigStream *f, GError **errp)
@@ -481,7 +669,24 @@ static int load_end_all(LoadState *ls, int ret, GError **errp)
     return ret;
 }
 
-int savevm_load(MigStream *f, GError **errp)
+static void report_nothing(void *opaque, uint64_t bytes)
+{
+}
+
+/* Every handler's load_setup. */
+static void load_setup_all(LoadState *ls, const SaveVMLoadContext *ctx)
+{
+    static const SaveVMLoadContext silent = { .report_durable = report_nothing };
+
+    for (guint i = 0; i < ls->list->len; i++) {
+        SaveStateEntry *se = ls->list->pdata[i];
+        if (se->ops.load_setup) {
+            se->ops.load_setup(se->opaque, ctx ? ctx : &silent);
+        }
+    }
+}
+
+int savevm_load(MigStream *f, const SaveVMLoadContext *ctx, GError **errp)
 {
     LoadState ls = {
         .f = f,
@@ -490,8 +695,10 @@ int savevm_load(MigStream *f, GError **errp)
         .versions = g_hash_table_new(NULL, NULL),
         .seen = g_ptr_array_new(),
     };
-    int ret = load_header(&ls, errp);
+    int ret;
 
+    load_setup_all(&ls, ctx);
+    ret = load_header(&ls, errp);
     if (ret == 0) {
         ret = load_sections(&ls, errp);
     }

@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "block/block.h"
+#include "migration/block-migration.h"
 #include "migration/migration.h"
+#include "migration/storage-check.h"
 #include "qapi/qmp.h"
 #include "system/drive.h"
 #include "system/runstate.h"
@@ -53,7 +55,9 @@ static bool incoming_allowed(void)
 
 static void install_hooks(const BlkmigdConfig *cfg)
 {
-    migration_init();
+    /* The handlers of the migration stream, in section order. */
+    block_migration_register();
+    storage_check_register();
     runstate_set_event_sink(forward_runstate_event, NULL);
     vm_ops_install(!cfg->paused);
     qmp_register_builtin_commands();

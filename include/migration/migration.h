@@ -1,5 +1,6 @@
 /* Migration state machine: outgoing migration thread, incoming side,
- * cancel, query.  Callers: QMP commands and blkmigd main. */
+ * cancel, query.  Callers: QMP commands and blkmigd main, which also
+ * registers the handlers of the stream (include/migration/savevm.h). */
 #ifndef MIGRATION_MIGRATION_H
 #define MIGRATION_MIGRATION_H
 
@@ -69,9 +70,6 @@ void migration_set_vm_ops(const MigrationVmOps *ops);
  * events capability is on).  Called from any thread. */
 typedef void (*MigrationStatusListener)(MigrationStatus status, void *opaque);
 void migration_set_status_listener(MigrationStatusListener cb, void *opaque);
-
-/* Registers the block migration handler (call once at start-up). */
-void migration_init(void);
 
 /* Start an outgoing migration to URI (tcp:, unix:, file:).  Fails at once
  * if a migration is active, the URI is bad or the connection is refused. */

@@ -7,8 +7,7 @@
 #include <string.h>
 
 #include "block/block.h"
-#include "migration/block-migration.h"
-#include "../migration-internal.h"
+#include "block-internal.h"
 #include "util/zero.h"
 
 #define CHUNK BLK_MIG_CHUNK_SIZE

@@ -3,8 +3,7 @@
  * when the writers fall behind, which pushes back on the sender through
  * the socket. */
 #include "block/block.h"
-#include "migration/block-migration.h"
-#include "../migration-internal.h"
+#include "block-internal.h"
 
 #define CHUNK BLK_MIG_CHUNK_SIZE
 

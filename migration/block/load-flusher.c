@@ -6,7 +6,7 @@
 #include <errno.h>
 
 #include "block/block.h"
-#include "../migration-internal.h"
+#include "block-internal.h"
 
 /* Start a flush once this much was written since the last one started... */
 #define FLUSH_THRESHOLD (32u << 20)
@@ -21,6 +21,7 @@ struct LoadFlusher {
     uint64_t written;           /* bytes written in all */
     uint64_t flush_started;     /* written when the running/last flush began */
     gint64 last_write_us;
+    const SaveVMLoadContext *ctx;   /* how to tell the source */
     bool report;                /* tell the source after each flush */
     bool stop;
     char *error;                /* first failed flush */
@@ -77,7 +78,7 @@ static gpointer flusher_thread(gpointer opaque)
         g_mutex_unlock(&fl->lock);
         error = flush_all();
         if (!error && report) {
-            incoming_report_durable(covered);
+            fl->ctx->report_durable(fl->ctx->opaque, covered);
         }
         g_mutex_lock(&fl->lock);
         if (error && !fl->error) {
@@ -90,10 +91,11 @@ static gpointer flusher_thread(gpointer opaque)
     return NULL;
 }
 
-LoadFlusher *load_flusher_start(void)
+LoadFlusher *load_flusher_start(const SaveVMLoadContext *ctx)
 {
     LoadFlusher *fl = g_new0(LoadFlusher, 1);
 
+    fl->ctx = ctx;
     g_mutex_init(&fl->lock);
     g_cond_init(&fl->cond);
     fl->thread = g_thread_new("mig-flusher", flusher_thread, fl);

@@ -7,9 +7,8 @@
 #include <string.h>
 
 #include "block/block.h"
-#include "migration/block-migration.h"
 #include "migration/options.h"
-#include "../migration-internal.h"
+#include "block-internal.h"
 
 #define CHUNK BLK_MIG_CHUNK_SIZE
 #define SECTOR BLK_MIG_SECTOR_SIZE
@@ -36,6 +35,7 @@ struct BlkLoader {
 /* What one load (one at a time; the main connection's thread sets it up)
  * shares between its connections. */
 typedef struct LoadShared {
+    const SaveVMLoadContext *ctx;   /* from the core, until the load ends */
     LoadFlusher *flusher;
     BlkApplyBudget *budget;
     BlkLoader *main;
@@ -89,6 +89,11 @@ static void loader_free(BlkLoader *l)
     g_free(l);
 }
 
+void block_load_setup(const SaveVMLoadContext *ctx)
+{
+    load.ctx = ctx;
+}
+
 /* The first section of a load sets up what its connections share. */
 static void load_start(void)
 {
@@ -98,7 +103,7 @@ static void load_start(void)
         return;
     }
     mig_params_get(&params);
-    load.flusher = load_flusher_start();
+    load.flusher = load_flusher_start(load.ctx);
     /* Enough to keep the writers busy; more would only grow what the
      * switchover must write and flush. */
     load.budget = blk_apply_budget_new(MAX(params.max_inflight / 4, 4 * CHUNK));

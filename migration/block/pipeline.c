@@ -5,8 +5,7 @@
  * chunk buffers of the jobs in flight, until they are sent, stay within
  * max-inflight bytes. */
 #include "block/block.h"
-#include "migration/block-migration.h"
-#include "../migration-internal.h"
+#include "block-internal.h"
 
 #define CHUNK BLK_MIG_CHUNK_SIZE
 /* Reads in flight at once: enough to keep a disk queue busy and to

@@ -8,10 +8,8 @@
 
 #include "block/block.h"
 #include "block/dirty-bitmap.h"
-#include "migration/block-migration.h"
 #include "migration/options.h"
-#include "migration/savevm.h"
-#include "../migration-internal.h"
+#include "block-internal.h"
 #include "util/bitmap.h"
 
 #define CHUNK BLK_MIG_CHUNK_SIZE
@@ -178,6 +176,17 @@ void block_migration_stats(MigrationDiskStats *out)
     *out = blk.stats;
     out->remaining = blk.devs ? remaining_locked() : blk.remaining_at_end;
     g_mutex_unlock(&blk.lock);
+}
+
+/* The handler's query-migrate part: "disk", with the wire throughput
+ * over the migration's time so far. */
+static void blk_mig_query(void *opaque, MigrationInfo *info)
+{
+    double seconds = info->total_time / 1000.0;
+
+    info->has_disk = true;
+    block_migration_stats(&info->disk);
+    info->disk.mbps = seconds > 0 ? info->disk.transferred * 8 / 1e6 / seconds : 0;
 }
 
 uint64_t block_migration_processed_bytes(void)
@@ -530,7 +539,7 @@ static void chunk_options(const MigrationParameters *params, BlkChunkOptions *o)
 static bool setup_multifd(MigStream *f, const MigrationParameters *params, GError **errp)
 {
     uint8_t id[BLK_MIG_MULTIFD_ID_LEN];
-    g_autofree char *uri = outgoing_uri();
+    g_autofree char *uri = migration_outgoing_uri();
     MultifdSend *multifd;
     unsigned n = params->multifd_channels;
 
@@ -668,11 +677,24 @@ static int blk_mig_save_complete(MigStream *f, void *opaque, GError **errp)
     return ret < 0 || mig_stream_error(f) ? -1 : 0;
 }
 
+static uint64_t blk_mig_save_progress(void *opaque)
+{
+    return block_migration_processed_bytes();
+}
+
+static void blk_mig_load_setup(void *opaque, const SaveVMLoadContext *ctx)
+{
+    block_load_setup(ctx);
+}
+
 static const SaveVMHandlers blk_mig_handlers = {
     .save_setup = blk_mig_save_setup,
     .save_iterate = blk_mig_save_iterate,
     .save_pending = blk_mig_save_pending,
+    .save_progress = blk_mig_save_progress,
     .save_complete = blk_mig_save_complete,
+    .query = blk_mig_query,
+    .load_setup = blk_mig_load_setup,
     .load_state = block_load_state,
     .load_finish = block_load_finish,
     .cleanup = blk_mig_cleanup,
@@ -682,4 +704,5 @@ static const SaveVMHandlers blk_mig_handlers = {
 void block_migration_register(void)
 {
     savevm_register("block", 0, 1, &blk_mig_handlers, NULL);
+    multifd_recv_register();
 }

@@ -8,9 +8,8 @@
 
 #include "block/block.h"
 #include "migration/options.h"
-#include "migration/savevm.h"
 #include "migration/storage-check.h"
-#include "../migration-internal.h"
+#include "block-internal.h"
 
 #define DIFFER_HINT "the disks differ: enable the 'block' capability to copy the disks, " \
                     "or use shared storage"

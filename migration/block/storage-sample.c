@@ -4,7 +4,7 @@
  * data, so a mostly empty source cannot pass for an empty destination. */
 #include "block/block.h"
 #include "migration/storage-check.h"
-#include "../migration-internal.h"
+#include "block-internal.h"
 
 #define ALIGN 4096
 #define ALIGN_DOWN(x) ((x) / ALIGN * ALIGN)

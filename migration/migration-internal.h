@@ -20,6 +20,12 @@ MigrationVmOps migration_get_vm_ops(void);
  * migration's, before a new one starts or at shutdown. */
 void migration_join_thread(GMutex *lock, GThread **slot);
 
+/* options.c: the block capability on for one migration only (QMP
+ * migrate's "blk": true), and back off once that one ended (or did not
+ * start). */
+void mig_cap_block_for_one_migration(void);
+void mig_cap_restore_temporary(void);
+
 /* outgoing.c and incoming.c report into migration_query. */
 bool outgoing_query(MigrationInfo *out);   /* false if never started */
 void incoming_query(MigrationInfo *out);
@@ -78,8 +84,8 @@ void return_path_send_error(MigStream *out, const char *text);
  * other writes to the socket come only after it). */
 void return_path_send_durable(int fd, uint64_t bytes);
 
-/* savevm.c: the registered channel handlers (savevm.h), for the
- * incoming side. */
+/* channel-handlers.c: the registered channel handlers (savevm.h), for
+ * the incoming side. */
 /* The handler for connections starting with MAGIC; false when none. */
 bool savevm_channel_find(uint32_t magic, SaveVMChannelOps *ops, void **opaque);
 /* "a multifd channel (BMFD)" for each, joined with " nor "; caller frees;
@@ -91,6 +97,8 @@ bool savevm_channels_begin(void (*all_arrived)(void *arg), void *arg);
 void savevm_channels_failed(void);
 void savevm_channels_abort(void);
 void savevm_channels_end(void);
+/* Forget every channel handler (savevm_unregister_all). */
+void savevm_unregister_channels(void);
 
 /* incoming-listener.c: accepts the connections of one incoming migration
  * and tells them apart by their first four bytes. */

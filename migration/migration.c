@@ -2,6 +2,7 @@
  * names, the hooks the emulator registers), query-migrate and shutdown.
  * Handlers are registered by the emulator (savevm.h), not here. */
 #include "migration/migration.h"
+#include "migration/options.h"
 #include "migration-internal.h"
 
 G_DEFINE_QUARK(blkmig-migration-error-quark, mig_error)
@@ -55,11 +56,22 @@ void migration_set_status_listener(MigrationStatusListener cb, void *opaque)
     g_mutex_unlock(&hooks_lock);
 }
 
+static bool status_is_final(MigrationStatus status)
+{
+    return status == MIG_STATUS_COMPLETED || status == MIG_STATUS_FAILED ||
+           status == MIG_STATUS_CANCELLED;
+}
+
 void migration_notify_status(MigrationStatus status)
 {
     MigrationStatusListener cb;
     void *opaque;
 
+    /* First, so that whoever reacts to the final status already sees the
+     * capabilities as they were before. */
+    if (status_is_final(status)) {
+        mig_cap_restore_temporary();
+    }
     g_mutex_lock(&hooks_lock);
     cb = status_listener;
     opaque = status_listener_opaque;

@@ -586,6 +586,18 @@ bool migration_start(const char *uri, GError **errp)
     return true;
 }
 
+bool migration_start_with_block(const char *uri, GError **errp)
+{
+    if (!mig_cap_enabled(MIG_CAP_BLOCK)) {
+        mig_cap_block_for_one_migration();
+    }
+    if (!migration_start(uri, errp)) {
+        mig_cap_restore_temporary();
+        return false;
+    }
+    return true;
+}
+
 /* out.lock held.  When the cancel is to be announced, the migration
  * thread gets CANCEL_GRACE_US, unthrottled, to reach a section boundary
  * and say so; the stream is shut down then (or at once otherwise). */

@@ -16,20 +16,12 @@
 #include "util/log.h"
 
 static GMainLoop *main_loop;
-static bool shutdown_requested;
 static guint signal_sources[3];
 static const int shutdown_signals[3] = { SIGINT, SIGTERM, SIGHUP };
 
-void system_shutdown_request(const char *reason)
+/* What a shutdown request does here: end the main loop. */
+static void quit_main_loop(void)
 {
-    if (shutdown_requested) {
-        return;
-    }
-    shutdown_requested = true;
-    JsonObject *data = json_object_new();
-    json_object_set_boolean_member(data, "guest", FALSE);
-    json_object_set_string_member(data, "reason", reason);
-    qmp_event_emit("SHUTDOWN", data);
     if (main_loop) {
         g_main_loop_quit(main_loop);
     }
@@ -59,6 +51,7 @@ static void install_hooks(const BlkmigdConfig *cfg)
     block_migration_register();
     storage_check_register();
     runstate_set_event_sink(forward_runstate_event, NULL);
+    system_set_shutdown_handler(quit_main_loop);
     vm_ops_install(!cfg->paused);
     qmp_register_builtin_commands();
     qmp_register_runstate_commands();

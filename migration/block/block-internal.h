@@ -14,6 +14,22 @@
 #include "migration/stream.h"
 #include "util/checksum.h"
 #include "util/compress.h"
+#include "util/size.h"
+
+/* The handler's units, in one place. */
+/* A chunk: what the bulk phase walks at a time, what a multifd channel
+ * is chosen by, the most one record covers. */
+#define BLK_CHUNK BLK_MIG_CHUNK_SIZE
+/* Record offsets and span lengths are whole sectors. */
+#define BLK_SECTOR BLK_MIG_SECTOR_SIZE
+/* The file system block: the grain of zero detection inside data on
+ * both sides, the smallest hole a destination can keep. */
+#define BLK_GRAIN 4096
+
+/* flush.c: flush one drive / every drive; false with *errp set ("WHAT:
+ * flushing drive 'ID' failed: ...") at the first failure. */
+bool blk_flush_drive(BlockDriverState *bs, const char *what, GError **errp);
+bool blk_flush_all_drives(const char *what, GError **errp);
 
 /* save.c: disk bytes walked so far (bulk chunks and dirty chunks, zero
  * or not), the unit in which pending is counted. */
@@ -108,14 +124,21 @@ void multifd_recv_abort(void);
 
 /* ---- source: chunks, records, the read pipeline, multifd ---- */
 
-/* records.c: one block record ready for the wire. */
+/* One block record (include/migration/block-migration.h): what the
+ * source builds from a chunk (records.c puts it on the wire) and what
+ * the destination decodes (load.c). */
 typedef struct BlkRecord {
-    uint64_t offset;            /* byte offset in the drive */
-    uint32_t len;               /* bytes it covers (span length with SPAN) */
-    uint8_t flags;              /* DEVICE_BLOCK [| SPAN | ZERO_BLOCK | COMPRESSED] */
-    uint8_t algo;               /* BLK_MIG_COMPRESS_* with COMPRESSED */
-    const uint8_t *data;        /* payload unless ZERO_BLOCK */
-    uint32_t data_len;          /* payload bytes (compressed length with COMPRESSED) */
+    uint64_t offset;            /* byte offset in the drive (percent with PROGRESS) */
+    uint32_t len;               /* source: bytes it covers (span length with SPAN) */
+    unsigned flags;             /* BLK_MIG_FLAG_*; the source sends DEVICE_BLOCK
+                                 * [| SPAN | ZERO_BLOCK | COMPRESSED] */
+    uint8_t algo;               /* source: BLK_MIG_COMPRESS_* with COMPRESSED */
+    const uint8_t *data;        /* source: payload unless ZERO_BLOCK */
+    uint32_t data_len;          /* source: payload bytes (compressed length with COMPRESSED) */
+    /* Destination only. */
+    uint64_t stream_offset;     /* where the record starts */
+    const char *id;             /* its drive id, as read (NUL-terminated) */
+    BlockDriverState *bs;       /* our drive of that id */
 } BlkRecord;
 
 /* Bytes R takes on the wire for drive ID. */

@@ -12,8 +12,7 @@
 #include "block-internal.h"
 #include "util/bitmap.h"
 
-#define CHUNK BLK_MIG_CHUNK_SIZE
-#define CHUNK_START(off) ((uint64_t)(off) & ~(uint64_t)(CHUNK - 1))
+#define CHUNK_START(off) ((uint64_t)(off) & ~(uint64_t)(BLK_CHUNK - 1))
 /* One save_iterate call returns after this long even if max_bytes was not
  * reached (zero chunks cost little wire), so the migration thread keeps
  * checking cancellation, bandwidth and the downtime estimate. */
@@ -22,14 +21,14 @@
 #define PUMP_WAIT_US (20 * 1000)
 /* Dirty bits of one chunk at the finest granularity, plus one spare word
  * as dirty_bitmap_snapshot_and_clear asks. */
-#define MIN_GRANULARITY BLK_MIG_SECTOR_SIZE
-#define CHUNK_BITMAP_WORDS BITMAP_WORDS(CHUNK / MIN_GRANULARITY + 1)
+#define MIN_GRANULARITY BLK_SECTOR
+#define CHUNK_BITMAP_WORDS BITMAP_WORDS(BLK_CHUNK / MIN_GRANULARITY + 1)
 /* A drive's dirty bitmap holds at most this many bits (32 MiB: a 1 TiB
  * drive at 4 KiB); a larger drive is tracked in coarser blocks. */
 #define MAX_BITMAP_BITS (UINT64_C(1) << 28)
 /* Bits above the bulk cursor are counted this many bytes of drive at a
  * time. */
-#define ABOVE_PIECE (64 * CHUNK)
+#define ABOVE_PIECE (64 * BLK_CHUNK)
 
 typedef struct BlkMigDevice {
     BlockDriverState *bs;
@@ -83,8 +82,8 @@ static uint64_t dirty_chunk_bytes_below(BlkMigDevice *dev, uint64_t limit)
     while ((off = dirty_bitmap_next_dirty(dev->bitmap, off)) >= 0 &&
            (uint64_t)off < limit) {
         off = CHUNK_START(off);
-        bytes += MIN(CHUNK, dev->size - off);
-        off += CHUNK;
+        bytes += MIN(BLK_CHUNK, dev->size - off);
+        off += BLK_CHUNK;
     }
     return bytes;
 }
@@ -277,7 +276,7 @@ static bool bulk_submit_next(MigStream *f)
         return false;
     }
     off = dev->bulk_cursor;
-    len = MIN(CHUNK, dev->size - off);
+    len = MIN(BLK_CHUNK, dev->size - off);
     /* Clear first, read after: a write racing with the read is marked
      * again and re-sent in the dirty phase. */
     dirty_bitmap_test_and_clear(dev->bitmap, off, len);
@@ -300,7 +299,7 @@ static bool bulk_submit_next(MigStream *f)
  * bits are cleared before anything is read. */
 static void take_dirty_ranges(BlkMigDevice *dev, BlkChunkJob *job, uint64_t off)
 {
-    uint64_t len = MIN(CHUNK, dev->size - off);
+    uint64_t len = MIN(BLK_CHUNK, dev->size - off);
     uint64_t gran = dirty_bitmap_granularity(dev->bitmap);
     unsigned long bits[CHUNK_BITMAP_WORDS] = { 0 };
     uint64_t nbits;
@@ -323,8 +322,8 @@ static void take_dirty_ranges(BlkMigDevice *dev, BlkChunkJob *job, uint64_t off)
 }
 
 /* The chunk holding the next dirty block at or after the dirty cursor;
- * false (and *pass_done) when the cursor wrapped past the last drive. */
-static bool dirty_submit_next(bool *pass_done)
+ * false when the cursor wrapped past the last drive (a pass ended). */
+static bool dirty_submit_next(void)
 {
     while (blk.dirty_dev < blk.devs->len) {
         BlkMigDevice *dev = blk.devs->pdata[blk.dirty_dev];
@@ -335,7 +334,7 @@ static bool dirty_submit_next(bool *pass_done)
             BlkChunkJob *job = blk_chunk_job_new(dev->bs, dev->id, off, dev->size);
 
             take_dirty_ranges(dev, job, off);
-            blk.dirty_cursor = off + CHUNK;
+            blk.dirty_cursor = off + BLK_CHUNK;
             if (job->ranges->len == 0) {
                 blk_chunk_job_free(job);
                 continue;
@@ -351,7 +350,6 @@ static bool dirty_submit_next(bool *pass_done)
     g_mutex_lock(&blk.lock);
     blk.stats.dirty_sync_count++;
     g_mutex_unlock(&blk.lock);
-    *pass_done = true;
     return false;
 }
 
@@ -383,7 +381,7 @@ static int send_ready(MigStream *f, uint64_t *sent, uint64_t max_bytes, GError *
         count++;
         if (blk.multifd) {
             unsigned n = multifd_send_channels(blk.multifd);
-            multifd_send_queue(blk.multifd, (job->chunk / CHUNK) % n, job);
+            multifd_send_queue(blk.multifd, (job->chunk / BLK_CHUNK) % n, job);
         } else {
             send_on_main(f, job);
         }
@@ -410,12 +408,10 @@ typedef enum { PUMP_BULK, PUMP_DIRTY_PASS } PumpWork;
 /* One more job of WORK; false when there is none left. */
 static bool submit_next(MigStream *f, PumpWork work)
 {
-    bool pass_done = false;
-
     if (work == PUMP_BULK) {
         return bulk_submit_next(f);
     }
-    return dirty_submit_next(&pass_done);
+    return dirty_submit_next();
 }
 
 /* Keep the pipeline full with WORK and send what is ready, until WORK is
@@ -463,7 +459,7 @@ static bool blk_mig_is_active(void *opaque)
  * MAX_BITMAP_BITS at it (never coarser than a chunk). */
 static uint32_t granularity_for(uint64_t size, uint64_t granularity)
 {
-    while (granularity < CHUNK && (size + granularity - 1) / granularity > MAX_BITMAP_BITS) {
+    while (granularity < BLK_CHUNK && (size + granularity - 1) / granularity > MAX_BITMAP_BITS) {
         granularity *= 2;
     }
     return granularity;

@@ -20,7 +20,9 @@ typedef struct MultifdRecv {
     GCond cond;
     bool active;                /* a socket incoming migration is running */
     bool aborting;
-    bool failed;                /* the incoming migration failed */
+    bool failed;                /* the incoming migration failed (kept from
+                                 * channels_failed, which may come before
+                                 * channels_begin, to channels_end) */
     void (*all_arrived)(void *opaque);
     void *all_arrived_opaque;
     bool arrival_reported;
@@ -57,7 +59,6 @@ static void channels_begin(void *unused, void (*all_arrived)(void *opaque), void
     g_clear_pointer(&mr.streams, g_ptr_array_unref);
     mr.active = true;
     mr.aborting = false;
-    mr.failed = false;
     mr.all_arrived = all_arrived;
     mr.all_arrived_opaque = opaque;
     mr.arrival_reported = false;
@@ -78,6 +79,7 @@ static void channels_end(void *unused)
     g_mutex_lock(&mr.lock);
     g_assert(mr.running == 0);
     mr.active = false;
+    mr.failed = false;
     g_clear_pointer(&mr.streams, g_ptr_array_unref);
     g_mutex_unlock(&mr.lock);
 }

@@ -417,11 +417,6 @@ void qmp_client_set_timeout(QmpClient *c, int timeout_ms)
     c->timeout_ms = timeout_ms;
 }
 
-int qmp_client_fd(QmpClient *c)
-{
-    return c->fd;
-}
-
 bool qmp_client_negotiate(QmpClient *c, GError **errp)
 {
     JsonNode *ret = qmp_client_execute(c, "qmp_capabilities", NULL, NULL, errp);

@@ -85,12 +85,7 @@ void qmp_register_object_commands(void);
 void qmp_register_block_commands(void);
 void qmp_register_migration_commands(void);
 void qmp_register_migration_option_commands(void);
-/* migration-events.c: MIGRATION events and the migrate blk=true cleanup. */
+/* migration-events.c: MIGRATION events. */
 void qmp_migration_events_init(void);
-/* Turn the block capability off again when the current outgoing migration
- * ends (migrate with blk=true enabled it just for that migration). */
-void qmp_migration_block_cap_is_temporary(void);
-/* The migration ended before it started: undo the temporary capability. */
-void qmp_migration_block_cap_restore(void);
 
 #endif

@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "block/block.h"
+#include "migration/block-migration.h"
 #include "migration/migration.h"
+#include "migration/storage-check.h"
 #include "qapi/qmp.h"
 #include "system/drive.h"
 #include "system/runstate.h"
@@ -15,20 +17,12 @@
 #include "util/user-object.h"
 
 static GMainLoop *main_loop;
-static bool shutdown_requested;
 static guint signal_sources[3];
 static const int shutdown_signals[3] = { SIGINT, SIGTERM, SIGHUP };
 
-void system_shutdown_request(const char *reason)
+/* What a shutdown request does here: end the main loop. */
+static void quit_main_loop(void)
 {
-    if (shutdown_requested) {
-        return;
-    }
-    shutdown_requested = true;
-    JsonObject *data = json_object_new();
-    json_object_set_boolean_member(data, "guest", FALSE);
-    json_object_set_string_member(data, "reason", reason);
-    qmp_event_emit("SHUTDOWN", data);
     if (main_loop) {
         g_main_loop_quit(main_loop);
     }
@@ -54,8 +48,11 @@ static bool incoming_allowed(void)
 
 static void install_hooks(const BlkmigdConfig *cfg)
 {
-    migration_init();
+    /* The handlers of the migration stream, in section order. */
+    block_migration_register();
+    storage_check_register();
     runstate_set_event_sink(forward_runstate_event, NULL);
+    system_set_shutdown_handler(quit_main_loop);
     vm_ops_install(!cfg->paused);
     qmp_register_builtin_commands();
     qmp_register_runstate_commands();

@@ -69,9 +69,11 @@ void guest_nbd_stop(void);
 /* qmp-runstate.c: stop, cont, query-status, quit. */
 void qmp_register_runstate_commands(void);
 
-/* main.c: end the main loop after a SHUTDOWN event giving REASON
- * ("host-qmp-quit", "host-signal"); main thread only. */
+/* runstate.c: a SHUTDOWN event giving REASON ("host-qmp-quit",
+ * "host-signal"), then the shutdown handler (main.c ends its main loop);
+ * only the first request counts.  Main thread only. */
 void system_shutdown_request(const char *reason);
+void system_set_shutdown_handler(void (*handler)(void));
 
 /* daemonize.c */
 /* Fork; the parent waits until the child calls daemonize_ready (exit 0)

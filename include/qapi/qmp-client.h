@@ -53,7 +53,6 @@ JsonNode *qmp_client_greeting(QmpClient *c);
 bool qmp_client_negotiate(QmpClient *c, GError **errp);
 /* Reply timeout in ms; negative waits forever. */
 void qmp_client_set_timeout(QmpClient *c, int timeout_ms);
-int qmp_client_fd(QmpClient *c);
 
 /* Send REQUEST (an object with "execute" and optional "arguments"; not
  * modified), adding an "id" when it has none, and read until the reply with

@@ -55,12 +55,11 @@ void qmp_event_emit(const char *name, JsonObject *data);
  * Errors read "Parameter 'uri' is missing" / "Parameter 'uri' expects a
  * string", matching QEMU. */
 const char *qmp_arg_str(JsonObject *args, const char *name, bool required, GError **errp);
-bool qmp_arg_int(JsonObject *args, const char *name, int64_t *out, GError **errp);
 
 /* Added by qapi/: */
 
-/* Like qmp_arg_int for a JSON boolean ("Parameter 'blk' expects a
- * boolean"); a missing member leaves *OUT unchanged. */
+/* A JSON boolean member NAME ("Parameter 'blk' expects a boolean"); a
+ * missing member leaves *OUT unchanged. */
 bool qmp_arg_bool(JsonObject *args, const char *name, bool *out, GError **errp);
 /* Fails with "Parameter 'foo' is unexpected" when ARGS has a member not in
  * the NULL-terminated list of names that follows ERRP. */

@@ -4,7 +4,7 @@
 set -e
 
 PKGS="gcc make pkg-config perl libglib2.0-dev libjson-glib-dev libaio-dev zlib1g-dev
-libzstd-dev qemu-utils nbdkit libnbd-bin fio socat"
+libzstd-dev libnbd-dev qemu-utils nbdkit libnbd-bin fio socat"
 
 missing=""
 for p in $PKGS; do

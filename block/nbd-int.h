@@ -1,0 +1,137 @@
+/* The NBD client driver's internals, shared by its files:
+ *
+ *   nbd.c           the BlockDriver: open, close, the requests, URI test
+ *   nbd-status.c    block status: base:allocation, qemu:allocation-depth
+ *   nbd-request.c   a request on one connection: split, submit, wait
+ *   nbd-conn.c      one libnbd handle: connect with a deadline, checks
+ *   nbd-dispatch.c  the thread of each connection: poll, notify, timeouts,
+ *                   reconnect with back-off
+ *
+ * Concurrency: every connection is a libnbd handle in non-blocking (aio)
+ * mode with its own thread, the only one that polls the socket and
+ * feeds replies to libnbd.  Callers submit commands themselves (libnbd's
+ * handle lock serializes that against the thread) and sleep until the
+ * completion callback wakes them, so any number of requests from any
+ * number of threads are in flight on one connection.  With multi-conn
+ * the requests are spread over NBD_MAX_CONNS connections.
+ *
+ * Failure: a request not answered within the timeout makes its
+ * connection drop (the socket is shut down, libnbd fails every command on
+ * it, their callers get EIO); a lost connection is re-established in the
+ * background with back-off, and while it is down, requests fail with EIO
+ * at once instead of waiting. */
+#ifndef BLOCK_NBD_INT_H
+#define BLOCK_NBD_INT_H
+
+#include <glib.h>
+#include <libnbd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block-int.h"
+
+/* BlockOptions.timeout when 0: seconds a connect or a request may take. */
+#define NBD_DEFAULT_TIMEOUT_S 30
+/* Connections per drive when the server advertises multi-conn. */
+#define NBD_MAX_CONNS 4
+/* Reconnect attempts start this far apart and double up to the maximum;
+ * each attempt is bounded by the timeout. */
+#define NBD_BACKOFF_MIN_MS 100
+#define NBD_BACKOFF_MAX_MS 5000
+/* Largest read or write payload per command (qemu-nbd's limit; libnbd's
+ * is 64 MiB); a server advertising less gets its own. */
+#define NBD_MAX_PAYLOAD (32u * 1024 * 1024)
+/* Largest length of a zero, trim or block-status command. */
+#define NBD_MAX_EFFECT (1u << 31)
+/* Commands of one request in flight at a time. */
+#define NBD_MAX_WAVE 16
+
+#define NBD_CTX_DEPTH "qemu:allocation-depth"
+
+/* What the export offers, from the first connection; a reconnect must
+ * find the same size and read-only flag. */
+typedef struct NbdExport {
+    uint64_t size;
+    bool read_only;
+    bool can_flush, can_fua, can_trim, can_zero, can_fast_zero, can_multi_conn;
+    bool has_allocation;      /* base:allocation negotiated */
+    bool has_depth;           /* qemu:allocation-depth negotiated */
+    uint32_t min_block;       /* request alignment, >= 1 */
+    uint32_t max_payload;
+} NbdExport;
+
+typedef struct NbdClient NbdClient;
+
+/* One connection and its thread. */
+typedef struct NbdConn {
+    NbdClient *client;
+    int index;
+    GThread *thread;
+    int wake_fd;              /* eventfd: submitters and close wake the thread */
+    /* Submitters hold it shared around their nbd_aio_* calls; the thread
+     * holds it exclusively to swap h. */
+    GRWLock use_lock;
+    struct nbd_handle *h;     /* NULL while down */
+    gint up;                  /* atomic: h is connected and may take commands */
+    gint kill;                /* atomic: a request timed out: drop h */
+    bool ever_up;             /* only a connection that once worked reconnects */
+} NbdConn;
+
+struct NbdClient {
+    char *uri;
+    NbdExport exp;
+    gint64 timeout_us;
+    gint stopping;            /* atomic: close() runs */
+    guint next;               /* atomic: round robin over connections */
+    int nconns;
+    NbdConn conns[NBD_MAX_CONNS];
+};
+
+/* One request's commands, waited for together. */
+typedef struct NbdWait {
+    GMutex lock;
+    GCond cond;
+    int pending;              /* commands submitted and not completed */
+    int err;                  /* first errno of a command, 0 */
+} NbdWait;
+
+/* nbd-conn.c: a handle connected to C->uri and in the ready state within
+ * C's timeout, or NULL with *errp set.  WAKE_FD (-1: none) readable ends
+ * the attempt early (close). */
+struct nbd_handle *nbdc_conn_connect(NbdClient *c, int wake_fd, GError **errp);
+/* nbd-conn.c: what H's export offers. */
+bool nbdc_conn_describe(struct nbd_handle *h, NbdExport *exp, GError **errp);
+/* nbd-conn.c: a reconnected H serves the export C opened. */
+bool nbdc_conn_matches(NbdClient *c, struct nbd_handle *h, GError **errp);
+/* nbd-conn.c: wait up to TIMEOUT_MS (-1: no limit) for H's socket to be
+ * ready the way libnbd wants it, or for WAKE_FD (-1: none), and tell
+ * libnbd what happened.  1 when WAKE_FD was written (and is drained). */
+int nbdc_conn_poll(struct nbd_handle *h, int wake_fd, int timeout_ms);
+/* nbd-conn.c: graceful disconnect, bounded by a second, then close. */
+void nbdc_conn_close(struct nbd_handle *h);
+
+/* nbd-dispatch.c: start the thread of CONN (h already connected or
+ * NULL: it connects, once for a connection that never worked). */
+void nbdc_dispatch_start(NbdConn *conn);
+/* nbd-dispatch.c: stop every thread of C, closing the handles. */
+void nbdc_dispatch_stop_all(NbdClient *c);
+/* nbd-dispatch.c: wake CONN's thread to look at its handle again. */
+void nbdc_dispatch_wake(NbdConn *conn);
+
+/* nbd-request.c: one request's commands.  SUBMIT issues one command for
+ * [off, off+len) on H with the completion callback CB (nbd_request_*
+ * fill it) and returns its cookie or -1. */
+typedef int64_t (*NbdSubmitFn)(struct nbd_handle *h, uint64_t off, uint64_t len,
+                               void *buf, nbd_completion_callback cb, void *opaque);
+/* Split [off, off+len) into commands of at most MAX bytes (BUF advancing
+ * with them when not NULL), submit them on one connection and wait for
+ * all: 0, or a negative errno (-EIO for a lost or timed-out connection). */
+int nbdc_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint64_t max,
+                NbdSubmitFn submit, void *opaque);
+/* The completion callback of a command in W. */
+nbd_completion_callback nbdc_request_callback(NbdWait *w);
+
+/* nbd-status.c: the driver's block_status. */
+int nbdc_status(NbdClient *c, uint64_t off, uint64_t len, uint64_t *pnum, BdrvStatus *status);
+
+#endif

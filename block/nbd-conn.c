@@ -29,10 +29,14 @@ int nbdc_conn_poll(struct nbd_handle *h, int wake_fd, int timeout_ms)
         return 0;                           /* timeout or EINTR: caller re-checks */
     }
     short r = pfd[0].revents;
+    int ret = 0;
     if ((dir & LIBNBD_AIO_DIRECTION_READ) && (r & (POLLIN | POLLHUP | POLLERR))) {
-        nbd_aio_notify_read(h);
+        ret = nbd_aio_notify_read(h);
     } else if ((dir & LIBNBD_AIO_DIRECTION_WRITE) && (r & (POLLOUT | POLLHUP | POLLERR))) {
-        nbd_aio_notify_write(h);
+        ret = nbd_aio_notify_write(h);
+    }
+    if (ret < 0) {
+        return -1;
     }
     if (pfd[1].revents & POLLIN) {
         return read(wake_fd, &count, sizeof(count)) == sizeof(count) ? 1 : 0;
@@ -57,7 +61,7 @@ static int run_until_ready(NbdClient *c, struct nbd_handle *h, gint64 deadline, 
         if (left_ms <= 0) {
             return -ETIMEDOUT;
         }
-        if (nbdc_conn_poll(h, wake_fd, (int)MIN(left_ms, G_MAXINT)) &&
+        if (nbdc_conn_poll(h, wake_fd, (int)MIN(left_ms, G_MAXINT)) == 1 &&
             g_atomic_int_get(&c->stopping)) {
             return -ECANCELED;
         }

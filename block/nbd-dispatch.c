@@ -34,24 +34,28 @@ static void shut_socket(NbdConn *conn)
     }
 }
 
-/* Serve the handle until it dies or close() runs. */
-static void serve(NbdConn *conn)
+/* Serve the handle until it dies or close() runs; why it died (g_free),
+ * or NULL. */
+static char *serve(NbdConn *conn)
 {
+    char *why = NULL;
+
     while (!stopping(conn) && !nbd_aio_is_dead(conn->h) && !nbd_aio_is_closed(conn->h)) {
         if (g_atomic_int_compare_and_exchange(&conn->kill, 1, 0)) {
             shut_socket(conn);
+            why = why ? why : g_strdup("request timed out");
         }
-        nbdc_conn_poll(conn->h, conn->wake_fd, -1);
+        if (nbdc_conn_poll(conn->h, conn->wake_fd, -1) < 0 && !why) {
+            why = g_strdup(nbd_get_error());
+        }
     }
+    return why;
 }
 
 /* Take the dead handle away from submitters and close it; libnbd has
  * already failed every command it held. */
-static void drop(NbdConn *conn)
+static void drop(NbdConn *conn, const char *why)
 {
-    const char *why = nbd_get_error();
-    g_autofree char *reason = g_strdup(why ? why : "closed");
-
     g_atomic_int_set(&conn->up, 0);
     g_rw_lock_writer_lock(&conn->use_lock);
     struct nbd_handle *h = conn->h;
@@ -59,7 +63,7 @@ static void drop(NbdConn *conn)
     g_rw_lock_writer_unlock(&conn->use_lock);
     nbd_close(h);
     g_message("NBD server '%s': connection %d lost (%s); requests fail with EIO "
-              "until it is back", conn->client->uri, conn->index, reason);
+              "until it is back", conn->client->uri, conn->index, why ? why : "closed");
 }
 
 static void publish(NbdConn *conn, struct nbd_handle *h)
@@ -118,9 +122,9 @@ static gpointer conn_thread(gpointer opaque)
 
     while (!stopping(conn)) {
         if (conn->h) {
-            serve(conn);
+            g_autofree char *why = serve(conn);
             if (!stopping(conn)) {
-                drop(conn);
+                drop(conn, why);
                 backoff_ms = NBD_BACKOFF_MIN_MS;
             }
         } else if (!reconnect(conn, &backoff_ms)) {

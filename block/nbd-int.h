@@ -85,6 +85,7 @@ struct NbdClient {
     guint next;               /* atomic: round robin over connections */
     int nconns;
     NbdConn conns[NBD_MAX_CONNS];
+    GAsyncQueue *pool;        /* nbd-pool.c (measurement only): idle conns */
 };
 
 /* One request's commands, waited for together. */
@@ -105,7 +106,8 @@ bool nbdc_conn_describe(struct nbd_handle *h, NbdExport *exp, GError **errp);
 bool nbdc_conn_matches(NbdClient *c, struct nbd_handle *h, GError **errp);
 /* nbd-conn.c: wait up to TIMEOUT_MS (-1: no limit) for H's socket to be
  * ready the way libnbd wants it, or for WAKE_FD (-1: none), and tell
- * libnbd what happened.  1 when WAKE_FD was written (and is drained). */
+ * libnbd what happened: 1 when WAKE_FD was written (and is drained), -1
+ * when libnbd failed (nbd_get_error() says why), else 0. */
 int nbdc_conn_poll(struct nbd_handle *h, int wake_fd, int timeout_ms);
 /* nbd-conn.c: graceful disconnect, bounded by a second, then close. */
 void nbdc_conn_close(struct nbd_handle *h);
@@ -130,6 +132,15 @@ int nbdc_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint64_t m
                 NbdSubmitFn submit, void *opaque);
 /* The completion callback of a command in W. */
 nbd_completion_callback nbdc_request_callback(NbdWait *w);
+
+/* nbd-pool.c, measurement only: the pool-of-handles design. */
+bool nbdc_pool_wanted(void);
+void nbdc_pool_start(NbdClient *c, struct nbd_handle *h);
+void nbdc_pool_stop(NbdClient *c);
+int nbdc_pool_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint64_t max,
+                      NbdSubmitFn submit, void *opaque);
+bool nbdc_submit_one(NbdConn *conn, NbdWait *w, uint64_t off, uint64_t len, void *buf,
+                     NbdSubmitFn submit, void *opaque);
 
 /* nbd-status.c: the driver's block_status. */
 int nbdc_status(NbdClient *c, uint64_t off, uint64_t len, uint64_t *pnum, BdrvStatus *status);

@@ -65,10 +65,21 @@ static void wait_add(NbdWait *w, int delta, int err)
     g_mutex_unlock(&w->lock);
 }
 
+/* Why H refused a command: a handle that is no longer connected refuses
+ * everything (libnbd says EINVAL, "invalid state"), which is a connection
+ * problem; otherwise libnbd's own check failed (bounds, flags). */
+static int submit_errno(struct nbd_handle *h)
+{
+    if (!h || (!nbd_aio_is_ready(h) && !nbd_aio_is_processing(h))) {
+        return ENOTCONN;
+    }
+    return nbd_get_errno() ? nbd_get_errno() : EIO;
+}
+
 /* Submit one command; false (and W's error set) when it was not queued.
  * The dispatch thread is woken when the command could not be sent whole
  * (libnbd then waits to write) or the handle died under the submitter. */
-static bool submit_one(NbdConn *conn, NbdWait *w, uint64_t off, uint64_t len, void *buf,
+bool nbdc_submit_one(NbdConn *conn, NbdWait *w, uint64_t off, uint64_t len, void *buf,
                        NbdSubmitFn submit, void *opaque)
 {
     int err = 0;
@@ -79,7 +90,7 @@ static bool submit_one(NbdConn *conn, NbdWait *w, uint64_t off, uint64_t len, vo
     struct nbd_handle *h = conn->h;
     int64_t cookie = h ? submit(h, off, len, buf, nbdc_request_callback(w), opaque) : -1;
     if (cookie < 0) {
-        err = h && nbd_get_errno() ? nbd_get_errno() : ENOTCONN;
+        err = submit_errno(h);
     }
     if (h) {
         wake = (nbd_aio_get_direction(h) & LIBNBD_AIO_DIRECTION_WRITE) || nbd_aio_is_dead(h);
@@ -123,6 +134,9 @@ static void wait_wave(NbdConn *conn, NbdWait *w, gint64 deadline)
 int nbdc_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint64_t max,
                 NbdSubmitFn submit, void *opaque)
 {
+    if (c->pool) {
+        return nbdc_pool_request(c, off, len, buf, max, submit, opaque);
+    }
     NbdConn *conn = pick_conn(c);
     NbdWait w = { .pending = 0 };
     int ret;
@@ -137,7 +151,7 @@ int nbdc_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint64_t m
         int n = 0;
         do {
             uint64_t chunk = MIN(len, max);
-            if (!submit_one(conn, &w, off, chunk, buf, submit, opaque)) {
+            if (!nbdc_submit_one(conn, &w, off, chunk, buf, submit, opaque)) {
                 break;
             }
             off += chunk;

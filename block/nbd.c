@@ -75,7 +75,11 @@ static int nbdc_open(BlockDriverState *bs, const BlockOptions *opts, GError **er
         return -EIO;
     }
     apply_export(bs, &c->exp);
-    start_conns(c, h);
+    if (nbdc_pool_wanted()) {
+        nbdc_pool_start(c, h);
+    } else {
+        start_conns(c, h);
+    }
     return 0;
 }
 
@@ -83,7 +87,11 @@ static void nbdc_close_node(BlockDriverState *bs)
 {
     NbdClient *c = bdrv_opaque(bs);
 
-    nbdc_dispatch_stop_all(c);
+    if (c->pool) {
+        nbdc_pool_stop(c);
+    } else {
+        nbdc_dispatch_stop_all(c);
+    }
     g_free(c->uri);
 }
 

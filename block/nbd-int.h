@@ -2,18 +2,24 @@
  *
  *   nbd.c           the BlockDriver: open, close, the requests, URI test
  *   nbd-status.c    block status: base:allocation, qemu:allocation-depth
- *   nbd-request.c   a request on one connection: split, submit, wait
+ *   nbd-request.c   a request on one connection: split and submit
+ *   nbd-drive.c     waiting for the replies: the caller that drives the
+ *                   connection, the callers that wait, the timeout
  *   nbd-conn.c      one libnbd handle: connect with a deadline, checks
- *   nbd-dispatch.c  the thread of each connection: poll, notify, timeouts,
- *                   reconnect with back-off
+ *   nbd-keeper.c    the thread of each connection: notices a hang-up,
+ *                   drops a dead handle, reconnects with back-off
  *
  * Concurrency: every connection is a libnbd handle in non-blocking (aio)
- * mode with its own thread, the only one that polls the socket and
- * feeds replies to libnbd.  Callers submit commands themselves (libnbd's
- * handle lock serializes that against the thread) and sleep until the
- * completion callback wakes them, so any number of requests from any
- * number of threads are in flight on one connection.  With multi-conn
- * the requests are spread over NBD_MAX_CONNS connections.
+ * mode.  Callers submit their commands themselves (libnbd's handle lock
+ * serializes that), so any number of requests from any number of threads
+ * are in flight on one connection.  Then one waiting caller at a time is
+ * the connection's driver: it polls the socket and feeds libnbd, whose
+ * completion callbacks wake the other waiters; when its own commands are
+ * done it hands the role to a waiter still waiting.  A caller alone on a
+ * connection thus waits for its reply itself, with no thread in between
+ * (as with a pool of handles), while many callers still share one
+ * connection (as with a dispatch thread).  With multi-conn the requests
+ * go to the least busy of NBD_MAX_CONNS connections.
  *
  * Failure: a request not answered within the timeout makes its
  * connection drop (the socket is shut down, libnbd fails every command on
@@ -62,19 +68,29 @@ typedef struct NbdExport {
 
 typedef struct NbdClient NbdClient;
 
-/* One connection and its thread. */
+/* One connection and its keeper thread. */
 typedef struct NbdConn {
     NbdClient *client;
     int index;
-    GThread *thread;
-    int wake_fd;              /* eventfd: submitters and close wake the thread */
-    /* Submitters hold it shared around their nbd_aio_* calls; the thread
-     * holds it exclusively to swap h. */
+    GThread *keeper;
+    int keeper_fd;            /* eventfd: wakes the keeper (a dead handle, close) */
+    int driver_fd;            /* eventfd: wakes the driver (a command to send, a kill) */
+    /* Submitters hold it shared around their nbd_aio_* calls; the keeper
+     * holds it exclusively (and the driver role) to swap h. */
     GRWLock use_lock;
     struct nbd_handle *h;     /* NULL while down */
     gint up;                  /* atomic: h is connected and may take commands */
-    gint kill;                /* atomic: a request timed out: drop h */
+    gint kill;                /* atomic: a request timed out: shut the socket */
+    gint busy;                /* atomic: requests on this connection now */
     bool ever_up;             /* only a connection that once worked reconnects */
+    /* The driver role (nbd-drive.c).  lock is never held across a libnbd
+     * call: completion callbacks, which run inside them, take it. */
+    GMutex lock;              /* driving, waiters, keeper_waiting, every NbdWait */
+    bool driving;             /* a caller (or the keeper) polls h */
+    GQueue waiters;           /* NbdWait * of callers waiting for replies */
+    int keeper_waiting;       /* the keeper waits on idle for the role */
+    GCond idle;
+    char *why;                /* why the handle died, for the keeper's message */
 } NbdConn;
 
 struct NbdClient {
@@ -88,9 +104,9 @@ struct NbdClient {
     GAsyncQueue *pool;        /* nbd-pool.c (measurement only): idle conns */
 };
 
-/* One request's commands, waited for together. */
+/* One request's commands on CONN, waited for together (under conn->lock). */
 typedef struct NbdWait {
-    GMutex lock;
+    NbdConn *conn;
     GCond cond;
     int pending;              /* commands submitted and not completed */
     int err;                  /* first errno of a command, 0 */
@@ -112,13 +128,24 @@ int nbdc_conn_poll(struct nbd_handle *h, int wake_fd, int timeout_ms);
 /* nbd-conn.c: graceful disconnect, bounded by a second, then close. */
 void nbdc_conn_close(struct nbd_handle *h);
 
-/* nbd-dispatch.c: start the thread of CONN (h already connected or
- * NULL: it connects, once for a connection that never worked). */
-void nbdc_dispatch_start(NbdConn *conn);
-/* nbd-dispatch.c: stop every thread of C, closing the handles. */
-void nbdc_dispatch_stop_all(NbdClient *c);
-/* nbd-dispatch.c: wake CONN's thread to look at its handle again. */
-void nbdc_dispatch_wake(NbdConn *conn);
+/* nbd-keeper.c: start the keeper of CONN (h already connected, or NULL:
+ * it connects, and gives up on a connection that never worked). */
+void nbdc_keeper_start(NbdConn *conn);
+/* nbd-keeper.c: stop every keeper of C, closing the handles. */
+void nbdc_keeper_stop_all(NbdClient *c);
+/* nbd-keeper.c / nbd-drive.c: make FD (an eventfd) readable. */
+void nbdc_wake(int fd);
+
+/* nbd-drive.c: wait for W's commands, driving the connection when no one
+ * else does; past DEADLINE the connection is shut down. */
+void nbdc_drive_wait(NbdWait *w, gint64 deadline);
+/* nbd-drive.c: the driver role, for the keeper (waits for a caller to
+ * hand it over) */
+void nbdc_drive_take(NbdConn *conn);
+void nbdc_drive_release(NbdConn *conn);
+/* nbd-drive.c: shut H's socket down: libnbd sees EOF next and fails
+ * every command still on it. */
+void nbdc_shut_socket(struct nbd_handle *h);
 
 /* nbd-request.c: one request's commands.  SUBMIT issues one command for
  * [off, off+len) on H with the completion callback CB (nbd_request_*

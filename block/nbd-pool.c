@@ -27,8 +27,10 @@ void nbdc_pool_start(NbdClient *c, struct nbd_handle *h)
         conn->client = c;
         conn->index = i;
         conn->h = i == 0 ? h : nbdc_conn_connect(c, -1, NULL);
-        conn->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        conn->driver_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        conn->keeper_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         g_rw_lock_init(&conn->use_lock);
+        g_mutex_init(&conn->lock);
         if (conn->h) {
             g_async_queue_push(c->pool, conn);
         }
@@ -41,17 +43,19 @@ void nbdc_pool_stop(NbdClient *c)
         if (c->conns[i].h) {
             nbdc_conn_close(c->conns[i].h);
         }
-        close(c->conns[i].wake_fd);
+        close(c->conns[i].driver_fd);
+        close(c->conns[i].keeper_fd);
         g_rw_lock_clear(&c->conns[i].use_lock);
+        g_mutex_clear(&c->conns[i].lock);
     }
     g_async_queue_unref(c->pool);
 }
 
 static int pending(NbdWait *w)
 {
-    g_mutex_lock(&w->lock);
+    g_mutex_lock(&w->conn->lock);
     int n = w->pending;
-    g_mutex_unlock(&w->lock);
+    g_mutex_unlock(&w->conn->lock);
     return n;
 }
 
@@ -61,10 +65,7 @@ static void pool_drive(NbdConn *conn, NbdWait *w, gint64 deadline)
     while (pending(w) > 0) {
         gint64 left_ms = (deadline - g_get_monotonic_time()) / 1000;
         if (left_ms <= 0 || nbd_aio_is_dead(conn->h)) {
-            int fd = nbd_aio_get_fd(conn->h);
-            if (fd >= 0) {
-                shutdown(fd, SHUT_RDWR);
-            }
+            nbdc_shut_socket(conn->h);
             w->err = w->err ? w->err : ETIMEDOUT;
             left_ms = 100;
         }
@@ -76,13 +77,12 @@ int nbdc_pool_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint6
                       NbdSubmitFn submit, void *opaque)
 {
     NbdConn *conn = g_async_queue_timeout_pop(c->pool, (guint64)c->timeout_us);
-    NbdWait w = { .pending = 0 };
+    NbdWait w = { .conn = conn };
     int ret;
 
     if (!conn) {
         return -EIO;
     }
-    g_mutex_init(&w.lock);
     g_cond_init(&w.cond);
     do {
         gint64 deadline = g_get_monotonic_time() + c->timeout_us;
@@ -100,7 +100,6 @@ int nbdc_pool_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint6
         ret = w.err ? -EIO : 0;
     } while (ret == 0 && len > 0);
     g_cond_clear(&w.cond);
-    g_mutex_clear(&w.lock);
     g_async_queue_push(c->pool, conn);
     return ret;
 }

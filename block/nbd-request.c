@@ -1,8 +1,6 @@
-/* One request of the NBD driver: cut into commands the server takes,
- * submitted on one connection in waves of at most NBD_MAX_WAVE, each wave
- * waited for with the timeout.  A wave past its deadline makes the
- * connection drop; libnbd then fails its commands, so the caller's buffer
- * is free again before the caller gets EIO. */
+/* One request of the NBD driver: on the least busy connection, cut into
+ * commands the server takes, submitted in waves of at most NBD_MAX_WAVE,
+ * each wave waited for with the timeout (nbd-drive.c). */
 #include "nbd-int.h"
 
 #include <errno.h>
@@ -10,15 +8,16 @@
 static int complete_cb(void *opaque, int *error)
 {
     NbdWait *w = opaque;
+    NbdConn *conn = w->conn;
 
-    g_mutex_lock(&w->lock);
+    g_mutex_lock(&conn->lock);
     if (*error && !w->err) {
         w->err = *error;
     }
     if (--w->pending == 0) {
         g_cond_signal(&w->cond);
     }
-    g_mutex_unlock(&w->lock);
+    g_mutex_unlock(&conn->lock);
     return 1;                   /* retire the command: nobody asks for it */
 }
 
@@ -27,18 +26,21 @@ nbd_completion_callback nbdc_request_callback(NbdWait *w)
     return (nbd_completion_callback){ .callback = complete_cb, .user_data = w };
 }
 
-/* A connection that is up, round robin; NULL during an outage. */
+/* The connection that is up with the fewest requests on it (ties go
+ * round robin); NULL during an outage. */
 static NbdConn *pick_conn(NbdClient *c)
 {
     guint start = (guint)g_atomic_int_add(&c->next, 1);
+    NbdConn *best = NULL;
 
     for (int i = 0; i < c->nconns; i++) {
         NbdConn *conn = &c->conns[(start + (guint)i) % (guint)c->nconns];
-        if (g_atomic_int_get(&conn->up)) {
-            return conn;
+        if (g_atomic_int_get(&conn->up) &&
+            (!best || g_atomic_int_get(&conn->busy) < g_atomic_int_get(&best->busy))) {
+            best = conn;
         }
     }
-    return NULL;
+    return best;
 }
 
 /* The server's own errors pass through; anything about the connection
@@ -57,12 +59,12 @@ static int request_errno(int err)
 
 static void wait_add(NbdWait *w, int delta, int err)
 {
-    g_mutex_lock(&w->lock);
+    g_mutex_lock(&w->conn->lock);
     w->pending += delta;
     if (err && !w->err) {
         w->err = err;
     }
-    g_mutex_unlock(&w->lock);
+    g_mutex_unlock(&w->conn->lock);
 }
 
 /* Why H refused a command: a handle that is no longer connected refuses
@@ -77,13 +79,13 @@ static int submit_errno(struct nbd_handle *h)
 }
 
 /* Submit one command; false (and W's error set) when it was not queued.
- * The dispatch thread is woken when the command could not be sent whole
- * (libnbd then waits to write) or the handle died under the submitter. */
+ * The driver is woken when the command could not be sent whole (libnbd
+ * then waits to write), the keeper when the handle died under us. */
 bool nbdc_submit_one(NbdConn *conn, NbdWait *w, uint64_t off, uint64_t len, void *buf,
-                       NbdSubmitFn submit, void *opaque)
+                     NbdSubmitFn submit, void *opaque)
 {
+    bool need_write = false, dead = false;
     int err = 0;
-    bool wake = false;
 
     wait_add(w, 1, 0);          /* before: the callback may run at once */
     g_rw_lock_reader_lock(&conn->use_lock);
@@ -93,11 +95,15 @@ bool nbdc_submit_one(NbdConn *conn, NbdWait *w, uint64_t off, uint64_t len, void
         err = submit_errno(h);
     }
     if (h) {
-        wake = (nbd_aio_get_direction(h) & LIBNBD_AIO_DIRECTION_WRITE) || nbd_aio_is_dead(h);
+        need_write = nbd_aio_get_direction(h) & LIBNBD_AIO_DIRECTION_WRITE;
+        dead = nbd_aio_is_dead(h);
     }
     g_rw_lock_reader_unlock(&conn->use_lock);
-    if (wake) {
-        nbdc_dispatch_wake(conn);
+    if (need_write) {
+        nbdc_wake(conn->driver_fd);
+    }
+    if (dead) {
+        nbdc_wake(conn->keeper_fd);
     }
     if (cookie < 0) {
         wait_add(w, -1, err);
@@ -105,63 +111,45 @@ bool nbdc_submit_one(NbdConn *conn, NbdWait *w, uint64_t off, uint64_t len, void
     return cookie >= 0;
 }
 
-/* Wait for W's commands.  Past DEADLINE the connection is told to drop,
- * which completes them (with ENOTCONN) within a poll cycle of its thread;
- * that last wait needs no deadline of its own. */
-static void wait_wave(NbdConn *conn, NbdWait *w, gint64 deadline)
+/* Up to NBD_MAX_WAVE commands from [*off, *off + *len), advancing. */
+static void submit_wave(NbdWait *w, uint64_t *off, uint64_t *len, void **buf, uint64_t max,
+                        NbdSubmitFn submit, void *opaque)
 {
-    bool dropped = false;
+    int n = 0;
 
-    g_mutex_lock(&w->lock);
-    while (w->pending > 0) {
-        if (dropped) {
-            g_cond_wait(&w->cond, &w->lock);
-        } else if (!g_cond_wait_until(&w->cond, &w->lock, deadline) && w->pending > 0) {
-            w->err = w->err ? w->err : ETIMEDOUT;
-            dropped = true;
-            g_atomic_int_set(&conn->kill, 1);
-            nbdc_dispatch_wake(conn);
+    do {                        /* once for a length 0 (flush) */
+        uint64_t chunk = MIN(*len, max);
+        if (!nbdc_submit_one(w->conn, w, *off, chunk, *buf, submit, opaque)) {
+            return;
         }
-    }
-    g_mutex_unlock(&w->lock);
-    if (dropped) {
-        g_message("NBD server '%s': no reply within %" G_GINT64_FORMAT " s; dropped "
-                  "connection %d", conn->client->uri, conn->client->timeout_us / G_USEC_PER_SEC,
-                  conn->index);
-    }
+        *off += chunk;
+        *len -= chunk;
+        *buf = *buf ? (uint8_t *)*buf + chunk : NULL;
+    } while (++n < NBD_MAX_WAVE && *len > 0);
 }
 
 int nbdc_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint64_t max,
-                NbdSubmitFn submit, void *opaque)
+                 NbdSubmitFn submit, void *opaque)
 {
     if (c->pool) {
         return nbdc_pool_request(c, off, len, buf, max, submit, opaque);
     }
     NbdConn *conn = pick_conn(c);
-    NbdWait w = { .pending = 0 };
+    NbdWait w = { .conn = conn };
     int ret;
 
     if (!conn) {
         return -EIO;
     }
-    g_mutex_init(&w.lock);
+    g_atomic_int_inc(&conn->busy);
     g_cond_init(&w.cond);
-    do {                        /* once for a length 0 (flush) */
+    do {
         gint64 deadline = g_get_monotonic_time() + c->timeout_us;
-        int n = 0;
-        do {
-            uint64_t chunk = MIN(len, max);
-            if (!nbdc_submit_one(conn, &w, off, chunk, buf, submit, opaque)) {
-                break;
-            }
-            off += chunk;
-            len -= chunk;
-            buf = buf ? (uint8_t *)buf + chunk : NULL;
-        } while (++n < NBD_MAX_WAVE && len > 0);
-        wait_wave(conn, &w, deadline);
+        submit_wave(&w, &off, &len, &buf, max, submit, opaque);
+        nbdc_drive_wait(&w, deadline);
         ret = request_errno(w.err);
     } while (ret == 0 && len > 0);
     g_cond_clear(&w.cond);
-    g_mutex_clear(&w.lock);
+    g_atomic_int_add(&conn->busy, -1);
     return ret;
 }

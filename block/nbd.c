@@ -52,7 +52,7 @@ static void start_conns(NbdClient *c, struct nbd_handle *h)
         c->conns[i].client = c;
         c->conns[i].index = i;
         c->conns[i].h = i == 0 ? h : NULL;
-        nbdc_dispatch_start(&c->conns[i]);
+        nbdc_keeper_start(&c->conns[i]);
     }
 }
 
@@ -90,7 +90,7 @@ static void nbdc_close_node(BlockDriverState *bs)
     if (c->pool) {
         nbdc_pool_stop(c);
     } else {
-        nbdc_dispatch_stop_all(c);
+        nbdc_keeper_stop_all(c);
     }
     g_free(c->uri);
 }

@@ -61,7 +61,9 @@ start_qemu_nbd() {
 
 # blkmigd with drive d0 on qemu-nbd, engine $1, exported on $tmp/b.sock
 start_blkmigd() {
-    BLKMIG_NBD_ENGINE=$1 "$blkmigd" --drive "id=d0,file=nbd+unix:///?socket=$tmp/q.sock,format=raw" \
+    bin=$blkmigd
+    case "$1" in *@*) bin=${1#*@} ;; esac
+    BLKMIG_NBD_ENGINE=${1%@*} "$bin" --drive "id=d0,file=nbd+unix:///?socket=$tmp/q.sock,format=raw" \
         --nbd "unix:$tmp/b.sock" --log "$tmp/blkmigd.log" &
     pids="$pids $!"
     wait_socket "$tmp/b.sock"

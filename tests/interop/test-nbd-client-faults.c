@@ -297,12 +297,23 @@ static void test_server_killed(void)
     ns_free(s);
 }
 
-/* qemu-nbd frozen (SIGSTOP) with a request in flight: the request fails
- * with EIO after the timeout, the next ones at once while the connection
- * is down; thawed, the server is used again. */
+static gpointer timed_read(gpointer opaque)
+{
+    BlockDriverState *bs = opaque;
+    uint8_t buf[4096];
+    gint64 t0 = now_ms();
+
+    g_assert_cmpint(bdrv_pread(bs, 0, buf, sizeof(buf)), ==, -EIO);
+    return GINT_TO_POINTER((int)(now_ms() - t0));
+}
+
+/* qemu-nbd frozen (SIGSTOP) with requests of four threads in flight: each
+ * fails with EIO after the timeout, the next ones at once while the
+ * connection is down; thawed, the server is used again. */
 static void test_server_hung(void)
 {
     uint8_t buf[4096];
+    GThread *t[4];
 
     if (!interop_need("qemu-nbd")) {
         return;
@@ -312,17 +323,41 @@ static void test_server_hung(void)
     g_assert_cmpint(bdrv_pread(bs, 0, buf, sizeof(buf)), ==, 0);
     ns_freeze(s, true);
 
+    for (int i = 0; i < 4; i++) {
+        t[i] = g_thread_new("reader", timed_read, bs);
+    }
+    for (int i = 0; i < 4; i++) {
+        int took = GPOINTER_TO_INT(g_thread_join(t[i]));
+        g_assert_cmpint(took, >=, TIMEOUT_S * 1000 - 50);
+        g_assert_cmpint(took, <, TIMEOUT_S * 1000 + 1000);
+    }
     gint64 t0 = now_ms();
-    g_assert_cmpint(bdrv_pread(bs, 0, buf, sizeof(buf)), ==, -EIO);
-    gint64 took = now_ms() - t0;
-    g_assert_cmpint(took, >=, TIMEOUT_S * 1000 - 50);
-    g_assert_cmpint(took, <, TIMEOUT_S * 1000 + 1000);
-    t0 = now_ms();
     g_assert_cmpint(bdrv_pread(bs, 0, buf, sizeof(buf)), ==, -EIO);
     g_assert_cmpint(now_ms() - t0, <, 200);
 
     ns_freeze(s, false);
     wait_back(bs, 0x4d);
+    bdrv_close(bs);
+    ns_free(s);
+}
+
+/* qemu-nbd killed and restarted while the drive is idle: the driver
+ * notices the hang-up by itself and reconnects, so the next request just
+ * works. */
+static void test_idle_reconnect(void)
+{
+    uint8_t buf[4096];
+
+    if (!interop_need("qemu-nbd")) {
+        return;
+    }
+    NbdServer *s = serve_file("idle", 4 * MiB, 0x5e);
+    BlockDriverState *bs = open_ok(s->uri);
+    g_assert_cmpint(bdrv_pread(bs, 0, buf, sizeof(buf)), ==, 0);
+    ns_restart(s);
+    g_usleep(1000 * 1000);
+    g_assert_cmpint(bdrv_pread(bs, 0, buf, sizeof(buf)), ==, 0);
+    g_assert_cmpint(buf[0], ==, 0x5e);
     bdrv_close(bs);
     ns_free(s);
 }
@@ -336,5 +371,6 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd-client/in-flight", test_in_flight);
     g_test_add_func("/nbd-client/server-killed", test_server_killed);
     g_test_add_func("/nbd-client/server-hung", test_server_hung);
+    g_test_add_func("/nbd-client/idle-reconnect", test_idle_reconnect);
     return g_test_run();
 }

@@ -101,7 +101,6 @@ struct NbdClient {
     guint next;               /* atomic: round robin over connections */
     int nconns;
     NbdConn conns[NBD_MAX_CONNS];
-    GAsyncQueue *pool;        /* nbd-pool.c (measurement only): idle conns */
 };
 
 /* One request's commands on CONN, waited for together (under conn->lock). */
@@ -159,15 +158,6 @@ int nbdc_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint64_t m
                 NbdSubmitFn submit, void *opaque);
 /* The completion callback of a command in W. */
 nbd_completion_callback nbdc_request_callback(NbdWait *w);
-
-/* nbd-pool.c, measurement only: the pool-of-handles design. */
-bool nbdc_pool_wanted(void);
-void nbdc_pool_start(NbdClient *c, struct nbd_handle *h);
-void nbdc_pool_stop(NbdClient *c);
-int nbdc_pool_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint64_t max,
-                      NbdSubmitFn submit, void *opaque);
-bool nbdc_submit_one(NbdConn *conn, NbdWait *w, uint64_t off, uint64_t len, void *buf,
-                     NbdSubmitFn submit, void *opaque);
 
 /* nbd-status.c: the driver's block_status. */
 int nbdc_status(NbdClient *c, uint64_t off, uint64_t len, uint64_t *pnum, BdrvStatus *status);

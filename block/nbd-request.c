@@ -81,7 +81,7 @@ static int submit_errno(struct nbd_handle *h)
 /* Submit one command; false (and W's error set) when it was not queued.
  * The driver is woken when the command could not be sent whole (libnbd
  * then waits to write), the keeper when the handle died under us. */
-bool nbdc_submit_one(NbdConn *conn, NbdWait *w, uint64_t off, uint64_t len, void *buf,
+static bool submit_one(NbdConn *conn, NbdWait *w, uint64_t off, uint64_t len, void *buf,
                      NbdSubmitFn submit, void *opaque)
 {
     bool need_write = false, dead = false;
@@ -119,7 +119,7 @@ static void submit_wave(NbdWait *w, uint64_t *off, uint64_t *len, void **buf, ui
 
     do {                        /* once for a length 0 (flush) */
         uint64_t chunk = MIN(*len, max);
-        if (!nbdc_submit_one(w->conn, w, *off, chunk, *buf, submit, opaque)) {
+        if (!submit_one(w->conn, w, *off, chunk, *buf, submit, opaque)) {
             return;
         }
         *off += chunk;
@@ -131,9 +131,6 @@ static void submit_wave(NbdWait *w, uint64_t *off, uint64_t *len, void **buf, ui
 int nbdc_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint64_t max,
                  NbdSubmitFn submit, void *opaque)
 {
-    if (c->pool) {
-        return nbdc_pool_request(c, off, len, buf, max, submit, opaque);
-    }
     NbdConn *conn = pick_conn(c);
     NbdWait w = { .conn = conn };
     int ret;

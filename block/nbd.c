@@ -75,11 +75,7 @@ static int nbdc_open(BlockDriverState *bs, const BlockOptions *opts, GError **er
         return -EIO;
     }
     apply_export(bs, &c->exp);
-    if (nbdc_pool_wanted()) {
-        nbdc_pool_start(c, h);
-    } else {
-        start_conns(c, h);
-    }
+    start_conns(c, h);
     return 0;
 }
 
@@ -87,11 +83,7 @@ static void nbdc_close_node(BlockDriverState *bs)
 {
     NbdClient *c = bdrv_opaque(bs);
 
-    if (c->pool) {
-        nbdc_pool_stop(c);
-    } else {
-        nbdc_keeper_stop_all(c);
-    }
+    nbdc_keeper_stop_all(c);
     g_free(c->uri);
 }
 

@@ -1,15 +1,14 @@
 #!/bin/sh
 # The NBD client driver under fio: fio -> blkmigd's NBD export of a drive
-# whose file is an NBD URI -> qemu-nbd serving a preallocated raw file,
-# against fio straight to the same qemu-nbd.  qemu-nbd runs with
-# --shared=1 (no multi-conn: the driver keeps one connection) and with
-# --shared=8 (multi-conn: up to four).
+# whose file is an NBD URI -> qemu-nbd serving a preallocated raw file
+# ("blkmigd" rows), and fio straight to the same qemu-nbd ("direct").
+# qemu-nbd runs with --shared=1 (no multi-conn: the driver keeps one
+# connection) and with --shared=8 (multi-conn: up to four).
 #
 # Usage: tests/bench/nbd-client.sh [RUNTIME_SECONDS]
 # Environment: BLKMIGD (default build/blkmigd), SIZE (1G), JOBS (4 fio
 #   jobs, each its own connection to blkmigd), IODEPTH (16), ROUNDS (1),
-#   RW ("randread randwrite"), ENGINES ("aio": what BLKMIG_NBD_ENGINE
-#   blkmigd gets, "direct" for fio straight to qemu-nbd), TMPDIR.
+#   RW ("randread randwrite"), TMPDIR.
 set -eu
 
 runtime=${1:-10}
@@ -19,7 +18,6 @@ jobs=${JOBS:-4}
 iodepth=${IODEPTH:-16}
 rounds=${ROUNDS:-1}
 rws=${RW:-randread randwrite}
-engines=${ENGINES:-direct aio}
 
 for prog in fio qemu-nbd "$blkmigd"; do
     command -v "$prog" >/dev/null 2>&1 || { echo "nbd-client: $prog not found (make deps; make)" >&2; exit 1; }
@@ -27,11 +25,12 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nbd-client.XXXXXX")
 pids=
-cleanup() {
+stop_all() {
     for p in $pids; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
+    pids=
+    rm -f "$tmp"/*.sock
 }
-trap cleanup EXIT INT TERM
+trap 'stop_all; rm -rf "$tmp"' EXIT INT TERM
 
 img=$tmp/disk.raw
 fallocate -l "$size" "$img" 2>/dev/null || truncate -s "$size" "$img"
@@ -45,12 +44,6 @@ wait_socket() {
     done
 }
 
-stop_all() {
-    for p in $pids; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    pids=
-    rm -f "$tmp"/*.sock
-}
-
 # qemu-nbd --shared=$1 on $tmp/q.sock
 start_qemu_nbd() {
     qemu-nbd --format=raw --socket="$tmp/q.sock" --persistent --shared="$1" \
@@ -59,11 +52,9 @@ start_qemu_nbd() {
     wait_socket "$tmp/q.sock"
 }
 
-# blkmigd with drive d0 on qemu-nbd, engine $1, exported on $tmp/b.sock
+# blkmigd with drive d0 on qemu-nbd, exported on $tmp/b.sock
 start_blkmigd() {
-    bin=$blkmigd
-    case "$1" in *@*) bin=${1#*@} ;; esac
-    BLKMIG_NBD_ENGINE=${1%@*} "$bin" --drive "id=d0,file=nbd+unix:///?socket=$tmp/q.sock,format=raw" \
+    "$blkmigd" --drive "id=d0,file=nbd+unix:///?socket=$tmp/q.sock,format=raw" \
         --nbd "unix:$tmp/b.sock" --log "$tmp/blkmigd.log" &
     pids="$pids $!"
     wait_socket "$tmp/b.sock"
@@ -77,14 +68,13 @@ run_fio() {
         awk -F';' -v rw="$1" '$1 == 3 { print (rw ~ /read/) ? $8 : $49 }'
 }
 
-# One measurement: rw $1, qemu-nbd --shared=$2, engine $3
+# One measurement: rw $1, qemu-nbd --shared=$2, path $3 (direct, blkmigd)
 measure() {
+    start_qemu_nbd "$2"
     if [ "$3" = direct ]; then
-        start_qemu_nbd "$2"
         iops=$(run_fio "$1" "nbd+unix:///?socket=$tmp/q.sock")
     else
-        start_qemu_nbd "$2"
-        start_blkmigd "$3"
+        start_blkmigd
         iops=$(run_fio "$1" "nbd+unix:///d0?socket=$tmp/b.sock")
     fi
     stop_all
@@ -92,15 +82,17 @@ measure() {
 }
 
 echo "4 KiB, $jobs fio jobs x iodepth $iodepth, ${runtime}s per run, $size file on $(df -T "$tmp" | awk 'NR==2 { print $2 }'), $(nproc) CPUs"
-printf '%-6s %-10s %-14s %-8s %10s\n' round rw qemu-nbd engine IOPS
+printf '%-6s %-10s %-12s %-8s %10s\n' round rw qemu-nbd path IOPS
 r=1
 while [ "$r" -le "$rounds" ]; do
     for rw in $rws; do
         for shared in 1 8; do
-            for e in $engines; do
-                [ "$e" = direct ] && [ "$shared" = 1 ] && continue
-                mode=$([ "$shared" = 1 ] && echo single-conn || echo multi-conn)
-                printf '%-6s %-10s %-14s %-8s %10s\n' "$r" "$rw" "$mode" "$e" "$(measure "$rw" "$shared" "$e")"
+            mode=$([ "$shared" = 1 ] && echo single-conn || echo multi-conn)
+            for path in direct blkmigd; do
+                # fio's jobs need as many client slots as there are jobs
+                [ "$path" = direct ] && [ "$shared" -lt "$jobs" ] && continue
+                printf '%-6s %-10s %-12s %-8s %10s\n' "$r" "$rw" "$mode" "$path" \
+                       "$(measure "$rw" "$shared" "$path")"
             done
         done
     done

@@ -138,8 +138,8 @@ void nbdc_wake(int fd);
 /* nbd-drive.c: wait for W's commands, driving the connection when no one
  * else does; past DEADLINE the connection is shut down. */
 void nbdc_drive_wait(NbdWait *w, gint64 deadline);
-/* nbd-drive.c: the driver role, for the keeper (waits for a caller to
- * hand it over) */
+/* nbd-drive.c: the driver role for the keeper, which waits until no
+ * caller drives, and releases it to the next waiter. */
 void nbdc_drive_take(NbdConn *conn);
 void nbdc_drive_release(NbdConn *conn);
 /* nbd-drive.c: shut H's socket down: libnbd sees EOF next and fails
@@ -147,8 +147,8 @@ void nbdc_drive_release(NbdConn *conn);
 void nbdc_shut_socket(struct nbd_handle *h);
 
 /* nbd-request.c: one request's commands.  SUBMIT issues one command for
- * [off, off+len) on H with the completion callback CB (nbd_request_*
- * fill it) and returns its cookie or -1. */
+ * [off, off+len) on H (an nbd_aio_* call, OPAQUE its own data) with the
+ * completion callback CB and returns the cookie, or -1. */
 typedef int64_t (*NbdSubmitFn)(struct nbd_handle *h, uint64_t off, uint64_t len,
                                void *buf, nbd_completion_callback cb, void *opaque);
 /* Split [off, off+len) into commands of at most MAX bytes (BUF advancing
@@ -156,8 +156,6 @@ typedef int64_t (*NbdSubmitFn)(struct nbd_handle *h, uint64_t off, uint64_t len,
  * all: 0, or a negative errno (-EIO for a lost or timed-out connection). */
 int nbdc_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint64_t max,
                 NbdSubmitFn submit, void *opaque);
-/* The completion callback of a command in W. */
-nbd_completion_callback nbdc_request_callback(NbdWait *w);
 
 /* nbd-status.c: the driver's block_status. */
 int nbdc_status(NbdClient *c, uint64_t off, uint64_t len, uint64_t *pnum, BdrvStatus *status);

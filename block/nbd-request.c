@@ -21,7 +21,7 @@ static int complete_cb(void *opaque, int *error)
     return 1;                   /* retire the command: nobody asks for it */
 }
 
-nbd_completion_callback nbdc_request_callback(NbdWait *w)
+static nbd_completion_callback request_callback(NbdWait *w)
 {
     return (nbd_completion_callback){ .callback = complete_cb, .user_data = w };
 }
@@ -90,7 +90,7 @@ static bool submit_one(NbdConn *conn, NbdWait *w, uint64_t off, uint64_t len, vo
     wait_add(w, 1, 0);          /* before: the callback may run at once */
     g_rw_lock_reader_lock(&conn->use_lock);
     struct nbd_handle *h = conn->h;
-    int64_t cookie = h ? submit(h, off, len, buf, nbdc_request_callback(w), opaque) : -1;
+    int64_t cookie = h ? submit(h, off, len, buf, request_callback(w), opaque) : -1;
     if (cookie < 0) {
         err = submit_errno(h);
     }

@@ -33,14 +33,15 @@ bool bdrv_is_nbd_uri(const char *filename)
 
 /* The node follows the export: read-only when the server says so, and
  * requests aligned to the server's minimum block size (the generic layer
- * bounces the rest). */
+ * bounces the rest), whatever cache= the node inherited: O_DIRECT's
+ * alignment means nothing to a socket. */
 static void apply_export(BlockDriverState *bs, const NbdExport *exp)
 {
+    bool usable = exp->min_block <= BDRV_DIRECT_ALIGN &&
+                  (exp->min_block & (exp->min_block - 1)) == 0;
+
     bs->opts.read_only |= exp->read_only;
-    if (exp->min_block > 1 && exp->min_block <= BDRV_DIRECT_ALIGN &&
-        (exp->min_block & (exp->min_block - 1)) == 0) {
-        bs->align = bs->buf_align = exp->min_block;
-    }
+    bs->align = bs->buf_align = usable ? exp->min_block : 1;
 }
 
 /* Connection 0 is up already; with multi-conn the others connect in the

@@ -140,6 +140,7 @@ static bool reconnect(NbdConn *conn, guint *backoff_ms)
     }
     struct nbd_handle *h = nbdc_conn_connect(conn->client, conn->keeper_fd, &err);
     if (h && !nbdc_conn_matches(conn->client, h, &err)) {
+        g_message("NBD server '%s': %s", conn->client->uri, err->message);
         nbdc_conn_close(h);
         h = NULL;
     }

@@ -362,6 +362,27 @@ static void test_idle_reconnect(void)
     ns_free(s);
 }
 
+/* A server that comes back with another export (a different size) on
+ * the same socket is not used: requests keep failing with EIO. */
+static void test_export_changed(void)
+{
+    uint8_t buf[4096];
+
+    if (!interop_need("qemu-nbd")) {
+        return;
+    }
+    NbdServer *s = serve_file("changed", 4 * MiB, 0x6f);
+    BlockDriverState *bs = open_ok(s->uri);
+    g_assert_cmpint(bdrv_pread(bs, 0, buf, sizeof(buf)), ==, 0);
+    ns_free(s);
+    s = serve_file("changed", 8 * MiB, 0x70);
+    g_usleep(1500 * 1000);      /* several reconnect attempts */
+    g_assert_cmpint(bdrv_pread(bs, 0, buf, sizeof(buf)), ==, -EIO);
+    g_assert_cmpint(bdrv_getlength(bs), ==, 4 * MiB);
+    bdrv_close(bs);
+    ns_free(s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -372,5 +393,6 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd-client/server-killed", test_server_killed);
     g_test_add_func("/nbd-client/server-hung", test_server_hung);
     g_test_add_func("/nbd-client/idle-reconnect", test_idle_reconnect);
+    g_test_add_func("/nbd-client/export-changed", test_export_changed);
     return g_test_run();
 }

@@ -395,6 +395,37 @@ static void test_nbdkit_data_readonly(void)
     ns_free(s);
 }
 
+/* A hole without the zero bit may read as anything (here: nbdkit pattern
+ * data under an extent list saying "hole"), so it is DATA; only the zero
+ * bit makes a run ZERO. */
+static void test_hole_not_zero(void)
+{
+    g_autofree char *list = qtest_path("extents.txt");
+    static const struct { uint64_t off; BdrvStatus status; } want[] = {
+        { 0, BDRV_STATUS_DATA }, { MiB, BDRV_STATUS_ZERO }, { 2 * MiB, BDRV_STATUS_DATA },
+        { 3 * MiB, BDRV_STATUS_ZERO },
+    };
+    uint64_t pnum;
+    BdrvStatus st;
+
+    if (!need_tools()) {
+        return;
+    }
+    g_assert_true(g_file_set_contents(list, "0 1M hole\n1M 1M hole,zero\n2M 1M\n3M 1M zero\n",
+                                      -1, NULL));
+    g_autofree char *args = g_strdup_printf("-r --filter=extentlist pattern 4M "
+                                            "extentlist=%s", list);
+    NbdServer *s = ns_nbdkit("holes", args);
+    BlockDriverState *bs = open_ok("d0", s->uri, "raw");
+    for (size_t i = 0; i < G_N_ELEMENTS(want); i++) {
+        g_assert_cmpint(bdrv_block_status_ext(bs, want[i].off, MiB, 0, &pnum, &st, NULL), ==, 0);
+        g_assert_cmpint(st, ==, want[i].status);
+        g_assert_cmpuint(pnum, ==, MiB);
+    }
+    bdrv_close(bs);
+    ns_free(s);
+}
+
 /* ---- qcow2 ---- */
 
 static char *make_qcow2(const char *name)
@@ -543,6 +574,39 @@ static void test_overlay_on_nbd(void)
     ns_free(s);
 }
 
+/* A qcow2 backing image whose bytes come over NBD (qemu-nbd -f raw on
+ * the qcow2 file): our qcow2 driver reads it through the NBD node, named
+ * qcow2 and probed. */
+static void test_overlay_on_nbd_qcow2(void)
+{
+    static const char *const formats[] = { "qcow2", NULL };
+
+    if (!need_tools()) {
+        return;
+    }
+    g_autofree char *img = make_qcow2("ovq-base.qcow2");
+    g_autofree char *conv = qtest_path("ovq-base.raw");
+    g_free(qt_run("qemu-img convert -f qcow2 -O raw %s %s", img, conv));
+    gsize len;
+    g_autofree uint8_t *want = tf_read_file(conv, &len);
+    g_autofree char *args = g_strdup_printf("-r -f raw %s", img);
+    NbdServer *s = ns_qemu_nbd("ovq", args);
+
+    for (size_t i = 0; i < G_N_ELEMENTS(formats); i++) {
+        g_autofree char *name = g_strdup_printf("ovq%zu.qcow2", i);
+        g_autofree char *ov = qtest_path(name);
+        BlockOptions opts = { .id = "ovq", .filename = ov, .format = "qcow2", .create = true,
+                              .backing = s->uri, .backing_format = formats[i] };
+        g_autoptr(GError) err = NULL;
+        BlockDriverState *bs = bdrv_open(&opts, &err);
+        g_assert_no_error(err);
+        g_assert_cmpstr(bdrv_get_format(bdrv_get_backing(bs)), ==, "qcow2");
+        assert_drive_is(bs, want, formats[i] ? "qcow2 backing over NBD" : "probed backing");
+        bdrv_close(bs);
+    }
+    ns_free(s);
+}
+
 /* ---- blkmigd ---- */
 
 /* A drive whose file is an NBD URI: qemu-io writes through blkmigd's own
@@ -584,7 +648,9 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd-client/nbdkit/nozero", test_nbdkit_nozero);
     g_test_add_func("/nbd-client/nbdkit/sparse-random", test_nbdkit_sparse_random);
     g_test_add_func("/nbd-client/nbdkit/data-readonly", test_nbdkit_data_readonly);
+    g_test_add_func("/nbd-client/nbdkit/hole-not-zero", test_hole_not_zero);
     g_test_add_func("/nbd-client/overlay", test_overlay_on_nbd);
+    g_test_add_func("/nbd-client/overlay-qcow2-backing", test_overlay_on_nbd_qcow2);
     g_test_add_func("/nbd-client/blkmigd-drive", test_blkmigd_drive);
     return g_test_run();
 }

@@ -1,5 +1,6 @@
 /* blkmig's QMP-over-TLS options: which credentials to load, once. */
 #include "tls-opts.h"
+#include "blkmig-internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@ static TlsCreds *load(void)
 
     if (x509_dir && psk_dir) {
         fprintf(stderr, "blkmig: --tls-creds and --tls-psk exclude each other\n");
-        exit(EXIT_FAILURE);
+        exit(EXIT_FAILED);
     }
     if (!x509_dir && !psk_dir) {
         return NULL;
@@ -34,7 +35,7 @@ static TlsCreds *load(void)
     if (!c) {
         fprintf(stderr, "blkmig: %s: %s\n", psk_dir ? "--tls-psk" : "--tls-creds",
                 err->message);
-        exit(EXIT_FAILURE);
+        exit(EXIT_FAILED);
     }
     return c;
 }

@@ -49,6 +49,11 @@ struct BlockDriverState {
 extern const BlockDriver bdrv_file;     /* file-posix.c: the protocol */
 extern const BlockDriver bdrv_raw;      /* raw-format.c */
 extern const BlockDriver bdrv_qcow2;    /* qcow2.c */
+extern const BlockDriver bdrv_nbd;      /* nbd.c: NBD client (libnbd) */
+
+/* nbd.c: is FILENAME an NBD URI (nbd://, nbd+unix://, nbds://, ...),
+ * opened by bdrv_nbd rather than as a local file? */
+bool bdrv_is_nbd_uri(const char *filename);
 /* node.c: the formats users may name (format=), in probing order. */
 extern const BlockDriver *const bdrv_formats[];
 extern const size_t bdrv_n_formats;

@@ -112,14 +112,21 @@ static bool node_driver_open(BlockDriverState *bs, const BlockOptions *opts, GEr
     return true;
 }
 
+/* The protocol driver for FILENAME: NBD for an NBD URI, else a host file. */
+static const BlockDriver *protocol_for(const char *filename)
+{
+    return bdrv_is_nbd_uri(filename) ? &bdrv_nbd : &bdrv_file;
+}
+
 /* The protocol node for OPTS' file. */
 static BlockDriverState *open_protocol(const BlockOptions *opts, GError **errp)
 {
     BlockOptions fo = {
         .filename = opts->filename, .cache_none = opts->cache_none,
         .aio_native = opts->aio_native, .read_only = opts->read_only,
+        .timeout = opts->timeout,
     };
-    BlockDriverState *file = node_new(&fo, &bdrv_file);
+    BlockDriverState *file = node_new(&fo, protocol_for(opts->filename));
 
     if (!node_driver_open(file, &file->opts, errp)) {
         node_free(file);
@@ -148,6 +155,15 @@ static BlockDriverState *open_format(const BlockOptions *opts, const BlockDriver
                                      BlockDriverState *file, BlockDriverState *parent,
                                      bool probed, GError **errp)
 {
+    BlockOptions ro;
+
+    /* A protocol node that turned out read-only (an NBD server exporting
+     * read-only) makes the format node over it read-only too. */
+    if (file->opts.read_only && !opts->read_only) {
+        ro = *opts;
+        ro.read_only = true;
+        opts = &ro;
+    }
     BlockDriverState *bs = node_new(opts, drv);
 
     bs->file = file;
@@ -211,6 +227,12 @@ BlockDriverState *bdrv_open_node(const BlockOptions *opts, BlockDriverState *par
     if (!resolve_format(opts, &drv, errp) || !check_format_options(opts, drv, errp)) {
         return NULL;
     }
+    if (opts->create && bdrv_is_nbd_uri(opts->filename)) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "Drive '%s': create=on cannot make an image on an NBD server",
+                    node_name(opts));
+        return NULL;
+    }
     if (opts->create && drv->create(opts, &made, errp) < 0) {
         bdrv_create_undo(opts->filename, &made);
         return NULL;
@@ -239,7 +261,7 @@ void bdrv_close_node(BlockDriverState *bs)
 
 char *bdrv_backing_path(const char *image, const char *filename)
 {
-    if (g_path_is_absolute(filename)) {
+    if (g_path_is_absolute(filename) || bdrv_is_nbd_uri(filename)) {
         return g_strdup(filename);
     }
     char *dir = g_path_get_dirname(image);
@@ -249,13 +271,15 @@ char *bdrv_backing_path(const char *image, const char *filename)
 }
 
 /* PATH must not be BS or any image above it, and the chain must not grow
- * past BDRV_MAX_BACKING_DEPTH. */
+ * past BDRV_MAX_BACKING_DEPTH.  An NBD URI names no local file: only its
+ * depth is checked. */
 static bool check_chain(BlockDriverState *bs, const char *path, GError **errp)
 {
     struct stat st, up;
     int depth = 0;
+    bool remote = bdrv_is_nbd_uri(path);
 
-    if (stat(path, &st) < 0) {
+    if (!remote && stat(path, &st) < 0) {
         int err = errno;
         g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err),
                     "Cannot open backing file '%s' of '%s': %s", path, bs->filename,
@@ -263,7 +287,7 @@ static bool check_chain(BlockDriverState *bs, const char *path, GError **errp)
         return false;
     }
     for (BlockDriverState *n = bs; n; n = n->parent, depth++) {
-        if (stat(n->filename, &up) == 0 && up.st_dev == st.st_dev && up.st_ino == st.st_ino) {
+        if (!remote && stat(n->filename, &up) == 0 && up.st_dev == st.st_dev && up.st_ino == st.st_ino) {
             g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                         "Backing chain of '%s' loops: '%s' is its own backing file",
                         bs->filename, path);
@@ -286,6 +310,7 @@ BlockDriverState *bdrv_open_backing(BlockDriverState *bs, const char *filename,
     BlockOptions opts = {
         .filename = path, .format = format ? format : "auto", .read_only = true,
         .cache_none = bs->opts.cache_none, .aio_native = bs->opts.aio_native,
+        .timeout = bs->opts.timeout,
     };
 
     if (check_chain(bs, path, errp)) {

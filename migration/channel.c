@@ -100,3 +100,11 @@ MigStream *mig_channel_stream_new(int fd, bool writer)
     mig_stream_set_link_timeout(f, params.link_timeout);
     return f;
 }
+
+MigStream *migration_connect_extra(const char *uri, GError **errp)
+{
+    MigChannelKind kind;
+    int fd = mig_channel_open_outgoing(uri, &kind, errp);
+
+    return fd < 0 ? NULL : mig_channel_stream_new(fd, true);
+}

@@ -1,14 +1,16 @@
 /* Incoming migration over a socket: accept connections until no more are
  * expected, and sort each by its first four bytes: "QEVM" is the main
- * connection (the savevm stream), "BMFD" a multifd channel, which runs on
- * the connection's own thread.  Anything else fails the migration. */
+ * connection (the savevm stream); the magic of a registered channel
+ * handler (the block handler's "BMFD" multifd channels) hands the
+ * connection to that handler, on the connection's own thread.  Anything
+ * else fails the migration. */
 #include <errno.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "migration/block-migration.h"
 #include "migration/savevm.h"
 #include "migration-internal.h"
+#include "util/bswap.h"
 #include "util/sockets.h"
 
 #define WAIT_SLICE_US (100 * 1000)
@@ -40,7 +42,7 @@ static void conn_fail(Conn *c, const char *fmt, ...)
     va_start(ap, fmt);
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    multifd_recv_fail(g_error_new(MIG_ERROR, 0, "incoming migration: %s", msg));
+    migration_incoming_fail(g_error_new(MIG_ERROR, 0, "incoming migration: %s", msg));
     g_free(msg);
     g_mutex_lock(&c->l->lock);
     g_cond_broadcast(&c->l->cond);
@@ -72,9 +74,25 @@ static bool claim_main(Conn *c)
     return first;
 }
 
+/* A connection that is neither the main one nor a registered channel. */
+static void conn_unknown(Conn *c, uint32_t magic)
+{
+    g_autofree char *channels = savevm_channels_describe();
+
+    if (channels) {
+        conn_fail(c, "a connection started with 0x%08x, neither a migration stream "
+                  "(QEVM) nor %s", magic, channels);
+    } else {
+        conn_fail(c, "a connection started with 0x%08x, not a migration stream (QEVM)",
+                  magic);
+    }
+}
+
 static gpointer conn_thread(gpointer opaque)
 {
     Conn *c = opaque;
+    SaveVMChannelOps ops;
+    void *ops_opaque;
     uint8_t b[4];
     uint32_t magic;
 
@@ -85,16 +103,15 @@ static gpointer conn_thread(gpointer opaque)
         }
         return NULL;
     }
-    magic = (uint32_t)b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3];
+    magic = ld_be32(b);
     if (magic == QEMU_VM_FILE_MAGIC) {
         if (!claim_main(c)) {
             conn_fail(c, "a second migration stream (QEVM) connection arrived");
         }
-    } else if (magic == BLK_MIG_MULTIFD_MAGIC) {
-        multifd_recv_channel_run(c->f);
+    } else if (savevm_channel_find(magic, &ops, &ops_opaque)) {
+        ops.run(ops_opaque, c->f);
     } else {
-        conn_fail(c, "a connection started with 0x%08x, neither a migration stream "
-                  "(QEVM) nor a multifd channel (BMFD)", magic);
+        conn_unknown(c, magic);
     }
     return NULL;
 }
@@ -162,8 +179,9 @@ MigListener *mig_listener_start(int listen_fd)
     return l;
 }
 
-/* Whether waiting for the main connection is over.  multifd-recv's lock
- * is taken before ours elsewhere, so it is not taken while ours is held. */
+/* Whether waiting for the main connection is over.  The incoming
+ * migration's lock is taken before ours elsewhere, so it is not taken
+ * while ours is held. */
 static bool main_wait_over(MigListener *l)
 {
     bool over;
@@ -171,7 +189,7 @@ static bool main_wait_over(MigListener *l)
     g_mutex_lock(&l->lock);
     over = l->main || l->error || l->shut;
     g_mutex_unlock(&l->lock);
-    return over || multifd_recv_failed(NULL);
+    return over || migration_incoming_failed(NULL);
 }
 
 MigStream *mig_listener_wait_main(MigListener *l, GError **errp)
@@ -196,7 +214,7 @@ MigStream *mig_listener_wait_main(MigListener *l, GError **errp)
         g_clear_error(&error);
     } else if (error) {
         g_propagate_error(errp, error);
-    } else if (!multifd_recv_failed(errp)) {
+    } else if (!migration_incoming_failed(errp)) {
         g_set_error(errp, MIG_ERROR, 0, "incoming migration stopped before a connection "
                     "arrived");
     }

@@ -29,6 +29,8 @@ typedef struct Incoming {
     MigListener *listener;      /* socket migrations, until the end */
     MigStream *f;               /* while loading */
     int rp_fd;                  /* socket loads: where progress reports go; else -1 */
+    GError *failure;            /* the first failure of the migration */
+    bool failure_closed;        /* its load ended: later failures are echoes */
     GThread *thread;            /* joined by the next start or shutdown */
 } Incoming;
 
@@ -73,6 +75,52 @@ void incoming_query(MigrationInfo *info)
     g_mutex_unlock(&in.lock);
 }
 
+/* ---- the first failure ---- */
+
+void migration_incoming_fail(GError *err)
+{
+    bool recorded = false;
+
+    g_mutex_lock(&in.lock);
+    if (!in.failure && !in.failure_closed) {
+        in.failure = g_steal_pointer(&err);
+        recorded = true;
+        if (in.f) {
+            mig_stream_shutdown(in.f);
+        }
+    }
+    g_mutex_unlock(&in.lock);
+    g_clear_error(&err);
+    if (recorded) {
+        savevm_channels_failed();
+    }
+}
+
+bool migration_incoming_failed(GError **errp)
+{
+    bool failed;
+
+    g_mutex_lock(&in.lock);
+    failed = in.failure != NULL;
+    if (failed) {
+        g_propagate_error(errp, g_error_copy(in.failure));
+    }
+    g_mutex_unlock(&in.lock);
+    return failed;
+}
+
+/* A new migration starts with no failure (OPEN), or its load ended: what
+ * fails from now on (channels being stopped) only echoes the end. */
+static void set_failure_open(bool open)
+{
+    g_mutex_lock(&in.lock);
+    if (open) {
+        g_clear_error(&in.failure);
+    }
+    in.failure_closed = !open;
+    g_mutex_unlock(&in.lock);
+}
+
 /* ---- the thread ---- */
 
 /* Every channel of the migration arrived (or none was announced). */
@@ -84,10 +132,13 @@ static void stop_accepting(void *opaque)
 /* Listen for the migration's connections; returns the main one. */
 static MigStream *start_listener(IncomingRun *run, GError **errp)
 {
-    bool stop;
-    MigListener *l = mig_listener_start(run->fd);
+    bool stop, channels;
+    MigListener *l;
+    MigStream *main;
 
-    multifd_recv_begin(stop_accepting, l);
+    set_failure_open(true);
+    l = mig_listener_start(run->fd);
+    channels = savevm_channels_begin(stop_accepting, l);
     g_mutex_lock(&in.lock);
     in.listener = l;
     stop = in.shutting_down;
@@ -95,38 +146,16 @@ static MigStream *start_listener(IncomingRun *run, GError **errp)
     if (stop) {
         mig_listener_shutdown(l);
     }
-    return mig_listener_wait_main(l, errp);
+    main = mig_listener_wait_main(l, errp);
+    if (main && !channels) {
+        /* No handler takes extra connections. */
+        mig_listener_stop_accepting(l);
+    }
+    return main;
 }
 
-static int load(MigStream *f, bool is_socket, GError **errp)
-{
-    bool stop;
-    int ret;
-
-    g_mutex_lock(&in.lock);
-    in.f = f;
-    in.rp_fd = is_socket ? mig_stream_fd(f) : -1;
-    stop = in.shutting_down;
-    g_mutex_unlock(&in.lock);
-    if (stop) {
-        mig_stream_shutdown(f);
-    }
-    if (is_socket) {
-        /* All we send on it are small return-path messages, and the
-         * last one ends the downtime. */
-        mig_channel_set_nodelay(mig_stream_fd(f));
-    }
-    set_status(MIG_STATUS_ACTIVE, NULL);
-    multifd_recv_set_main(f);
-    ret = savevm_load(f, errp);
-    /* The flusher, the only reporter, has stopped. */
-    g_mutex_lock(&in.lock);
-    in.rp_fd = -1;
-    g_mutex_unlock(&in.lock);
-    return ret;
-}
-
-void incoming_report_durable(uint64_t bytes)
+/* The source's progress reports, through the load's handlers. */
+static void report_durable(void *opaque, uint64_t bytes)
 {
     int fd;
 
@@ -138,7 +167,37 @@ void incoming_report_durable(uint64_t bytes)
     }
 }
 
-void incoming_explain_link_error(MigStream *f, const char *where, GError **err)
+static const SaveVMLoadContext load_context = { .report_durable = report_durable };
+
+static int load(MigStream *f, bool is_socket, GError **errp)
+{
+    bool stop;
+    int ret;
+
+    g_mutex_lock(&in.lock);
+    in.f = f;
+    in.rp_fd = is_socket ? mig_stream_fd(f) : -1;
+    /* A channel may have failed before the main connection loads. */
+    stop = in.shutting_down || in.failure;
+    g_mutex_unlock(&in.lock);
+    if (stop) {
+        mig_stream_shutdown(f);
+    }
+    if (is_socket) {
+        /* All we send on it are small return-path messages, and the
+         * last one ends the downtime. */
+        mig_channel_set_nodelay(mig_stream_fd(f));
+    }
+    set_status(MIG_STATUS_ACTIVE, NULL);
+    ret = savevm_load(f, &load_context, errp);
+    /* The handlers' reporters have stopped. */
+    g_mutex_lock(&in.lock);
+    in.rp_fd = -1;
+    g_mutex_unlock(&in.lock);
+    return ret;
+}
+
+void migration_explain_link_error(MigStream *f, const char *where, GError **err)
 {
     char *why;
 
@@ -158,15 +217,15 @@ void incoming_explain_link_error(MigStream *f, const char *where, GError **err)
     g_free(why);
 }
 
-/* When a channel failed first, the main stream's error is only the
- * consequence of its shutdown: report the channel's. */
-static void prefer_channel_error(GError **err)
+/* When a channel (or the listener) failed first, the main stream's error
+ * is only the consequence of its shutdown: report the first failure. */
+static void prefer_first_failure(GError **err)
 {
-    GError *channel = NULL;
+    GError *first = NULL;
 
-    if (*err && multifd_recv_failed(&channel)) {
+    if (*err && migration_incoming_failed(&first)) {
         g_error_free(*err);
-        *err = channel;
+        *err = first;
     }
 }
 
@@ -243,11 +302,12 @@ static bool socket_incoming(IncomingRun *run, bool *connected)
 
     if (f) {
         load(f, true, &err);
-        incoming_explain_link_error(f, "", &err);
-        prefer_channel_error(&err);
+        migration_explain_link_error(f, "", &err);
+        prefer_first_failure(&err);
     }
+    set_failure_open(false);
     /* Nothing applies records any more once this returns. */
-    multifd_recv_abort();
+    savevm_channels_abort();
     g_mutex_lock(&in.lock);
     l = in.listener;
     g_mutex_unlock(&in.lock);
@@ -258,7 +318,7 @@ static bool socket_incoming(IncomingRun *run, bool *connected)
     in.listener = NULL;
     g_mutex_unlock(&in.lock);
     mig_listener_free(l);
-    multifd_recv_end();
+    savevm_channels_end();
     ok = !err;
     *connected = f != NULL;
     g_clear_error(&err);
@@ -270,6 +330,7 @@ static void file_incoming(IncomingRun *run)
     GError *err = NULL;
     MigStream *f = mig_stream_new_reader(run->fd);
 
+    set_failure_open(true);
     load(f, false, &err);
     finish(f, false, err);
     g_mutex_lock(&in.lock);
@@ -330,19 +391,6 @@ static gpointer incoming_thread(gpointer opaque)
 
 /* ---- entry points ---- */
 
-static void join_previous_thread(void)
-{
-    GThread *thread;
-
-    g_mutex_lock(&in.lock);
-    thread = in.thread;
-    in.thread = NULL;
-    g_mutex_unlock(&in.lock);
-    if (thread) {
-        g_thread_join(thread);
-    }
-}
-
 static bool incoming_start(const char *uri, bool relisten, GError **errp)
 {
     IncomingRun *run;
@@ -356,7 +404,7 @@ static bool incoming_start(const char *uri, bool relisten, GError **errp)
         g_set_error(errp, MIG_ERROR, 0, "There's a migration process in progress");
         return false;
     }
-    join_previous_thread();
+    migration_join_thread(&in.lock, &in.thread);
     run = g_new0(IncomingRun, 1);
     run->fd = mig_channel_open_incoming(uri, &run->kind, errp);
     if (run->fd < 0) {
@@ -403,5 +451,5 @@ void incoming_shutdown(void)
         mig_stream_shutdown(in.f);
     }
     g_mutex_unlock(&in.lock);
-    join_previous_thread();
+    migration_join_thread(&in.lock, &in.thread);
 }

@@ -1,33 +1,32 @@
-/* Private interfaces between the files of migration/. */
+/* Private interfaces between the files of the migration core
+ * (the .c files of migration/).  Handlers (migration/block/) see only
+ * include/migration/savevm.h. */
 #ifndef MIGRATION_INTERNAL_H
 #define MIGRATION_INTERNAL_H
 
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include "block/block.h"
 #include "migration/migration.h"
+#include "migration/savevm.h"
 #include "migration/stream.h"
-#include "util/checksum.h"
-#include "util/compress.h"
 
-/* status.c: the error domain of every migration GError. */
-GQuark mig_error_quark(void);
-#define MIG_ERROR mig_error_quark()
-/* Error codes: anything (0), or a connection of the migration failed, so
- * the peer may have said why on the return path, or a cancel. */
-#define MIG_ERROR_FAILED 0
-#define MIG_ERROR_IO 1
-/* The operator cancelled (the thread stopped at a section boundary). */
-#define MIG_ERROR_CANCELLED 2
-
-/* status.c: hooks registered by the emulator, shared by both directions. */
+/* migration.c: hooks registered by the emulator, shared by both directions. */
 /* Calls the status listener (never with a migration lock held). */
 void migration_notify_status(MigrationStatus status);
 /* The registered VM hooks; every member may be NULL. */
 MigrationVmOps migration_get_vm_ops(void);
+/* Join the thread in *SLOT (taken under LOCK), if any: the previous
+ * migration's, before a new one starts or at shutdown. */
+void migration_join_thread(GMutex *lock, GThread **slot);
 
-/* migration.c (outgoing) and incoming.c report into migration_query. */
+/* options.c: the block capability on for one migration only (QMP
+ * migrate's "blk": true), and back off once that one ended (or did not
+ * start). */
+void mig_cap_block_for_one_migration(void);
+void mig_cap_restore_temporary(void);
+
+/* outgoing.c and incoming.c report into migration_query. */
 bool outgoing_query(MigrationInfo *out);   /* false if never started */
 void incoming_query(MigrationInfo *out);
 bool incoming_is_busy(void);               /* listening or loading */
@@ -85,115 +84,21 @@ void return_path_send_error(MigStream *out, const char *text);
  * other writes to the socket come only after it). */
 void return_path_send_durable(int fd, uint64_t bytes);
 
-/* incoming.c: report durable progress to the source, if it listens. */
-void incoming_report_durable(uint64_t bytes);
-
-/* incoming.c: when connection F itself failed (the source closed it
- * mid-stream, or the link stalled), that is the news, not where the parser
- * was: replace *ERR by it, prefixed with WHERE. */
-void incoming_explain_link_error(MigStream *f, const char *where, GError **err);
-
-/* migration.c: the URI of the running outgoing migration (caller frees;
- * NULL when none), for the extra connections of multifd. */
-char *outgoing_uri(void);
-
-/* block-migration.c: disk bytes walked so far (bulk chunks and dirty
- * chunks, zero or not), the unit in which pending is counted. */
-uint64_t block_migration_processed_bytes(void);
-
-/* block-load.c: the load side of the "block" handler. */
-int block_load_state(MigStream *f, void *opaque, int version_id, GError **errp);
-int block_load_finish(void *opaque, GError **errp);
-/* Ends a load that failed (called from the handler's cleanup). */
-void block_load_cleanup(void);
-
-/* load-flusher.c: flushes the drives in the background while a load
- * writes them. */
-typedef struct LoadFlusher LoadFlusher;
-LoadFlusher *load_flusher_start(void);
-void load_flusher_written(LoadFlusher *fl, uint64_t bytes);
-/* From now on tell the source after each flush what is durable. */
-void load_flusher_report_progress(LoadFlusher *fl);
-/* Stops (NULL is fine); -1 with *errp set if a background flush failed. */
-int load_flusher_stop(LoadFlusher *fl, GError **errp);
-
-/* ---- destination: applying records, multifd channels, connections ---- */
-
-/* load-budget.c: a byte budget for the payloads of records received and
- * not yet written, shared by every connection of a load. */
-typedef struct BlkApplyBudget BlkApplyBudget;
-BlkApplyBudget *blk_apply_budget_new(uint64_t bytes);
-void blk_apply_budget_free(BlkApplyBudget *b);
-/* A buffer of LEN bytes once the budget has room (one always fits);
- * NULL once the budget was aborted. */
-uint8_t *blk_apply_budget_alloc(BlkApplyBudget *b, size_t len);
-/* LEN is what was asked of alloc. */
-void blk_apply_budget_release(BlkApplyBudget *b, uint8_t *buf, size_t len);
-/* Bytes of the budget a buffer of LEN bytes takes. */
-size_t blk_apply_budget_cost(size_t len);
-/* The accounting alone: wait for COST bytes of room (false once
- * aborted); give them back. */
-bool blk_apply_budget_take(BlkApplyBudget *b, size_t cost);
-void blk_apply_budget_give(BlkApplyBudget *b, size_t cost);
-/* Wake every waiting alloc, and fail all later ones. */
-void blk_apply_budget_abort(BlkApplyBudget *b);
-
-/* A validated record for the writer thread. */
-typedef struct BlkApplyItem {
-    BlockDriverState *bs;
-    uint64_t offset;
-    uint64_t len;               /* bytes to apply, inside the drive */
-    uint8_t *data;              /* NULL: zeroes; else from the budget */
-    size_t data_cap;            /* bytes allocated at data */
-} BlkApplyItem;
-
-/* block-apply.c: one connection's writer thread, so receiving and
- * writing overlap.  Zero ranges coalesce across records and skip what is
- * a hole already. */
-typedef struct BlkApplier BlkApplier;
-BlkApplier *blk_applier_new(BlkApplyBudget *budget, LoadFlusher *flusher);
-/* Queue ITEM (copied; its data is taken); false with *errp, ITEM's data
- * released, if an earlier write failed. */
-bool blk_applier_push(BlkApplier *a, const BlkApplyItem *item, GError **errp);
-/* Wait until everything queued is written; false with *errp if a write
- * failed. */
-bool blk_applier_drain(BlkApplier *a, GError **errp);
-/* Stop: what is still queued is dropped. */
-void blk_applier_free(BlkApplier *a);
-
-/* block-load.c: decoding records on a multifd channel (once the main
- * connection's setup part has loaded). */
-typedef struct BlkLoader BlkLoader;
-BlkLoader *block_load_channel_new(unsigned index);
-void block_load_channel_free(BlkLoader *l);
-/* One record from F: validated and queued for writing.  At the end marker
- * everything queued is written first and *END is set. */
-bool block_load_channel_next(BlkLoader *l, MigStream *f, bool *end, GError **errp);
-
-/* multifd-recv.c: what the destination knows about the extra connections
- * of the incoming migration, and the first failure among them.  All
- * functions are no-ops (or fail, for announcements) outside a socket
- * incoming migration. */
-/* ALL_ARRIVED is called (from any thread) once no further connection is
- * expected: every announced channel arrived, or none was announced. */
-void multifd_recv_begin(void (*all_arrived)(void *opaque), void *opaque);
-void multifd_recv_end(void);
-/* The main connection's stream: shut down when a channel fails. */
-void multifd_recv_set_main(MigStream *main);
-/* A CHANNELS record. */
-bool multifd_recv_expect(unsigned n, const uint8_t *id, GError **errp);
-/* The main connection's setup part loaded: channels may apply records. */
-bool multifd_recv_setup_done(GError **errp);
-/* Wait until every announced channel ended (all applied). */
-bool multifd_recv_wait_all(GError **errp);
-/* Run a connection that started with "BMFD" (its thread, until it ends). */
-void multifd_recv_channel_run(MigStream *f);
-/* Fail the incoming migration with ERR (taken) unless it failed already. */
-void multifd_recv_fail(GError *err);
-/* The first failure, copied to *errp; false when none. */
-bool multifd_recv_failed(GError **errp);
-/* Stop every channel; returns once none applies records any more. */
-void multifd_recv_abort(void);
+/* channel-handlers.c: the registered channel handlers (savevm.h), for
+ * the incoming side. */
+/* The handler for connections starting with MAGIC; false when none. */
+bool savevm_channel_find(uint32_t magic, SaveVMChannelOps *ops, void **opaque);
+/* "a multifd channel (BMFD)" for each, joined with " nor "; caller frees;
+ * NULL when none is registered. */
+char *savevm_channels_describe(void);
+/* Each handler's begin; ALL_ARRIVED(ARG) once every one of them expects
+ * no further connection.  False (and no call) when none is registered. */
+bool savevm_channels_begin(void (*all_arrived)(void *arg), void *arg);
+void savevm_channels_failed(void);
+void savevm_channels_abort(void);
+void savevm_channels_end(void);
+/* Forget every channel handler (savevm_unregister_all). */
+void savevm_unregister_channels(void);
 
 /* incoming-listener.c: accepts the connections of one incoming migration
  * and tells them apart by their first four bytes. */
@@ -209,131 +114,5 @@ void mig_listener_stop_accepting(MigListener *l);
 void mig_listener_shutdown(MigListener *l);
 /* Join every thread, close every connection. */
 void mig_listener_free(MigListener *l);
-
-/* ---- source: chunks, records, the read pipeline, multifd ---- */
-
-/* block-records.c: one block record ready for the wire. */
-typedef struct BlkRecord {
-    uint64_t offset;            /* byte offset in the drive */
-    uint32_t len;               /* bytes it covers (span length with SPAN) */
-    uint8_t flags;              /* DEVICE_BLOCK [| SPAN | ZERO_BLOCK | COMPRESSED] */
-    uint8_t algo;               /* BLK_MIG_COMPRESS_* with COMPRESSED */
-    const uint8_t *data;        /* payload unless ZERO_BLOCK */
-    uint32_t data_len;          /* payload bytes (compressed length with COMPRESSED) */
-} BlkRecord;
-
-/* Bytes R takes on the wire for drive ID. */
-uint64_t blk_record_wire_size(const char *id, const BlkRecord *r);
-/* Put R for drive ID on F (errors latch in F). */
-void blk_record_put(MigStream *f, const char *id, const BlkRecord *r);
-
-/* block-chunk.c: a unit of work of the read pipeline: the parts of one
- * 1 MiB chunk to send, then what to send for them. */
-typedef struct BlkRange {
-    uint64_t off;
-    uint64_t len;
-} BlkRange;
-
-/* storage-sample.c: the ranges of a drive the storage check compares
- * (include/migration/storage-check.h), sorted by offset, and their
- * digest seeded with SALT (-1 with *errp when a read fails). */
-GArray *storage_sample_choose(BlockDriverState *bs);
-int storage_sample_digest(BlockDriverState *bs, const GArray *ranges, uint64_t salt,
-                          ChecksumDigest *out, GError **errp);
-
-/* storage-check.c: drive ID of ours got disk contents from the stream
- * being loaded (block records); LISTED when the source named it in a list
- * of all its drives (DEVICE_SIZE), so a drive it never named is not on the
- * source.  Load thread only; the record ends with the load. */
-void storage_check_note_loaded(const char *id, bool listed);
-
-typedef struct BlkExtent {
-    uint64_t off;
-    uint64_t len;
-    bool is_data;
-} BlkExtent;
-
-typedef struct BlkChunkOptions {
-    bool whole_chunks;          /* qemu-compat: 1 MiB records only */
-    bool zero_blocks;           /* zeroes may travel as ZERO_BLOCK */
-    bool compress;
-    CompressAlgo compress_algo;
-    int compress_level;
-} BlkChunkOptions;
-
-typedef struct BlkChunkJob {
-    /* Set by the submitter. */
-    BlockDriverState *bs;
-    const char *id;             /* the drive's; outlives the job */
-    uint64_t chunk;             /* chunk start */
-    uint64_t drive_size;
-    GArray *ranges;             /* BlkRange: what to send, inside the drive */
-    GArray *extents;            /* BlkExtent: allocation status of the ranges */
-    uint64_t walked;            /* disk bytes the job accounts for */
-    bool needs_worker;          /* something to read or compress */
-    uint8_t *buf;               /* chunk-sized, from the pipeline's pool */
-    uint8_t *cbuf;              /* compressed payloads, when compressing */
-    /* Results. */
-    GArray *records;            /* BlkRecord, pointing into buf / cbuf */
-    uint64_t wire_bytes;
-    bool has_data;              /* counts as a data block (else a zero block) */
-    char *error;                /* a read failed: what happened */
-    bool done;                  /* guarded by the pipeline's lock */
-} BlkChunkJob;
-
-BlkChunkJob *blk_chunk_job_new(BlockDriverState *bs, const char *id, uint64_t chunk,
-                               uint64_t drive_size);
-void blk_chunk_job_free(BlkChunkJob *job);
-/* Submitter: add a range (clipped to the drive by the caller). */
-void blk_chunk_add_range(BlkChunkJob *job, uint64_t off, uint64_t len);
-/* Submitter, after the ranges' dirty bits were cleared: block status of
- * the ranges; sets needs_worker. */
-void blk_chunk_plan(BlkChunkJob *job, const BlkChunkOptions *o);
-/* Read what the plan says is data and build the records; C (NULL unless
- * compressing) is the caller's thread's compressor. */
-void blk_chunk_prepare(BlkChunkJob *job, const BlkChunkOptions *o, Compressor *c);
-
-/* block-pipeline.c: reader threads filling chunk jobs, oldest first out,
- * with the memory of the jobs in flight bounded. */
-typedef struct BlkPipeline BlkPipeline;
-BlkPipeline *blk_pipeline_new(const BlkChunkOptions *o, uint64_t max_inflight);
-/* Waits for the workers and frees every job still held. */
-void blk_pipeline_free(BlkPipeline *p);
-/* Whether one more job of any kind fits the memory budget now.  The
- * submitter (one thread) checks before it clears dirty bits for a job. */
-bool blk_pipeline_has_room(BlkPipeline *p);
-/* Takes JOB (planned; prepared already unless it needs a worker). */
-void blk_pipeline_submit(BlkPipeline *p, BlkChunkJob *job);
-/* The oldest job if it is ready, removed from the pipeline; else NULL. */
-BlkChunkJob *blk_pipeline_pop_ready(BlkPipeline *p);
-bool blk_pipeline_is_empty(BlkPipeline *p);
-/* Wait up to TIMEOUT_US for a job to become ready or memory to free,
- * unless that happened since the submitter last looked. */
-void blk_pipeline_wait(BlkPipeline *p, gint64 timeout_us);
-/* JOB was sent (or dropped): free it and return its memory.  Any thread. */
-void blk_pipeline_release(BlkPipeline *p, BlkChunkJob *job);
-
-/* multifd-send.c: the source's extra connections. */
-typedef struct MultifdSend MultifdSend;
-/* Called by a channel's thread once JOB's records are on its stream
- * (SENT, WIRE_BYTES) or were dropped after a failure (!SENT). */
-typedef void (*MultifdSentFn)(BlkChunkJob *job, bool sent, uint64_t wire_bytes,
-                              void *opaque);
-/* Connect N channels to URI, each sending its handshake; channel streams
- * share MAIN's rate limit. */
-MultifdSend *multifd_send_start(const char *uri, unsigned n, const uint8_t *id,
-                                MigStream *main, MultifdSentFn sent, void *opaque,
-                                GError **errp);
-unsigned multifd_send_channels(MultifdSend *m);
-/* Bytes the channels' sockets hold for the destination.  Any thread. */
-uint64_t multifd_send_unsent_bytes(MultifdSend *m);
-void multifd_send_queue(MultifdSend *m, unsigned channel, BlkChunkJob *job);
-/* The first channel failure, as an error; false when none. */
-bool multifd_send_failed(MultifdSend *m, GError **errp);
-/* End markers on every channel after what is queued; waits until they are
- * written (or a channel fails, or MAIN is shut down). */
-bool multifd_send_finish(MultifdSend *m, MigStream *main, GError **errp);
-/* Shut every channel down, drop what is queued, join, free. */
-void multifd_send_free(MultifdSend *m);
 
 #endif

@@ -1,674 +1,111 @@
-/* Outgoing migration: the state machine and the thread that drives the
- * savevm handlers from setup through switchover to the destination's
- * acknowledgement. */
-#include <errno.h>
-#include <unistd.h>
-
-#include "migration/block-migration.h"
+/* The module's facade: what both migration directions share (status
+ * names, the hooks the emulator registers), query-migrate and shutdown.
+ * Handlers are registered by the emulator (savevm.h), not here. */
 #include "migration/migration.h"
 #include "migration/options.h"
-#include "migration/savevm.h"
 #include "migration-internal.h"
 
-/* Payload per iteration when unlimited: keeps each round short enough to
- * re-check the switchover condition often. */
-#define UNLIMITED_ROUND_BYTES (16u << 20)
-/* Long enough that filling socket buffers and read pipelines does not
- * pass for throughput. */
-#define BANDWIDTH_WINDOW_US (250 * 1000)
-/* The destination reports durable bytes every 32 MiB flushed. */
-#define DEST_RATE_WINDOW_US (1000 * 1000)
-/* Dirty-phase windows measured before the estimate is trusted. */
-#define BANDWIDTH_TRUSTED_WINDOWS 2
-#define ACK_TIMEOUT_US (60 * G_USEC_PER_SEC)
-/* After a write error, how long the destination gets to explain it. */
-#define DEST_ERROR_GRACE_US (2 * G_USEC_PER_SEC)
-/* How long a cancel may take to reach a section boundary, tell a blkmig
- * destination and hear its answer, before the connections just close. */
-#define CANCEL_GRACE_US (2 * G_USEC_PER_SEC)
+G_DEFINE_QUARK(blkmig-migration-error-quark, mig_error)
 
-typedef struct Outgoing {
-    GMutex lock;
-    bool started;               /* a migration was ever started */
-    MigrationStatus status;
-    char *error_desc;
-    gint64 start_us;
-    int64_t setup_ms;
-    int64_t total_ms;           /* once finished */
-    int64_t downtime_ms;        /* once completed */
-    int64_t expected_downtime_ms;
-    bool has_disk;
-    bool cancel_requested;
-    /* A cancel is announced on the stream (to a blkmig destination over a
-     * socket) by cancel_deadline_us, unless it came once the guest was
-     * stopping for the switchover. */
-    bool announce_cancel;
-    bool switching_over;
-    gint64 cancel_deadline_us;
-    /* The whole stream reached the destination, which may start the guest
-     * at any moment: cancelling or resuming here could run it twice. */
-    bool handed_over;
-    MigStream *f;               /* while the thread runs; for cancel */
-    char *uri;                  /* of the last migration started */
-    GThread *thread;            /* joined by the next start or shutdown */
-} Outgoing;
+static GMutex hooks_lock;
+static MigrationVmOps vm_ops;
+static MigrationStatusListener status_listener;
+static void *status_listener_opaque;
 
-static Outgoing out;
-
-/* What the migration thread owns. */
-typedef struct MigrationRun {
-    MigStream *f;
-    ReturnPath *rp;
-    MigChannelKind kind;
-    uint64_t bandwidth;         /* disk bytes processed per second */
-    uint64_t last_rate;         /* ...in the last window */
-    uint64_t dest_rate;         /* disk bytes made durable per second, or 0 */
-    gint64 dest_window_start_us;
-    uint64_t dest_window_start_durable;
-    unsigned dirty_windows;     /* windows measured in the dirty phase */
-    bool bandwidth_measured;    /* ...enough of them */
-    bool in_dirty_phase;
-    gint64 window_start_us;
-    uint64_t window_start_processed;
-    bool vm_stopped;
-    bool was_running;
-    gint64 stop_us;
-} MigrationRun;
-
-static bool status_is_active(MigrationStatus s)
+const char *mig_status_name(MigrationStatus s)
 {
-    return s == MIG_STATUS_SETUP || s == MIG_STATUS_ACTIVE || s == MIG_STATUS_CANCELLING;
+    static const char *const names[] = {
+        [MIG_STATUS_NONE] = "none",
+        [MIG_STATUS_SETUP] = "setup",
+        [MIG_STATUS_ACTIVE] = "active",
+        [MIG_STATUS_CANCELLING] = "cancelling",
+        [MIG_STATUS_CANCELLED] = "cancelled",
+        [MIG_STATUS_COMPLETED] = "completed",
+        [MIG_STATUS_FAILED] = "failed",
+    };
+    return (unsigned)s < G_N_ELEMENTS(names) ? names[s] : "unknown";
 }
 
-bool migration_is_active(void)
+void migration_info_clear(MigrationInfo *info)
 {
-    bool active;
-
-    g_mutex_lock(&out.lock);
-    active = status_is_active(out.status);
-    g_mutex_unlock(&out.lock);
-    return active;
+    g_clear_pointer(&info->error_desc, g_free);
 }
 
-/* Move from FROM to TO unless a cancel (or anything else) got there
- * first. */
-static void status_transition(MigrationStatus from, MigrationStatus to)
+void migration_set_vm_ops(const MigrationVmOps *ops)
 {
-    bool changed = false;
+    g_mutex_lock(&hooks_lock);
+    vm_ops = *ops;
+    g_mutex_unlock(&hooks_lock);
+}
 
-    g_mutex_lock(&out.lock);
-    if (out.status == from) {
-        out.status = to;
-        changed = true;
+MigrationVmOps migration_get_vm_ops(void)
+{
+    MigrationVmOps ops;
+
+    g_mutex_lock(&hooks_lock);
+    ops = vm_ops;
+    g_mutex_unlock(&hooks_lock);
+    return ops;
+}
+
+void migration_set_status_listener(MigrationStatusListener cb, void *opaque)
+{
+    g_mutex_lock(&hooks_lock);
+    status_listener = cb;
+    status_listener_opaque = opaque;
+    g_mutex_unlock(&hooks_lock);
+}
+
+static bool status_is_final(MigrationStatus status)
+{
+    return status == MIG_STATUS_COMPLETED || status == MIG_STATUS_FAILED ||
+           status == MIG_STATUS_CANCELLED;
+}
+
+void migration_notify_status(MigrationStatus status)
+{
+    MigrationStatusListener cb;
+    void *opaque;
+
+    /* First, so that whoever reacts to the final status already sees the
+     * capabilities as they were before. */
+    if (status_is_final(status)) {
+        mig_cap_restore_temporary();
     }
-    g_mutex_unlock(&out.lock);
-    if (changed) {
-        migration_notify_status(to);
+    g_mutex_lock(&hooks_lock);
+    cb = status_listener;
+    opaque = status_listener_opaque;
+    g_mutex_unlock(&hooks_lock);
+    if (cb) {
+        cb(status, opaque);
     }
 }
 
-static bool cancel_requested(void)
-{
-    bool cancel;
-
-    g_mutex_lock(&out.lock);
-    cancel = out.cancel_requested;
-    g_mutex_unlock(&out.lock);
-    return cancel;
-}
-
-static bool set_cancelled_error(GError **errp)
-{
-    g_set_error(errp, MIG_ERROR, MIG_ERROR_CANCELLED, "migration cancelled");
-    return false;
-}
-
-/* From here a cancel is no longer announced but cuts the connection: the
- * guest is stopping and the stream is mid-section until the end.  False
- * when a cancel came first. */
-static bool begin_switchover(void)
-{
-    bool cancel;
-
-    g_mutex_lock(&out.lock);
-    cancel = out.cancel_requested;
-    out.switching_over = !cancel;
-    g_mutex_unlock(&out.lock);
-    return !cancel;
-}
-
-/* ---- the phases of the thread ---- */
-
-static bool run_setup(MigrationRun *run, GError **errp)
-{
-    /* The destination acts on the setup part (sizes, multifd channels)
-     * before the bulk data: it goes out at once. */
-    if (savevm_state_header(run->f, errp) < 0 ||
-        savevm_state_setup(run->f, errp) < 0 ||
-        mig_stream_flush(run->f) < 0) {
-        if (errp && !*errp) {
-            g_set_error(errp, MIG_ERROR, MIG_ERROR_IO, "writing the migration stream "
-                        "failed: %s", mig_stream_error_msg(run->f));
-        }
-        return false;
-    }
-    g_mutex_lock(&out.lock);
-    out.setup_ms = (g_get_monotonic_time() - out.start_us) / 1000;
-    g_mutex_unlock(&out.lock);
-    status_transition(MIG_STATUS_SETUP, MIG_STATUS_ACTIVE);
-    return true;
-}
-
-static void start_bandwidth_window(MigrationRun *run)
-{
-    run->window_start_us = g_get_monotonic_time();
-    run->window_start_processed = block_migration_processed_bytes();
-}
-
-/* Disk bytes walked per second: the slower of the last two windows of at
- * least BANDWIDTH_WINDOW_US, since an estimate too high makes the
- * downtime too long.  The bulk phase's rate counts holes, which cost
- * almost nothing, so the dirty phase starts measuring afresh before it
- * trusts the estimate.  A window without progress while something is
- * pending (the destination fell behind) counts as zero. */
-static void update_bandwidth(MigrationRun *run, bool bulk_done)
-{
-    gint64 elapsed = g_get_monotonic_time() - run->window_start_us;
-    uint64_t processed, rate;
-
-    if (bulk_done && !run->in_dirty_phase) {
-        run->in_dirty_phase = true;
-        run->last_rate = 0;
-        start_bandwidth_window(run);
-        return;
-    }
-    if (elapsed < BANDWIDTH_WINDOW_US) {
-        return;
-    }
-    processed = block_migration_processed_bytes();
-    if (processed == run->window_start_processed && savevm_state_pending() == 0) {
-        start_bandwidth_window(run);
-        return;
-    }
-    rate = (processed - run->window_start_processed) * (double)G_USEC_PER_SEC / elapsed;
-    run->bandwidth = run->last_rate ? MIN(rate, run->last_rate) : rate;
-    run->last_rate = rate;
-    if (run->in_dirty_phase) {
-        run->dirty_windows++;
-        run->bandwidth_measured = run->dirty_windows >= BANDWIDTH_TRUSTED_WINDOWS;
-    }
-    start_bandwidth_window(run);
-}
-
-/* Disk bytes the destination has made durable, as it reports them. */
-static bool dest_durable(MigrationRun *run, uint64_t *durable)
-{
-    return run->rp && return_path_durable(run->rp, durable);
-}
-
-/* The destination's durable bytes per second over windows of at least
- * DEST_RATE_WINDOW_US (it reports after each flush, so shorter windows
- * would mostly see none). */
-static void update_dest_rate(MigrationRun *run)
-{
-    gint64 now = g_get_monotonic_time();
-    uint64_t durable;
-
-    if (!dest_durable(run, &durable)) {
-        return;
-    }
-    if (!run->dest_window_start_us) {
-        run->dest_window_start_us = now;
-        run->dest_window_start_durable = durable;
-        return;
-    }
-    if (now - run->dest_window_start_us < DEST_RATE_WINDOW_US) {
-        return;
-    }
-    run->dest_rate = (durable - run->dest_window_start_durable) * (double)G_USEC_PER_SEC /
-                     (now - run->dest_window_start_us);
-    run->dest_window_start_us = now;
-    run->dest_window_start_durable = durable;
-}
-
-/* What the downtime would have to move if the guest stopped now: what is
- * still to send, and what was sent but is not durable at the destination
- * yet (or at least what the kernel still holds for it). */
-static uint64_t switchover_bytes(MigrationRun *run)
-{
-    uint64_t pending = savevm_state_pending();
-    uint64_t durable, processed;
-
-    if (dest_durable(run, &durable)) {
-        processed = block_migration_processed_bytes();
-        return pending + (processed > durable ? processed - durable : 0);
-    }
-    return pending + mig_stream_unsent_bytes(run->f);
-}
-
-/* True once the handlers' bulk phase is over and what is left can be sent
- * within the downtime limit. */
-static bool ready_to_switch(MigrationRun *run, bool bulk_done, uint64_t downtime_limit_ms)
-{
-    uint64_t pending = switchover_bytes(run);
-    uint64_t bandwidth = run->bandwidth;
-
-    update_dest_rate(run);
-    if (run->dest_rate && run->dest_rate < bandwidth) {
-        bandwidth = run->dest_rate;
-    }
-    g_mutex_lock(&out.lock);
-    out.expected_downtime_ms = bandwidth ? pending * 1000 / bandwidth : 0;
-    g_mutex_unlock(&out.lock);
-    if (!bulk_done) {
-        return false;
-    }
-    return pending == 0 ||
-           (run->bandwidth_measured &&
-            (double)pending <= (double)bandwidth * downtime_limit_ms / 1000);
-}
-
-/* False once a cancel came, which lifted the limit for good. */
-static bool set_rate_limit(MigrationRun *run, uint64_t bytes_per_sec)
-{
-    bool cancel;
-
-    g_mutex_lock(&out.lock);
-    cancel = out.cancel_requested;
-    if (!cancel) {
-        mig_stream_set_rate_limit(run->f, bytes_per_sec);
-    }
-    g_mutex_unlock(&out.lock);
-    return !cancel;
-}
-
-/* Each round ends with a flushed section part, an empty one (a bare EOS
- * record, which QEMU 7.2's block loader accepts too) when there is nothing
- * to send: that is what tells the destination the link is alive while the
- * source waits for dirty data or for the destination's DURABLE reports. */
-static bool run_iterations(MigrationRun *run, GError **errp)
-{
-    MigrationParameters params;
-
-    mig_params_get(&params);
-    run->bandwidth = params.max_bandwidth;
-    start_bandwidth_window(run);
-    for (;;) {
-        uint64_t max_bytes;
-        int ret;
-
-        /* Re-read every round: QMP may change the limit at any time. */
-        mig_params_get(&params);
-        if (!set_rate_limit(run, params.max_bandwidth)) {
-            return set_cancelled_error(errp);
-        }
-        max_bytes = params.max_bandwidth ? MAX(params.max_bandwidth / 10, 1)
-                                         : UNLIMITED_ROUND_BYTES;
-        ret = savevm_state_iterate(run->f, max_bytes, errp);
-        if (ret < 0) {
-            return false;
-        }
-        update_bandwidth(run, ret == 1);
-        if (ready_to_switch(run, ret == 1, params.downtime_limit)) {
-            return true;
-        }
-    }
-}
-
-static bool run_switchover(MigrationRun *run, GError **errp)
-{
-    MigrationVmOps ops = migration_get_vm_ops();
-
-    if (!begin_switchover()) {
-        return set_cancelled_error(errp);
-    }
-    run->was_running = ops.guest_is_running && ops.guest_is_running(ops.opaque);
-    if (ops.stop_for_switchover) {
-        ops.stop_for_switchover(ops.opaque);
-    }
-    run->vm_stopped = true;
-    run->stop_us = g_get_monotonic_time();
-    if (run->kind == MIG_CHANNEL_SOCKET) {
-        mig_channel_set_nodelay(mig_stream_fd(run->f));
-    }
-    if (savevm_state_complete(run->f, errp) < 0) {
-        return false;
-    }
-
-    if (run->rp && mig_stream_flush(run->f) == 0) {
-        g_mutex_lock(&out.lock);
-        out.handed_over = true;
-        g_mutex_unlock(&out.lock);
-    }
-    if (run->kind == MIG_CHANNEL_FILE && mig_stream_fsync(run->f) < 0) {
-        g_set_error(errp, MIG_ERROR, 0, "saving the migration stream failed: %s",
-                    mig_stream_error_msg(run->f));
-        return false;
-    }
-    if (run->rp) {
-        return return_path_wait_ack(run->rp, ACK_TIMEOUT_US, errp);
-    }
-    return true;
-}
-
-/* ---- ending ---- */
-
-/* The error to report: the destination's own words when it sent any,
- * waiting a little for them when our writes failed (it probably hung up
- * because it failed). */
-static char *failure_text(MigrationRun *run, GError *err)
-{
-    char *dest = NULL;
-
-    if (run->rp) {
-        bool io_failed = mig_stream_error(run->f) ||
-                         (err && g_error_matches(err, MIG_ERROR, MIG_ERROR_IO));
-        gint64 grace = io_failed ? DEST_ERROR_GRACE_US : 0;
-        dest = return_path_wait_error(run->rp, grace);
-    }
-    if (dest) {
-        char *text = g_strdup_printf("destination failed: %s", dest);
-        g_free(dest);
-        return text;
-    }
-    return g_strdup(err ? err->message : "migration failed");
-}
-
-static void release_channel(MigrationRun *run)
-{
-    MigStream *f;
-
-    /* The return path uses the stream: it goes first. */
-    g_clear_pointer(&run->rp, return_path_free);
-    g_mutex_lock(&out.lock);
-    f = out.f;
-    out.f = NULL;
-    g_mutex_unlock(&out.lock);
-    mig_stream_close(f);
-}
-
-/* After hand-over, only a destination that said it failed is known not to
- * run the guest; anything else (lost connection, no answer) leaves the
- * source guest stopped for the operator to decide. */
-static bool may_resume_guest(MigrationRun *run)
-{
-    bool handed_over;
-
-    g_mutex_lock(&out.lock);
-    handed_over = out.handed_over;
-    g_mutex_unlock(&out.lock);
-    return !handed_over || (run->rp && return_path_dest_refused(run->rp));
-}
-
-static char *unsure_outcome_text(char *error_desc)
-{
-    char *text = g_strdup_printf("%s; the destination may be running the guest, "
-                                 "so the source guest stays stopped", error_desc);
-    g_free(error_desc);
-    return text;
-}
-
-/* A cancel that stopped the thread at a section boundary (ERR says so):
- * tell a blkmig destination, and give it until the cancel deadline to
- * answer, so that the multifd channels close only after it read why. */
-static void announce_cancel(MigrationRun *run, GError *err)
-{
-    gint64 deadline;
-    bool announce;
-
-    g_mutex_lock(&out.lock);
-    announce = out.announce_cancel;
-    deadline = out.cancel_deadline_us;
-    g_mutex_unlock(&out.lock);
-    if (!announce || !g_error_matches(err, MIG_ERROR, MIG_ERROR_CANCELLED) ||
-        savevm_state_cancel(run->f) < 0 || !run->rp) {
-        return;
-    }
-    g_free(return_path_wait_error(run->rp, MAX(deadline - g_get_monotonic_time(), 0)));
-}
-
-static void run_finish(MigrationRun *run, bool ok, GError *err)
-{
-    MigrationVmOps ops = migration_get_vm_ops();
-    bool cancelled = !ok && cancel_requested();
-    char *error_desc = ok || cancelled ? NULL : failure_text(run, err);
-    bool resume = run->vm_stopped && run->was_running;
-
-    if (!ok && resume && !may_resume_guest(run)) {
-        resume = false;
-        error_desc = unsure_outcome_text(error_desc);
-    }
-    MigrationStatus final = ok ? MIG_STATUS_COMPLETED
-                               : cancelled ? MIG_STATUS_CANCELLED : MIG_STATUS_FAILED;
-    gint64 now = g_get_monotonic_time();
-
-    if (error_desc) {
-        g_warning("migration failed: %s", error_desc);
-    }
-    if (cancelled) {
-        announce_cancel(run, err);
-    }
-    release_channel(run);
-    savevm_state_cleanup();
-    /* The runstate changes before the status does: whoever sees the final
-     * status also sees the guest where it belongs. */
-    if (ops.source_finished) {
-        ops.source_finished(ops.opaque, ok, resume);
-    }
-    g_mutex_lock(&out.lock);
-    out.status = final;
-    out.error_desc = error_desc;
-    out.total_ms = (now - out.start_us) / 1000;
-    out.downtime_ms = ok ? (now - run->stop_us) / 1000 : 0;
-    out.expected_downtime_ms = 0;
-    g_mutex_unlock(&out.lock);
-    migration_notify_status(final);
-}
-
-static gpointer migration_thread(gpointer opaque)
-{
-    MigrationRun *run = opaque;
-    GError *err = NULL;
-    bool ok = run_setup(run, &err) && run_iterations(run, &err) &&
-              run_switchover(run, &err);
-
-    run_finish(run, ok, err);
-    g_clear_error(&err);
-    g_free(run);
-    return NULL;
-}
-
-/* ---- public entry points ---- */
-
-static bool check_idle(GError **errp)
-{
-    bool busy = migration_is_active() || incoming_is_busy();
-
-    if (busy) {
-        g_set_error(errp, MIG_ERROR, 0, "There's a migration process in progress");
-    }
-    return !busy;
-}
-
-static void join_previous_thread(void)
+void migration_join_thread(GMutex *lock, GThread **slot)
 {
     GThread *thread;
 
-    g_mutex_lock(&out.lock);
-    thread = out.thread;
-    out.thread = NULL;
-    g_mutex_unlock(&out.lock);
+    g_mutex_lock(lock);
+    thread = *slot;
+    *slot = NULL;
+    g_mutex_unlock(lock);
     if (thread) {
         g_thread_join(thread);
     }
 }
 
-/* The reader of the return path gets its own fd so each stream owns one. */
-static bool start_return_path(MigrationRun *run, GError **errp)
+/* The outgoing migration is what query-migrate describes once one was
+ * started; before that, a destination reports its incoming state. */
+void migration_query(MigrationInfo *out)
 {
-    int fd;
-
-    if (run->kind != MIG_CHANNEL_SOCKET || !mig_cap_enabled(MIG_CAP_RETURN_PATH)) {
-        return true;
-    }
-    fd = dup(mig_stream_fd(run->f));
-    if (fd < 0) {
-        g_set_error(errp, MIG_ERROR, 0, "cannot open the return path: %s",
-                    g_strerror(errno));
-        return false;
-    }
-    run->rp = return_path_start(fd, run->f);
-    return true;
-}
-
-/* Capabilities that cannot work together, or not with URI. */
-static bool check_capabilities(const char *uri, GError **errp)
-{
-    static const MigrationCapability extensions[] = { MIG_CAP_MULTIFD, MIG_CAP_COMPRESS };
-
-    for (size_t i = 0; i < G_N_ELEMENTS(extensions); i++) {
-        if (mig_cap_enabled(MIG_CAP_QEMU_COMPAT) && mig_cap_enabled(extensions[i])) {
-            g_set_error(errp, MIG_ERROR, 0,
-                        "Capability '%s' cannot be combined with 'qemu-compat': "
-                        "QEMU 7.2's block migration stream has no such records",
-                        mig_cap_name(extensions[i]));
-            return false;
-        }
-    }
-    if (mig_cap_enabled(MIG_CAP_MULTIFD) && g_str_has_prefix(uri, "file:")) {
-        g_set_error(errp, MIG_ERROR, 0,
-                    "Capability 'multifd' is not supported with a file: URI "
-                    "(its channels need a destination listening on a socket)");
-        return false;
-    }
-    return true;
-}
-
-char *outgoing_uri(void)
-{
-    char *uri;
-
-    g_mutex_lock(&out.lock);
-    uri = g_strdup(out.uri);
-    g_mutex_unlock(&out.lock);
-    return uri;
-}
-
-bool migration_start(const char *uri, GError **errp)
-{
-    MigrationRun *run;
-    GThread *thread;
-    int fd;
-
-    if (!check_idle(errp) || !check_capabilities(uri, errp)) {
-        return false;
-    }
-    join_previous_thread();
-    run = g_new0(MigrationRun, 1);
-    fd = mig_channel_open_outgoing(uri, &run->kind, errp);
-    if (fd < 0) {
-        g_free(run);
-        return false;
-    }
-    run->f = mig_channel_stream_new(fd, true);
-    if (!start_return_path(run, errp)) {
-        mig_stream_close(run->f);
-        g_free(run);
-        return false;
-    }
-    g_mutex_lock(&out.lock);
-    out.started = true;
-    out.status = MIG_STATUS_SETUP;
-    g_clear_pointer(&out.error_desc, g_free);
-    out.start_us = g_get_monotonic_time();
-    out.setup_ms = out.total_ms = out.downtime_ms = out.expected_downtime_ms = 0;
-    out.has_disk = mig_cap_enabled(MIG_CAP_BLOCK);
-    out.cancel_requested = false;
-    out.announce_cancel = run->kind == MIG_CHANNEL_SOCKET &&
-                          !mig_cap_enabled(MIG_CAP_QEMU_COMPAT);
-    out.switching_over = false;
-    out.handed_over = false;
-    out.f = run->f;
-    g_free(out.uri);
-    out.uri = g_strdup(uri);
-    g_mutex_unlock(&out.lock);
-    /* Announce setup before the thread can announce anything later. */
-    migration_notify_status(MIG_STATUS_SETUP);
-    thread = g_thread_new("migration", migration_thread, run);
-    g_mutex_lock(&out.lock);
-    out.thread = thread;
-    g_mutex_unlock(&out.lock);
-    return true;
-}
-
-/* out.lock held.  When the cancel is to be announced, the migration
- * thread gets CANCEL_GRACE_US, unthrottled, to reach a section boundary
- * and say so; the stream is shut down then (or at once otherwise). */
-static void stop_stream_locked(void)
-{
-    if (!out.f) {
-        return;
-    }
-    if (out.announce_cancel && !out.switching_over) {
-        out.cancel_deadline_us = g_get_monotonic_time() + CANCEL_GRACE_US;
-        mig_stream_set_rate_limit(out.f, 0);
-        mig_stream_shutdown_at(out.f, out.cancel_deadline_us);
-    } else {
-        out.announce_cancel = false;
-        mig_stream_shutdown(out.f);
+    *out = (MigrationInfo){ .status = MIG_STATUS_NONE };
+    if (!outgoing_query(out)) {
+        incoming_query(out);
     }
 }
 
-void migration_cancel(void)
+void migration_shutdown(void)
 {
-    bool changed = false;
-
-    g_mutex_lock(&out.lock);
-    if (out.handed_over) {
-        g_message("migrate_cancel ignored: the destination has the whole stream "
-                  "and is about to confirm");
-    } else if (out.status == MIG_STATUS_SETUP || out.status == MIG_STATUS_ACTIVE) {
-        out.status = MIG_STATUS_CANCELLING;
-        out.cancel_requested = true;
-        changed = true;
-        stop_stream_locked();
-    }
-    g_mutex_unlock(&out.lock);
-    if (changed) {
-        migration_notify_status(MIG_STATUS_CANCELLING);
-    }
-}
-
-bool outgoing_query(MigrationInfo *info)
-{
-    double seconds;
-
-    g_mutex_lock(&out.lock);
-    if (!out.started) {
-        g_mutex_unlock(&out.lock);
-        return false;
-    }
-    info->status = out.status;
-    info->error_desc = g_strdup(out.error_desc);
-    info->has_times = true;
-    info->setup_time = out.setup_ms;
-    info->total_time = status_is_active(out.status)
-                       ? (g_get_monotonic_time() - out.start_us) / 1000 : out.total_ms;
-    info->downtime = out.downtime_ms;
-    info->expected_downtime = out.expected_downtime_ms;
-    info->has_disk = out.has_disk;
-    g_mutex_unlock(&out.lock);
-
-    if (info->has_disk) {
-        block_migration_stats(&info->disk);
-        seconds = info->total_time / 1000.0;
-        info->disk.mbps = seconds > 0 ? info->disk.transferred * 8 / 1e6 / seconds : 0;
-    }
-    return true;
-}
-
-void outgoing_shutdown(void)
-{
-    migration_cancel();
-    join_previous_thread();
+    outgoing_shutdown();
+    incoming_shutdown();
 }

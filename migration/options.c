@@ -69,6 +69,22 @@ int mig_cap_from_name(const char *name)
     return -1;
 }
 
+/* Set while the block capability is on for one migration only. */
+static gint block_cap_temporary;
+
+void mig_cap_block_for_one_migration(void)
+{
+    mig_cap_set(MIG_CAP_BLOCK, true);
+    g_atomic_int_set(&block_cap_temporary, 1);
+}
+
+void mig_cap_restore_temporary(void)
+{
+    if (g_atomic_int_compare_and_exchange(&block_cap_temporary, 1, 0)) {
+        mig_cap_set(MIG_CAP_BLOCK, false);
+    }
+}
+
 bool mig_cap_enabled(MigrationCapability cap)
 {
     bool on;

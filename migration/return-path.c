@@ -7,6 +7,7 @@
 
 #include "migration/options.h"
 #include "migration-internal.h"
+#include "util/bswap.h"
 
 #define RP_MAX_PAYLOAD 0xffff
 
@@ -24,16 +25,6 @@ struct ReturnPath {
     uint64_t durable;           /* the last DURABLE count */
 };
 
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++) {
-        v = v << 8 | p[i];
-    }
-    return v;
-}
-
 /* Returns false when the reader should stop (SHUT, end or error). */
 static bool handle_message(ReturnPath *rp, uint16_t type, const uint8_t *payload,
                            uint16_t len)
@@ -42,9 +33,7 @@ static bool handle_message(ReturnPath *rp, uint16_t type, const uint8_t *payload
     case MIG_RP_MSG_SHUT:
         g_mutex_lock(&rp->lock);
         rp->got_shut = true;
-        rp->shut_status = len == 4 ? (uint32_t)payload[0] << 24 | payload[1] << 16 |
-                                     payload[2] << 8 | payload[3]
-                                   : UINT32_MAX;
+        rp->shut_status = len == 4 ? ld_be32(payload) : UINT32_MAX;
         g_mutex_unlock(&rp->lock);
         return false;
     case MIG_RP_MSG_ERROR:
@@ -61,7 +50,7 @@ static bool handle_message(ReturnPath *rp, uint16_t type, const uint8_t *payload
         if (len == 8) {
             g_mutex_lock(&rp->lock);
             rp->has_durable = true;
-            rp->durable = get_be64(payload);
+            rp->durable = ld_be64(payload);
             g_mutex_unlock(&rp->lock);
         }
         return true;
@@ -237,16 +226,16 @@ static bool wait_writable(int fd, gint64 deadline)
  * the report is dropped (the load's own reads stall by then too). */
 void return_path_send_durable(int fd, uint64_t bytes)
 {
-    uint8_t msg[12] = { MIG_RP_MSG_DURABLE >> 8, MIG_RP_MSG_DURABLE & 0xff, 0, 8 };
+    uint8_t msg[12];
     MigrationParameters params;
     gint64 deadline;
     size_t done = 0;
 
     mig_params_get(&params);
     deadline = g_get_monotonic_time() + (gint64)params.link_timeout * G_USEC_PER_SEC;
-    for (int i = 0; i < 8; i++) {
-        msg[4 + i] = bytes >> (56 - 8 * i);
-    }
+    st_be16(msg, MIG_RP_MSG_DURABLE);
+    st_be16(msg + 2, 8);
+    st_be64(msg + 4, bytes);
     while (done < sizeof(msg)) {
         ssize_t n = send(fd, msg + done, sizeof(msg) - done, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && (errno == EINTR || (errno == EAGAIN && wait_writable(fd, deadline)))) {

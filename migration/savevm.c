@@ -1,5 +1,5 @@
-/* The savevm container: handler registry, section framing on the source,
- * validation and dispatch on the destination. */
+/* The savevm container: the registry of handlers, section framing on the
+ * source, validation and dispatch on the destination. */
 #include <errno.h>
 #include <string.h>
 
@@ -14,6 +14,7 @@ typedef struct SaveStateEntry {
     SaveVMHandlers ops;
     void *opaque;
     bool in_migration;      /* source: chosen at setup for this migration */
+    bool selected;          /* ...for the running or last one; registry_lock */
 } SaveStateEntry;
 
 static GMutex registry_lock;
@@ -51,6 +52,7 @@ void savevm_unregister_all(void)
     g_mutex_lock(&registry_lock);
     g_clear_pointer(&registry, g_ptr_array_unref);
     g_mutex_unlock(&registry_lock);
+    savevm_unregister_channels();
 }
 
 /* Snapshot of the registry (registration happens at start-up, before any
@@ -68,6 +70,25 @@ static GPtrArray *entries(void)
 }
 
 /* ---- source ---- */
+
+static bool choose(SaveStateEntry *se)
+{
+    bool active = !se->ops.is_active || se->ops.is_active(se->opaque);
+
+    g_mutex_lock(&registry_lock);
+    se->selected = active;
+    g_mutex_unlock(&registry_lock);
+    return active;
+}
+
+void savevm_state_select(void)
+{
+    g_autoptr(GPtrArray) list = entries();
+
+    for (guint i = 0; i < list->len; i++) {
+        choose(list->pdata[i]);
+    }
+}
 
 static bool is_iterative(const SaveStateEntry *se)
 {
@@ -128,7 +149,7 @@ int savevm_state_setup(MigStream *f, GError **errp)
         SaveStateEntry *se = list->pdata[i];
         GError *local = NULL;
 
-        se->in_migration = !se->ops.is_active || se->ops.is_active(se->opaque);
+        se->in_migration = choose(se);
         if (!se->in_migration || !is_iterative(se)) {
             continue;
         }
@@ -185,6 +206,38 @@ uint64_t savevm_state_pending(void)
         }
     }
     return pending;
+}
+
+uint64_t savevm_state_progress(void)
+{
+    g_autoptr(GPtrArray) list = entries();
+    uint64_t progress = 0;
+
+    for (guint i = 0; i < list->len; i++) {
+        SaveStateEntry *se = list->pdata[i];
+        if (se->in_migration && se->ops.save_progress) {
+            progress += se->ops.save_progress(se->opaque);
+        }
+    }
+    return progress;
+}
+
+void savevm_state_query(MigrationInfo *info)
+{
+    g_autoptr(GPtrArray) list = g_ptr_array_new();
+
+    g_mutex_lock(&registry_lock);
+    for (guint i = 0; registry && i < registry->len; i++) {
+        SaveStateEntry *se = registry->pdata[i];
+        if (se->selected && se->ops.query) {
+            g_ptr_array_add(list, se);
+        }
+    }
+    g_mutex_unlock(&registry_lock);
+    for (guint i = 0; i < list->len; i++) {
+        SaveStateEntry *se = list->pdata[i];
+        se->ops.query(se->opaque, info);
+    }
 }
 
 int savevm_state_complete(MigStream *f, GError **errp)
@@ -481,7 +534,24 @@ static int load_end_all(LoadState *ls, int ret, GError **errp)
     return ret;
 }
 
-int savevm_load(MigStream *f, GError **errp)
+static void report_nothing(void *opaque, uint64_t bytes)
+{
+}
+
+/* Every handler's load_setup. */
+static void load_setup_all(LoadState *ls, const SaveVMLoadContext *ctx)
+{
+    static const SaveVMLoadContext silent = { .report_durable = report_nothing };
+
+    for (guint i = 0; i < ls->list->len; i++) {
+        SaveStateEntry *se = ls->list->pdata[i];
+        if (se->ops.load_setup) {
+            se->ops.load_setup(se->opaque, ctx ? ctx : &silent);
+        }
+    }
+}
+
+int savevm_load(MigStream *f, const SaveVMLoadContext *ctx, GError **errp)
 {
     LoadState ls = {
         .f = f,
@@ -490,8 +560,10 @@ int savevm_load(MigStream *f, GError **errp)
         .versions = g_hash_table_new(NULL, NULL),
         .seen = g_ptr_array_new(),
     };
-    int ret = load_header(&ls, errp);
+    int ret;
 
+    load_setup_all(&ls, ctx);
+    ret = load_header(&ls, errp);
     if (ret == 0) {
         ret = load_sections(&ls, errp);
     }

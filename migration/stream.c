@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "migration/stream.h"
+#include "util/bswap.h"
 
 #define STREAM_BUF_SIZE (64 * 1024)
 /* Longest single sleep of the rate limiter, so that cancellation and live
@@ -560,20 +561,23 @@ void mig_put_u8(MigStream *f, uint8_t v)
 
 void mig_put_be16(MigStream *f, uint16_t v)
 {
-    uint8_t b[2] = { v >> 8, v };
+    uint8_t b[2];
+    st_be16(b, v);
     mig_put_buffer(f, b, sizeof(b));
 }
 
 void mig_put_be32(MigStream *f, uint32_t v)
 {
-    uint8_t b[4] = { v >> 24, v >> 16, v >> 8, v };
+    uint8_t b[4];
+    st_be32(b, v);
     mig_put_buffer(f, b, sizeof(b));
 }
 
 void mig_put_be64(MigStream *f, uint64_t v)
 {
-    mig_put_be32(f, v >> 32);
-    mig_put_be32(f, (uint32_t)v);
+    uint8_t b[8];
+    st_be64(b, v);
+    mig_put_buffer(f, b, sizeof(b));
 }
 
 /* ---- reading ---- */
@@ -702,20 +706,21 @@ uint16_t mig_get_be16(MigStream *f)
 {
     uint8_t b[2];
     mig_get_buffer(f, b, sizeof(b));
-    return (uint16_t)(b[0] << 8 | b[1]);
+    return ld_be16(b);
 }
 
 uint32_t mig_get_be32(MigStream *f)
 {
     uint8_t b[4];
     mig_get_buffer(f, b, sizeof(b));
-    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    return ld_be32(b);
 }
 
 uint64_t mig_get_be64(MigStream *f)
 {
-    uint64_t hi = mig_get_be32(f);
-    return hi << 32 | mig_get_be32(f);
+    uint8_t b[8];
+    mig_get_buffer(f, b, sizeof(b));
+    return ld_be64(b);
 }
 
 bool mig_stream_peek(MigStream *f, void *buf, size_t len)

@@ -27,21 +27,6 @@ const char *qmp_arg_str(JsonObject *args, const char *name, bool required, GErro
     return json_node_get_string(node);
 }
 
-bool qmp_arg_int(JsonObject *args, const char *name, int64_t *out, GError **errp)
-{
-    JsonNode *node = json_object_get_member(args, name);
-
-    if (!node) {
-        return true;
-    }
-    if (!holds(node, G_TYPE_INT64)) {
-        qmp_set_error(errp, QMP_ERR_GENERIC, "Parameter '%s' expects an integer", name);
-        return false;
-    }
-    *out = json_node_get_int(node);
-    return true;
-}
-
 bool qmp_arg_bool(JsonObject *args, const char *name, bool *out, GError **errp)
 {
     JsonNode *node = json_object_get_member(args, name);

@@ -59,12 +59,10 @@ static JsonNode *migrate(JsonObject *args, GError **errp)
     if (!parse_migrate_args(args, &m, errp) || !migrate_allowed(&m, errp)) {
         return NULL;
     }
-    if (m.blk && !mig_cap_enabled(MIG_CAP_BLOCK)) {
-        mig_cap_set(MIG_CAP_BLOCK, true);
-        qmp_migration_block_cap_is_temporary();
-    }
-    if (!migration_start(m.uri, errp)) {
-        qmp_migration_block_cap_restore();
+    if (m.blk) {
+        migration_start_with_block(m.uri, errp);
+    } else {
+        migration_start(m.uri, errp);
     }
     return NULL;
 }

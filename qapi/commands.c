@@ -30,6 +30,7 @@ GList *qmp_command_names(void)
 void qmp_register_builtin_commands(void)
 {
     qmp_register_core_commands();
+    qmp_register_object_commands();
     qmp_register_block_commands();
     qmp_register_migration_option_commands();
     qmp_register_migration_commands();

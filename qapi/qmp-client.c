@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "util/sockets.h"
+#include "util/tls.h"
 
 /* Where the brace scanner stopped, so bytes that arrive in pieces are
  * scanned once. */
@@ -21,6 +22,7 @@ typedef struct FrameScan {
 
 struct QmpClient {
     int fd;
+    TlsSession *tls;     /* NULL: in the clear */
     GByteArray *buf;     /* received bytes not yet returned as messages */
     FrameScan scan;
     GQueue events;       /* JsonNode * in arrival order */
@@ -122,11 +124,16 @@ static JsonNode *take_frame(QmpClient *c, size_t len, GError **errp)
     return node;
 }
 
-/* Read more bytes into the buffer, waiting until DEADLINE. */
-static bool fill_buffer(QmpClient *c, gint64 deadline, GError **errp)
+/* Wait until DEADLINE for bytes to read (a TLS session may hold some
+ * already, which poll() cannot see). */
+static bool wait_readable(QmpClient *c, gint64 deadline, GError **errp)
 {
     struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
     int r;
+
+    if (c->tls && tls_session_pending(c->tls) > 0) {
+        return true;
+    }
     do {
         r = poll(&pfd, 1, ms_until(deadline));
     } while (r < 0 && errno == EINTR);
@@ -139,14 +146,45 @@ static bool fill_buffer(QmpClient *c, gint64 deadline, GError **errp)
                             "timed out waiting for the QMP server");
         return false;
     }
+    return true;
+}
 
-    guint8 chunk[16384];
+/* One read (-1 with errno EAGAIN: nothing yet, TLS only). */
+static ssize_t read_some(QmpClient *c, guint8 *buf, size_t len, GError **errp)
+{
     ssize_t n;
+    GError *err = NULL;
+
+    if (c->tls) {
+        n = tls_session_recv(c->tls, buf, len, &err);
+        if (err) {
+            g_set_error(errp, QMP_CLIENT_ERROR, QMP_CLIENT_ERR_IO, "%s", err->message);
+            g_error_free(err);
+        }
+        return n;
+    }
     do {
-        n = read(c->fd, chunk, sizeof(chunk));
+        n = read(c->fd, buf, len);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         g_set_error(errp, QMP_CLIENT_ERROR, QMP_CLIENT_ERR_IO, "read: %s", g_strerror(errno));
+    }
+    return n;
+}
+
+/* Read more bytes into the buffer, waiting until DEADLINE. */
+static bool fill_buffer(QmpClient *c, gint64 deadline, GError **errp)
+{
+    guint8 chunk[16384];
+    ssize_t n;
+
+    do {
+        if (!wait_readable(c, deadline, errp)) {
+            return false;
+        }
+        n = read_some(c, chunk, sizeof(chunk), errp);
+    } while (n < 0 && errno == EAGAIN && c->tls);
+    if (n < 0) {
         return false;
     }
     if (n == 0) {
@@ -221,7 +259,18 @@ static bool write_all(int fd, const char *data, size_t len, GError **errp)
 
 bool qmp_client_send_raw(QmpClient *c, const char *text, GError **errp)
 {
-    return write_all(c->fd, text, strlen(text), errp);
+    GError *err = NULL;
+
+    if (!c->tls) {
+        return write_all(c->fd, text, strlen(text), errp);
+    }
+    if (!tls_session_write_all(c->tls, text, strlen(text), c->timeout_ms, &err)) {
+        g_set_error(errp, QMP_CLIENT_ERROR, QMP_CLIENT_ERR_IO, "write to QMP server: %s",
+                    err->message);
+        g_error_free(err);
+        return false;
+    }
+    return true;
 }
 
 static char *canonical_uri(const char *uri)
@@ -232,7 +281,8 @@ static char *canonical_uri(const char *uri)
     return g_strconcat("unix:", uri, NULL);
 }
 
-static int connect_uri(const char *uri, GError **errp)
+/* Connect to URI; *HOST (optional) gets the host of a tcp: URI. */
+static int connect_uri(const char *uri, char **host, GError **errp)
 {
     g_autofree char *full = canonical_uri(uri);
     Endpoint ep = { 0 };
@@ -240,30 +290,79 @@ static int connect_uri(const char *uri, GError **errp)
         return -1;
     }
     int fd = endpoint_connect(&ep, errp);
+    if (host) {
+        *host = ep.kind == ENDPOINT_TCP ? g_strdup(ep.host) : NULL;
+    }
     endpoint_clear(&ep);
     return fd;
 }
 
-QmpClient *qmp_client_connect(const char *uri, GError **errp)
+/* The TLS handshake on C's socket, checking HOSTNAME (NULL: the URI's). */
+static bool start_tls(QmpClient *c, TlsCreds *creds, const char *hostname,
+                      const char *uri_host, GError **errp)
 {
-    int fd = connect_uri(uri, errp);
-    if (fd < 0) {
-        return NULL;
+    GError *err = NULL;
+
+    if (!uri_host) {
+        g_set_error_literal(errp, QMP_CLIENT_ERROR, QMP_CLIENT_ERR_IO,
+                            "TLS needs a tcp: address");
+        return false;
     }
+    c->tls = tls_session_new(creds, c->fd, hostname ? hostname : uri_host, NULL, &err);
+    if (!c->tls || !tls_session_handshake(c->tls, MIN(c->timeout_ms, TLS_HANDSHAKE_TIMEOUT_MS),
+                                          &err)) {
+        g_set_error(errp, QMP_CLIENT_ERROR, QMP_CLIENT_ERR_IO, "%s", err->message);
+        g_error_free(err);
+        return false;
+    }
+    return true;
+}
+
+static QmpClient *client_new(int fd)
+{
     QmpClient *c = g_new0(QmpClient, 1);
+
     c->fd = fd;
     c->buf = g_byte_array_new();
     g_queue_init(&c->events);
     c->timeout_ms = QMP_CLIENT_DEFAULT_TIMEOUT_MS;
     c->next_id = 1;
+    return c;
+}
 
+QmpClient *qmp_client_connect(const char *uri, GError **errp)
+{
+    return qmp_client_connect_tls(uri, NULL, NULL, errp);
+}
+
+QmpClient *qmp_client_connect_tls(const char *uri, TlsCreds *creds, const char *hostname,
+                                  GError **errp)
+{
+    g_autofree char *uri_host = NULL;
+    int fd = connect_uri(uri, &uri_host, errp);
+    if (fd < 0) {
+        return NULL;
+    }
+    QmpClient *c = client_new(fd);
     GError *err = NULL;
-    JsonNode *greeting = read_message(c, deadline_after(c->timeout_ms), &err);
+    JsonNode *greeting = NULL;
+
+    if (!creds || start_tls(c, creds, hostname, uri_host, &err)) {
+        greeting = read_message(c, deadline_after(c->timeout_ms), &err);
+    }
     if (greeting && !json_object_has_member(json_node_get_object(greeting), "QMP")) {
         g_set_error(&err, QMP_CLIENT_ERROR, QMP_CLIENT_ERR_PROTOCOL,
                     "first message from %s is not a QMP greeting", uri);
         json_node_unref(greeting);
         greeting = NULL;
+    }
+    if (!greeting && !creds && uri_host && err->code == QMP_CLIENT_ERR_IO) {
+        /* A TLS server waits for our handshake and, after its timeout,
+         * closes: say so. */
+        char *msg = g_strconcat(err->message, " before its greeting (if it serves QMP over "
+                                "TLS, connect with TLS credentials)", NULL);
+        g_free(err->message);
+        err->message = msg;
     }
     if (!greeting) {
         g_propagate_prefixed_error(errp, err, "%s: ", uri);
@@ -276,7 +375,13 @@ QmpClient *qmp_client_connect(const char *uri, GError **errp)
 
 QmpClient *qmp_client_open(const char *uri, GError **errp)
 {
-    QmpClient *c = qmp_client_connect(uri, errp);
+    return qmp_client_open_tls(uri, NULL, NULL, errp);
+}
+
+QmpClient *qmp_client_open_tls(const char *uri, TlsCreds *creds, const char *hostname,
+                               GError **errp)
+{
+    QmpClient *c = qmp_client_connect_tls(uri, creds, hostname, errp);
     if (c && !qmp_client_negotiate(c, errp)) {
         qmp_client_close(c);
         return NULL;
@@ -288,6 +393,10 @@ void qmp_client_close(QmpClient *c)
 {
     if (!c) {
         return;
+    }
+    if (c->tls) {
+        tls_session_bye(c->tls, 0, NULL);
+        tls_session_free(c->tls);
     }
     close(c->fd);
     g_byte_array_unref(c->buf);
@@ -306,11 +415,6 @@ JsonNode *qmp_client_greeting(QmpClient *c)
 void qmp_client_set_timeout(QmpClient *c, int timeout_ms)
 {
     c->timeout_ms = timeout_ms;
-}
-
-int qmp_client_fd(QmpClient *c)
-{
-    return c->fd;
 }
 
 bool qmp_client_negotiate(QmpClient *c, GError **errp)

@@ -3,10 +3,12 @@
 #define QAPI_QMP_INTERNAL_H
 
 #include <glib.h>
+#include <glib-unix.h>
 #include <json-glib/json-glib.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include "qapi/qmp.h"
+#include "util/tls.h"
 
 /* framing.c: cuts a byte stream into top-level JSON texts by balancing
  * braces and brackets outside strings.  One message may not exceed
@@ -54,6 +56,14 @@ char *qmp_greeting_line(void);
 /* {"qemu": {"micro", "minor", "major"}, "package": "blkmig"} */
 JsonNode *qmp_version_node(void);
 
+/* server.c: watches on the server's context. */
+GSource *qmp_watch_fd(int fd, GIOCondition cond, GUnixFDSourceFunc fn, gpointer data);
+/* Destroy and drop *SRC (NULL is fine); *SRC becomes NULL. */
+void qmp_unwatch(GSource **src);
+/* Serve a new client on FD: greeting, then commands.  TLS (may be NULL)
+ * is its established session and PEER (may be NULL) its name for log
+ * lines; the connection takes both. */
+void qmp_server_conn_new(int fd, TlsSession *tls, char *peer);
 /* server.c: write LINE to every negotiated client (main thread only). */
 void qmp_server_broadcast(const char *line);
 /* The main context the server runs on (the default one until started). */
@@ -61,17 +71,21 @@ GMainContext *qmp_server_context(void);
 /* True when called from the thread that runs the server's context. */
 bool qmp_server_in_main_thread(void);
 
+/* server-tls.c: run the TLS handshake of the client accepted on FD
+ * without blocking the loop, then hand it to qmp_server_conn_new; a
+ * client that fails it is refused with a log line.  AUTHZ_ID (may be
+ * NULL) names the authz object its certificate must pass. */
+void qmp_tls_accept(int fd, TlsCreds *creds, const char *authz_id);
+/* Drop the handshakes in progress (server stop). */
+void qmp_tls_accept_stop(void);
+
 /* commands-*.c */
 void qmp_register_core_commands(void);
+void qmp_register_object_commands(void);
 void qmp_register_block_commands(void);
 void qmp_register_migration_commands(void);
 void qmp_register_migration_option_commands(void);
-/* migration-events.c: MIGRATION events and the migrate blk=true cleanup. */
+/* migration-events.c: MIGRATION events. */
 void qmp_migration_events_init(void);
-/* Turn the block capability off again when the current outgoing migration
- * ends (migrate with blk=true enabled it just for that migration). */
-void qmp_migration_block_cap_is_temporary(void);
-/* The migration ended before it started: undo the temporary capability. */
-void qmp_migration_block_cap_restore(void);
 
 #endif

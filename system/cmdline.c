@@ -13,7 +13,7 @@
 
 enum {
     OPT_DRIVE = 256, OPT_QMP, OPT_NBD, OPT_INCOMING, OPT_WORKLOAD, OPT_PAUSED,
-    OPT_DAEMONIZE, OPT_PIDFILE, OPT_LOG, OPT_VERSION, OPT_HELP = 'h',
+    OPT_DAEMONIZE, OPT_PIDFILE, OPT_LOG, OPT_VERSION, OPT_OBJECT, OPT_HELP = 'h',
 };
 
 static const struct option long_options[] = {
@@ -27,6 +27,7 @@ static const struct option long_options[] = {
     { "pidfile", required_argument, NULL, OPT_PIDFILE },
     { "log", required_argument, NULL, OPT_LOG },
     { "version", no_argument, NULL, OPT_VERSION },
+    { "object", required_argument, NULL, OPT_OBJECT },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -62,8 +63,12 @@ static const char usage_text[] =
 "                     such a file and makes a new image: its old data is\n"
 "                     lost.  cache=none opens with O_DIRECT; aio=native uses\n"
 "                     Linux AIO.  A ',' inside a value is written ',,'.\n"
-"  --qmp unix:PATH | tcp:HOST:PORT\n"
-"                     serve QMP there (repeatable), any number of clients\n"
+"  --qmp unix:PATH | tcp:HOST:PORT[,tls-creds=ID[,tls-authz=ID]]\n"
+"                     serve QMP there (repeatable), any number of clients;\n"
+"                     with tls-creds (tcp only) over TLS: a client must\n"
+"                     complete the handshake within 10 s (with the x509\n"
+"                     default verify-peer=on, show a certificate the CA\n"
+"                     signed, and with tls-authz pass that authz object)\n"
 "  --nbd unix:PATH | tcp:HOST:PORT\n"
 "                     export every drive over NBD (the guest's I/O path);\n"
 "                     I/O is served only while the guest runs\n"
@@ -81,6 +86,22 @@ static const char usage_text[] =
 "                     0 = unlimited (default 10).  seed: PRNG seed (default\n"
 "                     1).  zero-frac: share of writes whose data is all\n"
 "                     zeroes, 0 to 1 (default 0).\n"
+"  --object tls-creds-x509,id=ID,dir=DIR[,endpoint=server|client]\n"
+"          [,verify-peer=on|off][,sanity-check=on|off][,priority=STRING]\n"
+"  --object tls-creds-psk,id=ID,dir=DIR[,endpoint=server|client]\n"
+"          [,username=NAME][,priority=STRING]\n"
+"  --object authz-simple,id=ID,identity=DN\n"
+"                     define an object that other options and QMP refer to\n"
+"                     by id (repeatable; as QEMU's, also as a JSON object,\n"
+"                     which authz-list needs for its rules).  x509: DIR holds\n"
+"                     ca-cert.pem, server-cert.pem + server-key.pem or\n"
+"                     client-cert.pem + client-key.pem, optionally\n"
+"                     ca-crl.pem and dh-params.pem; checked when loaded.\n"
+"                     endpoint defaults to client, verify-peer to on.  PSK:\n"
+"                     DIR/keys.psk holds USERNAME:HEXKEY lines (psktool);\n"
+"                     a client uses username's key (default qemu).\n"
+"                     authz-simple allows one x509 distinguished name\n"
+"                     (e.g. 'O=Example,CN=src1'), a ',' in it written ',,'\n"
 "  --paused           start with the guest stopped (state prelaunch; QMP cont\n"
 "                     starts it); after an incoming migration, stay paused\n"
 "  --daemonize        run in the background; returns once every socket is\n"
@@ -107,6 +128,7 @@ static void init_config(BlkmigdConfig *cfg)
     cfg->drives = g_ptr_array_new_with_free_func(g_free);
     cfg->qmp = g_ptr_array_new_with_free_func(g_free);
     cfg->workloads = g_ptr_array_new_with_free_func(g_free);
+    cfg->objects = g_ptr_array_new_with_free_func(g_free);
 }
 
 void cmdline_config_clear(BlkmigdConfig *cfg)
@@ -114,6 +136,7 @@ void cmdline_config_clear(BlkmigdConfig *cfg)
     g_clear_pointer(&cfg->drives, g_ptr_array_unref);
     g_clear_pointer(&cfg->qmp, g_ptr_array_unref);
     g_clear_pointer(&cfg->workloads, g_ptr_array_unref);
+    g_clear_pointer(&cfg->objects, g_ptr_array_unref);
     g_clear_pointer(&cfg->nbd, g_free);
     g_clear_pointer(&cfg->incoming, g_free);
     g_clear_pointer(&cfg->pidfile, g_free);
@@ -175,7 +198,10 @@ static bool take_option(int opt, const char *arg, BlkmigdConfig *cfg, GError **e
         return drive_check(arg, errp);
     case OPT_QMP:
         g_ptr_array_add(cfg->qmp, g_strdup(arg));
-        return check_endpoint("--qmp", arg, SOCKET_KINDS, errp);
+        return qmp_option_check(arg, errp);
+    case OPT_OBJECT:
+        g_ptr_array_add(cfg->objects, g_strdup(arg));
+        return object_option_check(arg, errp);
     case OPT_WORKLOAD:
         g_ptr_array_add(cfg->workloads, g_strdup(arg));
         return check_workload(arg, errp);

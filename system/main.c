@@ -5,29 +5,24 @@
 #include <string.h>
 
 #include "block/block.h"
+#include "migration/block-migration.h"
 #include "migration/migration.h"
+#include "migration/storage-check.h"
 #include "qapi/qmp.h"
 #include "system/drive.h"
 #include "system/runstate.h"
 #include "system/workload.h"
 #include "system-internal.h"
 #include "util/log.h"
+#include "util/user-object.h"
 
 static GMainLoop *main_loop;
-static bool shutdown_requested;
 static guint signal_sources[3];
 static const int shutdown_signals[3] = { SIGINT, SIGTERM, SIGHUP };
 
-void system_shutdown_request(const char *reason)
+/* What a shutdown request does here: end the main loop. */
+static void quit_main_loop(void)
 {
-    if (shutdown_requested) {
-        return;
-    }
-    shutdown_requested = true;
-    JsonObject *data = json_object_new();
-    json_object_set_boolean_member(data, "guest", FALSE);
-    json_object_set_string_member(data, "reason", reason);
-    qmp_event_emit("SHUTDOWN", data);
     if (main_loop) {
         g_main_loop_quit(main_loop);
     }
@@ -53,8 +48,11 @@ static bool incoming_allowed(void)
 
 static void install_hooks(const BlkmigdConfig *cfg)
 {
-    migration_init();
+    /* The handlers of the migration stream, in section order. */
+    block_migration_register();
+    storage_check_register();
     runstate_set_event_sink(forward_runstate_event, NULL);
+    system_set_shutdown_handler(quit_main_loop);
     vm_ops_install(!cfg->paused);
     qmp_register_builtin_commands();
     qmp_register_runstate_commands();
@@ -106,13 +104,14 @@ static bool start_incoming(const char *uri, GError **errp)
     return strcmp(uri, "defer") == 0 || migration_incoming_start_relistening(uri, errp);
 }
 
-/* Drives first (everything else refers to them), then the sockets, then
- * the guest. */
+/* Objects and drives first (everything else refers to them), then the
+ * sockets, then the guest. */
 static bool start_up(const BlkmigdConfig *cfg, GError **errp)
 {
     install_hooks(cfg);
-    if (!start_each("--drive", drive_add, cfg->drives, errp) ||
-        !start_each("--qmp", qmp_server_start, cfg->qmp, errp) ||
+    if (!start_each("--object", object_option_add, cfg->objects, errp) ||
+        !start_each("--drive", drive_add, cfg->drives, errp) ||
+        !start_each("--qmp", qmp_option_start, cfg->qmp, errp) ||
         (cfg->nbd && !start_option("--nbd", guest_nbd_start, cfg->nbd, errp)) ||
         (cfg->incoming && !start_option("--incoming", start_incoming, cfg->incoming, errp)) ||
         !start_each("--workload", start_workload, cfg->workloads, errp) ||
@@ -154,6 +153,7 @@ static void tear_down(void)
     guest_nbd_stop();
     qmp_events_flush();
     qmp_server_stop();
+    user_objects_clear();
     bdrv_close_all();
     pidfile_remove();
 }

@@ -1,4 +1,5 @@
-/* The emulator's runstate and the guest devices it starts and stops.
+/* The emulator's runstate, the guest devices it starts and stops, and
+ * the request to shut the emulator down.
  *
  * Two locks: transition_lock serialises starting/stopping the guest (the
  * migration thread stops it for switchover while the main thread may run
@@ -10,6 +11,7 @@
 #include <glib.h>
 #include <string.h>
 
+#include "qapi/qmp.h"
 #include "system-internal.h"
 
 static GMutex transition_lock;
@@ -19,6 +21,8 @@ static bool guest_running;          /* devices were told to start */
 static GArray *devices;             /* GuestDeviceOps, in registration order */
 static RunstateEventFn event_sink;
 static void *event_sink_opaque;
+static bool shutdown_requested;     /* main thread only */
+static void (*shutdown_handler)(void);
 
 static const char *const state_names[] = {
     [RUN_STATE_PRELAUNCH] = "prelaunch",
@@ -195,4 +199,26 @@ void vm_shutdown(void)
     }
     runstate_set(RUN_STATE_SHUTDOWN);
     g_mutex_unlock(&transition_lock);
+}
+
+/* ---- shutdown ---- */
+
+void system_set_shutdown_handler(void (*handler)(void))
+{
+    shutdown_handler = handler;
+}
+
+void system_shutdown_request(const char *reason)
+{
+    if (shutdown_requested) {
+        return;
+    }
+    shutdown_requested = true;
+    JsonObject *data = json_object_new();
+    json_object_set_boolean_member(data, "guest", FALSE);
+    json_object_set_string_member(data, "reason", reason);
+    qmp_event_emit("SHUTDOWN", data);
+    if (shutdown_handler) {
+        shutdown_handler();
+    }
 }

@@ -13,6 +13,7 @@ typedef struct BlkmigdConfig {
     GPtrArray *drives;      /* --drive option strings */
     GPtrArray *qmp;         /* --qmp endpoint URIs */
     GPtrArray *workloads;   /* --workload option strings */
+    GPtrArray *objects;     /* --object option strings */
     char *nbd;
     char *incoming;
     char *pidfile;
@@ -37,6 +38,16 @@ GPtrArray *keyval_parse(const char *option, const char *str, GError **errp);
 /* on/off (also yes/no, true/false). */
 bool keyval_bool(const char *option, const KeyValue *kv, bool *out, GError **errp);
 
+/* object-opts.c: --object TYPE,id=ID,... or a JSON object.  Check the
+ * syntax only, or create and register the object. */
+bool object_option_check(const char *arg, GError **errp);
+bool object_option_add(const char *arg, GError **errp);
+
+/* socket-opts.c: --qmp URI[,tls-creds=ID][,tls-authz=ID].  Check the
+ * syntax only, or start serving QMP there. */
+bool qmp_option_check(const char *arg, GError **errp);
+bool qmp_option_start(const char *arg, GError **errp);
+
 /* runstate.c, beyond include/system/runstate.h: */
 /* Start the guest whatever the state (migration outcomes), except while
  * shutting down. */
@@ -58,9 +69,11 @@ void guest_nbd_stop(void);
 /* qmp-runstate.c: stop, cont, query-status, quit. */
 void qmp_register_runstate_commands(void);
 
-/* main.c: end the main loop after a SHUTDOWN event giving REASON
- * ("host-qmp-quit", "host-signal"); main thread only. */
+/* runstate.c: a SHUTDOWN event giving REASON ("host-qmp-quit",
+ * "host-signal"), then the shutdown handler (main.c ends its main loop);
+ * only the first request counts.  Main thread only. */
 void system_shutdown_request(const char *reason);
+void system_set_shutdown_handler(void (*handler)(void));
 
 /* daemonize.c */
 /* Fork; the parent waits until the child calls daemonize_ready (exit 0)

@@ -38,13 +38,6 @@ typedef struct Workload {
 } Workload;
 
 static GPtrArray *workloads;
-static uint64_t total_written;  /* __atomic */
-
-uint64_t workload_bytes_written(void)
-{
-    return __atomic_load_n(&total_written, __ATOMIC_RELAXED);
-}
-
 static uint64_t rand64(GRand *r)
 {
     return ((uint64_t)g_rand_int(r) << 32) | g_rand_int(r);
@@ -103,7 +96,6 @@ static int64_t do_one_io(Workload *w)
         report_error(w, "write", ret);
         return -1;
     }
-    __atomic_add_fetch(&total_written, w->opts.bs, __ATOMIC_RELAXED);
     return (int64_t)w->opts.bs;
 }
 

@@ -475,3 +475,42 @@ int socket_local_port(int fd)
     }
     return -1;
 }
+
+char *socket_peer_name(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[NI_MAXHOST], port[NI_MAXSERV];
+
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) {
+        return g_strdup("an unknown peer");
+    }
+    if (ss.ss_family == AF_UNIX) {
+        return g_strdup("a unix socket client");
+    }
+    if (getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), port, sizeof(port),
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        return g_strdup("an unknown peer");
+    }
+    if (g_str_has_prefix(host, "::ffff:") && strchr(host, '.')) {
+        return g_strdup_printf("%s:%s", host + 7, port);    /* IPv4 on a dual-stack socket */
+    }
+    return ss.ss_family == AF_INET6 ? g_strdup_printf("[%s]:%s", host, port)
+                                    : g_strdup_printf("%s:%s", host, port);
+}
+
+void socket_shutdown_drain(int fd, int timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + timeout_ms * 1000LL;
+    char buf[4096];
+
+    shutdown(fd, SHUT_WR);
+    for (;;) {
+        int left = (int)((deadline - g_get_monotonic_time()) / 1000);
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        if (left <= 0 || poll(&pfd, 1, left) <= 0 ||
+            recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0) {
+            return;
+        }
+    }
+}

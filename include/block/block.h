@@ -50,6 +50,10 @@ typedef struct BlockOptions {
     const char *backing_format;   /* "raw", "qcow2"; NULL: header, else probe */
     uint32_t cluster_size;   /* qcow2 create: 512 .. 2 MiB, power of two;
                               * 0 = 64 KiB */
+    /* NBD (a filename nbd://, nbd+unix://, ...): seconds a connect or a
+     * request may take before it fails with EIO; 0 = the driver's default
+     * (block/nbd-int.h).  A backing node inherits it. */
+    uint32_t timeout;
 } BlockOptions;
 
 /* Open a drive and register it under opts->id.  Fails if the id is taken,

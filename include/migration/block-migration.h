@@ -103,7 +103,9 @@
 #define BLK_MIG_MULTIFD_ID_LEN    16
 #define BLK_MIG_MULTIFD_MAX_CHANNELS 16
 
-/* Registers the "block" handler with savevm (version 1). */
+/* Registers the "block" handler with savevm (version 1), and its multifd
+ * channels ("BMFD") as a channel handler.  The emulator calls it once at
+ * start-up, before storage_check_register. */
 void block_migration_register(void);
 /* Current statistics of the running/last migration. */
 void block_migration_stats(MigrationDiskStats *out);

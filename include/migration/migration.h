@@ -1,5 +1,6 @@
 /* Migration state machine: outgoing migration thread, incoming side,
- * cancel, query.  Callers: QMP commands and blkmigd main. */
+ * cancel, query.  Callers: QMP commands and blkmigd main, which also
+ * registers the handlers of the stream (include/migration/savevm.h). */
 #ifndef MIGRATION_MIGRATION_H
 #define MIGRATION_MIGRATION_H
 
@@ -70,12 +71,13 @@ void migration_set_vm_ops(const MigrationVmOps *ops);
 typedef void (*MigrationStatusListener)(MigrationStatus status, void *opaque);
 void migration_set_status_listener(MigrationStatusListener cb, void *opaque);
 
-/* Registers the block migration handler (call once at start-up). */
-void migration_init(void);
-
 /* Start an outgoing migration to URI (tcp:, unix:, file:).  Fails at once
  * if a migration is active, the URI is bad or the connection is refused. */
 bool migration_start(const char *uri, GError **errp);
+/* The same with the block capability on for this migration only (QMP
+ * migrate's "blk": true): it goes back off when the migration reaches a
+ * final status, or at once when it does not start. */
+bool migration_start_with_block(const char *uri, GError **errp);
 /* Request cancel of the active outgoing migration; no-op otherwise. */
 void migration_cancel(void);
 

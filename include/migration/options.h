@@ -53,7 +53,7 @@ typedef struct MigrationParameters {
 /* The guest's usual write size: a 4 KiB write re-sends 4 KiB, not a
  * larger block around it (64 KiB blocks made a guest writing 20 MiB/s of
  * 4 KiB blocks cost 320 MiB/s of re-sends).  The bitmap costs 32 MiB per
- * TiB of drive, and at most 32 MiB per drive (block-migration.c). */
+ * TiB of drive, and at most 32 MiB per drive (migration/block/save.c). */
 #define MIG_DEFAULT_DIRTY_GRANULARITY 4096
 #define MIG_DEFAULT_MULTIFD_CHANNELS 2
 #define MIG_MAX_MULTIFD_CHANNELS 16

@@ -1,4 +1,9 @@
-/* The savevm container (QEMU format version 3) and the handler registry.
+/* The handler seam: the savevm container (QEMU format version 3), the
+ * registry of the handlers that fill its sections (QEMU's SaveVMHandlers)
+ * and of the channel handlers that take a migration's extra connections,
+ * and the services the core offers its handlers.  The core reaches a
+ * handler (migration/block/ is one) only through these tables; a handler
+ * reaches the core only through this header.
  *
  *   be32 0x5145564d  be32 3
  *   START 0x01 / FULL 0x04: be32 id, u8 len + idstr, be32 instance, be32 version
@@ -18,7 +23,9 @@
 #define MIGRATION_SAVEVM_H
 
 #include <glib.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include "migration/migration.h"
 #include "migration/stream.h"
 
 #define QEMU_VM_FILE_MAGIC       0x5145564d
@@ -31,6 +38,18 @@
 #define QEMU_VM_SECTION_FOOTER   0x7e
 #define BLKMIG_VM_CANCELLED      0x40
 
+/* Destination: what the core hands every handler when a load starts
+ * (load_setup); valid until that load ends (after load_end and cleanup). */
+typedef struct SaveVMLoadContext {
+    /* Tell the source that BYTES (a running total, in the unit of the
+     * handler's save_progress) are written and flushed here: one DURABLE
+     * return-path message when the source listens (a socket load of a
+     * blkmig source), nothing otherwise.  Any thread; it does not block
+     * longer than the link-timeout. */
+    void (*report_durable)(void *opaque, uint64_t bytes);
+    void *opaque;
+} SaveVMLoadContext;
+
 /* Save-side callbacks return 0 or -errno (with the stream's error latched
  * or *errp set); load returns 0 or -1 with *errp set. */
 typedef struct SaveVMHandlers {
@@ -42,8 +61,22 @@ typedef struct SaveVMHandlers {
     int (*save_iterate)(MigStream *f, void *opaque, uint64_t max_bytes, GError **errp);
     /* Bytes still to send if we stopped the guest now. */
     uint64_t (*save_pending)(void *opaque);
+    /* Optional: bytes walked so far (for "block": disk bytes of the chunks
+     * sent, holes and zeroes too), the unit save_pending counts in.  The
+     * core sums it over the handlers to measure the migration's bandwidth
+     * and compares it with what the destination reports durable.
+     * Migration thread. */
+    uint64_t (*save_progress)(void *opaque);
+    /* Optional: the handler's part of query-migrate for the running or
+     * last outgoing migration it took part in.  INFO has the status and
+     * times filled in; "block" fills INFO->disk and sets has_disk.  Any
+     * thread. */
+    void (*query)(void *opaque, MigrationInfo *info);
     /* Contents of the END section; guest is stopped. */
     int (*save_complete)(MigStream *f, void *opaque, GError **errp);
+    /* Destination: called once for every registered handler when a load
+     * starts, before any section is read. */
+    void (*load_setup)(void *opaque, const SaveVMLoadContext *ctx);
     /* Consume one section's contents (START/PART/END/FULL). */
     int (*load_state)(MigStream *f, void *opaque, int version_id, GError **errp);
     /* Destination: called once after EOF was read, before the ack. */
@@ -65,13 +98,48 @@ void savevm_register(const char *idstr, uint32_t instance, uint32_t version,
                      const SaveVMHandlers *ops, void *opaque);
 void savevm_unregister_all(void);
 
+/* Extra connections of an incoming socket migration.  The listener
+ * reads the first four bytes of every connection: "QEVM" is the main one
+ * (the savevm stream); a connection that starts with the MAGIC of a
+ * channel handler runs that handler's run() on the connection's own
+ * thread; anything else fails the migration.  Every member is required. */
+typedef struct SaveVMChannelOps {
+    /* A socket incoming migration starts.  The handler calls
+     * ALL_ARRIVED(ARG) once (from any thread) when it expects no further
+     * connection, so the listener stops accepting. */
+    void (*begin)(void *opaque, void (*all_arrived)(void *arg), void *arg);
+    /* One of its connections (the MAGIC not yet consumed); returns when
+     * the channel ends. */
+    void (*run)(void *opaque, MigStream *f);
+    /* The incoming migration failed (migration_incoming_fail): wake
+     * whatever waits.  Called without any lock of the core held. */
+    void (*failed)(void *opaque);
+    /* The load ended: stop every channel; return once none runs. */
+    void (*abort)(void *opaque);
+    /* The incoming migration is over (no run() is left). */
+    void (*end)(void *opaque);
+} SaveVMChannelOps;
+
+/* WHAT names such connections in errors, e.g. "a multifd channel (BMFD)". */
+void savevm_register_channel(uint32_t magic, const char *what, const SaveVMChannelOps *ops,
+                             void *opaque);
+
 /* Source side, in order.  Each returns 0 or -1 with *errp set. */
+/* The handlers that take part in the next outgoing migration (is_active):
+ * chosen when it starts, so query-migrate describes them from then on
+ * (savevm_state_setup chooses again). */
+void savevm_state_select(void);
 int savevm_state_header(MigStream *f, GError **errp);
 int savevm_state_setup(MigStream *f, GError **errp);
 /* One PART section per active handler; returns 1 when all handlers finished
  * their bulk phase, 0 if not, -1 on error. */
 int savevm_state_iterate(MigStream *f, uint64_t max_bytes, GError **errp);
 uint64_t savevm_state_pending(void);
+/* The sum of save_progress over the handlers of this migration. */
+uint64_t savevm_state_progress(void);
+/* Each query callback of the handlers chosen for the running or last
+ * migration.  Any thread. */
+void savevm_state_query(MigrationInfo *info);
 /* END sections and EOF. */
 int savevm_state_complete(MigStream *f, GError **errp);
 /* Instead of the rest: CANCELLED, flushed (at a section boundary, to a
@@ -79,10 +147,43 @@ int savevm_state_complete(MigStream *f, GError **errp);
 int savevm_state_cancel(MigStream *f);
 void savevm_state_cleanup(void);
 
-/* Destination: read a whole stream, validating every header and footer.
+/* Destination: read a whole stream, validating every header and footer;
+ * CTX (NULL: report nothing) goes to every handler's load_setup.
  * Errors name what was wrong, e.g. "invalid stream magic 0x12345678",
  * "unknown section 'foo' instance 0", "section footer mismatch: expected
  * 0x7e for section 2, got 0x41", "unknown section type 0x55". */
-int savevm_load(MigStream *f, GError **errp);
+int savevm_load(MigStream *f, const SaveVMLoadContext *ctx, GError **errp);
+
+/* ---- services of the core for its handlers ---- */
+
+/* The error domain of every migration GError. */
+GQuark mig_error_quark(void);
+#define MIG_ERROR mig_error_quark()
+/* Error codes: anything (0), or a connection of the migration failed, so
+ * the peer may have said why on the return path, or a cancel. */
+#define MIG_ERROR_FAILED 0
+#define MIG_ERROR_IO 1
+/* The operator cancelled (the thread stopped at a section boundary). */
+#define MIG_ERROR_CANCELLED 2
+
+/* Source: the URI of the running outgoing migration (caller frees; NULL
+ * when none), for a handler's extra connections. */
+char *migration_outgoing_uri(void);
+/* Source: one more connection to URI (tcp:, unix:) as a writer, with the
+ * migration's link settings (link-timeout, keepalive); NULL with *errp
+ * when it cannot connect. */
+MigStream *migration_connect_extra(const char *uri, GError **errp);
+
+/* Destination: the incoming migration's first failure.  Fail it with ERR
+ * (taken) unless it failed already or its load has ended: the main
+ * connection is shut down so its thread stops at once, and the channel
+ * handlers are told (failed). */
+void migration_incoming_fail(GError *err);
+/* The first failure, copied to *errp (may be NULL); false when none. */
+bool migration_incoming_failed(GError **errp);
+/* Destination: when connection F itself failed (the source closed it
+ * mid-stream, or the link stalled), that is the news, not where the parser
+ * was: replace *ERR by it, prefixed with WHERE. */
+void migration_explain_link_error(MigStream *f, const char *where, GError **err);
 
 #endif

@@ -12,6 +12,8 @@
 #include <json-glib/json-glib.h>
 #include <stdbool.h>
 
+#include "util/tls.h"
+
 typedef struct QmpClient QmpClient;
 
 GQuark qmp_client_error_quark(void);
@@ -32,6 +34,16 @@ typedef enum {
 QmpClient *qmp_client_connect(const char *uri, GError **errp);
 /* qmp_client_connect + qmp_client_negotiate. */
 QmpClient *qmp_client_open(const char *uri, GError **errp);
+/* The same over TLS (tcp: only) with CREDS (endpoint=client; NULL: in
+ * the clear).  HOSTNAME (NULL: the HOST of the URI) is the name the
+ * server's certificate must carry when CREDS verify the peer.  A refusal
+ * by either side fails the connect with the reason (e.g. "... the server
+ * sent alert 'Certificate is required': it requires a client certificate
+ * ..."). */
+QmpClient *qmp_client_connect_tls(const char *uri, TlsCreds *creds, const char *hostname,
+                                  GError **errp);
+QmpClient *qmp_client_open_tls(const char *uri, TlsCreds *creds, const char *hostname,
+                               GError **errp);
 /* Close the socket and free queued events.  NULL is a no-op. */
 void qmp_client_close(QmpClient *c);
 
@@ -41,7 +53,6 @@ JsonNode *qmp_client_greeting(QmpClient *c);
 bool qmp_client_negotiate(QmpClient *c, GError **errp);
 /* Reply timeout in ms; negative waits forever. */
 void qmp_client_set_timeout(QmpClient *c, int timeout_ms);
-int qmp_client_fd(QmpClient *c);
 
 /* Send REQUEST (an object with "execute" and optional "arguments"; not
  * modified), adding an "id" when it has none, and read until the reply with

@@ -31,12 +31,19 @@ typedef JsonNode *(*QmpCommandFn)(JsonObject *args, GError **errp);
 
 void qmp_register_command(const char *name, QmpCommandFn fn);
 /* Registers qmp_capabilities, query-version, query-commands, quit-less
- * core commands, block and migration commands. */
+ * core commands, object-add and object-del, block and migration
+ * commands. */
 void qmp_register_builtin_commands(void);
 
 /* Listen on ENDPOINT_URI (unix:PATH or tcp:HOST:PORT); any number of
  * clients.  Returns false with errp on failure. */
 bool qmp_server_start(const char *endpoint_uri, GError **errp);
+/* The same over TLS when CREDS_ID (tcp: only) names tls-creds objects
+ * with endpoint=server: each client's handshake must succeed within 10 s
+ * (and, with AUTHZ_ID, its certificate pass that authz object), or it is
+ * refused with a log line while the monitor goes on serving others. */
+bool qmp_server_start_tls(const char *endpoint_uri, const char *creds_id,
+                          const char *authz_id, GError **errp);
 void qmp_server_stop(void);
 
 /* Send {"event": NAME, "data": DATA, "timestamp": {...}} to every client
@@ -48,12 +55,11 @@ void qmp_event_emit(const char *name, JsonObject *data);
  * Errors read "Parameter 'uri' is missing" / "Parameter 'uri' expects a
  * string", matching QEMU. */
 const char *qmp_arg_str(JsonObject *args, const char *name, bool required, GError **errp);
-bool qmp_arg_int(JsonObject *args, const char *name, int64_t *out, GError **errp);
 
 /* Added by qapi/: */
 
-/* Like qmp_arg_int for a JSON boolean ("Parameter 'blk' expects a
- * boolean"); a missing member leaves *OUT unchanged. */
+/* A JSON boolean member NAME ("Parameter 'blk' expects a boolean"); a
+ * missing member leaves *OUT unchanged. */
 bool qmp_arg_bool(JsonObject *args, const char *name, bool *out, GError **errp);
 /* Fails with "Parameter 'foo' is unexpected" when ARGS has a member not in
  * the NULL-terminated list of names that follows ERRP. */

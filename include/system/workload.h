@@ -23,8 +23,6 @@ bool workload_parse(const char *optstr, WorkloadOptions *out, GError **errp);
  * as a guest device). */
 bool workload_start(const WorkloadOptions *opts, GError **errp);
 void workload_stop_all(void);
-/* Bytes written so far by all workloads (for tests and demo). */
-uint64_t workload_bytes_written(void);
 
 /* Added by system/: free what workload_parse allocated in OPTS. */
 void workload_options_clear(WorkloadOptions *opts);

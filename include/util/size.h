@@ -11,6 +11,11 @@
 #define GiB (UINT64_C(1) << 30)
 #define TiB (UINT64_C(1) << 40)
 
+/* X rounded down / up to a multiple of A (any A > 0, not only powers of
+ * two); X and A are evaluated more than once. */
+#define ROUND_DOWN(x, a) ((x) / (a) * (a))
+#define ROUND_UP(x, a) ROUND_DOWN((x) + (a) - 1, (a))
+
 /* Parse a non-negative size with an optional binary suffix (b, k/K, m/M,
  * g/G, t/T; "KiB" style also accepted).  Rejects overflow, negatives,
  * empty strings and trailing garbage with a message naming STR. */

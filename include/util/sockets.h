@@ -45,5 +45,14 @@ bool socket_set_link_timeout(int fd, unsigned timeout_s);
 /* Local TCP port of a bound socket (e.g. after listening on port 0), or -1
  * when FD is not an IPv4/IPv6 socket. */
 int socket_local_port(int fd);
+/* "HOST:PORT" of the peer of a TCP socket ("[::1]:PORT" for IPv6), or a
+ * description for other sockets, for log lines; caller frees. */
+char *socket_peer_name(int fd);
+/* End our sending direction and discard what the peer still sends, until
+ * it closes or TIMEOUT_MS passed: a connection refused after the peer's
+ * last message, closed this way rather than at once, does not turn into a
+ * reset that destroys our last words (a TLS alert) before the peer reads
+ * them.  The caller closes FD afterwards. */
+void socket_shutdown_drain(int fd, int timeout_ms);
 
 #endif

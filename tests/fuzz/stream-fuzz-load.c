@@ -296,7 +296,7 @@ static LoadResult load_stream_file(const char *what)
     f = mig_stream_new_reader(fd);
     alarm(LOAD_TIME_LIMIT_S + 5);
     start = g_get_monotonic_time();
-    r.ret = savevm_load(f, &r.err);
+    r.ret = savevm_load(f, NULL, &r.err);
     r.elapsed_us = g_get_monotonic_time() - start;
     alarm(0);
     current_load[0] = '\0';

@@ -84,9 +84,9 @@ static void build_device_size_in_part(GByteArray *b)
 
 const StrictCase strict_cases[] = {
     { "record-without-flags", build_record_without_flags,
-      "migration/block-load.c skips a record with no flag bits instead of failing" },
+      "migration/block/load.c skips a record with no flag bits instead of failing" },
     { "drive-id-with-nul", build_drive_id_with_nul,
-      "migration/block-load.c resolves drive id 'disk0\\0junk' to drive disk0" },
+      "migration/block/load.c resolves drive id 'disk0\\0junk' to drive disk0" },
     { "idstr-with-nul", build_idstr_with_nul,
       "migration/savevm.c resolves section idstr 'block\\0ram' to section block" },
     { "compressed-trailing-garbage", build_compressed_trailing_garbage,
@@ -150,7 +150,7 @@ void test_error_text_is_utf8(void)
     g_autoptr(GString) culprits = g_string_new(NULL);
 
     if (!error_is_utf8(build_garbage_drive_id, "a garbage drive id")) {
-        g_string_append(culprits, "migration/block-load.c (drive ids) ");
+        g_string_append(culprits, "migration/block/load.c (drive ids) ");
     }
     if (!error_is_utf8(build_garbage_idstr, "a garbage section idstr")) {
         g_string_append(culprits, "migration/savevm.c (section idstrs) ");

@@ -82,7 +82,7 @@ GError *sb_load_file(const char *path, const GByteArray *bytes)
 
     g_assert_true(g_file_set_contents(path, (const char *)bytes->data, bytes->len, NULL));
     f = mig_stream_new_reader(open(path, O_RDONLY));
-    ret = savevm_load(f, &err);
+    ret = savevm_load(f, NULL, &err);
     g_assert_true((ret == 0) == (err == NULL));
     mig_stream_close(f);
     return err;

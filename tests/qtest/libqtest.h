@@ -1,6 +1,9 @@
 /* Test harness for whole daemons: start blkmigd processes, talk QMP to
  * them, build and compare real sparse disk files.  Used by tests/qtest,
- * tests/interop and tests/bench. */
+ * tests/interop and tests/bench.  The one header of the harness, whose
+ * files each have one job: libqtest.c (scratch directory, ports,
+ * programs, the harness's failures), qtest-daemon.c, qtest-qmp.c,
+ * qtest-json.c, qtest-disk.c. */
 #ifndef TESTS_LIBQTEST_H
 #define TESTS_LIBQTEST_H
 

@@ -18,36 +18,69 @@
 /* Generous: ASan builds on two shared cores are slow. */
 #define MF_MIGRATE_TIMEOUT_MS 180000
 #define MF_STATE_TIMEOUT_MS 10000
+/* How often waits poll a daemon. */
+#define MF_POLL_US (50 * 1000)
 
 typedef struct Migration {
-    char *src_disk;
+    char *src_disk;             /* NULL when the test names its drives itself */
     char *dst_disk;
     char *uri;
     QTestDaemon *src;
     QTestDaemon *dst;
+    /* How long a side may take to reach a state once the source ended
+     * (0: MF_STATE_TIMEOUT_MS). */
+    int state_timeout_ms;
 } Migration;
 
-/* Names m->src_disk and m->dst_disk in the scratch directory and makes the
- * source disk: SIZE sparse bytes with RUNS seeded random runs of RUN_LEN.
- * Returns the number of 1 MiB chunks holding data. */
+/* Names m->src_disk and m->dst_disk in the scratch directory (removing a
+ * destination disk an earlier case left) and makes the source disk: SIZE
+ * sparse bytes with RUNS seeded random runs of RUN_LEN.  Returns the
+ * number of 1 MiB chunks holding data. */
 uint64_t mf_make_src_disk(Migration *m, uint64_t size, uint64_t seed, unsigned runs,
                           uint64_t run_len);
 /* A destination NAME with a fresh blank drive of SIZE at m->dst_disk,
  * waiting on m->uri. */
 QTestDaemon *mf_start_dst(Migration *m, const char *name, uint64_t size);
+/* The same run under PREFIX (NULL: none; e.g. "ip netns exec NS", see
+ * qtest_daemon_start_prefixed) and waiting on INCOMING (NULL: m->uri). */
+QTestDaemon *mf_start_dst_at(Migration *m, const char *prefix, const char *name,
+                             uint64_t size, const char *incoming);
 /* The source "src" on m->src_disk, with EXTRA blkmigd arguments. */
 QTestDaemon *mf_start_src(Migration *m, const char *extra);
+/* A destination "dst" with DST_ARGS (its --drive options, as blkmigd takes
+ * them) waiting on m->uri (a free TCP port when NULL), then a source "src"
+ * with SRC_ARGS. */
+void mf_start_daemons(Migration *m, const char *src_args, const char *dst_args);
 /* Kill both daemons, remove both disks, free the strings. */
 void mf_free(Migration *m);
+/* "quit" both daemons, each of which must exit with status 0. */
+void mf_quit(Migration *m);
 
 /* Both sides report completed, the destination guest runs and the source
  * is in postmigrate.  Returns the source's final query-migrate (unref). */
 JsonNode *mf_wait_completed(Migration *m);
+/* The source failed because the destination refused: the destination's
+ * error names WHY (and HINT unless NULL), the source's error quotes it,
+ * the source guest runs again and the destination's never started. */
+void mf_expect_refused(Migration *m, const char *why, const char *hint);
+
+/* How one side's migration ended. */
+typedef struct MfOutcome {
+    char *status;
+    char *error_desc;           /* "" when none */
+    double seconds;             /* after the start of the wait */
+} MfOutcome;
+/* Wait until both sides ended, at most TIMEOUT_S seconds (else the test
+ * fails saying where each side is). */
+void mf_wait_both_ended(Migration *m, double timeout_s, MfOutcome *src, MfOutcome *dst);
+void mf_outcome_clear(MfOutcome *o);
 /* Stop the source guest, copy its disk as it is now, let it run again;
  * returns the copy's path (caller frees and unlinks). */
 char *mf_snapshot_running_disk(Migration *m);
 
 void mf_assert_runstate(QTestDaemon *d, const char *want);
+/* TEXT (may be NULL) contains PART, or the test fails showing both. */
+void mf_assert_contains(const char *text, const char *part);
 /* Byte-identical files, or the test fails naming the first difference. */
 void mf_assert_identical(const char *a, const char *b);
 /* The destination allocates what the source does: at least the source's

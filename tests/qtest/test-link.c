@@ -11,10 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "libqtest.h"
+#include "migration-framework.h"
 
-#define MIB (UINT64_C(1) << 20)
-#define DRIVE_ID "disk0"
 #define DISK_SIZE (32 * MIB)
 /* Slow enough that the bulk phase is still running when the test acts. */
 #define SLOW_BANDWIDTH (1 * MIB)
@@ -23,11 +21,8 @@
 /* Beyond link-timeout: the source's 2 s wait for the destination's own
  * words, polling, and two shared cores under ASan. */
 #define FAIL_MARGIN_S 8
-#define STATE_TIMEOUT_MS 10000
-#define MIGRATE_TIMEOUT_MS 120000
 #define NS_PREFIX "blkmig-link-"
 #define NS_PORT 4444
-#define POLL_US (50 * 1000)
 
 /* ---- the network namespace ---- */
 
@@ -154,44 +149,18 @@ static void link_set(NetNs *ns, bool up)
 
 /* ---- daemons and migrations ---- */
 
-typedef struct Migration {
-    char *src_disk;
-    char *dst_disk;
-    char *uri;
-    QTestDaemon *src;
-    QTestDaemon *dst;
-} Migration;
-
 /* A source disk full of data and an empty destination disk; the source
  * daemon runs its guest. */
 static void migration_init(Migration *m)
 {
-    m->src_disk = qtest_path("src.raw");
-    m->dst_disk = qtest_path("dst.raw");
-    unlink(m->dst_disk);
-    qtest_disk_create(m->src_disk, DISK_SIZE);
-    qtest_disk_scatter(m->src_disk, 8, DISK_SIZE / MIB, MIB);
-    m->src = qtest_daemon_start("src", "--drive id=" DRIVE_ID ",file=%s", m->src_disk);
+    mf_make_src_disk(m, DISK_SIZE, 8, DISK_SIZE / MIB, MIB);
+    m->src = mf_start_src(m, "");
 }
 
-/* The destination, inside NS when given, listening on URI. */
+/* The destination, inside NS when given, listening on INCOMING. */
 static void start_dst(Migration *m, NetNs *ns, const char *incoming)
 {
-    m->dst = qtest_daemon_start_prefixed(ns ? ns->prefix : NULL, "dst",
-                                         "--drive id=" DRIVE_ID ",file=%s,size=%" G_GUINT64_FORMAT
-                                         ",create=on --incoming %s",
-                                         m->dst_disk, DISK_SIZE, incoming);
-}
-
-static void migration_free(Migration *m)
-{
-    qtest_daemon_kill(m->src);
-    qtest_daemon_kill(m->dst);
-    unlink(m->src_disk);
-    unlink(m->dst_disk);
-    g_free(m->src_disk);
-    g_free(m->dst_disk);
-    g_free(m->uri);
+    m->dst = mf_start_dst_at(m, ns ? ns->prefix : NULL, "dst", DISK_SIZE, incoming);
 }
 
 static void set_link_timeout(QTestDaemon *d, unsigned seconds)
@@ -205,88 +174,27 @@ static void start_slow_migration(Migration *m)
     qtest_set_caps(m->src, "block", NULL);
     qtest_set_params(m->src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, SLOW_BANDWIDTH);
     qtest_migrate_start(m->src, m->uri);
-    json_node_unref(qtest_migrate_wait_status(m->src, "active", STATE_TIMEOUT_MS));
-    json_node_unref(qtest_migrate_wait_status(m->dst, "active", STATE_TIMEOUT_MS));
+    json_node_unref(qtest_migrate_wait_status(m->src, "active", MF_STATE_TIMEOUT_MS));
+    json_node_unref(qtest_migrate_wait_status(m->dst, "active", MF_STATE_TIMEOUT_MS));
     for (gint64 transferred = 0; transferred < 2 * (gint64)MIB;) {
         JsonNode *info = qtest_query_migrate(m->src);
         g_assert_cmpstr(qtest_json_str(info, "status"), ==, "active");
         transferred = qtest_json_int(info, "disk.transferred");
         json_node_unref(info);
-        g_usleep(POLL_US);
+        g_usleep(MF_POLL_US);
     }
 }
 
 /* ---- outcomes ---- */
 
-/* How one side's migration ended. */
-typedef struct Outcome {
-    char *status;
-    char *error_desc;           /* "" when none */
-    double seconds;             /* after the start of the wait */
-} Outcome;
-
-static void outcome_clear(Outcome *o)
-{
-    g_free(o->status);
-    g_free(o->error_desc);
-}
-
-/* Whether D's migration has ended; if so fills O. */
-static bool poll_final(QTestDaemon *d, gint64 start, Outcome *o)
-{
-    JsonNode *info = qtest_query_migrate(d);
-    const char *status = qtest_json_str(info, "status");
-    JsonNode *desc = qtest_json_get(info, "error-desc");
-    bool final = !strcmp(status, "failed") || !strcmp(status, "cancelled") ||
-                 !strcmp(status, "completed");
-
-    if (final) {
-        o->status = g_strdup(status);
-        o->error_desc = g_strdup(desc ? json_node_get_string(desc) : "");
-        o->seconds = (g_get_monotonic_time() - start) / 1e6;
-    }
-    json_node_unref(info);
-    return final;
-}
-
-/* Wait until both sides ended, at most TIMEOUT_S seconds (else the test
- * fails saying where each side is). */
-static void wait_both_ended(Migration *m, double timeout_s, Outcome *src, Outcome *dst)
-{
-    gint64 start = g_get_monotonic_time();
-    bool src_done = false, dst_done = false;
-
-    while (!(src_done && dst_done)) {
-        src_done = src_done || poll_final(m->src, start, src);
-        dst_done = dst_done || poll_final(m->dst, start, dst);
-        if (!(src_done && dst_done) && g_get_monotonic_time() - start > timeout_s * 1e6) {
-            g_autofree char *a = qtest_runstate(m->src), *b = qtest_runstate(m->dst);
-            g_error("after %.0f s the source is %s (runstate %s), the destination %s "
-                    "(runstate %s)", timeout_s, src_done ? src->status : "still migrating",
-                    a, dst_done ? dst->status : "still migrating", b);
-        }
-        g_usleep(POLL_US);
-    }
-    g_test_message("source: %s after %.1f s: %s", src->status, src->seconds, src->error_desc);
-    g_test_message("destination: %s after %.1f s: %s", dst->status, dst->seconds,
-                   dst->error_desc);
-}
-
-static void assert_contains(const char *text, const char *part)
-{
-    if (!strstr(text, part)) {
-        g_error("'%s' does not say '%s'", text, part);
-    }
-}
-
-static void assert_stall_reported(const Outcome *o)
+static void assert_stall_reported(const MfOutcome *o)
 {
     g_autofree char *limit = g_strdup_printf("%d s", LINK_TIMEOUT);
 
     g_assert_cmpstr(o->status, ==, "failed");
-    assert_contains(o->error_desc, "link stalled");
-    assert_contains(o->error_desc, "link-timeout");
-    assert_contains(o->error_desc, limit);
+    mf_assert_contains(o->error_desc, "link stalled");
+    mf_assert_contains(o->error_desc, "link-timeout");
+    mf_assert_contains(o->error_desc, limit);
 }
 
 /* The source guest runs on; the destination guest never started. */
@@ -325,20 +233,20 @@ static bool dead_link_setup(Migration *m, bool multifd)
 static void test_dead_link(gconstpointer multifd)
 {
     Migration m = { 0 };
-    Outcome src = { 0 }, dst = { 0 };
+    MfOutcome src = { 0 }, dst = { 0 };
 
     if (!dead_link_setup(&m, multifd != NULL)) {
         return;
     }
     link_set(netns, false);
-    wait_both_ended(&m, LINK_TIMEOUT + FAIL_MARGIN_S, &src, &dst);
+    mf_wait_both_ended(&m, LINK_TIMEOUT + FAIL_MARGIN_S, &src, &dst);
     assert_stall_reported(&src);
     assert_stall_reported(&dst);
     assert_guests_safe(&m);
     link_set(netns, true);
-    outcome_clear(&src);
-    outcome_clear(&dst);
-    migration_free(&m);
+    mf_outcome_clear(&src);
+    mf_outcome_clear(&dst);
+    mf_free(&m);
 }
 
 /* Cancelled while the link is dead: the source at once, the destination
@@ -346,7 +254,7 @@ static void test_dead_link(gconstpointer multifd)
 static void test_dead_link_cancel(void)
 {
     Migration m = { 0 };
-    Outcome src = { 0 }, dst = { 0 };
+    MfOutcome src = { 0 }, dst = { 0 };
 
     if (!dead_link_setup(&m, false)) {
         return;
@@ -354,15 +262,15 @@ static void test_dead_link_cancel(void)
     link_set(netns, false);
     g_usleep(G_USEC_PER_SEC);
     json_node_unref(qtest_qmp_ok(m.src, "{\"execute\": \"migrate_cancel\"}"));
-    wait_both_ended(&m, LINK_TIMEOUT + FAIL_MARGIN_S, &src, &dst);
+    mf_wait_both_ended(&m, LINK_TIMEOUT + FAIL_MARGIN_S, &src, &dst);
     g_assert_cmpstr(src.status, ==, "cancelled");
     g_assert_cmpfloat(src.seconds, <, 5);
     assert_stall_reported(&dst);
     assert_guests_safe(&m);
     link_set(netns, true);
-    outcome_clear(&src);
-    outcome_clear(&dst);
-    migration_free(&m);
+    mf_outcome_clear(&src);
+    mf_outcome_clear(&dst);
+    mf_free(&m);
 }
 
 /* ---- cancels and hang-ups, as the destination tells them ---- */
@@ -379,7 +287,7 @@ static void loopback_setup(Migration *m, const char *incoming)
 static void test_cancel_announced(gconstpointer multifd)
 {
     Migration m = { 0 };
-    Outcome src = { 0 }, dst = { 0 };
+    MfOutcome src = { 0 }, dst = { 0 };
 
     loopback_setup(&m, NULL);
     if (multifd) {
@@ -387,14 +295,14 @@ static void test_cancel_announced(gconstpointer multifd)
     }
     start_slow_migration(&m);
     json_node_unref(qtest_qmp_ok(m.src, "{\"execute\": \"migrate_cancel\"}"));
-    wait_both_ended(&m, 10, &src, &dst);
+    mf_wait_both_ended(&m, 10, &src, &dst);
     g_assert_cmpstr(src.status, ==, "cancelled");
     g_assert_cmpstr(dst.status, ==, "failed");
-    assert_contains(dst.error_desc, "the source cancelled the migration");
+    mf_assert_contains(dst.error_desc, "the source cancelled the migration");
     assert_guests_safe(&m);
-    outcome_clear(&src);
-    outcome_clear(&dst);
-    migration_free(&m);
+    mf_outcome_clear(&src);
+    mf_outcome_clear(&dst);
+    mf_free(&m);
 }
 
 /* With qemu-compat nothing but QEMU 7.2's records is sent, so the stream
@@ -403,21 +311,21 @@ static void test_cancel_announced(gconstpointer multifd)
 static void test_closed_mid_stream(void)
 {
     Migration m = { 0 };
-    Outcome src = { 0 }, dst = { 0 };
+    MfOutcome src = { 0 }, dst = { 0 };
 
     loopback_setup(&m, NULL);
     qtest_set_caps(m.src, "qemu-compat", NULL);
     start_slow_migration(&m);
     json_node_unref(qtest_qmp_ok(m.src, "{\"execute\": \"migrate_cancel\"}"));
-    wait_both_ended(&m, 10, &src, &dst);
+    mf_wait_both_ended(&m, 10, &src, &dst);
     g_assert_cmpstr(src.status, ==, "cancelled");
     g_assert_cmpstr(dst.status, ==, "failed");
-    assert_contains(dst.error_desc, "the source closed the connection mid-stream");
+    mf_assert_contains(dst.error_desc, "the source closed the connection mid-stream");
     g_assert_null(strstr(dst.error_desc, "cancelled"));
     assert_guests_safe(&m);
-    outcome_clear(&src);
-    outcome_clear(&dst);
-    migration_free(&m);
+    mf_outcome_clear(&src);
+    mf_outcome_clear(&dst);
+    mf_free(&m);
 }
 
 /* ---- the destination listens again ---- */
@@ -425,7 +333,7 @@ static void test_closed_mid_stream(void)
 /* "migrate" until the destination accepts the connection. */
 static void migrate_when_listening(QTestDaemon *src, const char *uri)
 {
-    gint64 deadline = g_get_monotonic_time() + STATE_TIMEOUT_MS * 1000LL;
+    gint64 deadline = g_get_monotonic_time() + MF_STATE_TIMEOUT_MS * 1000LL;
 
     for (;;) {
         JsonNode *reply = qtest_qmp(src, "{\"execute\": \"migrate\", \"arguments\":"
@@ -436,7 +344,7 @@ static void migrate_when_listening(QTestDaemon *src, const char *uri)
             return;
         }
         g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-        g_usleep(POLL_US);
+        g_usleep(MF_POLL_US);
     }
 }
 
@@ -445,27 +353,22 @@ static void migrate_when_listening(QTestDaemon *src, const char *uri)
 static void test_rearm(void)
 {
     Migration m = { 0 };
-    Outcome src = { 0 }, dst = { 0 };
-    uint64_t diff = 0;
+    MfOutcome src = { 0 }, dst = { 0 };
 
     loopback_setup(&m, NULL);
     start_slow_migration(&m);
     json_node_unref(qtest_qmp_ok(m.src, "{\"execute\": \"migrate_cancel\"}"));
-    wait_both_ended(&m, 10, &src, &dst);
+    mf_wait_both_ended(&m, 10, &src, &dst);
     g_assert_cmpstr(dst.status, ==, "failed");
     assert_guests_safe(&m);
 
     qtest_set_params(m.src, "\"max-bandwidth\": 0");
     migrate_when_listening(m.src, m.uri);
-    JsonNode *info = qtest_migrate_wait(m.src, MIGRATE_TIMEOUT_MS);
-    g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");
-    json_node_unref(info);
-    json_node_unref(qtest_migrate_wait_status(m.dst, "completed", STATE_TIMEOUT_MS));
-    qtest_wait_runstate(m.dst, "running", STATE_TIMEOUT_MS);
-    g_assert_true(qtest_files_equal(m.src_disk, m.dst_disk, &diff));
-    outcome_clear(&src);
-    outcome_clear(&dst);
-    migration_free(&m);
+    json_node_unref(mf_wait_completed(&m));
+    mf_assert_identical(m.src_disk, m.dst_disk);
+    mf_outcome_clear(&src);
+    mf_outcome_clear(&dst);
+    mf_free(&m);
 }
 
 /* ---- a quiet link is not a stall ---- */
@@ -474,26 +377,20 @@ static void test_rearm(void)
  * whole migration, far longer than link-timeout, and that is fine. */
 static void test_idle_channel(void)
 {
-    Migration m = { 0 };
-    g_autofree char *src_disk = qtest_path("src-1m.raw");
+    Migration m = { .uri = qtest_tcp_uri() };
 
-    loopback_setup(&m, NULL);
-    qtest_daemon_kill(m.src);
-    qtest_disk_create(src_disk, MIB);
-    qtest_disk_scatter(src_disk, 9, 1, MIB);
-    m.src = qtest_daemon_start("src", "--drive id=" DRIVE_ID ",file=%s", src_disk);
+    mf_make_src_disk(&m, MIB, 9, 1, MIB);
+    m.src = mf_start_src(&m, "");
+    start_dst(&m, NULL, NULL);
     set_link_timeout(m.src, 1);
     set_link_timeout(m.dst, 1);
     qtest_set_caps(m.src, "block", "multifd", NULL);
     qtest_set_params(m.src, "\"max-bandwidth\": %d", 256 * 1024);
     qtest_migrate_start(m.src, m.uri);
-    JsonNode *info = qtest_migrate_wait(m.src, MIGRATE_TIMEOUT_MS);
-    g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");
+    JsonNode *info = mf_wait_completed(&m);
     g_assert_cmpint(qtest_json_int(info, "total-time"), >, 3000);
     json_node_unref(info);
-    json_node_unref(qtest_migrate_wait_status(m.dst, "completed", STATE_TIMEOUT_MS));
-    unlink(src_disk);
-    migration_free(&m);
+    mf_free(&m);
 }
 
 /* ---- the parameter ---- */

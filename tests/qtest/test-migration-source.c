@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include "migration-framework.h"
+#include "migration/block-migration.h"
 #include "migration/migration.h"
 #include "migration/options.h"
+#include "migration/storage-check.h"
 #include "util/sockets.h"
 #include "../lib/drives.h"
 #include "../lib/files.h"
@@ -406,7 +408,8 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     /* Failed migrations are logged as warnings; the tests expect some. */
     g_log_set_always_fatal(G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
-    migration_init();
+    block_migration_register();
+    storage_check_register();
     g_test_add_func("/migration-source/live", test_live_migration);
     g_test_add_func("/migration-source/destination-error", test_live_destination_error);
     g_test_add_func("/migration-source/cancel", test_live_cancel);

@@ -7,15 +7,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "libqtest.h"
+#include "migration-framework.h"
 
-#define MIB (UINT64_C(1) << 20)
 /* Start-ups that must fail do so at once; one that runs is killed then. */
 #define RUN_TIMEOUT_MS 10000
 /* How long a start-up that must go on is watched before it is killed. */
 #define KEEPS_RUNNING_MS 3000
-#define MIGRATE_TIMEOUT_MS 120000
-#define STATE_TIMEOUT_MS 10000
 
 /* ---- helpers ---- */
 
@@ -25,21 +22,6 @@ static void make_data_file(const char *path, uint64_t size, uint64_t seed)
     unlink(path);
     qtest_disk_create(path, size);
     g_assert_cmpuint(qtest_disk_scatter(path, seed, 16, 64 * 1024), >, 0);
-}
-
-static void assert_identical(const char *a, const char *b)
-{
-    uint64_t diff = 0;
-    if (!qtest_files_equal(a, b, &diff)) {
-        g_error("%s and %s differ at byte %" G_GUINT64_FORMAT, a, b, diff);
-    }
-}
-
-static void assert_contains(const char *text, const char *want)
-{
-    if (!strstr(text, want)) {
-        g_error("expected '%s' in:\n%s", want, text);
-    }
 }
 
 /* "unix:<tmpdir>/NAME.qmp", so that a start-up can get past the QMP check. */
@@ -85,12 +67,12 @@ static void test_create_refuses_data(void)
                                                  sizes[i]);
         g_autofree char *out = NULL;
         g_assert_cmpint(run_drive(drive, NULL, NULL, &out), ==, 1);
-        assert_contains(out, img);
-        assert_contains(out, "already exists");
-        assert_contains(out, "drop create=on");
-        assert_contains(out, "overwrite=on");
+        mf_assert_contains(out, img);
+        mf_assert_contains(out, "already exists");
+        mf_assert_contains(out, "drop create=on");
+        mf_assert_contains(out, "overwrite=on");
         g_assert_cmpuint(qtest_file_size(img), ==, 8 * MIB);
-        assert_identical(img, copy);
+        mf_assert_identical(img, copy);
     }
     unlink(img);
     unlink(copy);
@@ -122,8 +104,8 @@ static void test_overwrite(void)
     g_autofree char *out = NULL;
     g_autofree char *bad = g_strdup_printf("id=d,file=%s,overwrite=on", img);
     g_assert_cmpint(run_drive(bad, NULL, NULL, &out), ==, 64);
-    assert_contains(out, "overwrite=on needs create=on");
-    assert_identical(img, copy);
+    mf_assert_contains(out, "overwrite=on needs create=on");
+    mf_assert_identical(img, copy);
 
     QTestDaemon *d = qtest_daemon_start("over", "--drive id=d,file=%s,size=16M,create=on,"
                                         "overwrite=on", img);
@@ -145,7 +127,7 @@ static void test_size_mismatch_hint(void)
     g_autofree char *drive = g_strdup_printf("id=d,file=%s,size=4M", img);
     g_autofree char *out = NULL;
     g_assert_cmpint(run_drive(drive, NULL, NULL, &out), ==, 1);
-    assert_contains(out, "drop size=");
+    mf_assert_contains(out, "drop size=");
     g_assert_null(strstr(out, "create=on"));
     g_assert_cmpuint(qtest_file_size(img), ==, 8 * MIB);
     unlink(img);
@@ -194,7 +176,7 @@ static void test_dangling_symlink(void)
     g_assert_cmpint(lstat(link, &st), ==, 0);
     g_assert_true(S_ISLNK(st.st_mode));
     g_assert_false(g_file_test(target, G_FILE_TEST_EXISTS));
-    assert_contains(out, "symbolic link");
+    mf_assert_contains(out, "symbolic link");
     unlink(link);
 }
 
@@ -233,14 +215,14 @@ static void test_needs_qmp(void)
 {
     g_autofree char *out = NULL;
     g_assert_cmpint(qtest_daemon_run(RUN_TIMEOUT_MS, &out, NULL, NULL), ==, 64);
-    assert_contains(out, "--qmp");
+    mf_assert_contains(out, "--qmp");
 
     g_autofree char *sock = qtest_path("noqmp.sock");
     g_autofree char *nbd_uri = g_strconcat("unix:", sock, NULL);
     g_clear_pointer(&out, g_free);
     g_assert_cmpint(qtest_daemon_run(RUN_TIMEOUT_MS, &out, "--daemonize", "--nbd", nbd_uri,
                                      NULL), ==, 64);
-    assert_contains(out, "--daemonize needs --qmp");
+    mf_assert_contains(out, "--daemonize needs --qmp");
 
     /* In the foreground with something to serve: runs, with a warning
      * (-1: still running when it was killed). */
@@ -250,7 +232,7 @@ static void test_needs_qmp(void)
     g_clear_pointer(&out, g_free);
     g_assert_cmpint(qtest_daemon_run(KEEPS_RUNNING_MS, &out, "--drive", drive, "--nbd",
                                      nbd_uri, NULL), ==, -1);
-    assert_contains(out, "warning: no --qmp");
+    mf_assert_contains(out, "warning: no --qmp");
     unlink(img);
     unlink(sock);
 }
@@ -260,32 +242,31 @@ static void test_help(void)
 {
     g_autofree char *out = NULL;
     g_assert_cmpint(qtest_daemon_run(RUN_TIMEOUT_MS, &out, "--help", NULL), ==, 0);
-    assert_contains(out, "is empty (0 bytes)");
-    assert_contains(out, "blkmigd refuses to start");
-    assert_contains(out, "overwrite=on, only with");
-    assert_contains(out, "mode 0600");
-    assert_contains(out, "--qmp is needed");
-    assert_contains(out, "64 when the command");
+    mf_assert_contains(out, "is empty (0 bytes)");
+    mf_assert_contains(out, "blkmigd refuses to start");
+    mf_assert_contains(out, "overwrite=on, only with");
+    mf_assert_contains(out, "mode 0600");
+    mf_assert_contains(out, "--qmp is needed");
+    mf_assert_contains(out, "64 when the command");
 }
 
 /* ---- README's destination command, run twice ---- */
 
 /* Migrate SRC_IMG into a destination started with DST_DRIVE; both sides
- * complete and the disks are identical. */
+ * complete, both daemons quit cleanly and the disks are identical. */
 static void migrate_into(const char *src_img, const char *dst_img, const char *dst_drive)
 {
-    g_autofree char *uri = qtest_tcp_uri();
-    QTestDaemon *dst = qtest_daemon_start("dst", "--drive %s --incoming %s", dst_drive, uri);
-    QTestDaemon *src = qtest_daemon_start("src", "--drive id=disk0,file=%s", src_img);
-    qtest_set_caps(src, "block", "zero-blocks", NULL);
-    qtest_migrate_start(src, uri);
-    JsonNode *info = qtest_migrate_wait(src, MIGRATE_TIMEOUT_MS);
-    g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");
-    json_node_unref(info);
-    json_node_unref(qtest_migrate_wait_status(dst, "completed", STATE_TIMEOUT_MS));
-    qtest_daemon_quit(src);
-    qtest_daemon_quit(dst);
-    assert_identical(src_img, dst_img);
+    Migration m = { 0 };
+    g_autofree char *src_args = g_strdup_printf("--drive id=disk0,file=%s", src_img);
+    g_autofree char *dst_args = g_strdup_printf("--drive %s", dst_drive);
+
+    mf_start_daemons(&m, src_args, dst_args);
+    qtest_set_caps(m.src, "block", "zero-blocks", NULL);
+    qtest_migrate_start(m.src, m.uri);
+    json_node_unref(mf_wait_completed(&m));
+    mf_quit(&m);
+    mf_free(&m);
+    mf_assert_identical(src_img, dst_img);
 }
 
 /* The second run of the same command leaves the migrated disk alone and
@@ -305,8 +286,8 @@ static void test_readme_destination_twice(void)
     g_autofree char *uri = qtest_tcp_uri();
     g_autofree char *out = NULL;
     g_assert_cmpint(run_drive(create, "--incoming", uri, &out), ==, 1);
-    assert_contains(out, "drop create=on");
-    assert_identical(src, dst);
+    mf_assert_contains(out, "drop create=on");
+    mf_assert_identical(src, dst);
 
     g_autofree char *reuse = g_strdup_printf("id=disk0,file=%s,size=32M", dst);
     migrate_into(src2, dst, reuse);

@@ -13,14 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "libqtest.h"
+#include "migration-framework.h"
 #include "util/size.h"
 
-#define KIB (UINT64_C(1) << 10)
-#define MIB (UINT64_C(1) << 20)
-#define GIB (UINT64_C(1) << 30)
 /* Generous: ASan builds on two shared cores are slow. */
-#define MIGRATE_TIMEOUT_MS 120000
 #define STATE_TIMEOUT_MS 30000
 /* README's example takes about 9 s here; without convergence it never
  * ends, and the test says so instead of hanging. */
@@ -42,66 +38,18 @@ static void write_block(const char *path, uint64_t off, uint64_t len, int byte)
     close(fd);
 }
 
-static void assert_contains(const char *text, const char *part)
+/* The migration (capabilities CAP, may be NULL) from a source with
+ * SRC_DRIVES to a destination with DST_DRIVES begins (the framework's,
+ * with this file's longer waits for states). */
+static void start_migration(Migration *m, const char *src_drives, const char *dst_drives,
+                            const char *cap)
 {
-    if (!text || !strstr(text, part)) {
-        g_error("expected '%s' in '%s'", part, text ? text : "(null)");
-    }
-}
-
-/* The source failed because the destination refused (its error names
- * WHY, and says HINT unless that is NULL), the source guest runs again
- * and the destination's does not. */
-static void expect_refused(QTestDaemon *src, QTestDaemon *dst, const char *why,
-                           const char *hint)
-{
-    JsonNode *s = qtest_migrate_wait(src, MIGRATE_TIMEOUT_MS);
-    JsonNode *d = qtest_migrate_wait_status(dst, "failed", STATE_TIMEOUT_MS);
-    const char *dst_error = qtest_json_str(d, "error-desc");
-    g_autofree char *said = g_strdup_printf("destination failed: %s", dst_error);
-
-    g_test_message("source: %s", qtest_json_str(s, "error-desc"));
-    g_assert_cmpstr(qtest_json_str(s, "status"), ==, "failed");
-    assert_contains(dst_error, why);
-    if (hint) {
-        assert_contains(dst_error, hint);
-    }
-    assert_contains(qtest_json_str(s, "error-desc"), said);
-    qtest_wait_runstate(src, "running", STATE_TIMEOUT_MS);
-    g_autofree char *dst_state = qtest_runstate(dst);
-    g_assert_cmpstr(dst_state, ==, "inmigrate");
-    json_node_unref(s);
-    json_node_unref(d);
-}
-
-static void expect_completed(QTestDaemon *src, QTestDaemon *dst)
-{
-    JsonNode *s = qtest_migrate_wait(src, MIGRATE_TIMEOUT_MS);
-
-    if (strcmp(qtest_json_str(s, "status"), "completed")) {
-        g_error("migration %s: %s", qtest_json_str(s, "status"),
-                qtest_json_str(s, "error-desc"));
-    }
-    json_node_unref(qtest_migrate_wait_status(dst, "completed", STATE_TIMEOUT_MS));
-    qtest_wait_runstate(dst, "running", STATE_TIMEOUT_MS);
-    qtest_wait_runstate(src, "postmigrate", STATE_TIMEOUT_MS);
-    json_node_unref(s);
-}
-
-/* A destination waiting on URI and a source, each with its drive
- * options, started in that order; the migration (capabilities CAP, may
- * be NULL) begins. */
-static void start_migration(QTestDaemon **src, QTestDaemon **dst, const char *src_drives,
-                            const char *dst_drives, const char *cap)
-{
-    g_autofree char *uri = qtest_tcp_uri();
-
-    *dst = qtest_daemon_start("dst", "%s --incoming %s", dst_drives, uri);
-    *src = qtest_daemon_start("src", "%s", src_drives);
+    *m = (Migration){ .state_timeout_ms = STATE_TIMEOUT_MS };
+    mf_start_daemons(m, src_drives, dst_drives);
     if (cap) {
-        qtest_set_caps(*src, cap, NULL);
+        qtest_set_caps(m->src, cap, NULL);
     }
-    qtest_migrate_start(*src, uri);
+    qtest_migrate_start(m->src, m->uri);
 }
 
 static char *drive_opt(const char *id, const char *path)
@@ -116,16 +64,15 @@ static void test_different_disks(void)
 {
     g_autofree char *a = qtest_path("a.raw"), *b = qtest_path("b.raw");
     g_autofree char *src_opt = drive_opt("disk0", a), *dst_opt = drive_opt("disk0", b);
-    QTestDaemon *src, *dst;
+    Migration m;
 
     qtest_disk_create(a, 64 * MIB);
     qtest_disk_scatter(a, 3, 8, 64 * KIB);
     qtest_disk_create(b, 64 * MIB);
     qtest_disk_scatter(b, 4, 8, 64 * KIB);
-    start_migration(&src, &dst, src_opt, dst_opt, NULL);
-    expect_refused(src, dst, "drive 'disk0' does not match the source's", DIFFER_HINT);
-    qtest_daemon_kill(src);
-    qtest_daemon_kill(dst);
+    start_migration(&m, src_opt, dst_opt, NULL);
+    mf_expect_refused(&m, "drive 'disk0' does not match the source's", DIFFER_HINT);
+    mf_free(&m);
 }
 
 /* One file opened by both daemons (shared storage), written by the
@@ -136,14 +83,13 @@ static void test_shared_storage(void)
     g_autofree char *disk = qtest_path("shared.raw");
     g_autofree char *opt = drive_opt("disk0", disk);
     g_autofree char *src_opt = g_strdup_printf("%s --workload drive=disk0,rate=20,seed=7", opt);
-    QTestDaemon *src, *dst;
+    Migration m;
 
     qtest_disk_create(disk, 256 * MIB);
     qtest_disk_scatter(disk, 5, 40, 256 * KIB);
-    start_migration(&src, &dst, src_opt, opt, NULL);
-    expect_completed(src, dst);
-    qtest_daemon_kill(src);
-    qtest_daemon_kill(dst);
+    start_migration(&m, src_opt, opt, NULL);
+    json_node_unref(mf_wait_completed(&m));
+    mf_free(&m);
 }
 
 /* Different sizes: refused, naming both. */
@@ -151,15 +97,14 @@ static void test_different_sizes(void)
 {
     g_autofree char *a = qtest_path("a.raw"), *b = qtest_path("b.raw");
     g_autofree char *src_opt = drive_opt("disk0", a), *dst_opt = drive_opt("disk0", b);
-    QTestDaemon *src, *dst;
+    Migration m;
 
     qtest_disk_create(a, 64 * MIB);
     qtest_disk_create(b, 32 * MIB);
-    start_migration(&src, &dst, src_opt, dst_opt, NULL);
-    expect_refused(src, dst, "drive 'disk0' is 67108864 bytes at the source but "
-                   "33554432 bytes here: ", DIFFER_HINT);
-    qtest_daemon_kill(src);
-    qtest_daemon_kill(dst);
+    start_migration(&m, src_opt, dst_opt, NULL);
+    mf_expect_refused(&m, "drive 'disk0' is 67108864 bytes at the source but "
+                      "33554432 bytes here: ", DIFFER_HINT);
+    mf_free(&m);
 }
 
 /* A sparse 1 GiB source with three 4 KiB blocks of data, none inside an
@@ -179,11 +124,10 @@ static void test_sparse_source_empty_destination(void)
         write_block(a, data_at[i], 4 * KIB, 0x5a + i);
     }
     for (int round = 0; round < 3; round++) {
-        QTestDaemon *src, *dst;
-        start_migration(&src, &dst, src_opt, dst_opt, NULL);
-        expect_refused(src, dst, "drive 'disk0' does not match the source's", DIFFER_HINT);
-        qtest_daemon_kill(src);
-        qtest_daemon_kill(dst);
+        Migration m;
+        start_migration(&m, src_opt, dst_opt, NULL);
+        mf_expect_refused(&m, "drive 'disk0' does not match the source's", DIFFER_HINT);
+        mf_free(&m);
     }
 }
 
@@ -197,28 +141,25 @@ static void test_drive_on_one_side(void)
     g_autofree char *dst_disk = qtest_path("dst.raw");
     g_autofree char *dst_both = g_strdup_printf("--drive id=disk0,file=%s,size=%" G_GUINT64_FORMAT
                                                 ",create=on %s", dst_disk, 16 * MIB, d1);
-    QTestDaemon *src, *dst;
+    Migration m;
 
     qtest_disk_create(shared, 16 * MIB);
     qtest_disk_scatter(shared, 9, 4, 64 * KIB);
     qtest_disk_create(extra, 16 * MIB);
 
-    start_migration(&src, &dst, both, d0, NULL);
-    expect_refused(src, dst, "the source has a drive 'disk1' that this destination lacks",
+    start_migration(&m, both, d0, NULL);
+    mf_expect_refused(&m, "the source has a drive 'disk1' that this destination lacks",
                    NULL);
-    qtest_daemon_kill(src);
-    qtest_daemon_kill(dst);
+    mf_free(&m);
 
-    start_migration(&src, &dst, d0, both, NULL);
-    expect_refused(src, dst, "drive 'disk1' of this destination is not on the source "
+    start_migration(&m, d0, both, NULL);
+    mf_expect_refused(&m, "drive 'disk1' of this destination is not on the source "
                    "(which has: disk0)", NULL);
-    qtest_daemon_kill(src);
-    qtest_daemon_kill(dst);
+    mf_free(&m);
 
-    start_migration(&src, &dst, d0, dst_both, "block");
-    expect_refused(src, dst, "drive 'disk1' of this destination is not on the source", NULL);
-    qtest_daemon_kill(src);
-    qtest_daemon_kill(dst);
+    start_migration(&m, d0, dst_both, "block");
+    mf_expect_refused(&m, "drive 'disk1' of this destination is not on the source", NULL);
+    mf_free(&m);
     unlink(dst_disk);
 }
 
@@ -228,14 +169,13 @@ static void test_compat_without_block(void)
 {
     g_autofree char *disk = qtest_path("shared.raw");
     g_autofree char *opt = drive_opt("disk0", disk);
-    QTestDaemon *src, *dst;
+    Migration m;
 
     qtest_disk_create(disk, 16 * MIB);
-    start_migration(&src, &dst, opt, opt, "qemu-compat");
-    expect_refused(src, dst, "drive 'disk0' got neither disk contents nor a storage check",
+    start_migration(&m, opt, opt, "qemu-compat");
+    mf_expect_refused(&m, "drive 'disk0' got neither disk contents nor a storage check",
                    "enable the 'block' capability");
-    qtest_daemon_kill(src);
-    qtest_daemon_kill(dst);
+    mf_free(&m);
 }
 
 /* ---- the blkmig tool, bounded in time ---- */
@@ -447,12 +387,12 @@ static void test_readme_example(void)
 {
     g_autofree char *readme = NULL;
     g_autoptr(GPtrArray) daemons = NULL, migrate = NULL;
-    g_autofree char *dst_args = NULL, *src_args = NULL, *dst_file = NULL, *src_file = NULL;
+    g_autofree char *dst_args = NULL, *src_args = NULL;
     g_autofree char *out = NULL;
     g_auto(GStrv) margs = NULL;
     uint64_t size = 0, unused = 0;
     int port = qtest_free_port();
-    QTestDaemon *src, *dst;
+    Migration m = { 0 };
     Tool t;
 
     g_assert_true(g_file_get_contents("README.md", &readme, NULL, NULL));
@@ -460,25 +400,22 @@ static void test_readme_example(void)
     migrate = readme_commands(readme, "### Migrate");
     g_assert_cmpuint(daemons->len, ==, 2);
     g_assert_cmpuint(migrate->len, ==, 1);
-    dst_args = daemon_args(daemons->pdata[0], port, &dst_file, &size);
-    src_args = daemon_args(daemons->pdata[1], port, &src_file, &unused);
-    assert_contains(dst_args, "--incoming");
+    dst_args = daemon_args(daemons->pdata[0], port, &m.dst_disk, &size);
+    src_args = daemon_args(daemons->pdata[1], port, &m.src_disk, &unused);
+    mf_assert_contains(dst_args, "--incoming");
     g_assert_cmpuint(size, >, 0);
-    qtest_disk_fill(src_file, size, 1);
-    unlink(dst_file);       /* README's destination host has no disk yet */
-    dst = qtest_daemon_start("readme-dst", "%s", dst_args);
-    src = qtest_daemon_start("readme-src", "%s", src_args);
-    margs = migrate_args(migrate->pdata[0], src, dst, port);
+    qtest_disk_fill(m.src_disk, size, 1);
+    unlink(m.dst_disk);     /* README's destination host has no disk yet */
+    m.dst = qtest_daemon_start("readme-dst", "%s", dst_args);
+    m.src = qtest_daemon_start("readme-src", "%s", src_args);
+    margs = migrate_args(migrate->pdata[0], m.src, m.dst, port);
     t = tool_start("readme-blkmig.log", margs, README_TIMEOUT_S);
     g_assert_cmpint(tool_wait(&t), ==, 0);
     out = tool_output(&t);
     g_test_message("%s", out);
-    assert_contains(out, "destination:      completed, guest running");
-    g_assert_true(qtest_files_equal(src_file, dst_file, NULL));
-    qtest_daemon_kill(src);
-    qtest_daemon_kill(dst);
-    unlink(src_file);
-    unlink(dst_file);
+    mf_assert_contains(out, "destination:      completed, guest running");
+    g_assert_true(qtest_files_equal(m.src_disk, m.dst_disk, NULL));
+    mf_free(&m);
     tool_clear(&t);
 }
 
@@ -537,27 +474,24 @@ static unsigned check_client_lines(const Tool *t, uint64_t total)
 static void test_progress_under_random_writer(void)
 {
     const uint64_t size = 256 * MIB;
-    g_autofree char *a = qtest_path("a.raw"), *b = qtest_path("b.raw");
-    g_autofree char *uri = qtest_tcp_uri();
+    Migration m = { .src_disk = qtest_path("a.raw"), .dst_disk = qtest_path("b.raw"),
+                    .uri = qtest_tcp_uri() };
     g_autofree char *src_q = NULL, *dst_q = NULL;
-    QTestDaemon *src, *dst;
     unsigned samples = 0;
     int status;
     Tool t;
 
-    qtest_disk_fill(a, size, 2);
-    unlink(b);              /* an earlier case's disk: create=on makes a new one */
-    dst = qtest_daemon_start("dst", "--drive id=disk0,file=%s,size=%" G_GUINT64_FORMAT
-                             ",create=on --incoming %s", b, size, uri);
-    src = qtest_daemon_start("src", "--drive id=disk0,file=%s --workload "
-                             "drive=disk0,pattern=randwrite,bs=4k,rate=20,seed=3", a);
-    src_q = qmp_uri(src);
-    dst_q = qmp_uri(dst);
+    qtest_disk_fill(m.src_disk, size, 2);
+    unlink(m.dst_disk);     /* an earlier case's disk: create=on makes a new one */
+    m.dst = mf_start_dst(&m, "dst", size);
+    m.src = mf_start_src(&m, "--workload drive=disk0,pattern=randwrite,bs=4k,rate=20,seed=3");
+    src_q = qmp_uri(m.src);
+    dst_q = qmp_uri(m.dst);
     t = tool_start("progress-blkmig.log", (char *[]){ "migrate", "--src", src_q, "--dst", dst_q,
-                   "--uri", uri, "--zero-blocks", "--max-bandwidth", "64M", NULL },
+                   "--uri", m.uri, "--zero-blocks", "--max-bandwidth", "64M", NULL },
                    README_TIMEOUT_S);
     while (!tool_exited(&t, &status)) {
-        sample_remaining(src, &samples);
+        sample_remaining(m.src, &samples);
         check_client_lines(&t, size);
         g_usleep(TOOL_POLL_US);
     }
@@ -565,11 +499,8 @@ static void test_progress_under_random_writer(void)
     g_assert_cmpuint(check_client_lines(&t, size), >=, 4);
     g_test_message("%u query-migrate samples", samples);
     g_assert_cmpuint(samples, >=, 40);
-    g_assert_true(qtest_files_equal(a, b, NULL));
-    qtest_daemon_kill(src);
-    qtest_daemon_kill(dst);
-    unlink(a);
-    unlink(b);
+    g_assert_true(qtest_files_equal(m.src_disk, m.dst_disk, NULL));
+    mf_free(&m);
     tool_clear(&t);
 }
 

@@ -258,7 +258,7 @@ static void test_roundtrip(Fixture *fx, gconstpointer data)
 
     save_to_file(fx->path);
     f = mig_stream_new_reader(open(fx->path, O_RDONLY));
-    g_assert_cmpint(savevm_load(f, &err), ==, 0);
+    g_assert_cmpint(savevm_load(f, NULL, &err), ==, 0);
     g_assert_no_error(err);
     g_assert_true(mig_at_eof(f));
     mig_stream_close(f);

@@ -8,14 +8,11 @@
 
 #include "block/block.h"
 #include "block/dirty-bitmap.h"
-#include "migration/block-migration.h"
 #include "migration/options.h"
-#include "migration/savevm.h"
-#include "migration-internal.h"
+#include "block-internal.h"
 #include "util/bitmap.h"
 
-#define CHUNK BLK_MIG_CHUNK_SIZE
-#define CHUNK_START(off) ((uint64_t)(off) & ~(uint64_t)(CHUNK - 1))
+#define CHUNK_START(off) ((uint64_t)(off) & ~(uint64_t)(BLK_CHUNK - 1))
 /* One save_iterate call returns after this long even if max_bytes was not
  * reached (zero chunks cost little wire), so the migration thread keeps
  * checking cancellation, bandwidth and the downtime estimate. */
@@ -24,14 +21,14 @@
 #define PUMP_WAIT_US (20 * 1000)
 /* Dirty bits of one chunk at the finest granularity, plus one spare word
  * as dirty_bitmap_snapshot_and_clear asks. */
-#define MIN_GRANULARITY BLK_MIG_SECTOR_SIZE
-#define CHUNK_BITMAP_WORDS BITMAP_WORDS(CHUNK / MIN_GRANULARITY + 1)
+#define MIN_GRANULARITY BLK_SECTOR
+#define CHUNK_BITMAP_WORDS BITMAP_WORDS(BLK_CHUNK / MIN_GRANULARITY + 1)
 /* A drive's dirty bitmap holds at most this many bits (32 MiB: a 1 TiB
  * drive at 4 KiB); a larger drive is tracked in coarser blocks. */
 #define MAX_BITMAP_BITS (UINT64_C(1) << 28)
 /* Bits above the bulk cursor are counted this many bytes of drive at a
  * time. */
-#define ABOVE_PIECE (64 * CHUNK)
+#define ABOVE_PIECE (64 * BLK_CHUNK)
 
 typedef struct BlkMigDevice {
     BlockDriverState *bs;
@@ -85,8 +82,8 @@ static uint64_t dirty_chunk_bytes_below(BlkMigDevice *dev, uint64_t limit)
     while ((off = dirty_bitmap_next_dirty(dev->bitmap, off)) >= 0 &&
            (uint64_t)off < limit) {
         off = CHUNK_START(off);
-        bytes += MIN(CHUNK, dev->size - off);
-        off += CHUNK;
+        bytes += MIN(BLK_CHUNK, dev->size - off);
+        off += BLK_CHUNK;
     }
     return bytes;
 }
@@ -180,6 +177,17 @@ void block_migration_stats(MigrationDiskStats *out)
     g_mutex_unlock(&blk.lock);
 }
 
+/* The handler's query-migrate part: "disk", with the wire throughput
+ * over the migration's time so far. */
+static void blk_mig_query(void *opaque, MigrationInfo *info)
+{
+    double seconds = info->total_time / 1000.0;
+
+    info->has_disk = true;
+    block_migration_stats(&info->disk);
+    info->disk.mbps = seconds > 0 ? info->disk.transferred * 8 / 1e6 / seconds : 0;
+}
+
 uint64_t block_migration_processed_bytes(void)
 {
     uint64_t processed;
@@ -268,7 +276,7 @@ static bool bulk_submit_next(MigStream *f)
         return false;
     }
     off = dev->bulk_cursor;
-    len = MIN(CHUNK, dev->size - off);
+    len = MIN(BLK_CHUNK, dev->size - off);
     /* Clear first, read after: a write racing with the read is marked
      * again and re-sent in the dirty phase. */
     dirty_bitmap_test_and_clear(dev->bitmap, off, len);
@@ -291,7 +299,7 @@ static bool bulk_submit_next(MigStream *f)
  * bits are cleared before anything is read. */
 static void take_dirty_ranges(BlkMigDevice *dev, BlkChunkJob *job, uint64_t off)
 {
-    uint64_t len = MIN(CHUNK, dev->size - off);
+    uint64_t len = MIN(BLK_CHUNK, dev->size - off);
     uint64_t gran = dirty_bitmap_granularity(dev->bitmap);
     unsigned long bits[CHUNK_BITMAP_WORDS] = { 0 };
     uint64_t nbits;
@@ -314,8 +322,8 @@ static void take_dirty_ranges(BlkMigDevice *dev, BlkChunkJob *job, uint64_t off)
 }
 
 /* The chunk holding the next dirty block at or after the dirty cursor;
- * false (and *pass_done) when the cursor wrapped past the last drive. */
-static bool dirty_submit_next(bool *pass_done)
+ * false when the cursor wrapped past the last drive (a pass ended). */
+static bool dirty_submit_next(void)
 {
     while (blk.dirty_dev < blk.devs->len) {
         BlkMigDevice *dev = blk.devs->pdata[blk.dirty_dev];
@@ -326,7 +334,7 @@ static bool dirty_submit_next(bool *pass_done)
             BlkChunkJob *job = blk_chunk_job_new(dev->bs, dev->id, off, dev->size);
 
             take_dirty_ranges(dev, job, off);
-            blk.dirty_cursor = off + CHUNK;
+            blk.dirty_cursor = off + BLK_CHUNK;
             if (job->ranges->len == 0) {
                 blk_chunk_job_free(job);
                 continue;
@@ -342,7 +350,6 @@ static bool dirty_submit_next(bool *pass_done)
     g_mutex_lock(&blk.lock);
     blk.stats.dirty_sync_count++;
     g_mutex_unlock(&blk.lock);
-    *pass_done = true;
     return false;
 }
 
@@ -374,7 +381,7 @@ static int send_ready(MigStream *f, uint64_t *sent, uint64_t max_bytes, GError *
         count++;
         if (blk.multifd) {
             unsigned n = multifd_send_channels(blk.multifd);
-            multifd_send_queue(blk.multifd, (job->chunk / CHUNK) % n, job);
+            multifd_send_queue(blk.multifd, (job->chunk / BLK_CHUNK) % n, job);
         } else {
             send_on_main(f, job);
         }
@@ -401,12 +408,10 @@ typedef enum { PUMP_BULK, PUMP_DIRTY_PASS } PumpWork;
 /* One more job of WORK; false when there is none left. */
 static bool submit_next(MigStream *f, PumpWork work)
 {
-    bool pass_done = false;
-
     if (work == PUMP_BULK) {
         return bulk_submit_next(f);
     }
-    return dirty_submit_next(&pass_done);
+    return dirty_submit_next();
 }
 
 /* Keep the pipeline full with WORK and send what is ready, until WORK is
@@ -454,7 +459,7 @@ static bool blk_mig_is_active(void *opaque)
  * MAX_BITMAP_BITS at it (never coarser than a chunk). */
 static uint32_t granularity_for(uint64_t size, uint64_t granularity)
 {
-    while (granularity < CHUNK && (size + granularity - 1) / granularity > MAX_BITMAP_BITS) {
+    while (granularity < BLK_CHUNK && (size + granularity - 1) / granularity > MAX_BITMAP_BITS) {
         granularity *= 2;
     }
     return granularity;
@@ -530,7 +535,7 @@ static void chunk_options(const MigrationParameters *params, BlkChunkOptions *o)
 static bool setup_multifd(MigStream *f, const MigrationParameters *params, GError **errp)
 {
     uint8_t id[BLK_MIG_MULTIFD_ID_LEN];
-    g_autofree char *uri = outgoing_uri();
+    g_autofree char *uri = migration_outgoing_uri();
     MultifdSend *multifd;
     unsigned n = params->multifd_channels;
 
@@ -668,11 +673,24 @@ static int blk_mig_save_complete(MigStream *f, void *opaque, GError **errp)
     return ret < 0 || mig_stream_error(f) ? -1 : 0;
 }
 
+static uint64_t blk_mig_save_progress(void *opaque)
+{
+    return block_migration_processed_bytes();
+}
+
+static void blk_mig_load_setup(void *opaque, const SaveVMLoadContext *ctx)
+{
+    block_load_setup(ctx);
+}
+
 static const SaveVMHandlers blk_mig_handlers = {
     .save_setup = blk_mig_save_setup,
     .save_iterate = blk_mig_save_iterate,
     .save_pending = blk_mig_save_pending,
+    .save_progress = blk_mig_save_progress,
     .save_complete = blk_mig_save_complete,
+    .query = blk_mig_query,
+    .load_setup = blk_mig_load_setup,
     .load_state = block_load_state,
     .load_finish = block_load_finish,
     .cleanup = blk_mig_cleanup,
@@ -682,4 +700,5 @@ static const SaveVMHandlers blk_mig_handlers = {
 void block_migration_register(void)
 {
     savevm_register("block", 0, 1, &blk_mig_handlers, NULL);
+    multifd_recv_register();
 }

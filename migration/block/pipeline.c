@@ -5,10 +5,8 @@
  * chunk buffers of the jobs in flight, until they are sent, stay within
  * max-inflight bytes. */
 #include "block/block.h"
-#include "migration/block-migration.h"
-#include "migration-internal.h"
+#include "block-internal.h"
 
-#define CHUNK BLK_MIG_CHUNK_SIZE
 /* Reads in flight at once: enough to keep a disk queue busy and to
  * overlap a read with zero detection and compression of others. */
 #define PIPELINE_WORKERS 4
@@ -78,7 +76,7 @@ BlkPipeline *blk_pipeline_new(const BlkChunkOptions *o, uint64_t max_inflight)
 
 static uint64_t job_cost(const BlkChunkJob *job)
 {
-    return (job->buf ? CHUNK : 0) + (job->cbuf ? CHUNK : 0);
+    return (job->buf ? BLK_CHUNK : 0) + (job->cbuf ? BLK_CHUNK : 0);
 }
 
 /* p->lock held. */
@@ -123,7 +121,7 @@ void blk_pipeline_free(BlkPipeline *p)
 
 static uint64_t max_job_cost(const BlkPipeline *p)
 {
-    return p->opts.compress ? 2 * CHUNK : CHUNK;
+    return p->opts.compress ? 2 * BLK_CHUNK : BLK_CHUNK;
 }
 
 bool blk_pipeline_has_room(BlkPipeline *p)
@@ -145,7 +143,7 @@ static uint8_t *take_buffer_locked(BlkPipeline *p)
     if (p->free_bufs->len) {
         return g_ptr_array_steal_index_fast(p->free_bufs, p->free_bufs->len - 1);
     }
-    return bdrv_buf_alloc(NULL, CHUNK);
+    return bdrv_buf_alloc(NULL, BLK_CHUNK);
 }
 
 void blk_pipeline_submit(BlkPipeline *p, BlkChunkJob *job)

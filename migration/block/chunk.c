@@ -7,20 +7,12 @@
 #include <string.h>
 
 #include "block/block.h"
-#include "migration/block-migration.h"
-#include "migration-internal.h"
+#include "block-internal.h"
 #include "util/zero.h"
-
-#define CHUNK BLK_MIG_CHUNK_SIZE
-#define SECTOR BLK_MIG_SECTOR_SIZE
-/* Zero detection grain inside data: the file system block, the smallest
- * hole the destination can keep. */
-#define ZERO_GRAIN 4096
-#define ROUND_UP(x, a) (((x) + (a) - 1) / (a) * (a))
 
 /* Source of zero payloads when zero-blocks is off; never written, so it
  * costs no memory. */
-static uint8_t zero_chunk[CHUNK];
+static uint8_t zero_chunk[BLK_CHUNK];
 
 typedef struct Piece {
     uint64_t off;
@@ -103,7 +95,7 @@ static bool extents_sector_aligned(BlkChunkJob *job)
     for (guint i = 0; i < job->extents->len; i++) {
         BlkExtent *e = &g_array_index(job->extents, BlkExtent, i);
         uint64_t end = e->off + e->len;
-        if (e->off % SECTOR || (end % SECTOR && end != job->drive_size)) {
+        if (e->off % BLK_SECTOR || (end % BLK_SECTOR && end != job->drive_size)) {
             return false;
         }
     }
@@ -168,7 +160,7 @@ static void add_data_record(BlkChunkJob *job, Compressor *c, uint8_t flags, uint
 {
     BlkRecord r = { .offset = off, .len = len, .flags = flags | BLK_MIG_FLAG_DEVICE_BLOCK,
                     .data = data, .data_len = len };
-    size_t cap = MIN((size_t)len - 1, CHUNK - *cpos);
+    size_t cap = MIN((size_t)len - 1, BLK_CHUNK - *cpos);
     size_t out = 0;
 
     if (c && job->cbuf && cap > 0 &&
@@ -185,7 +177,7 @@ static void add_data_record(BlkChunkJob *job, Compressor *c, uint8_t flags, uint
 /* qemu-compat: the chunk as one 1 MiB record, zero-padded past the end. */
 static void prepare_whole(BlkChunkJob *job, const BlkChunkOptions *o)
 {
-    uint64_t len = MIN(CHUNK, job->drive_size - job->chunk);
+    uint64_t len = MIN(BLK_CHUNK, job->drive_size - job->chunk);
     const uint8_t *data = zero_chunk;
     bool zero = true;
 
@@ -198,17 +190,17 @@ static void prepare_whole(BlkChunkJob *job, const BlkChunkOptions *o)
                 return;
             }
         }
-        memset(job->buf + len, 0, CHUNK - len);
+        memset(job->buf + len, 0, BLK_CHUNK - len);
         data = job->buf;
-        zero = buffer_is_zero(job->buf, CHUNK);
+        zero = buffer_is_zero(job->buf, BLK_CHUNK);
     }
     if (zero && o->zero_blocks) {
-        BlkRecord r = { .offset = job->chunk, .len = CHUNK,
+        BlkRecord r = { .offset = job->chunk, .len = BLK_CHUNK,
                         .flags = BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK };
         add_record(job, &r);
     } else {
-        BlkRecord r = { .offset = job->chunk, .len = CHUNK, .flags = BLK_MIG_FLAG_DEVICE_BLOCK,
-                        .data = data, .data_len = CHUNK };
+        BlkRecord r = { .offset = job->chunk, .len = BLK_CHUNK, .flags = BLK_MIG_FLAG_DEVICE_BLOCK,
+                        .data = data, .data_len = BLK_CHUNK };
         add_record(job, &r);
     }
 }
@@ -227,14 +219,14 @@ static void add_piece(GArray *pieces, uint64_t off, uint64_t len, bool zero)
 }
 
 /* Split data at [off, off+len) (in the buffer) into zero and non-zero
- * runs of ZERO_GRAIN-aligned blocks. */
+ * runs of BLK_GRAIN-aligned blocks. */
 static void add_data_pieces(GArray *pieces, const uint8_t *base, uint64_t chunk,
                             uint64_t off, uint64_t len)
 {
     uint64_t end = off + len;
 
     while (off < end) {
-        uint64_t next = MIN(ROUND_UP(off + 1, ZERO_GRAIN), end);
+        uint64_t next = MIN(ROUND_UP(off + 1, BLK_GRAIN), end);
         add_piece(pieces, off, next - off, buffer_is_zero(base + (off - chunk), next - off));
         off = next;
     }
@@ -248,7 +240,7 @@ static bool make_pieces(BlkChunkJob *job, const BlkChunkOptions *o, GArray *piec
 
     for (guint i = 0; i < job->extents->len; i++) {
         BlkExtent *e = &g_array_index(job->extents, BlkExtent, i);
-        uint64_t padded = ROUND_UP(e->off + e->len, SECTOR) - e->off;
+        uint64_t padded = ROUND_UP(e->off + e->len, BLK_SECTOR) - e->off;
 
         if (e->is_data && !read_extent(job, e)) {
             return false;
@@ -275,7 +267,7 @@ static void pieces_to_records(BlkChunkJob *job, GArray *pieces, Compressor *c)
 {
     uint8_t *base = job->buf ? job->buf : zero_chunk;
     Piece *first = &g_array_index(pieces, Piece, 0);
-    bool whole = pieces->len == 1 && first->off == job->chunk && first->len == CHUNK;
+    bool whole = pieces->len == 1 && first->off == job->chunk && first->len == BLK_CHUNK;
     uint8_t span = whole ? 0 : BLK_MIG_FLAG_SPAN;
     size_t cpos = 0;
 

@@ -7,22 +7,10 @@
 #include <string.h>
 
 #include "block/block.h"
-#include "migration/block-migration.h"
 #include "migration/options.h"
-#include "migration-internal.h"
+#include "block-internal.h"
 
-#define CHUNK BLK_MIG_CHUNK_SIZE
-#define SECTOR BLK_MIG_SECTOR_SIZE
-#define ROUND_UP(x, a) (((x) + (a) - 1) / (a) * (a))
-#define MAX_COMPRESSED (CHUNK + BLK_MIG_COMPRESS_SLACK)
-
-typedef struct BlockRecord {
-    uint64_t stream_offset;     /* where the record starts */
-    uint64_t offset;            /* byte offset (or percent for PROGRESS) */
-    unsigned flags;
-    char id[256];
-    BlockDriverState *bs;
-} BlockRecord;
+#define MAX_COMPRESSED (BLK_CHUNK + BLK_MIG_COMPRESS_SLACK)
 
 /* One connection's decoder. */
 struct BlkLoader {
@@ -31,11 +19,13 @@ struct BlkLoader {
     Decompressor *zlib;
     Decompressor *zstd;
     uint8_t *cbuf;              /* a compressed payload */
+    char id[256];               /* the drive id of the record being read */
 };
 
 /* What one load (one at a time; the main connection's thread sets it up)
  * shares between its connections. */
 typedef struct LoadShared {
+    const SaveVMLoadContext *ctx;   /* from the core, until the load ends */
     LoadFlusher *flusher;
     BlkApplyBudget *budget;
     BlkLoader *main;
@@ -89,6 +79,11 @@ static void loader_free(BlkLoader *l)
     g_free(l);
 }
 
+void block_load_setup(const SaveVMLoadContext *ctx)
+{
+    load.ctx = ctx;
+}
+
 /* The first section of a load sets up what its connections share. */
 static void load_start(void)
 {
@@ -98,17 +93,17 @@ static void load_start(void)
         return;
     }
     mig_params_get(&params);
-    load.flusher = load_flusher_start();
+    load.flusher = load_flusher_start(load.ctx);
     /* Enough to keep the writers busy; more would only grow what the
      * switchover must write and flush. */
-    load.budget = blk_apply_budget_new(MAX(params.max_inflight / 4, 4 * CHUNK));
+    load.budget = blk_apply_budget_new(MAX(params.max_inflight / 4, 4 * BLK_CHUNK));
     load.main = loader_new(-1);
     load.sections = 0;
 }
 
 /* ---- checks ---- */
 
-static int check_flags(const BlkLoader *l, const BlockRecord *r, GError **errp)
+static int check_flags(const BlkLoader *l, const BlkRecord *r, GError **errp)
 {
     unsigned payload = r->flags & (BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_DEVICE_SIZE |
                                    BLK_MIG_FLAG_PROGRESS | BLK_MIG_FLAG_CHANNELS);
@@ -156,7 +151,7 @@ static int check_flags(const BlkLoader *l, const BlockRecord *r, GError **errp)
 }
 
 /* A channel carries block data and, last, its end marker. */
-static int check_channel_flags(const BlkLoader *l, const BlockRecord *r, GError **errp)
+static int check_channel_flags(const BlkLoader *l, const BlkRecord *r, GError **errp)
 {
     const unsigned data_flags = BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK |
                                 BLK_MIG_FLAG_SPAN | BLK_MIG_FLAG_COMPRESSED;
@@ -173,12 +168,13 @@ static int check_channel_flags(const BlkLoader *l, const BlockRecord *r, GError 
 }
 
 /* u8 len + drive id, resolved to a drive of ours. */
-static int read_drive(const BlkLoader *l, MigStream *f, BlockRecord *r, GError **errp)
+static int read_drive(BlkLoader *l, MigStream *f, BlkRecord *r, GError **errp)
 {
     uint8_t len = mig_get_u8(f);
 
-    mig_get_buffer(f, r->id, len);
-    r->id[len] = '\0';
+    mig_get_buffer(f, l->id, len);
+    l->id[len] = '\0';
+    r->id = l->id;
     if (mig_stream_error(f)) {
         return load_fail(l, errp, f, "reading record at stream offset %" G_GUINT64_FORMAT,
                          r->stream_offset);
@@ -199,7 +195,7 @@ static int read_drive(const BlkLoader *l, MigStream *f, BlockRecord *r, GError *
 
 /* ---- setup records (main connection) ---- */
 
-static int load_device_size(BlkLoader *l, MigStream *f, BlockRecord *r, GError **errp)
+static int load_device_size(BlkLoader *l, MigStream *f, BlkRecord *r, GError **errp)
 {
     uint64_t src_size, dst_size;
 
@@ -223,7 +219,7 @@ static int load_device_size(BlkLoader *l, MigStream *f, BlockRecord *r, GError *
     return 0;
 }
 
-static int load_channels(BlkLoader *l, MigStream *f, BlockRecord *r, GError **errp)
+static int load_channels(BlkLoader *l, MigStream *f, BlkRecord *r, GError **errp)
 {
     uint8_t id[BLK_MIG_MULTIFD_ID_LEN];
     uint32_t n = mig_get_be32(f);
@@ -250,7 +246,7 @@ static int load_channels(BlkLoader *l, MigStream *f, BlockRecord *r, GError **er
 /* ---- block data ---- */
 
 /* SPAN: be32 length, checked against the drive; *ULEN gets it. */
-static int read_span(BlkLoader *l, MigStream *f, const BlockRecord *r, uint64_t size,
+static int read_span(BlkLoader *l, MigStream *f, const BlkRecord *r, uint64_t size,
                      uint32_t *ulen, GError **errp)
 {
     uint32_t span = mig_get_be32(f);
@@ -259,17 +255,17 @@ static int read_span(BlkLoader *l, MigStream *f, const BlockRecord *r, uint64_t 
         return load_fail(l, errp, f, "reading record at stream offset %" G_GUINT64_FORMAT,
                          r->stream_offset);
     }
-    if (span == 0 || span % SECTOR || span > CHUNK) {
+    if (span == 0 || span % BLK_SECTOR || span > BLK_CHUNK) {
         return load_fail(l, errp, NULL, "drive '%s': span length %u at offset %"
                          G_GUINT64_FORMAT " is not a multiple of 512 from 512 to 1048576",
                          r->id, span, r->offset);
     }
-    if (r->offset % CHUNK + span > CHUNK) {
+    if (r->offset % BLK_CHUNK + span > BLK_CHUNK) {
         return load_fail(l, errp, NULL, "drive '%s': span of %u bytes at offset %"
                          G_GUINT64_FORMAT " crosses a 1 MiB chunk boundary",
                          r->id, span, r->offset);
     }
-    if (r->offset + span > ROUND_UP(size, SECTOR)) {
+    if (r->offset + span > ROUND_UP(size, BLK_SECTOR)) {
         return load_fail(l, errp, NULL, "drive '%s': span of %u bytes at offset %"
                          G_GUINT64_FORMAT " ends beyond the destination size %" G_GUINT64_FORMAT,
                          r->id, span, r->offset, size);
@@ -290,7 +286,7 @@ static Decompressor *decompressor_for(BlkLoader *l, uint8_t algo)
 
 /* COMPRESSED: u8 algorithm, be32 length, the bytes; decompressed into
  * BUF (ULEN bytes). */
-static int read_compressed(BlkLoader *l, MigStream *f, const BlockRecord *r, uint32_t ulen,
+static int read_compressed(BlkLoader *l, MigStream *f, const BlkRecord *r, uint32_t ulen,
                            uint8_t *buf, GError **errp)
 {
     uint8_t algo = mig_get_u8(f);
@@ -328,7 +324,7 @@ static int read_compressed(BlkLoader *l, MigStream *f, const BlockRecord *r, uin
 
 /* The payload of a data record into a buffer from the budget: whole
  * before anything is written, so a bad record leaves the disk alone. */
-static int read_payload(BlkLoader *l, MigStream *f, const BlockRecord *r, uint32_t ulen,
+static int read_payload(BlkLoader *l, MigStream *f, const BlkRecord *r, uint32_t ulen,
                         BlkApplyItem *it, GError **errp)
 {
     int ret = 0;
@@ -351,10 +347,10 @@ static int read_payload(BlkLoader *l, MigStream *f, const BlockRecord *r, uint32
     return ret;
 }
 
-static int load_device_block(BlkLoader *l, MigStream *f, BlockRecord *r, GError **errp)
+static int load_device_block(BlkLoader *l, MigStream *f, BlkRecord *r, GError **errp)
 {
     BlkApplyItem it = { 0 };
-    uint32_t ulen = CHUNK;
+    uint32_t ulen = BLK_CHUNK;
     uint64_t size;
 
     if (read_drive(l, f, r, errp) < 0) {
@@ -386,7 +382,7 @@ static int load_device_block(BlkLoader *l, MigStream *f, BlockRecord *r, GError 
 /* One record; *eos when it ends the section part (or the channel). */
 static int load_record(BlkLoader *l, MigStream *f, bool *eos, GError **errp)
 {
-    BlockRecord r = { .stream_offset = mig_stream_bytes(f) };
+    BlkRecord r = { .stream_offset = mig_stream_bytes(f) };
     uint64_t header = mig_get_be64(f);
 
     if (mig_stream_error(f)) {
@@ -457,23 +453,6 @@ bool block_load_channel_next(BlkLoader *l, MigStream *f, bool *end, GError **err
 
 /* ---- the end ---- */
 
-static int flush_drives(GError **errp)
-{
-    g_autoptr(GList) drives = bdrv_list();
-
-    for (GList *l = drives; l; l = l->next) {
-        BlockDriverState *bs = l->data;
-        int ret = bdrv_flush(bs);
-
-        if (ret < 0) {
-            g_set_error(errp, MIG_ERROR, 0, "block migration: flushing drive '%s' failed: %s",
-                        bdrv_get_id(bs), g_strerror(-ret));
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int block_load_finish(void *opaque, GError **errp)
 {
     LoadFlusher *fl;
@@ -488,7 +467,7 @@ int block_load_finish(void *opaque, GError **errp)
     if (load_flusher_stop(fl, errp) < 0) {
         return -1;
     }
-    return flush_drives(errp);
+    return blk_flush_all_drives("block migration", errp) ? 0 : -1;
 }
 
 void block_load_cleanup(void)

@@ -3,10 +3,8 @@
  * when the writers fall behind, which pushes back on the sender through
  * the socket. */
 #include "block/block.h"
-#include "migration/block-migration.h"
-#include "migration-internal.h"
+#include "block-internal.h"
 
-#define CHUNK BLK_MIG_CHUNK_SIZE
 
 struct BlkApplyBudget {
     GMutex lock;
@@ -46,7 +44,7 @@ void blk_apply_budget_free(BlkApplyBudget *b)
 
 size_t blk_apply_budget_cost(size_t len)
 {
-    return len > POOLED_MIN ? CHUNK : len;
+    return len > POOLED_MIN ? BLK_CHUNK : len;
 }
 
 bool blk_apply_budget_take(BlkApplyBudget *b, size_t cost)
@@ -81,7 +79,7 @@ uint8_t *blk_apply_budget_alloc(BlkApplyBudget *b, size_t len)
     if (!blk_apply_budget_take(b, cost)) {
         return NULL;
     }
-    if (cost == CHUNK) {
+    if (cost == BLK_CHUNK) {
         g_mutex_lock(&b->lock);
         if (b->free_chunks->len) {
             buf = g_ptr_array_steal_index_fast(b->free_chunks, b->free_chunks->len - 1);
@@ -97,7 +95,7 @@ void blk_apply_budget_release(BlkApplyBudget *b, uint8_t *buf, size_t len)
     size_t cost = blk_apply_budget_cost(len);
 
     g_mutex_lock(&b->lock);
-    if (cost == CHUNK && b->free_chunks->len < b->capacity / CHUNK) {
+    if (cost == BLK_CHUNK && b->free_chunks->len < b->capacity / BLK_CHUNK) {
         g_ptr_array_add(b->free_chunks, buf);
         buf = NULL;
     }

@@ -8,9 +8,8 @@
 
 #include "block/block.h"
 #include "migration/options.h"
-#include "migration/savevm.h"
 #include "migration/storage-check.h"
-#include "migration-internal.h"
+#include "block-internal.h"
 
 #define DIFFER_HINT "the disks differ: enable the 'block' capability to copy the disks, " \
                     "or use shared storage"
@@ -45,18 +44,6 @@ static bool check_is_active(void *opaque)
     return !mig_cap_enabled(MIG_CAP_BLOCK) && !mig_cap_enabled(MIG_CAP_QEMU_COMPAT);
 }
 
-static bool flush_drive(BlockDriverState *bs, GError **errp)
-{
-    int ret = bdrv_flush(bs);
-
-    if (ret < 0) {
-        g_set_error(errp, MIG_ERROR, 0, "storage check: flushing drive '%s' failed: %s",
-                    bdrv_get_id(bs), g_strerror(-ret));
-        return false;
-    }
-    return true;
-}
-
 /* One drive's entry: flushed first, so a destination on the same storage
  * reads what the stopped guest wrote. */
 static bool put_drive(MigStream *f, BlockDriverState *bs, uint64_t salt, GError **errp)
@@ -70,7 +57,7 @@ static bool put_drive(MigStream *f, BlockDriverState *bs, uint64_t salt, GError 
                     "255 bytes", id);
         return false;
     }
-    if (!flush_drive(bs, errp)) {
+    if (!blk_flush_drive(bs, "storage check", errp)) {
         return false;
     }
     ranges = storage_sample_choose(bs);

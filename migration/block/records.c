@@ -3,8 +3,7 @@
  * include/migration/block-migration.h). */
 #include <string.h>
 
-#include "migration/block-migration.h"
-#include "migration-internal.h"
+#include "block-internal.h"
 
 uint64_t blk_record_wire_size(const char *id, const BlkRecord *r)
 {

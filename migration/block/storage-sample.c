@@ -4,17 +4,15 @@
  * data, so a mostly empty source cannot pass for an empty destination. */
 #include "block/block.h"
 #include "migration/storage-check.h"
-#include "migration-internal.h"
+#include "block-internal.h"
 
-#define ALIGN 4096
-#define ALIGN_DOWN(x) ((x) / ALIGN * ALIGN)
 /* Block status calls one search for data may make (a fragmented or
  * qcow2 drive answers in small runs): beyond, the place is used as is. */
 #define MAX_STATUS_CALLS 1024
 
 static void add_range(GArray *ranges, uint64_t off, uint64_t size)
 {
-    BlkRange r = { .off = ALIGN_DOWN(off), .len = 0 };
+    BlkRange r = { .off = ROUND_DOWN(off, BLK_GRAIN), .len = 0 };
 
     r.len = MIN((uint64_t)STORAGE_CHECK_RANGE_LEN, size - r.off);
     g_array_append_val(ranges, r);

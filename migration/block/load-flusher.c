@@ -3,10 +3,9 @@
  * finds little left to write back.  After each flush a blkmig source is
  * told how much is durable: it keeps the guest running until little is
  * left to flush, instead of the destination throttling its writes. */
-#include <errno.h>
 
 #include "block/block.h"
-#include "migration-internal.h"
+#include "block-internal.h"
 
 /* Start a flush once this much was written since the last one started... */
 #define FLUSH_THRESHOLD (32u << 20)
@@ -21,25 +20,11 @@ struct LoadFlusher {
     uint64_t written;           /* bytes written in all */
     uint64_t flush_started;     /* written when the running/last flush began */
     gint64 last_write_us;
+    const SaveVMLoadContext *ctx;   /* how to tell the source */
     bool report;                /* tell the source after each flush */
     bool stop;
-    char *error;                /* first failed flush */
+    GError *error;              /* first failed flush */
 };
-
-/* Flush every drive; the first failure as text (caller frees), or NULL. */
-static char *flush_all(void)
-{
-    g_autoptr(GList) drives = bdrv_list();
-
-    for (GList *l = drives; l; l = l->next) {
-        int ret = bdrv_flush(l->data);
-        if (ret < 0) {
-            return g_strdup_printf("flushing drive '%s' failed: %s",
-                                   bdrv_get_id(l->data), g_strerror(-ret));
-        }
-    }
-    return NULL;
-}
 
 /* fl->lock held: whether to flush now; waits for a reason otherwise. */
 static bool wait_for_work_locked(LoadFlusher *fl)
@@ -71,29 +56,29 @@ static gpointer flusher_thread(gpointer opaque)
     while (wait_for_work_locked(fl)) {
         uint64_t covered = fl->written;
         bool report = fl->report;
-        char *error;
+        GError *error = NULL;
 
         fl->flush_started = covered;
         g_mutex_unlock(&fl->lock);
-        error = flush_all();
-        if (!error && report) {
-            incoming_report_durable(covered);
+        if (blk_flush_all_drives("block migration", &error) && report) {
+            fl->ctx->report_durable(fl->ctx->opaque, covered);
         }
         g_mutex_lock(&fl->lock);
         if (error && !fl->error) {
             fl->error = error;
         } else {
-            g_free(error);
+            g_clear_error(&error);
         }
     }
     g_mutex_unlock(&fl->lock);
     return NULL;
 }
 
-LoadFlusher *load_flusher_start(void)
+LoadFlusher *load_flusher_start(const SaveVMLoadContext *ctx)
 {
     LoadFlusher *fl = g_new0(LoadFlusher, 1);
 
+    fl->ctx = ctx;
     g_mutex_init(&fl->lock);
     g_cond_init(&fl->cond);
     fl->thread = g_thread_new("mig-flusher", flusher_thread, fl);
@@ -135,10 +120,9 @@ int load_flusher_stop(LoadFlusher *fl, GError **errp)
     g_mutex_unlock(&fl->lock);
     g_thread_join(fl->thread);
     if (fl->error) {
-        g_set_error(errp, MIG_ERROR, 0, "block migration: %s", fl->error);
+        g_propagate_error(errp, g_steal_pointer(&fl->error));
         ret = -1;
     }
-    g_free(fl->error);
     g_cond_clear(&fl->cond);
     g_mutex_clear(&fl->lock);
     g_free(fl);

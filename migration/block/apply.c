@@ -7,13 +7,8 @@
 #include <string.h>
 
 #include "block/block.h"
-#include "migration/block-migration.h"
-#include "migration-internal.h"
+#include "block-internal.h"
 #include "util/zero.h"
-
-/* Granule of zero detection in data: the file system block, the smallest
- * hole the destination can keep. */
-#define APPLY_BLOCK 4096
 
 typedef struct ZeroRun {
     BlockDriverState *bs;
@@ -124,12 +119,12 @@ static void apply_data(BlkApplier *a, const BlkApplyItem *it)
     uint64_t pos = 0;
 
     while (pos < it->len && !has_error(a)) {
-        uint64_t end = MIN(pos + APPLY_BLOCK, it->len);
+        uint64_t end = MIN(pos + BLK_GRAIN, it->len);
         bool zero = buffer_is_zero(it->data + pos, end - pos);
 
         while (end < it->len &&
-               buffer_is_zero(it->data + end, MIN(APPLY_BLOCK, it->len - end)) == zero) {
-            end = MIN(end + APPLY_BLOCK, it->len);
+               buffer_is_zero(it->data + end, MIN(BLK_GRAIN, it->len - end)) == zero) {
+            end = MIN(end + BLK_GRAIN, it->len);
         }
         if (zero) {
             add_zeroes(a, it->bs, it->offset + pos, end - pos);

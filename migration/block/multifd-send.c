@@ -4,8 +4,7 @@
  * then, at switchover, its end marker. */
 #include <string.h>
 
-#include "migration/block-migration.h"
-#include "migration-internal.h"
+#include "block-internal.h"
 
 /* How often a wait for the end markers re-checks the main stream. */
 #define FINISH_SLICE_US (50 * 1000)
@@ -111,16 +110,14 @@ static void put_handshake(MigStream *f, unsigned index, unsigned n, const uint8_
 static bool connect_channel(SendChannel *ch, const char *uri, unsigned n, const uint8_t *id,
                             MigStream *main, GError **errp)
 {
-    MigChannelKind kind;
     GError *local = NULL;
-    int fd = mig_channel_open_outgoing(uri, &kind, &local);
 
-    if (fd < 0) {
+    ch->f = migration_connect_extra(uri, &local);
+    if (!ch->f) {
         g_set_error(errp, MIG_ERROR, 0, "multifd channel %u: %s", ch->index, local->message);
         g_error_free(local);
         return false;
     }
-    ch->f = mig_channel_stream_new(fd, true);
     mig_stream_share_rate_limit(ch->f, main);
     put_handshake(ch->f, ch->index, n, id);
     if (mig_stream_flush(ch->f) < 0) {

@@ -2,15 +2,16 @@
  * migration.  Each channel's thread reads its handshake, waits until the
  * main connection has announced the channels (CHANNELS record) and loaded
  * its setup part, checks the handshake against the announcement, then
- * decodes and applies block records until its end marker.  The first
- * failure anywhere fails the whole migration, and the main connection's
- * stream is shut down so its thread stops at once. */
+ * decodes and applies block records until its end marker.  It is the
+ * channel handler the core hands "BMFD" connections to.  The first
+ * failure anywhere fails the whole migration (the core's first-failure
+ * slot, which shuts the main connection down so its thread stops at
+ * once, and tells us so our waits end). */
 #include <stdatomic.h>
 #include <string.h>
 
-#include "migration/block-migration.h"
 #include "migration/options.h"
-#include "migration-internal.h"
+#include "block-internal.h"
 
 #define WAIT_SLICE_US (100 * 1000)
 
@@ -19,8 +20,9 @@ typedef struct MultifdRecv {
     GCond cond;
     bool active;                /* a socket incoming migration is running */
     bool aborting;
-    GError *error;              /* the first failure */
-    MigStream *main;
+    bool failed;                /* the incoming migration failed (kept from
+                                 * channels_failed, which may come before
+                                 * channels_begin, to channels_end) */
     void (*all_arrived)(void *opaque);
     void *all_arrived_opaque;
     bool arrival_reported;
@@ -51,14 +53,12 @@ typedef struct Handshake {
 
 /* ---- life cycle ---- */
 
-void multifd_recv_begin(void (*all_arrived)(void *opaque), void *opaque)
+static void channels_begin(void *unused, void (*all_arrived)(void *opaque), void *opaque)
 {
     g_mutex_lock(&mr.lock);
-    g_clear_error(&mr.error);
     g_clear_pointer(&mr.streams, g_ptr_array_unref);
     mr.active = true;
     mr.aborting = false;
-    mr.main = NULL;
     mr.all_arrived = all_arrived;
     mr.all_arrived_opaque = opaque;
     mr.arrival_reported = false;
@@ -74,24 +74,13 @@ void multifd_recv_begin(void (*all_arrived)(void *opaque), void *opaque)
     g_mutex_unlock(&mr.lock);
 }
 
-void multifd_recv_end(void)
+static void channels_end(void *unused)
 {
     g_mutex_lock(&mr.lock);
     g_assert(mr.running == 0);
     mr.active = false;
-    mr.main = NULL;
-    g_clear_error(&mr.error);
+    mr.failed = false;
     g_clear_pointer(&mr.streams, g_ptr_array_unref);
-    g_mutex_unlock(&mr.lock);
-}
-
-void multifd_recv_set_main(MigStream *main)
-{
-    g_mutex_lock(&mr.lock);
-    mr.main = main;
-    if (mr.error) {
-        mig_stream_shutdown(main);
-    }
     g_mutex_unlock(&mr.lock);
 }
 
@@ -110,19 +99,30 @@ static void report_arrival_locked(void)
 
 /* ---- failures ---- */
 
-void multifd_recv_fail(GError *err)
+/* Fail the incoming migration with ERR (taken), unless it is a channel
+ * failing because we stopped it: aborting is set before any channel is
+ * shut down, so such a failure always sees it. */
+static void forward_failure(GError *err)
+{
+    bool aborting;
+
+    g_mutex_lock(&mr.lock);
+    aborting = mr.aborting;
+    g_mutex_unlock(&mr.lock);
+    if (aborting) {
+        g_error_free(err);
+    } else {
+        migration_incoming_fail(err);
+    }
+}
+
+/* The core recorded the migration's first failure (ours or not). */
+static void channels_failed(void *unused)
 {
     g_mutex_lock(&mr.lock);
-    if (!mr.error && !mr.aborting) {
-        mr.error = err;
-        err = NULL;
-        if (mr.main) {
-            mig_stream_shutdown(mr.main);
-        }
-        g_cond_broadcast(&mr.cond);
-    }
+    mr.failed = true;
+    g_cond_broadcast(&mr.cond);
     g_mutex_unlock(&mr.lock);
-    g_clear_error(&err);
 }
 
 static void G_GNUC_PRINTF(1, 2) fail(const char *fmt, ...)
@@ -133,21 +133,13 @@ static void G_GNUC_PRINTF(1, 2) fail(const char *fmt, ...)
     va_start(ap, fmt);
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    multifd_recv_fail(g_error_new_literal(MIG_ERROR, 0, msg));
+    forward_failure(g_error_new_literal(MIG_ERROR, 0, msg));
     g_free(msg);
 }
 
-bool multifd_recv_failed(GError **errp)
+static void channels_abort(void *unused)
 {
-    bool failed;
-
-    g_mutex_lock(&mr.lock);
-    failed = mr.error != NULL;
-    if (failed) {
-        g_propagate_error(errp, g_error_copy(mr.error));
-    }
-    g_mutex_unlock(&mr.lock);
-    return failed;
+    multifd_recv_abort();
 }
 
 void multifd_recv_abort(void)
@@ -230,11 +222,11 @@ static unsigned first_unfinished_locked(bool *connected)
 bool multifd_recv_wait_all(GError **errp)
 {
     MigrationParameters params;
-    bool ok = true;
+    bool ok = true, failed;
 
     mig_params_get(&params);
     g_mutex_lock(&mr.lock);
-    while (mr.active && mr.announced && mr.ended < mr.n && !mr.error && !mr.aborting) {
+    while (mr.active && mr.announced && mr.ended < mr.n && !mr.failed && !mr.aborting) {
         gint64 now = g_get_monotonic_time();
         if (now - atomic_load(&mr.progress_us) > (gint64)params.link_timeout * G_USEC_PER_SEC) {
             bool connected;
@@ -248,14 +240,17 @@ bool multifd_recv_wait_all(GError **errp)
         }
         g_cond_wait_until(&mr.cond, &mr.lock, now + WAIT_SLICE_US);
     }
-    if (ok && mr.error) {
-        g_propagate_error(errp, g_error_copy(mr.error));
-        ok = false;
-    } else if (ok && mr.aborting) {
+    failed = ok && mr.failed;
+    if (ok && !failed && mr.aborting) {
         g_set_error(errp, MIG_ERROR, 0, "incoming migration stopped");
         ok = false;
     }
     g_mutex_unlock(&mr.lock);
+    /* The core's lock is never taken under ours. */
+    if (failed) {
+        migration_incoming_failed(errp);
+        ok = false;
+    }
     return ok;
 }
 
@@ -311,10 +306,10 @@ static bool wait_for_setup(const Handshake *h)
     const char *mismatch = NULL;
 
     g_mutex_lock(&mr.lock);
-    while (!mr.setup_done && !mr.aborting && !mr.error) {
+    while (!mr.setup_done && !mr.aborting && !mr.failed) {
         g_cond_wait(&mr.cond, &mr.lock);
     }
-    if (mr.aborting || mr.error) {
+    if (mr.aborting || mr.failed) {
         g_mutex_unlock(&mr.lock);
         return false;
     }
@@ -348,8 +343,8 @@ static void channel_records(const Handshake *h, MigStream *f)
     while (!end) {
         if (!block_load_channel_next(l, f, &end, &err)) {
             g_autofree char *where = g_strdup_printf("multifd channel %u: ", h->index);
-            incoming_explain_link_error(f, where, &err);
-            multifd_recv_fail(err);
+            migration_explain_link_error(f, where, &err);
+            forward_failure(err);
             break;
         }
         atomic_store(&mr.progress_us, g_get_monotonic_time());
@@ -364,7 +359,7 @@ static void channel_records(const Handshake *h, MigStream *f)
     }
 }
 
-void multifd_recv_channel_run(MigStream *f)
+static void channel_run(void *unused, MigStream *f)
 {
     Handshake h;
 
@@ -386,4 +381,18 @@ void multifd_recv_channel_run(MigStream *f)
     mr.running--;
     g_cond_broadcast(&mr.cond);
     g_mutex_unlock(&mr.lock);
+}
+
+static const SaveVMChannelOps channel_ops = {
+    .begin = channels_begin,
+    .run = channel_run,
+    .failed = channels_failed,
+    .abort = channels_abort,
+    .end = channels_end,
+};
+
+void multifd_recv_register(void)
+{
+    savevm_register_channel(BLK_MIG_MULTIFD_MAGIC, "a multifd channel (BMFD)", &channel_ops,
+                            NULL);
 }

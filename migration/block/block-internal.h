@@ -32,7 +32,8 @@ bool blk_flush_drive(BlockDriverState *bs, const char *what, GError **errp);
 bool blk_flush_all_drives(const char *what, GError **errp);
 
 /* save.c: disk bytes walked so far (bulk chunks and dirty chunks, zero
- * or not), the unit in which pending is counted. */
+ * or not; not what block-incremental leaves out), the unit in which
+ * pending is counted. */
 uint64_t block_migration_processed_bytes(void);
 
 /* load.c: the load side of the "block" handler. */
@@ -191,6 +192,9 @@ typedef struct BlkChunkJob {
     GArray *ranges;             /* BlkRange: what to send, inside the drive */
     GArray *extents;            /* BlkExtent: what of the ranges is sent, and how */
     uint64_t walked;            /* disk bytes the job accounts for */
+    uint64_t left_out;          /* ...of which the plan sends nothing
+                                 * (block-incremental): the destination
+                                 * never counts them as written */
     bool needs_worker;          /* something to read or compress */
     uint8_t *buf;               /* chunk-sized, from the pipeline's pool */
     uint8_t *cbuf;              /* compressed payloads, when compressing */

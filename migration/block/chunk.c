@@ -174,8 +174,11 @@ void blk_chunk_plan(BlkChunkJob *job, const BlkChunkOptions *o)
             add_extent(job->extents, r->off, r->len, true);
         }
     }
+    job->left_out = job->walked;
     for (guint i = 0; i < job->extents->len; i++) {
-        any_data |= g_array_index(job->extents, BlkExtent, i).is_data;
+        BlkExtent *e = &g_array_index(job->extents, BlkExtent, i);
+        any_data |= e->is_data;
+        job->left_out -= e->len;
     }
     /* Zeroes to compress need a buffer for the output; a chunk left out
      * needs nothing. */

@@ -326,7 +326,10 @@ static bool make_pieces(BlkChunkJob *job, const BlkChunkOptions *o, GArray *piec
 }
 
 /* Pieces as records: one whole-chunk record when a single piece covers
- * the chunk, else spans. */
+ * the chunk, else spans, the zero spans first: a destination applies them
+ * while the clusters they share with data spans are still unallocated
+ * there (and reading zero, nothing to write), not after the data made
+ * those clusters hold zeroes that must then be written out. */
 static void pieces_to_records(BlkChunkJob *job, GArray *pieces, Compressor *c)
 {
     uint8_t *base = job->buf ? job->buf : zero_chunk;
@@ -341,7 +344,11 @@ static void pieces_to_records(BlkChunkJob *job, GArray *pieces, Compressor *c)
             BlkRecord r = { .offset = p->off, .len = p->len,
                             .flags = BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK | span };
             add_record(job, &r);
-        } else {
+        }
+    }
+    for (guint i = 0; i < pieces->len; i++) {
+        Piece *p = &g_array_index(pieces, Piece, i);
+        if (!p->zero) {
             add_data_record(job, c, span, p->off, p->len, base + (p->off - job->chunk), &cpos);
         }
     }

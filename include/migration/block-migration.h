@@ -62,7 +62,9 @@
  *                      1 INCREMENTAL, P = 0 (parameter block-incremental):
  *                      every drive travels top layer only.  Ranges its top
  *                      layer does not hold get no record in the bulk phase
- *                      (the destination's backing image has them); zero
+ *                      (the destination's backing image has them; a source
+ *                      drive without a backing image sends them as zero
+ *                      spans, its top layer being all there is); zero
  *                      clusters of the top layer come as zero spans, which
  *                      the destination applies so that they read as zero
  *                      over whatever its backing image holds; dirty passes

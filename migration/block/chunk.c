@@ -77,10 +77,18 @@ typedef enum PlanKind {
     PLAN_SKIP,
 } PlanKind;
 
+/* Whether UNALLOCATED (in no layer of the chain: reads as zero) must
+ * travel as zeroes in a TOP walk: in a dirty pass (beyond the backing
+ * image's end, the guest deallocated it since the bulk phase), and on a
+ * drive without a backing image, whose top layer is all there is (the
+ * destination's base must not show through where it reads zero). */
+static bool unallocated_is_sent(const BlkChunkJob *job)
+{
+    return job->resend || !bdrv_get_backing(job->bs);
+}
+
 /* GUEST walks answer DATA or ZERO only.  A TOP walk (block-incremental)
- * leaves out what the top layer does not hold; a range it does not hold
- * in a dirty pass, beyond the backing image's end, was deallocated by the
- * guest since the bulk phase and must read as zero there too. */
+ * leaves out what the top layer does not hold. */
 static PlanKind plan_kind(const BlkChunkJob *job, BdrvStatus status)
 {
     switch (status) {
@@ -91,7 +99,7 @@ static PlanKind plan_kind(const BlkChunkJob *job, BdrvStatus status)
     case BDRV_STATUS_BACKING:
         return PLAN_SKIP;
     default:
-        return job->resend ? PLAN_ZERO : PLAN_SKIP;
+        return unallocated_is_sent(job) ? PLAN_ZERO : PLAN_SKIP;
     }
 }
 
@@ -113,12 +121,16 @@ static void add_extents(BlkChunkJob *job, BdrvWalkMode mode, uint64_t off, uint6
 
 /* qemu-compat with block-incremental, as QEMU 7.2: a bulk chunk of which
  * the top layer holds nothing (neither data nor zero clusters) is not
- * sent; any other chunk goes whole, as the guest sees it. */
+ * sent; any other chunk goes whole, as the guest sees it.  A drive
+ * without a backing image goes whole. */
 static bool top_layer_holds_any(BlkChunkJob *job)
 {
     BdrvWalk w;
     BdrvExtent e;
 
+    if (!bdrv_get_backing(job->bs)) {
+        return true;
+    }
     bdrv_walk_init(&w, job->bs, job->chunk, MIN(BLK_CHUNK, job->drive_size - job->chunk),
                    BDRV_WALK_TOP, BDRV_WALK_ERROR_AS_DATA);
     while (bdrv_walk_next(&w, &e) > 0) {

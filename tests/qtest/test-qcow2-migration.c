@@ -313,6 +313,28 @@ static void test_incremental_qemu_compat(void)
     mf_free(&m);
 }
 
+/* block-incremental from a qcow2 drive without a backing image onto an
+ * overlay: the source's top layer is all there is, so what reads as zero
+ * there (unallocated clusters) must hide the destination base's data. */
+static void test_incremental_source_without_backing(void)
+{
+    Migration m = { 0 };
+    Images im = { 0 };
+    uint64_t guest;
+
+    name_disks(&m, "nobase", "qcow2");
+    make_overlay(&im, &m, 70, 10);
+    mf_qcow2_create(m.src_disk, DISK_SIZE, NULL);
+    mf_qcow2_scatter(m.src_disk, DISK_SIZE, 71, 10, 10);
+    g_autofree char *dst_drive = overlay_drive(&im);
+    start(&m, dst_drive, CLUSTER_WRITES, 17);
+    migrate(&m, "\"block-incremental\": true", &guest);
+
+    mf_assert_same_view(m.src_disk, "qcow2", m.dst_disk, "qcow2");
+    images_free(&im);
+    mf_free(&m);
+}
+
 /* block-incremental onto a drive without a backing image: the
  * destination refuses at once, naming the drive, and writes nothing. */
 static void test_incremental_needs_backing(void)
@@ -344,6 +366,8 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2-migration/incremental", test_incremental);
     g_test_add_func("/qcow2-migration/zero-clusters-mask-base", test_zero_clusters_mask_base);
     g_test_add_func("/qcow2-migration/incremental-qemu-compat", test_incremental_qemu_compat);
+    g_test_add_func("/qcow2-migration/incremental-source-without-backing",
+                    test_incremental_source_without_backing);
     g_test_add_func("/qcow2-migration/incremental-needs-backing",
                     test_incremental_needs_backing);
     return g_test_run();

@@ -20,10 +20,11 @@ MigrationVmOps migration_get_vm_ops(void);
  * migration's, before a new one starts or at shutdown. */
 void migration_join_thread(GMutex *lock, GThread **slot);
 
-/* options.c: the block capability on for one migration only (QMP
- * migrate's "blk": true), and back off once that one ended (or did not
- * start). */
+/* options.c: the block capability (QMP migrate's "blk": true) or the
+ * block-incremental parameter ("inc": true) on for one migration only,
+ * and back off once that one ended (or did not start). */
 void mig_cap_block_for_one_migration(void);
+void mig_block_incremental_for_one_migration(void);
 void mig_cap_restore_temporary(void);
 
 /* outgoing.c and incoming.c report into migration_query. */

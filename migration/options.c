@@ -69,8 +69,10 @@ int mig_cap_from_name(const char *name)
     return -1;
 }
 
-/* Set while the block capability is on for one migration only. */
+/* Set while the block capability / block-incremental is on for one
+ * migration only. */
 static gint block_cap_temporary;
+static gint incremental_temporary;
 
 void mig_cap_block_for_one_migration(void)
 {
@@ -78,10 +80,25 @@ void mig_cap_block_for_one_migration(void)
     g_atomic_int_set(&block_cap_temporary, 1);
 }
 
+void mig_block_incremental_for_one_migration(void)
+{
+    g_mutex_lock(&options_lock);
+    if (!params.block_incremental) {
+        params.block_incremental = true;
+        g_atomic_int_set(&incremental_temporary, 1);
+    }
+    g_mutex_unlock(&options_lock);
+}
+
 void mig_cap_restore_temporary(void)
 {
     if (g_atomic_int_compare_and_exchange(&block_cap_temporary, 1, 0)) {
         mig_cap_set(MIG_CAP_BLOCK, false);
+    }
+    if (g_atomic_int_compare_and_exchange(&incremental_temporary, 1, 0)) {
+        g_mutex_lock(&options_lock);
+        params.block_incremental = false;
+        g_mutex_unlock(&options_lock);
     }
 }
 
@@ -213,6 +230,9 @@ bool mig_params_apply(const MigrationParametersUpdate *u, GError **errp)
     }
     if (u->has_link_timeout) {
         params.link_timeout = u->p.link_timeout;
+    }
+    if (u->has_block_incremental) {
+        params.block_incremental = u->p.block_incremental;
     }
     g_mutex_unlock(&options_lock);
     return true;

@@ -586,10 +586,13 @@ bool migration_start(const char *uri, GError **errp)
     return true;
 }
 
-bool migration_start_with_block(const char *uri, GError **errp)
+bool migration_start_with_block(const char *uri, bool incremental, GError **errp)
 {
     if (!mig_cap_enabled(MIG_CAP_BLOCK)) {
         mig_cap_block_for_one_migration();
+    }
+    if (incremental) {
+        mig_block_incremental_for_one_migration();
     }
     if (!migration_start(uri, errp)) {
         mig_cap_restore_temporary();

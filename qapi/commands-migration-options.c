@@ -143,17 +143,28 @@ static bool parse_engine_params(JsonObject *args, MigrationParametersUpdate *u, 
            param_algorithm(args, u, errp);
 }
 
+/* A present member must be a boolean. */
+static bool param_bool(JsonObject *args, const char *name, bool *has, bool *out,
+                       GError **errp)
+{
+    *has = json_object_has_member(args, name);
+    return qmp_arg_bool(args, name, out, errp);
+}
+
 static JsonNode *migrate_set_parameters(JsonObject *args, GError **errp)
 {
     MigrationParametersUpdate u = { 0 };
 
     if (!qmp_args_only(args, errp, "max-bandwidth", "downtime-limit", "dirty-granularity",
-                       "multifd-channels", "compress-level", "compress-zstd-level",
-                       "compress-algorithm", "max-inflight", "link-timeout", NULL) ||
+                       "block-incremental", "multifd-channels", "compress-level",
+                       "compress-zstd-level", "compress-algorithm", "max-inflight",
+                       "link-timeout", NULL) ||
         !param_u64(args, "max-bandwidth", &u.has_max_bandwidth, &u.p.max_bandwidth, errp) ||
         !param_u64(args, "downtime-limit", &u.has_downtime_limit, &u.p.downtime_limit, errp) ||
         !param_u64(args, "dirty-granularity", &u.has_dirty_granularity,
                    &u.p.dirty_granularity, errp) ||
+        !param_bool(args, "block-incremental", &u.has_block_incremental,
+                    &u.p.block_incremental, errp) ||
         !parse_engine_params(args, &u, errp)) {
         return NULL;
     }
@@ -172,6 +183,7 @@ static JsonNode *query_migrate_parameters(JsonObject *args, GError **errp)
     json_object_set_int_member(obj, "max-bandwidth", (gint64)p.max_bandwidth);
     json_object_set_int_member(obj, "downtime-limit", (gint64)p.downtime_limit);
     json_object_set_int_member(obj, "dirty-granularity", (gint64)p.dirty_granularity);
+    json_object_set_boolean_member(obj, "block-incremental", p.block_incremental);
     json_object_set_int_member(obj, "multifd-channels", (gint64)p.multifd_channels);
     json_object_set_int_member(obj, "compress-level", (gint64)p.compress_level);
     json_object_set_int_member(obj, "compress-zstd-level", (gint64)p.compress_zstd_level);

@@ -37,9 +37,7 @@ static bool migrate_allowed(const MigrateArgs *m, GError **errp)
 {
     const char *why = NULL;
 
-    if (m->inc) {
-        why = "incremental block migration is not supported";
-    } else if (m->resume) {
+    if (m->resume) {
         why = "Cannot resume if there is no paused migration";
     } else if (migration_incoming_pending()) {
         why = "Guest is waiting for an incoming migration";
@@ -52,15 +50,16 @@ static bool migrate_allowed(const MigrateArgs *m, GError **errp)
     return !why;
 }
 
-/* "blk": true turns the block capability on for this migration only. */
+/* "blk": true turns the block capability on for this migration only;
+ * "inc": true the block-incremental parameter as well, as in QEMU. */
 static JsonNode *migrate(JsonObject *args, GError **errp)
 {
     MigrateArgs m;
     if (!parse_migrate_args(args, &m, errp) || !migrate_allowed(&m, errp)) {
         return NULL;
     }
-    if (m.blk) {
-        migration_start_with_block(m.uri, errp);
+    if (m.blk || m.inc) {
+        migration_start_with_block(m.uri, m.inc, errp);
     } else {
         migration_start(m.uri, errp);
     }

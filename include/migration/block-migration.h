@@ -14,8 +14,10 @@
  * With the qemu-compat capability only the records above are sent (1 MiB
  * DEVICE_BLOCK / ZERO_BLOCK records, PROGRESS, EOS): the section is byte
  * for byte what QEMU 7.2 sends.  Otherwise (the default) blkmig's
- * extensions below may appear; a destination that sees any other flag
- * (0x100) fails with "unknown flags".
+ * extensions below may appear.  0x100, the last flag bit, is the OPTION
+ * record: extensions that change what the stream means are options, so
+ * that a destination that does not know one refuses the stream (one from
+ * before OPTION fails on the flag with "unknown flags 0x100").
  *
  *   0x10 DEVICE_SIZE   setup part only: u8 len + drive id, be64 size in
  *                      bytes.  A destination drive smaller than that fails
@@ -50,9 +52,36 @@
  *                      migration).  Announces that N multifd channels
  *                      carry the block records (below); the destination
  *                      refuses it unless it listens on a socket.
+ *   0x100 OPTION       setup part only, before any DEVICE_SIZE record,
+ *                      never with other flags, offset field 0: be32 option
+ *                      code, be32 payload length P (at most 4096), P bytes.
+ *                      A destination refuses a code it does not know
+ *                      ("unknown stream option N"), so a source sends an
+ *                      option only when the records mean something else
+ *                      with it.  Codes:
+ *                      1 INCREMENTAL, P = 0 (parameter block-incremental):
+ *                      every drive travels top layer only.  Ranges its top
+ *                      layer does not hold get no record in the bulk phase
+ *                      (the destination's backing image has them; a source
+ *                      drive without a backing image sends them as zero
+ *                      spans, its top layer being all there is); zero
+ *                      clusters of the top layer come as zero spans, which
+ *                      the destination applies so that they read as zero
+ *                      over whatever its backing image holds; dirty passes
+ *                      send what the guest changed, as always.  Every drive
+ *                      that a DEVICE_SIZE record names must have a backing
+ *                      image at the destination (an overlay on the same
+ *                      base as the source's), else the migration fails at
+ *                      once naming the drive.
  *
- * Records with no flag bit, drive ids holding a NUL byte, and DEVICE_SIZE
- * or CHANNELS records after the setup part are rejected.
+ * With qemu-compat no OPTION is sent, and block-incremental is QEMU 7.2's:
+ * a bulk chunk of which the top layer holds nothing (no data, no zero
+ * cluster) is not sent, any other goes whole as the guest reads it; the
+ * destination is not told, so it must already be an overlay on the same
+ * base (QEMU's rule), and cannot check that.
+ *
+ * Records with no flag bit, drive ids holding a NUL byte, and DEVICE_SIZE,
+ * CHANNELS or OPTION records after the setup part are rejected.
  *
  * Multifd channels (capability multifd, socket URIs only).  The main
  * connection carries the savevm container as always.  N more connections
@@ -88,8 +117,12 @@
 #define BLK_MIG_FLAG_SPAN         0x20
 #define BLK_MIG_FLAG_COMPRESSED   0x40
 #define BLK_MIG_FLAG_CHANNELS     0x80
-#define BLK_MIG_FLAGS_KNOWN       0xff
+#define BLK_MIG_FLAG_OPTION       0x100
 #define BLK_MIG_FLAGS_MASK        0x1ff   /* low bits that are never offset */
+
+/* OPTION records: the codes and the largest payload. */
+#define BLK_MIG_OPTION_INCREMENTAL 1
+#define BLK_MIG_OPTION_MAX_PAYLOAD 4096
 
 /* COMPRESSED records: the algorithm byte and the slack allowed over the
  * uncompressed length. */

@@ -75,9 +75,10 @@ void migration_set_status_listener(MigrationStatusListener cb, void *opaque);
  * if a migration is active, the URI is bad or the connection is refused. */
 bool migration_start(const char *uri, GError **errp);
 /* The same with the block capability on for this migration only (QMP
- * migrate's "blk": true): it goes back off when the migration reaches a
- * final status, or at once when it does not start. */
-bool migration_start_with_block(const char *uri, GError **errp);
+ * migrate's "blk": true), and with INCREMENTAL the block-incremental
+ * parameter too ("inc": true): they go back off when the migration
+ * reaches a final status, or at once when it does not start. */
+bool migration_start_with_block(const char *uri, bool incremental, GError **errp);
 /* Request cancel of the active outgoing migration; no-op otherwise. */
 void migration_cancel(void);
 

@@ -45,6 +45,7 @@ typedef struct MigrationParameters {
     MigrationCompressAlgorithm compress_algorithm; /* blkmig; default zstd */
     uint64_t max_inflight;      /* blkmig: bytes of chunk buffers in flight; default 8 MiB */
     uint64_t link_timeout;      /* blkmig: seconds a stalled link is tolerated; default 20 */
+    bool block_incremental;     /* QEMU: only the top layer of each drive; default false */
 } MigrationParameters;
 
 #define MIG_DEFAULT_MAX_BANDWIDTH (128ULL << 20)
@@ -81,6 +82,7 @@ typedef struct MigrationParametersUpdate {
     bool has_max_bandwidth, has_downtime_limit, has_dirty_granularity;
     bool has_multifd_channels, has_compress_level, has_compress_zstd_level;
     bool has_compress_algorithm, has_max_inflight, has_link_timeout;
+    bool has_block_incremental;
     MigrationParameters p;
 } MigrationParametersUpdate;
 bool mig_params_apply(const MigrationParametersUpdate *u, GError **errp);

@@ -62,7 +62,9 @@ typedef struct SaveVMHandlers {
     /* Bytes still to send if we stopped the guest now. */
     uint64_t (*save_pending)(void *opaque);
     /* Optional: bytes walked so far (for "block": disk bytes of the chunks
-     * sent, holes and zeroes too), the unit save_pending counts in.  The
+     * sent, holes and zeroes too, but not the ranges block-incremental
+     * leaves to the destination's backing image), the unit save_pending
+     * counts in.  The
      * core sums it over the handlers to measure the migration's bandwidth
      * and compares it with what the destination reports durable.
      * Migration thread. */

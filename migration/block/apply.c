@@ -2,7 +2,7 @@
  * so the connection's thread keeps receiving while the disk writes.  Runs
  * of zero 4 KiB blocks become one write-zeroes (which may punch a hole),
  * runs of data one write; zero ranges merge across consecutive records
- * and skip whatever block status already reports as a hole. */
+ * and skip whatever the guest reads as zeroes already. */
 #include <errno.h>
 #include <string.h>
 
@@ -55,29 +55,25 @@ static bool has_error(BlkApplier *a)
     return failed;
 }
 
-/* Write zeroes over [off, off+len) except where it is a hole already. */
+/* Write zeroes over [off, off+len) except where the guest reads zeroes
+ * already (a hole, a zero cluster, nothing in the chain).  Where a backing
+ * image shows data, the format keeps the top layer reading zero (qcow2:
+ * zero clusters) rather than deallocate. */
 static int write_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, uint64_t *fail_off)
 {
-    uint64_t end = off + len;
+    BdrvWalk w;
+    BdrvExtent e;
 
-    while (off < end) {
-        uint64_t pnum = 0;
-        bool is_data = true;
-        int ret = bdrv_block_status(bs, off, end - off, &pnum, &is_data);
-
-        if (ret < 0 || pnum == 0) {
-            pnum = end - off;
-            is_data = true;
+    bdrv_walk_init(&w, bs, off, len, BDRV_WALK_GUEST, BDRV_WALK_ERROR_AS_DATA);
+    while (bdrv_walk_next(&w, &e) > 0) {
+        if (e.status != BDRV_STATUS_DATA) {
+            continue;
         }
-        pnum = MIN(pnum, end - off);
-        if (is_data) {
-            ret = bdrv_pwrite_zeroes(bs, off, pnum, BDRV_REQ_MAY_UNMAP);
-            if (ret < 0) {
-                *fail_off = off;
-                return ret;
-            }
+        int ret = bdrv_pwrite_zeroes(bs, e.off, e.len, BDRV_REQ_MAY_UNMAP);
+        if (ret < 0) {
+            *fail_off = e.off;
+            return ret;
         }
-        off += pnum;
     }
     return 0;
 }

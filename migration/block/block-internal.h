@@ -32,7 +32,8 @@ bool blk_flush_drive(BlockDriverState *bs, const char *what, GError **errp);
 bool blk_flush_all_drives(const char *what, GError **errp);
 
 /* save.c: disk bytes walked so far (bulk chunks and dirty chunks, zero
- * or not), the unit in which pending is counted. */
+ * or not; not what block-incremental leaves out), the unit in which
+ * pending is counted. */
 uint64_t block_migration_processed_bytes(void);
 
 /* load.c: the load side of the "block" handler. */
@@ -85,8 +86,8 @@ typedef struct BlkApplyItem {
 } BlkApplyItem;
 
 /* apply.c: one connection's writer thread, so receiving and
- * writing overlap.  Zero ranges coalesce across records and skip what is
- * a hole already. */
+ * writing overlap.  Zero ranges coalesce across records and skip what
+ * reads as zeroes already. */
 typedef struct BlkApplier BlkApplier;
 BlkApplier *blk_applier_new(BlkApplyBudget *budget, LoadFlusher *flusher);
 /* Queue ITEM (copied; its data is taken); false with *errp, ITEM's data
@@ -175,6 +176,7 @@ typedef struct BlkExtent {
 typedef struct BlkChunkOptions {
     bool whole_chunks;          /* qemu-compat: 1 MiB records only */
     bool zero_blocks;           /* zeroes may travel as ZERO_BLOCK */
+    bool incremental;           /* block-incremental: the top layer only */
     bool compress;
     CompressAlgo compress_algo;
     int compress_level;
@@ -186,9 +188,13 @@ typedef struct BlkChunkJob {
     const char *id;             /* the drive's; outlives the job */
     uint64_t chunk;             /* chunk start */
     uint64_t drive_size;
+    bool resend;                /* a dirty pass's job (not the bulk phase's) */
     GArray *ranges;             /* BlkRange: what to send, inside the drive */
-    GArray *extents;            /* BlkExtent: allocation status of the ranges */
+    GArray *extents;            /* BlkExtent: what of the ranges is sent, and how */
     uint64_t walked;            /* disk bytes the job accounts for */
+    uint64_t left_out;          /* ...of which the plan sends nothing
+                                 * (block-incremental): the destination
+                                 * never counts them as written */
     bool needs_worker;          /* something to read or compress */
     uint8_t *buf;               /* chunk-sized, from the pipeline's pool */
     uint8_t *cbuf;              /* compressed payloads, when compressing */
@@ -206,7 +212,8 @@ void blk_chunk_job_free(BlkChunkJob *job);
 /* Submitter: add a range (clipped to the drive by the caller). */
 void blk_chunk_add_range(BlkChunkJob *job, uint64_t off, uint64_t len);
 /* Submitter, after the ranges' dirty bits were cleared: block status of
- * the ranges; sets needs_worker. */
+ * the ranges; sets needs_worker.  What it leaves out (block-incremental)
+ * gets no record: a job may end with none. */
 void blk_chunk_plan(BlkChunkJob *job, const BlkChunkOptions *o);
 /* Read what the plan says is data and build the records; C (NULL unless
  * compressing) is the caller's thread's compressor. */

@@ -1,9 +1,11 @@
 /* One chunk's work in the read pipeline: find what of the chunk's ranges
- * is data (block status; holes are never read), read it, and turn it into
- * records.  With qemu-compat a chunk is one 1 MiB record; otherwise ranges
- * become spans, where holes and all-zero 4 KiB blocks are zero spans (when
- * zero-blocks is on) and each data span is compressed if that makes it
- * smaller. */
+ * is data (one block-status walk; holes are never read), read it, and
+ * turn it into records.  With qemu-compat a chunk is one 1 MiB record;
+ * otherwise ranges become spans, where holes and all-zero 4 KiB blocks
+ * are zero spans (when zero-blocks is on) and each data span is
+ * compressed if that makes it smaller.  With block-incremental the walk
+ * looks at the top layer only: what the top layer does not hold is left
+ * out, the destination's backing chain has it. */
 #include <string.h>
 
 #include "block/block.h"
@@ -67,25 +69,90 @@ static void add_extent(GArray *extents, uint64_t off, uint64_t len, bool is_data
     g_array_append_val(extents, e);
 }
 
-/* Allocation map of [off, off+len); a failing block status is taken as
- * data, which only costs a read. */
-static void add_extents(BlkChunkJob *job, uint64_t off, uint64_t len)
+/* What a run of a block-status walk becomes: read and sent, sent as
+ * zeroes, or left out (the destination's backing chain has it). */
+typedef enum PlanKind {
+    PLAN_DATA,
+    PLAN_ZERO,
+    PLAN_SKIP,
+} PlanKind;
+
+/* Whether UNALLOCATED (in no layer of the chain: reads as zero) must
+ * travel as zeroes in a TOP walk: in a dirty pass (beyond the backing
+ * image's end, the guest deallocated it since the bulk phase), and on a
+ * drive without a backing image, whose top layer is all there is (the
+ * destination's base must not show through where it reads zero). */
+static bool unallocated_is_sent(const BlkChunkJob *job)
 {
-    uint64_t pos = off, end = off + len;
+    return job->resend || !bdrv_get_backing(job->bs);
+}
 
-    while (pos < end) {
-        uint64_t pnum = 0;
-        bool is_data = true;
-        int ret = bdrv_block_status(job->bs, pos, end - pos, &pnum, &is_data);
-
-        if (ret < 0 || pnum == 0) {
-            pnum = end - pos;
-            is_data = true;
-        }
-        pnum = MIN(pnum, end - pos);
-        add_extent(job->extents, pos, pnum, is_data);
-        pos += pnum;
+/* GUEST walks answer DATA or ZERO only.  A TOP walk (block-incremental)
+ * leaves out what the top layer does not hold. */
+static PlanKind plan_kind(const BlkChunkJob *job, BdrvStatus status)
+{
+    switch (status) {
+    case BDRV_STATUS_DATA:
+        return PLAN_DATA;
+    case BDRV_STATUS_ZERO:
+        return PLAN_ZERO;
+    case BDRV_STATUS_BACKING:
+        return PLAN_SKIP;
+    default:
+        return unallocated_is_sent(job) ? PLAN_ZERO : PLAN_SKIP;
     }
+}
+
+/* Allocation map of [off, off+len) in MODE; a failing block status is
+ * taken as data, which only costs a read. */
+static void add_extents(BlkChunkJob *job, BdrvWalkMode mode, uint64_t off, uint64_t len)
+{
+    BdrvWalk w;
+    BdrvExtent e;
+
+    bdrv_walk_init(&w, job->bs, off, len, mode, BDRV_WALK_ERROR_AS_DATA);
+    while (bdrv_walk_next(&w, &e) > 0) {
+        PlanKind kind = plan_kind(job, e.status);
+        if (kind != PLAN_SKIP) {
+            add_extent(job->extents, e.off, e.len, kind == PLAN_DATA);
+        }
+    }
+}
+
+/* qemu-compat with block-incremental, as QEMU 7.2: a bulk chunk of which
+ * the top layer holds nothing (neither data nor zero clusters) is not
+ * sent; any other chunk goes whole, as the guest sees it.  A drive
+ * without a backing image goes whole. */
+static bool top_layer_holds_any(BlkChunkJob *job)
+{
+    BdrvWalk w;
+    BdrvExtent e;
+
+    if (!bdrv_get_backing(job->bs)) {
+        return true;
+    }
+    bdrv_walk_init(&w, job->bs, job->chunk, MIN(BLK_CHUNK, job->drive_size - job->chunk),
+                   BDRV_WALK_TOP, BDRV_WALK_ERROR_AS_DATA);
+    while (bdrv_walk_next(&w, &e) > 0) {
+        if (e.status == BDRV_STATUS_DATA || e.status == BDRV_STATUS_ZERO) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* How the job's ranges are walked (false: the chunk is not sent). */
+static bool plan_mode(BlkChunkJob *job, const BlkChunkOptions *o, BdrvWalkMode *mode)
+{
+    *mode = BDRV_WALK_GUEST;
+    if (!o->incremental) {
+        return true;
+    }
+    if (o->whole_chunks) {
+        return job->resend || top_layer_holds_any(job);
+    }
+    *mode = BDRV_WALK_TOP;
+    return true;
 }
 
 /* Spans must be whole sectors: an allocation boundary inside a sector
@@ -104,11 +171,13 @@ static bool extents_sector_aligned(BlkChunkJob *job)
 
 void blk_chunk_plan(BlkChunkJob *job, const BlkChunkOptions *o)
 {
+    BdrvWalkMode mode;
+    bool send = plan_mode(job, o, &mode);
     bool any_data = false;
 
-    for (guint i = 0; i < job->ranges->len; i++) {
+    for (guint i = 0; send && i < job->ranges->len; i++) {
         BlkRange *r = &g_array_index(job->ranges, BlkRange, i);
-        add_extents(job, r->off, r->len);
+        add_extents(job, mode, r->off, r->len);
     }
     if (!extents_sector_aligned(job)) {
         g_array_set_size(job->extents, 0);
@@ -117,11 +186,15 @@ void blk_chunk_plan(BlkChunkJob *job, const BlkChunkOptions *o)
             add_extent(job->extents, r->off, r->len, true);
         }
     }
+    job->left_out = job->walked;
     for (guint i = 0; i < job->extents->len; i++) {
-        any_data |= g_array_index(job->extents, BlkExtent, i).is_data;
+        BlkExtent *e = &g_array_index(job->extents, BlkExtent, i);
+        any_data |= e->is_data;
+        job->left_out -= e->len;
     }
-    /* Zeroes to compress need a buffer for the output. */
-    job->needs_worker = any_data || (o->compress && !o->zero_blocks);
+    /* Zeroes to compress need a buffer for the output; a chunk left out
+     * needs nothing. */
+    job->needs_worker = any_data || (o->compress && !o->zero_blocks && job->extents->len);
 }
 
 /* ---- preparing (worker) ---- */
@@ -181,6 +254,9 @@ static void prepare_whole(BlkChunkJob *job, const BlkChunkOptions *o)
     const uint8_t *data = zero_chunk;
     bool zero = true;
 
+    if (!job->extents->len) {
+        return;                 /* left out (block-incremental) */
+    }
     if (job->buf) {
         for (guint i = 0; i < job->extents->len; i++) {
             BlkExtent *e = &g_array_index(job->extents, BlkExtent, i);
@@ -262,7 +338,10 @@ static bool make_pieces(BlkChunkJob *job, const BlkChunkOptions *o, GArray *piec
 }
 
 /* Pieces as records: one whole-chunk record when a single piece covers
- * the chunk, else spans. */
+ * the chunk, else spans, the zero spans first: a destination applies them
+ * while the clusters they share with data spans are still unallocated
+ * there (and reading zero, nothing to write), not after the data made
+ * those clusters hold zeroes that must then be written out. */
 static void pieces_to_records(BlkChunkJob *job, GArray *pieces, Compressor *c)
 {
     uint8_t *base = job->buf ? job->buf : zero_chunk;
@@ -277,7 +356,11 @@ static void pieces_to_records(BlkChunkJob *job, GArray *pieces, Compressor *c)
             BlkRecord r = { .offset = p->off, .len = p->len,
                             .flags = BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_ZERO_BLOCK | span };
             add_record(job, &r);
-        } else {
+        }
+    }
+    for (guint i = 0; i < pieces->len; i++) {
+        Piece *p = &g_array_index(pieces, Piece, i);
+        if (!p->zero) {
             add_data_record(job, c, span, p->off, p->len, base + (p->off - job->chunk), &cpos);
         }
     }

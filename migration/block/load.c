@@ -30,6 +30,8 @@ typedef struct LoadShared {
     BlkApplyBudget *budget;
     BlkLoader *main;
     unsigned sections;          /* sections of the main connection loaded */
+    bool sized;                 /* a DEVICE_SIZE record came */
+    bool incremental;           /* the INCREMENTAL option came */
 } LoadShared;
 
 static LoadShared load;
@@ -99,14 +101,30 @@ static void load_start(void)
     load.budget = blk_apply_budget_new(MAX(params.max_inflight / 4, 4 * BLK_CHUNK));
     load.main = loader_new(-1);
     load.sections = 0;
+    load.sized = false;
+    load.incremental = false;
 }
 
 /* ---- checks ---- */
 
+/* The name of a record that only the setup part may hold; NULL for the
+ * others. */
+static const char *setup_only_name(unsigned flags)
+{
+    if (flags & BLK_MIG_FLAG_DEVICE_SIZE) {
+        return "DEVICE_SIZE";
+    }
+    if (flags & BLK_MIG_FLAG_CHANNELS) {
+        return "CHANNELS";
+    }
+    return flags & BLK_MIG_FLAG_OPTION ? "OPTION" : NULL;
+}
+
 static int check_flags(const BlkLoader *l, const BlkRecord *r, GError **errp)
 {
     unsigned payload = r->flags & (BLK_MIG_FLAG_DEVICE_BLOCK | BLK_MIG_FLAG_DEVICE_SIZE |
-                                   BLK_MIG_FLAG_PROGRESS | BLK_MIG_FLAG_CHANNELS);
+                                   BLK_MIG_FLAG_PROGRESS | BLK_MIG_FLAG_CHANNELS |
+                                   BLK_MIG_FLAG_OPTION);
     static const struct {
         unsigned flag;
         const char *name;
@@ -116,25 +134,20 @@ static int check_flags(const BlkLoader *l, const BlkRecord *r, GError **errp)
         { BLK_MIG_FLAG_COMPRESSED, "COMPRESSED" },
     };
 
-    if (r->flags & ~BLK_MIG_FLAGS_KNOWN) {
-        return load_fail(l, errp, NULL,
-                         "unknown flags 0x%x in record at stream offset %" G_GUINT64_FORMAT,
-                         r->flags & ~BLK_MIG_FLAGS_KNOWN, r->stream_offset);
-    }
     /* As QEMU does: skipping it would let a framing error go unnoticed. */
     if (r->flags == 0) {
         return load_fail(l, errp, NULL, "record without flags at stream offset %"
                          G_GUINT64_FORMAT, r->stream_offset);
     }
-    if ((r->flags & (BLK_MIG_FLAG_DEVICE_SIZE | BLK_MIG_FLAG_CHANNELS)) && load.sections > 0) {
-        return load_fail(l, errp, NULL, "%s record outside the setup part at stream offset %"
-                         G_GUINT64_FORMAT, r->flags & BLK_MIG_FLAG_DEVICE_SIZE
-                         ? "DEVICE_SIZE" : "CHANNELS", r->stream_offset);
-    }
-    if (payload & (payload - 1)) {
+    if ((payload & (payload - 1)) ||
+        ((r->flags & BLK_MIG_FLAG_OPTION) && r->flags != BLK_MIG_FLAG_OPTION)) {
         return load_fail(l, errp, NULL,
                          "conflicting flags 0x%x in record at stream offset %" G_GUINT64_FORMAT,
                          r->flags, r->stream_offset);
+    }
+    if (setup_only_name(r->flags) && load.sections > 0) {
+        return load_fail(l, errp, NULL, "%s record outside the setup part at stream offset %"
+                         G_GUINT64_FORMAT, setup_only_name(r->flags), r->stream_offset);
     }
     for (size_t i = 0; i < G_N_ELEMENTS(block_only); i++) {
         if ((r->flags & block_only[i].flag) && !(r->flags & BLK_MIG_FLAG_DEVICE_BLOCK)) {
@@ -214,6 +227,14 @@ static int load_device_size(BlkLoader *l, MigStream *f, BlkRecord *r, GError **e
                          G_GUINT64_FORMAT " bytes at the destination",
                          r->id, src_size, dst_size);
     }
+    if (load.incremental && !bdrv_get_backing(r->bs)) {
+        return load_fail(l, errp, NULL,
+                         "drive '%s' has no backing image, but the source migrates with "
+                         "block-incremental (the top layer only): the destination drive must "
+                         "be an overlay on the same base image (format=qcow2,backing=BASE)",
+                         r->id);
+    }
+    load.sized = true;
     /* Only blkmig sends this: its return path understands progress. */
     load_flusher_report_progress(load.flusher);
     return 0;
@@ -240,6 +261,50 @@ static int load_channels(BlkLoader *l, MigStream *f, BlkRecord *r, GError **errp
         g_error_free(local);
         return -1;
     }
+    return 0;
+}
+
+/* Where an OPTION record with a LEN-byte payload may not be; NULL when
+ * it is fine. */
+static const char *misplaced_option(const BlkRecord *r, uint32_t len)
+{
+    if (r->offset != 0) {
+        return "has a non-zero offset field";
+    }
+    if (len > BLK_MIG_OPTION_MAX_PAYLOAD) {
+        return "has a payload of more than 4096 bytes";
+    }
+    return load.sized ? "comes after a DEVICE_SIZE record" : NULL;
+}
+
+/* OPTION: be32 code, be32 payload length, the payload. */
+static int load_option(BlkLoader *l, MigStream *f, BlkRecord *r, GError **errp)
+{
+    uint8_t payload[BLK_MIG_OPTION_MAX_PAYLOAD];
+    uint32_t code = mig_get_be32(f);
+    uint32_t len = mig_get_be32(f);
+    const char *misplaced = misplaced_option(r, len);
+
+    if (!mig_stream_error(f) && !misplaced) {
+        mig_get_buffer(f, payload, len);
+    }
+    if (mig_stream_error(f)) {
+        return load_fail(l, errp, f, "reading record at stream offset %" G_GUINT64_FORMAT,
+                         r->stream_offset);
+    }
+    if (misplaced) {
+        return load_fail(l, errp, NULL, "OPTION record at stream offset %" G_GUINT64_FORMAT
+                         " %s", r->stream_offset, misplaced);
+    }
+    if (code != BLK_MIG_OPTION_INCREMENTAL) {
+        return load_fail(l, errp, NULL, "unknown stream option %u at stream offset %"
+                         G_GUINT64_FORMAT " (from a newer source?)", code, r->stream_offset);
+    }
+    if (len != 0) {
+        return load_fail(l, errp, NULL, "INCREMENTAL option at stream offset %"
+                         G_GUINT64_FORMAT " has a %u-byte payload", r->stream_offset, len);
+    }
+    load.incremental = true;
     return 0;
 }
 
@@ -379,6 +444,24 @@ static int load_device_block(BlkLoader *l, MigStream *f, BlkRecord *r, GError **
 
 /* ---- records ---- */
 
+/* What follows the header of a checked record R. */
+static int load_body(BlkLoader *l, MigStream *f, BlkRecord *r, GError **errp)
+{
+    if (r->flags & BLK_MIG_FLAG_DEVICE_SIZE) {
+        return load_device_size(l, f, r, errp);
+    }
+    if (r->flags & BLK_MIG_FLAG_CHANNELS) {
+        return load_channels(l, f, r, errp);
+    }
+    if (r->flags & BLK_MIG_FLAG_OPTION) {
+        return load_option(l, f, r, errp);
+    }
+    if (r->flags & BLK_MIG_FLAG_DEVICE_BLOCK) {
+        return load_device_block(l, f, r, errp);
+    }
+    return 0;
+}
+
 /* One record; *eos when it ends the section part (or the channel). */
 static int load_record(BlkLoader *l, MigStream *f, bool *eos, GError **errp)
 {
@@ -394,18 +477,8 @@ static int load_record(BlkLoader *l, MigStream *f, bool *eos, GError **errp)
     if ((l->channel >= 0 ? check_channel_flags(l, &r, errp) : check_flags(l, &r, errp)) < 0) {
         return -1;
     }
-    if (r.flags & BLK_MIG_FLAG_DEVICE_SIZE) {
-        if (load_device_size(l, f, &r, errp) < 0) {
-            return -1;
-        }
-    } else if (r.flags & BLK_MIG_FLAG_CHANNELS) {
-        if (load_channels(l, f, &r, errp) < 0) {
-            return -1;
-        }
-    } else if (r.flags & BLK_MIG_FLAG_DEVICE_BLOCK) {
-        if (load_device_block(l, f, &r, errp) < 0) {
-            return -1;
-        }
+    if (load_body(l, f, &r, errp) < 0) {
+        return -1;
     }
     /* Channels carry only drives the setup part named already. */
     if (l->channel < 0 && (r.flags & (BLK_MIG_FLAG_DEVICE_SIZE | BLK_MIG_FLAG_DEVICE_BLOCK))) {

@@ -51,7 +51,7 @@ typedef struct BlkMigState {
     guint dirty_dev;            /* where the dirty phase resumes */
     uint64_t dirty_cursor;
     int progress;               /* last PROGRESS percent sent */
-    uint64_t processed;         /* disk bytes of jobs sent */
+    uint64_t processed;         /* disk bytes of jobs sent, less what they left out */
     uint64_t inflight;          /* disk bytes of jobs submitted, not yet sent */
     uint64_t remaining_at_end;  /* remaining when the migration was cleaned up */
     MigrationDiskStats stats;
@@ -207,17 +207,19 @@ static void account_transferred(uint64_t bytes)
 
 /* A job's records are on the wire (WIRE_BYTES of them on a multifd
  * channel; main-stream bytes are counted per section), or it was dropped
- * after a failure.  Any thread. */
+ * after a failure.  What the job left out is not processed: the
+ * destination reports what it wrote as durable, and the core compares
+ * the two.  Any thread. */
 static void job_sent(BlkChunkJob *job, bool sent, uint64_t wire_bytes, void *opaque)
 {
     g_mutex_lock(&blk.lock);
     blk.inflight -= job->walked;
     if (sent) {
-        blk.processed += job->walked;
+        blk.processed += job->walked - job->left_out;
         blk.stats.transferred += wire_bytes;
         if (job->has_data) {
             blk.stats.data_blocks++;
-        } else {
+        } else if (job->records->len) {
             blk.stats.zero_blocks++;
         }
     }
@@ -235,6 +237,14 @@ static void put_record_header(MigStream *f, const BlkMigDevice *dev,
     mig_put_be64(f, offset | flags);
     mig_put_u8(f, len);
     mig_put_buffer(f, dev->id, len);
+}
+
+/* An OPTION record without payload. */
+static void put_option(MigStream *f, uint32_t code)
+{
+    mig_put_be64(f, BLK_MIG_FLAG_OPTION);
+    mig_put_be32(f, code);
+    mig_put_be32(f, 0);
 }
 
 static void put_progress(MigStream *f, int percent)
@@ -333,6 +343,7 @@ static bool dirty_submit_next(void)
             uint64_t off = CHUNK_START(dirty);
             BlkChunkJob *job = blk_chunk_job_new(dev->bs, dev->id, off, dev->size);
 
+            job->resend = true;
             take_dirty_ranges(dev, job, off);
             blk.dirty_cursor = off + BLK_CHUNK;
             if (job->ranges->len == 0) {
@@ -523,6 +534,7 @@ static void chunk_options(const MigrationParameters *params, BlkChunkOptions *o)
     *o = (BlkChunkOptions){
         .whole_chunks = mig_cap_enabled(MIG_CAP_QEMU_COMPAT),
         .zero_blocks = mig_cap_enabled(MIG_CAP_ZERO_BLOCKS),
+        .incremental = params->block_incremental,
     };
     o->compress = mig_cap_enabled(MIG_CAP_COMPRESS) && !o->whole_chunks;
     o->compress_algo = zlib ? COMPRESS_ZLIB : COMPRESS_ZSTD;
@@ -596,6 +608,9 @@ static int blk_mig_save_setup(MigStream *f, void *opaque, GError **errp)
         return -1;
     }
     reset_state(devs, &params);
+    if (blk.opts.incremental && !blk.opts.whole_chunks) {
+        put_option(f, BLK_MIG_OPTION_INCREMENTAL);
+    }
     for (guint i = 0; i < devs->len && !blk.opts.whole_chunks; i++) {
         BlkMigDevice *dev = devs->pdata[i];
         put_record_header(f, dev, 0, BLK_MIG_FLAG_DEVICE_SIZE);

@@ -69,16 +69,16 @@ function whynot(k, label) {
 function whynot2(a, la, b, lb) {
     return (ok(a) ? "" : whynot(a, la)) (ok(a) || ok(b) ? "" : "; ") (ok(b) ? "" : whynot(b, lb))
 }
-# The two sparse lines (time, durable) comparing blkmig row B with row O
-# (system OS) against LIM.
-function sparse_ratio(b, o, os, lim) {
+# The two lines (time, durable) on image IM comparing blkmig row B (system
+# BS) with row O (system OS) against LIM.
+function image_ratio(im, b, bs, o, os, lim) {
     if (!ok(b) || !ok(o)) {
-        target(lacking(b), "sparse", "blkmig time / " os " time", whynot2(b, "blkmig sparse", o, os " sparse") sprintf(" (target <= %.2f)", lim))
-        target(lacking(b), "sparse", "blkmig durable / " os " durable", sprintf("(same rows missing; target <= %.2f)", lim))
+        target(lacking(b), im, bs " time / " os " time", whynot2(b, bs " " im, o, os " " im) sprintf(" (target <= %.2f)", lim))
+        target(lacking(b), im, bs " durable / " os " durable", sprintf("(same rows missing; target <= %.2f)", lim))
         return
     }
-    target_ratio("sparse", "blkmig time / " os " time", "blkmig", T[b], os, T[o], lim)
-    target_ratio("sparse", "blkmig durable / " os " durable", "blkmig", D[b], os, D[o], lim)
+    target_ratio(im, bs " time / " os " time", bs, T[b], os, T[o], lim)
+    target_ratio(im, bs " durable / " os " durable", bs, D[b], os, D[o], lim)
 }
 # Verdict of a target line that lacks a row: MISS when blkmig row B has
 # only FAILED runs (blkmig missed it), else n/a (nothing to compare).
@@ -210,8 +210,8 @@ END {
     print "" > txt
     print "targets (from the runs above: medians unless \"worst run\"; PASS/MISS against the target, info: context, n/a: a row is missing):" > txt
     b = K("blkmig", "sparse"); nb = K("nbdcopy", "sparse"); mi = K("qemu-mirror", "sparse")
-    sparse_ratio(b, nb, "nbdcopy", 0.5)
-    sparse_ratio(b, mi, "qemu-mirror", 0.2)
+    image_ratio("sparse", b, "blkmig", nb, "nbdcopy", 0.5)
+    image_ratio("sparse", b, "blkmig", mi, "qemu-mirror", 0.2)
     if (!ok(b) || !(b in adiff))
         target(lacking(b), "sparse", "blkmig dst allocation vs source", (ok(b) ? "allocation not recorded" : whynot(b, "blkmig sparse")) " (target within 64 KiB)")
     else {
@@ -239,6 +239,11 @@ END {
         target("n/a", "full", "blkmig durable / cp durable", whynot2(b, "blkmig full", c, "cp full"))
     else
         target("info", "full", "blkmig durable / cp durable", sprintf("blkmig %.3f s / cp %.3f s = %.2f (1.00: as fast as a local durable copy)", D[b], D[c], D[b] / D[c]))
+
+    # qcow2: blkmig against QEMU 7.2 mirror, the whole chain (sync=full)
+    # and the top layer only (block-incremental against sync=top).
+    image_ratio("qcow2", K("blkmig", "qcow2"), "blkmig", K("qemu-mirror", "qcow2"), "qemu-mirror", 0.2)
+    image_ratio("qcow2", K("blkmig+inc", "qcow2"), "blkmig+inc", K("qemu-mirror+top", "qcow2"), "qemu-mirror+top", 0.2)
 
     b = K("blkmig", "live")
     if (!ok(b)) {

@@ -15,10 +15,12 @@
 #   BENCH_DATA_PCT [10]     share of the sparse images holding data
 #   BENCH_WORKLOAD [drive=disk0,pattern=randwrite,bs=4k,rate=50]
 #                           blkmigd --workload of the live-image runs
-#   BENCH_SYSTEMS [blkmig blkmig+zstd blkmig+multifd mirror legacy qemu-img nbdcopy cp tcp]
+#   BENCH_SYSTEMS [blkmig blkmig+zstd blkmig+multifd blkmig+inc mirror mirror+top legacy qemu-img nbdcopy cp tcp]
 #                           blkmig+zstd: capability compress (zstd level 1);
-#                           blkmig+multifd: capability multifd, 2 channels
-#   BENCH_IMAGES [sparse full live]
+#                           blkmig+multifd: capability multifd, 2 channels;
+#                           blkmig+inc (block-incremental) and mirror+top
+#                           (sync=top): the qcow2 image only
+#   BENCH_IMAGES [sparse full live qcow2]
 #   BENCH_LEGACY_BWS [1G 512M 256M]  max-bandwidth tries for QEMU legacy,
 #                           one run each, highest first, until identical
 #   BENCH_LEGACY_LONG [20]  seconds: a default-bandwidth legacy run longer
@@ -50,8 +52,8 @@ SIZE=${BENCH_SIZE:-4G}
 REPS=${BENCH_REPS:-3}
 DATA_PCT=${BENCH_DATA_PCT:-10}
 WORKLOAD=${BENCH_WORKLOAD:-drive=disk0,pattern=randwrite,bs=4k,rate=50}
-SYSTEMS=${BENCH_SYSTEMS:-blkmig blkmig+zstd blkmig+multifd mirror legacy qemu-img nbdcopy cp tcp}
-IMAGES=${BENCH_IMAGES:-sparse full live}
+SYSTEMS=${BENCH_SYSTEMS:-blkmig blkmig+zstd blkmig+multifd blkmig+inc mirror mirror+top legacy qemu-img nbdcopy cp tcp}
+IMAGES=${BENCH_IMAGES:-sparse full live qcow2}
 LEGACY_BWS=${BENCH_LEGACY_BWS:-1G 512M 256M}
 LEGACY_LONG=${BENCH_LEGACY_LONG:-20}
 WIRECOUNT=${BENCH_WIRECOUNT:-1}
@@ -290,7 +292,7 @@ finish() {
     esac
     say "${R[system]} / ${R[image]} run ${R[rep]}: $what"
     stop_all
-    rm -f "$W/dst.raw"
+    rm -f "$W/dst.raw" "$W/dst.qcow2"
 }
 
 # dst_sync FILE [END]: flush FILE to stable storage and time it; called as
@@ -316,10 +318,16 @@ dst_sync() {
 # sync_gap END: seconds from END to the start of the last dst_sync.
 sync_gap() { R[sync_gap]=$(sub "$SYNC_T0" "$1"); }
 
-# compare SRC DST: cmp and allocation figures (after dst_sync).
+# compare SRC DST: cmp and allocation figures (after dst_sync).  qcow2
+# images are compared as the guest sees them, backing chains included.
 compare() {
+    local same
     # samefile is cmp that skips ranges that are holes in both files.
-    if "$OUT/samefile" "$1" "$2" >/dev/null; then R[identical]=yes; else R[identical]=DIFFERS; fi
+    case "$1" in
+    *.qcow2) qemu-img compare -q -f qcow2 -F qcow2 "$1" "$2" 2>>"$W/compare.err"; same=$? ;;
+    *) "$OUT/samefile" "$1" "$2" >/dev/null; same=$? ;;
+    esac
+    if [ "$same" = 0 ]; then R[identical]=yes; else R[identical]=DIFFERS; fi
     R[dst_alloc]=$(allocated "$2")
     R[src_alloc]=$(allocated "$1")
 }
@@ -344,6 +352,7 @@ describe_scratch() {
     case " $IMAGES " in *" full "*) need=$((need + 2 * size)) ;; esac       # image + destination
     case " $IMAGES " in *" sparse "*|*" live "*) need=$((need + 2 * size * DATA_PCT / 100)) ;; esac
     case " $IMAGES " in *" live "*) need=$((need + 3 * size * DATA_PCT / 100)) ;; esac   # live copy + its destination, grown by the guest
+    case " $IMAGES " in *" qcow2 "*) need=$((need + 5 * size * DATA_PCT / 100)) ;; esac  # base, overlay, a flattened destination
     avail=$(df -B1 --output=avail "$W" | awk 'NR == 2 { print $1 }')
     if [ "$avail" -lt "$need" ]; then
         say "WARNING: $W has $(mib "$avail") MiB free, the images and a destination need about $(mib "$need") MiB: runs may fail (no space)"
@@ -378,7 +387,8 @@ make_images() {
             say "image full: $SIZE raw, every byte random"
             "$OUT/mkimage" "$W/full.raw" "$SIZE" full 2 >/dev/null || exit 1
             IMG[full]=$W/full.raw ;;
-        *) echo "bench: unknown image '$want' (sparse, full, live)" >&2; exit 2 ;;
+        qcow2) make_qcow2_image ;;
+        *) echo "bench: unknown image '$want' (sparse, full, live, qcow2)" >&2; exit 2 ;;
         esac
     done
     # Written back now so that no run pays for it; they stay page-cache hot.
@@ -388,6 +398,23 @@ make_images() {
     else
         say "images written and synced (they stay in the page cache for every system)"
     fi
+}
+
+# The qcow2 image: an overlay holding DATA_PCT% of random data (its own
+# runs) on a base holding as much (other runs): qemu-img converts each
+# from a sparse raw image (holes stay unallocated clusters), then points
+# the overlay at the base.
+make_qcow2_image() {
+    local part
+    say "image qcow2: $SIZE qcow2 overlay, $DATA_PCT% random data, on a base with $DATA_PCT% more"
+    for part in base:3 qcow2:4; do
+        "$OUT/mkimage" "$W/${part%%:*}.raw" "$SIZE" scatter "$DATA_PCT" "${part#*:}" >/dev/null &&
+        qemu-img convert -f raw -O qcow2 "$W/${part%%:*}.raw" "$W/${part%%:*}.qcow2" || exit 1
+        rm -f "$W/${part%%:*}.raw"
+    done
+    qemu-img rebase -u -f qcow2 -b "$W/base.qcow2" -F qcow2 "$W/qcow2.qcow2" || exit 1
+    IMG[qcow2]=$W/qcow2.qcow2
+    QCOW2_BASE=$W/base.qcow2
 }
 
 # The source file of a run: the live image is a fresh copy of the sparse
@@ -444,7 +471,31 @@ start_blkmigd() {
 declare -A BLKMIG_VARIANTS=(
     [zstd]='{"capabilities": [{"capability": "compress", "state": true}]}|{"compress-algorithm": "zstd", "compress-zstd-level": 1}'
     [multifd]='{"capabilities": [{"capability": "multifd", "state": true}]}|{"multifd-channels": 2}'
+    [inc]='{"capabilities": []}|{"block-incremental": true}'
 )
+
+# blkmig_drives IMAGE SRC VARIANT: the --drive of the source (SRC_DRIVE)
+# and of the destination (DST_DRIVE, file DST) of a run.  The qcow2 image
+# goes to a new qcow2 image, or with block-incremental (inc) to a new
+# overlay on the same base file.
+blkmig_drives() {
+    local size
+    size=$(qemu-img info --output=json "$2" 2>/dev/null | jq -r '."virtual-size"' 2>/dev/null)
+    case "$1" in
+    qcow2)
+        SRC_DRIVE="id=disk0,file=$2,format=qcow2"
+        DST=$W/dst.qcow2
+        if [ "$3" = inc ]; then
+            DST_DRIVE="id=disk0,file=$DST,format=qcow2,create=on,backing=$QCOW2_BASE,backing-format=qcow2"
+        else
+            DST_DRIVE="id=disk0,file=$DST,format=qcow2,create=on,size=$size"
+        fi ;;
+    *)
+        SRC_DRIVE="id=disk0,file=$2"
+        DST=$W/dst.raw
+        DST_DRIVE="id=disk0,file=$DST,size=$(stat -c %s "$2"),create=on" ;;
+    esac
+}
 
 set_variant() {
     local caps=${BLKMIG_VARIANTS[$1]%%|*} params=${BLKMIG_VARIANTS[$1]#*|}
@@ -460,9 +511,9 @@ bench_blkmig() {
     port=$(free_port)
     local guest=()
     [ "$image" = live ] && guest=(--workload "$WORKLOAD")
-    start_blkmigd dst --drive "id=disk0,file=$W/dst.raw,size=$(stat -c %s "$src"),create=on" \
-        --incoming "tcp:127.0.0.1:$port" &&
-    start_blkmigd src --drive "id=disk0,file=$src" "${guest[@]}" ||
+    blkmig_drives "$image" "$src" "$variant"
+    start_blkmigd dst --drive "$DST_DRIVE" --incoming "tcp:127.0.0.1:$port" &&
+    start_blkmigd src --drive "$SRC_DRIVE" "${guest[@]}" ||
         { finish; return; }
     qmp src migrate-set-capabilities '{"capabilities": [{"capability": "events", "state": true}]}' >/dev/null
     if [ -n "$variant" ] && ! set_variant "$variant"; then
@@ -483,7 +534,7 @@ bench_blkmig() {
     # First the destination's flush (~0: blkmigd flushed before it
     # reported completion), both daemons still up.
     if [ "$rc" = 0 ]; then
-        dst_sync "$W/dst.raw"
+        dst_sync "$DST"
         if [ -n "$ev" ]; then sync_gap "$(qmp_stamp "$ev")"; else sync_gap "$t1"; fi
     fi
     info=$(qmp src query-migrate)
@@ -513,25 +564,54 @@ bench_blkmig() {
     R[rss_max]=$(( hs > hd ? hs : hd ))
     qmp src quit >/dev/null; qmp dst quit >/dev/null
     wait_exit src; wait_exit dst
-    compare "$src" "$W/dst.raw"
+    compare "$src" "$DST"
     finish
 }
 
 qemu_common=(-nodefaults -display none -S)
 
+# mirror_images IMAGE SRC SYNC: the -blockdev options of QEMU's source
+# (SRC_NODES) and destination (DST_NODES, file DST, made here).  The qcow2
+# image goes to a new qcow2 image (sync=full) or to a new overlay on the
+# same base file (sync=top); the others to a sparse raw file.
+mirror_images() {
+    local size
+    case "$1" in
+    qcow2)
+        DST=$W/dst.qcow2
+        size=$(qemu-img info --output=json "$2" | jq -r '."virtual-size"')
+        if [ "$3" = top ]; then
+            qemu-img create -q -f qcow2 -b "$QCOW2_BASE" -F qcow2 "$DST"
+        else
+            qemu-img create -q -f qcow2 "$DST" "$size"
+        fi
+        SRC_NODES=(-blockdev "driver=file,filename=$2,node-name=src-file"
+                   -blockdev "driver=qcow2,file=src-file,node-name=src")
+        DST_NODES=(-blockdev "driver=file,filename=$DST,node-name=dst-file,discard=unmap"
+                   -blockdev "driver=qcow2,file=dst-file,node-name=dst,discard=unmap,detect-zeroes=unmap") ;;
+    *)
+        DST=$W/dst.raw
+        truncate -s "$(stat -c %s "$2")" "$DST"
+        SRC_NODES=(-blockdev "driver=file,filename=$2,node-name=src-file"
+                   -blockdev "driver=raw,file=src-file,node-name=src")
+        DST_NODES=(-blockdev "driver=file,filename=$DST,node-name=dst-file,discard=unmap"
+                   -blockdev "driver=raw,file=dst-file,node-name=dst,discard=unmap,detect-zeroes=unmap") ;;
+    esac
+}
+
+# bench_mirror IMAGE REP [SYNC]: SYNC full (default) or top (row
+# qemu-mirror+top).
 bench_mirror() {
-    local image=$1 rep=$2 src port t0 ev lo0 lo1
-    new_run qemu-mirror "$image" "$rep"
+    local image=$1 rep=$2 sync=${3:-full} src port t0 ev lo0 lo1
+    new_run "qemu-mirror${3:++$3}" "$image" "$rep"
     command -v "$QEMU" >/dev/null || { FAIL="$QEMU not installed"; finish; return; }
     src=$(source_for "$image")
     port=$(free_port)
-    truncate -s "$(stat -c %s "$src")" "$W/dst.raw"
+    mirror_images "$image" "$src" "$sync"
     spawn qsrc "$QEMU" -M none "${qemu_common[@]}" -qmp "unix:$W/qsrc.qmp,server=on,wait=off" \
-        -blockdev "driver=file,filename=$src,node-name=src-file" \
-        -blockdev "driver=raw,file=src-file,node-name=src"
+        "${SRC_NODES[@]}"
     spawn qdst "$QEMU" -M none "${qemu_common[@]}" -qmp "unix:$W/qdst.qmp,server=on,wait=off" \
-        -blockdev "driver=file,filename=$W/dst.raw,node-name=dst-file,discard=unmap" \
-        -blockdev "driver=raw,file=dst-file,node-name=dst,discard=unmap,detect-zeroes=unmap"
+        "${DST_NODES[@]}"
     wait_socket "$W/qsrc.qmp" qsrc && wait_socket "$W/qdst.qmp" qdst &&
     qmp_open qsrc "$W/qsrc.qmp" && qmp_open qdst "$W/qdst.qmp" || { FAIL=${FAIL:-"no QMP"}; finish; return; }
     lo0=$(lo_bytes)
@@ -540,13 +620,13 @@ bench_mirror() {
         { FAIL="destination NBD export: $(tail -n 1 "$W/qdst.log")"; finish; return; }
     t0=$(now)
     if ! qmp qsrc blockdev-add "{\"driver\": \"nbd\", \"node-name\": \"tgt\", \"export\": \"disk0\", \"server\": {\"type\": \"inet\", \"host\": \"127.0.0.1\", \"port\": \"$port\"}}" >/dev/null 2>"$W/err" ||
-       ! qmp qsrc blockdev-mirror '{"job-id": "m0", "device": "src", "target": "tgt", "sync": "full"}' >/dev/null 2>"$W/err"; then
+       ! qmp qsrc blockdev-mirror "{\"job-id\": \"m0\", \"device\": \"src\", \"target\": \"tgt\", \"sync\": \"$sync\"}" >/dev/null 2>"$W/err"; then
         FAIL="$(cat "$W/err")"; finish; return
     fi
     ev=$(qmp_event qsrc BLOCK_JOB_READY 'true' "$TIMEOUT") || { FAIL="no BLOCK_JOB_READY: $(grep -m1 BLOCK_JOB "$W/qsrc.qlog")"; finish; return; }
     # Every write the job issued has been answered by the NBD server, i.e.
     # is in the destination's file: flush it at once, both QEMUs up.
-    dst_sync "$W/dst.raw"
+    dst_sync "$DST"
     sync_gap "$(qmp_stamp "$ev")"
     R[time]=$(sub "$(qmp_stamp "$ev")" "$t0")
     lo1=$(lo_bytes)
@@ -557,7 +637,7 @@ bench_mirror() {
     qmp_event qsrc BLOCK_JOB_COMPLETED 'true' 60 >/dev/null || FAIL="mirror did not complete after cancel"
     qmp qsrc quit >/dev/null; qmp qdst quit >/dev/null
     wait_exit qsrc; wait_exit qdst
-    compare "$src" "$W/dst.raw"
+    compare "$src" "$DST"
     finish
 }
 
@@ -739,8 +819,18 @@ setup_netns
 describe_scratch
 make_images
 
+# Which systems run on the qcow2 image (the others move raw files), and
+# which run only there.
+qcow2_system() { case "$1" in blkmig|blkmig+inc|mirror|mirror+top) return 0 ;; esac; return 1; }
+qcow2_only() { case "$1" in blkmig+inc|mirror+top) return 0 ;; esac; return 1; }
+
 for image in $IMAGES; do
     for sys in $SYSTEMS; do
+        if [ "$image" = qcow2 ]; then
+            qcow2_system "$sys" || continue
+        elif qcow2_only "$sys"; then
+            continue
+        fi
         if [ "$image" = live ]; then
             case "$sys" in
             blkmig) ;;
@@ -755,6 +845,11 @@ for image in $IMAGES; do
         blkmig|mirror|cp|tcp)
             for ((rep = 1; rep <= REPS; rep++)); do
                 "bench_$sys" "$image" "$rep"
+                too_long "$LONG" && break
+            done ;;
+        mirror+*)
+            for ((rep = 1; rep <= REPS; rep++)); do
+                bench_mirror "$image" "$rep" "${sys#mirror+}"
                 too_long "$LONG" && break
             done ;;
         blkmig+*)

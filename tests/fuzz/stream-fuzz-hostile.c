@@ -304,12 +304,13 @@ static void build_duplicate_start(GByteArray *b, GString *expected)
     g_string_printf(expected, "duplicate section id 0 at stream offset %" G_GSIZE_FORMAT, at);
 }
 
-static void build_unknown_flags(GByteArray *b, GString *expected)
+/* OPTION (0x100, the last flag bit) stands alone. */
+static void build_option_with_data(GByteArray *b, GString *expected)
 {
     sb_put_block_begin(b);
-    rec_data(b, 0x100 | BLK_MIG_FLAG_DEVICE_BLOCK, "disk0");
+    rec_data(b, BLK_MIG_FLAG_OPTION | BLK_MIG_FLAG_DEVICE_BLOCK, "disk0");
     sb_block_stream_end(b);
-    g_string_printf(expected, "block migration: unknown flags 0x100 in record at stream "
+    g_string_printf(expected, "block migration: conflicting flags 0x101 in record at stream "
                     "offset %d", SECTION0_RECORDS);
 }
 
@@ -396,7 +397,7 @@ const HostileCase hostile_cases[] = {
     { "empty-stream", build_empty_stream },
     { "unknown-section-type", build_unknown_section_type },
     { "duplicate-start", build_duplicate_start },
-    { "unknown-flags", build_unknown_flags },
+    { "option-with-data", build_option_with_data },
     { "conflicting-flags", build_conflicting_flags },
     { "zero-without-device-block", build_zero_without_block },
     { "truncated-payload", build_truncated_payload },

@@ -112,6 +112,42 @@ JsonNode *qt_map(const char *path, const char *format)
     return node;
 }
 
+GArray *qt_map_extents(const char *path, const char *format)
+{
+    JsonNode *map = qt_map(path, format);
+    JsonArray *list = json_node_get_array(map);
+    GArray *out = g_array_new(false, false, sizeof(QtExtent));
+
+    for (guint i = 0; i < json_array_get_length(list); i++) {
+        JsonObject *o = json_array_get_object_element(list, i);
+        QtExtent e = {
+            .start = json_object_get_int_member(o, "start"),
+            .length = json_object_get_int_member(o, "length"),
+            .depth = json_object_get_int_member(o, "depth"),
+            .zero = json_object_get_boolean_member(o, "zero"),
+            .data = json_object_get_boolean_member(o, "data"),
+        };
+        g_array_append_val(out, e);
+    }
+    json_node_unref(map);
+    return out;
+}
+
+uint64_t qt_data_bytes(const char *path, const char *format, bool top_only)
+{
+    GArray *map = qt_map_extents(path, format);
+    uint64_t bytes = 0;
+
+    for (guint i = 0; i < map->len; i++) {
+        QtExtent *e = &g_array_index(map, QtExtent, i);
+        if (e->data && (!top_only || e->depth == 0)) {
+            bytes += e->length;
+        }
+    }
+    g_array_unref(map);
+    return bytes;
+}
+
 JsonNode *qt_info(const char *path)
 {
     char *out = qt_run("qemu-img info --output=json %s", path);

@@ -22,4 +22,17 @@ bool qt_compare(const char *a, const char *fa, const char *b, const char *fb);
 JsonNode *qt_map(const char *path, const char *format);
 JsonNode *qt_info(const char *path);
 
+/* One entry of `qemu-img map --output=json`. */
+typedef struct QtExtent {
+    uint64_t start, length;
+    int depth;              /* 0: the image's own layer, 1: its backing, ... */
+    bool zero, data;
+} QtExtent;
+/* The map of PATH as QtExtent entries (g_array_unref). */
+GArray *qt_map_extents(const char *path, const char *format);
+/* Bytes that hold data ("data": true): in PATH's own layer only with
+ * TOP_ONLY (a qcow2 image's allocated data clusters), else anywhere in
+ * its backing chain (what a flattened copy must allocate). */
+uint64_t qt_data_bytes(const char *path, const char *format, bool top_only);
+
 #endif

@@ -100,6 +100,11 @@ static bool take_record_body(Walk *w, SdRecord *r)
     if (r->flags & BLK_MIG_FLAG_CHANNELS) {
         return take(w, 4 + BLK_MIG_MULTIFD_ID_LEN, &r->channels_pos);
     }
+    if (r->flags & BLK_MIG_FLAG_OPTION) {
+        uint32_t len;
+        return take_be32(w, &r->option_pos, &len) && take_be32(w, NULL, &len) &&
+               take(w, len, NULL);
+    }
     if (!(r->flags & (BLK_MIG_FLAG_DEVICE_SIZE | BLK_MIG_FLAG_DEVICE_BLOCK))) {
         return true;
     }

@@ -32,6 +32,7 @@ typedef struct SdRecord {
     size_t id_len;
     size_t size_pos;        /* DEVICE_SIZE: the be64 size */
     size_t channels_pos;    /* CHANNELS: be32 count, then the id */
+    size_t option_pos;      /* OPTION: be32 code, be32 length, the payload */
     size_t span_len_pos;    /* SPAN: the be32 length (0: none) */
     size_t comp_pos;        /* COMPRESSED: the algorithm byte (0: none) */
     size_t comp_len_pos;    /* COMPRESSED: the be32 compressed length */

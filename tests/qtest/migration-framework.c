@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../lib/qemu-tools.h"
+
 static bool is_final_status(const char *status)
 {
     return !strcmp(status, "completed") || !strcmp(status, "failed") ||
@@ -219,4 +221,67 @@ char *mf_migration_event_trail(QTestDaemon *d)
         }
     }
     return g_string_free(trail, FALSE);
+}
+
+/* ---- qcow2 images and backing chains ---- */
+
+void mf_qcow2_create(const char *path, uint64_t size, const char *backing)
+{
+    unlink(path);
+    if (backing) {
+        g_free(qt_run("qemu-img create -q -f qcow2 -b %s -F qcow2 %s %" G_GUINT64_FORMAT,
+                      backing, path, size));
+    } else {
+        g_free(qt_run("qemu-img create -q -f qcow2 %s %" G_GUINT64_FORMAT, path, size));
+    }
+}
+
+/* One qemu-io command for run I of RUNS + ZERO_RUNS. */
+static void add_scatter_command(GString *cmds, GRand *rand, uint64_t size, unsigned i,
+                                unsigned runs)
+{
+    uint64_t len = (uint64_t)g_rand_int_range(rand, 1, 9) * 64 * KIB;
+    uint64_t off = (uint64_t)g_rand_int_range(rand, 0, (size - len) / (64 * KIB)) * 64 * KIB;
+
+    if (i < runs) {
+        g_string_append_printf(cmds, " -c 'write -P %d %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
+                               "'", g_rand_int_range(rand, 1, 256), off, len);
+    } else {
+        g_string_append_printf(cmds, " -c 'write %s %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
+                               "'", (i - runs) % 2 ? "-P 0" : "-z", off, len);
+    }
+}
+
+void mf_qcow2_scatter(const char *path, uint64_t size, uint64_t seed, unsigned runs,
+                      unsigned zero_runs)
+{
+    GRand *rand = g_rand_new_with_seed(seed);
+    GString *cmds = g_string_new("");
+
+    for (unsigned i = 0; i < runs + zero_runs; i++) {
+        add_scatter_command(cmds, rand, size, i, runs);
+    }
+    g_free(qt_run("qemu-io -f qcow2%s %s", cmds->str, path));
+    g_string_free(cmds, TRUE);
+    g_rand_free(rand);
+}
+
+void mf_assert_same_view(const char *a, const char *fa, const char *b, const char *fb)
+{
+    if (!qt_compare(a, fa, b, fb)) {
+        g_error("%s (%s) and %s (%s) differ as the guest sees them", a, fa, b, fb);
+    }
+}
+
+void mf_assert_thin_data(uint64_t src_bytes, uint64_t dst_bytes)
+{
+    g_test_message("data: source %" G_GUINT64_FORMAT ", destination %" G_GUINT64_FORMAT,
+                   src_bytes, dst_bytes);
+    g_assert_cmpuint(dst_bytes, <=, src_bytes + src_bytes / 100 + MIB);
+}
+
+void mf_assert_thin_files(const char *src, const char *dst)
+{
+    g_test_message("files:");
+    mf_assert_thin_data(qtest_allocated_bytes(src), qtest_allocated_bytes(dst));
 }

@@ -93,4 +93,28 @@ void mf_assert_thin(const char *src, const char *dst, unsigned slack_percent);
 char *mf_migration_event_trail(QTestDaemon *d);
 void mf_log_json(const char *what, JsonNode *node);
 
+/* ---- qcow2 images and backing chains: qemu-img and qemu-io make them
+ * and are the oracle ---- */
+
+/* A new qcow2 image at PATH (replacing any) of SIZE, over the qcow2 image
+ * BACKING (NULL: none). */
+void mf_qcow2_create(const char *path, uint64_t size, const char *backing);
+/* qemu-io writes to the qcow2 image PATH of SIZE, at seeded random 64 KiB
+ * aligned offsets: RUNS runs (64 KiB..512 KiB) of a non-zero pattern,
+ * then ZERO_RUNS runs of zeroes, alternately `write -z` (zero clusters)
+ * and zeroes written as data (allocated clusters that read as zero). */
+void mf_qcow2_scatter(const char *path, uint64_t size, uint64_t seed, unsigned runs,
+                      unsigned zero_runs);
+/* The guest views of A and B (formats FA, FB, with their backing chains)
+ * are identical (`qemu-img compare`). */
+void mf_assert_same_view(const char *a, const char *fa, const char *b, const char *fb);
+/* Thin: the destination holds at most 1% + 1 MiB more data (allocated
+ * clusters, qt_data_bytes) than the source. */
+void mf_assert_thin_data(uint64_t src_bytes, uint64_t dst_bytes);
+/* Thin down to the file: the image files SRC and DST (qcow2, with their
+ * metadata) as mf_assert_thin_data, in bytes allocated on the file
+ * system.  Zeroes a qcow2 cluster holds as a hole of the file must not
+ * become written zeroes at the destination. */
+void mf_assert_thin_files(const char *src, const char *dst);
+
 #endif

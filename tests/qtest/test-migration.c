@@ -308,8 +308,6 @@ static void test_dest_killed(void)
 
 /* ---- corrupt streams ---- */
 
-/* Record flags no version assigns: 0x100 is the one bit left. */
-#define F_UNKNOWN 0x100
 
 /* Our own save output, as DESIGN.md describes it: every section is
  * "block" (the only handler), every record names our drive, SPAN lengths
@@ -326,7 +324,8 @@ static void assert_stream_sane(const guint8 *buf, const SdStream *map)
     }
     for (guint i = 0; i < map->records->len; i++) {
         const SdRecord *r = sd_record(map, i);
-        g_assert_cmphex(r->flags & ~BLK_MIG_FLAGS_KNOWN, ==, 0);
+        /* No stream option without block-incremental. */
+        g_assert_cmphex(r->flags & BLK_MIG_FLAG_OPTION, ==, 0);
         if (r->id_len) {
             g_assert_cmpmem(buf + r->id_pos + 1, r->id_len, MF_DRIVE_ID, strlen(MF_DRIVE_ID));
         }
@@ -452,8 +451,9 @@ static GArray *make_corruptions(const guint8 *good, size_t len, const SdStream *
     c.bytes->data[first->idstr_pos + 1] = 'x';
     g_array_append_val(list, c);
 
-    c = corrupt(good, len, "unknown flags", "unknown flags 0x100", target->pos);
-    c.bytes->data[target->pos + 6] |= F_UNKNOWN >> 8;
+    c = corrupt(good, len, "OPTION flag on a data record", "conflicting flags 0x1",
+                target->pos);
+    c.bytes->data[target->pos + 6] |= BLK_MIG_FLAG_OPTION >> 8;
     g_array_append_val(list, c);
 
     c = corrupt(good, len, "unknown drive", "unknown drive 'diskZ'", target->pos);

@@ -363,8 +363,8 @@ static void test_bad_flag_combinations(Fixture *fx, gconstpointer data)
         { BLK_MIG_FLAG_COMPRESSED, "block migration: COMPRESSED flag without DEVICE_BLOCK" },
         { BLK_MIG_FLAG_CHANNELS | BLK_MIG_FLAG_DEVICE_BLOCK,
           "block migration: conflicting flags 0x81 in record at stream offset 27" },
-        { 0x100 | BLK_MIG_FLAG_SPAN | BLK_MIG_FLAG_DEVICE_BLOCK,
-          "block migration: unknown flags 0x100 in record at stream offset 27" },
+        { BLK_MIG_FLAG_OPTION | BLK_MIG_FLAG_SPAN | BLK_MIG_FLAG_DEVICE_BLOCK,
+          "block migration: conflicting flags 0x121 in record at stream offset 27" },
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {

@@ -210,20 +210,78 @@ static void assert_rejected(Fixture *fx, GByteArray *b, const char *expected)
     g_error_free(err);
 }
 
-static void test_unknown_flags(Fixture *fx, gconstpointer data)
+/* OPTION (0x100): be32 code, be32 length, the payload. */
+static void rec_option(GByteArray *b, uint32_t code, uint32_t len)
+{
+    sb_put64(b, BLK_MIG_FLAG_OPTION);
+    sb_put32(b, code);
+    sb_put32(b, len);
+    g_byte_array_set_size(b, b->len + len);
+    memset(b->data + b->len - len, 0, len);
+}
+
+/* Options a destination does not know, or in the wrong place, fail the
+ * load before anything is written. */
+static void test_bad_options(Fixture *fx, gconstpointer data)
+{
+    static const struct {
+        uint32_t code, len;
+        bool after_size;
+        const char *expected;       /* %u: the record's stream offset */
+    } cases[] = {
+        { 7, 0, false, "unknown stream option 7 at stream offset %u (from a newer source?)" },
+        { 7, 12, false, "unknown stream option 7 at stream offset %u" },
+        { BLK_MIG_OPTION_INCREMENTAL, 4, false,
+          "INCREMENTAL option at stream offset %u has a 4-byte payload" },
+        { BLK_MIG_OPTION_INCREMENTAL, 4097, false,
+          "OPTION record at stream offset %u has a payload of more than 4096 bytes" },
+        { BLK_MIG_OPTION_INCREMENTAL, 0, true,
+          "OPTION record at stream offset %u comes after a DEVICE_SIZE record" },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(GByteArray) b = sb_block_stream_begin();
+        g_autofree char *expected = NULL;
+
+        if (cases[i].after_size) {
+            rec_size(b, "disk0", DISK_SIZE);
+        }
+        expected = g_strdup_printf(cases[i].expected, b->len);
+        rec_option(b, cases[i].code, cases[i].len);
+        rec_zero(b, "disk0", 0);
+        sb_block_stream_end(b);
+        assert_rejected(fx, b, expected);
+    }
+}
+
+/* OPTION belongs to the setup part (the START section) only. */
+static void test_option_in_part(Fixture *fx, gconstpointer data)
 {
     g_autoptr(GByteArray) b = sb_block_stream_begin();
-    uint8_t *zeros = g_malloc0(CHUNK);
     g_autofree char *expected = NULL;
 
-    expected = g_strdup_printf("block migration: unknown flags 0x100 in record at "
+    sb_put_block_section_end(b);
+    sb_put8(b, QEMU_VM_SECTION_PART);
+    sb_put32(b, 0);
+    expected = g_strdup_printf("block migration: OPTION record outside the setup part at "
                                "stream offset %u", b->len);
-    sb_put64(b, 0x100 | BLK_MIG_FLAG_DEVICE_BLOCK);
-    sb_put_name(b, "disk0");
-    g_byte_array_append(b, zeros, CHUNK);
+    rec_option(b, BLK_MIG_OPTION_INCREMENTAL, 0);
     sb_block_stream_end(b);
     assert_rejected(fx, b, expected);
-    g_free(zeros);
+}
+
+/* block-incremental onto a drive without a backing image: refused at
+ * once, naming the drive. */
+static void test_incremental_needs_backing(Fixture *fx, gconstpointer data)
+{
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
+
+    rec_option(b, BLK_MIG_OPTION_INCREMENTAL, 0);
+    rec_size(b, "disk0", DISK_SIZE);
+    rec_zero(b, "disk0", 0);
+    sb_block_stream_end(b);
+    assert_rejected(fx, b, "block migration: drive 'disk0' has no backing image, but the "
+                    "source migrates with block-incremental (the top layer only)");
 }
 
 static void test_unknown_drive(Fixture *fx, gconstpointer data)
@@ -466,7 +524,9 @@ int main(int argc, char **argv)
     ADD("half-zero-chunk-stays-thin", test_half_zero_chunk_stays_thin, NULL);
     ADD("last-partial-chunk", test_last_partial_chunk, NULL);
     ADD("device-size-larger-destination", test_device_size_larger_destination, NULL);
-    ADD("bad/unknown-flags", test_unknown_flags, NULL);
+    ADD("bad/options", test_bad_options, NULL);
+    ADD("bad/option-in-part", test_option_in_part, NULL);
+    ADD("bad/incremental-needs-backing", test_incremental_needs_backing, NULL);
     ADD("bad/unknown-drive", test_unknown_drive, NULL);
     ADD("bad/unknown-drive-size", test_unknown_drive_size, NULL);
     ADD("bad/offset-beyond", test_offset_beyond, NULL);

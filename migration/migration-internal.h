@@ -33,6 +33,17 @@ bool incoming_is_busy(void);               /* listening or loading */
 void outgoing_shutdown(void);
 void incoming_shutdown(void);
 
+/* savevm-qemu.c: what only QEMU streams have around the sections. */
+/* Configuration section (type byte included) with our machine name. */
+void savevm_put_configuration(MigStream *f);
+/* Its contents after the type byte: the source's machine must be ours. */
+int savevm_load_configuration(MigStream *f, GError **errp);
+/* The device description after QEMU's end marker (type byte included). */
+void savevm_put_vmdesc(MigStream *f);
+/* After QEMU's end marker: the end of the stream, or a description
+ * (read and ignored); anything else fails. */
+int savevm_load_vmdesc(MigStream *f, GError **errp);
+
 /* channel.c: opening the transport named by a migration URI. */
 typedef enum { MIG_CHANNEL_SOCKET, MIG_CHANNEL_FILE } MigChannelKind;
 /* Connects (tcp:, unix:) or creates/truncates (file:); returns an fd. */

@@ -13,7 +13,8 @@
 
 enum {
     OPT_DRIVE = 256, OPT_QMP, OPT_NBD, OPT_INCOMING, OPT_WORKLOAD, OPT_PAUSED,
-    OPT_DAEMONIZE, OPT_PIDFILE, OPT_LOG, OPT_VERSION, OPT_OBJECT, OPT_HELP = 'h',
+    OPT_DAEMONIZE, OPT_PIDFILE, OPT_LOG, OPT_VERSION, OPT_OBJECT, OPT_MACHINE,
+    OPT_HELP = 'h',
 };
 
 static const struct option long_options[] = {
@@ -28,6 +29,7 @@ static const struct option long_options[] = {
     { "log", required_argument, NULL, OPT_LOG },
     { "version", no_argument, NULL, OPT_VERSION },
     { "object", required_argument, NULL, OPT_OBJECT },
+    { "machine", required_argument, NULL, OPT_MACHINE },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -66,6 +68,10 @@ static const char usage_text[] =
 "                     wait for an incoming migration (state inmigrate);\n"
 "                     a socket listens again after a failed migration;\n"
 "                     'defer' waits for the QMP command migrate-incoming\n"
+"  --machine NAME     the machine type of the migration stream's\n"
+"                     configuration section (QEMU's -machine, default none):\n"
+"                     sent with qemu-compat, and an incoming QEMU stream\n"
+"                     must name it\n"
 "  --workload drive=ID[,pattern=randwrite|seqwrite|randrw][,bs=SIZE]\n"
 "          [,rate=MIBS][,seed=N][,zero-frac=F]\n"
 "                     run a built-in guest writing to drive ID (repeatable)\n"
@@ -131,6 +137,7 @@ void cmdline_config_clear(BlkmigdConfig *cfg)
     g_clear_pointer(&cfg->incoming, g_free);
     g_clear_pointer(&cfg->pidfile, g_free);
     g_clear_pointer(&cfg->log, g_free);
+    g_clear_pointer(&cfg->machine, g_free);
 }
 
 static bool check_endpoint(const char *option, const char *value, unsigned kinds,
@@ -154,6 +161,18 @@ static bool check_workload(const char *value, GError **errp)
         return false;
     }
     workload_options_clear(&opts);
+    return true;
+}
+
+/* A name QEMU's configuration section can carry, and that is printable. */
+static bool check_machine(const char *name, GError **errp)
+{
+    if (strlen(name) > 256 || strspn(name, "abcdefghijklmnopqrstuvwxyz"
+                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._") != strlen(name)) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, "--machine: '%s' is not a machine type name "
+                    "(letters, digits, '-', '.', '_'; at most 256)", name);
+        return false;
+    }
     return true;
 }
 
@@ -205,6 +224,9 @@ static bool take_option(int opt, const char *arg, BlkmigdConfig *cfg, GError **e
         return set_once("--pidfile", &cfg->pidfile, arg, errp);
     case OPT_LOG:
         return set_once("--log", &cfg->log, arg, errp);
+    case OPT_MACHINE:
+        return set_once("--machine", &cfg->machine, arg, errp) &&
+               check_machine(arg, errp);
     case OPT_PAUSED:
         cfg->paused = true;
         return true;

@@ -7,6 +7,7 @@
 #include "block/block.h"
 #include "migration/block-migration.h"
 #include "migration/migration.h"
+#include "migration/qemu-sections.h"
 #include "migration/storage-check.h"
 #include "qapi/qmp.h"
 #include "system/drive.h"
@@ -51,6 +52,10 @@ static void install_hooks(const BlkmigdConfig *cfg)
     /* The handlers of the migration stream, in section order. */
     block_migration_register();
     storage_check_register();
+    qemu_sections_register(vm_ops_source_runstate, NULL);
+    if (cfg->machine) {
+        migration_set_machine(cfg->machine);
+    }
     runstate_set_event_sink(forward_runstate_event, NULL);
     system_set_shutdown_handler(quit_main_loop);
     vm_ops_install(!cfg->paused);

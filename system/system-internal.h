@@ -18,6 +18,7 @@ typedef struct BlkmigdConfig {
     char *incoming;
     char *pidfile;
     char *log;
+    char *machine;          /* --machine, or NULL (the default) */
     bool paused;
     bool daemonize;
 } BlkmigdConfig;
@@ -59,6 +60,10 @@ void vm_shutdown(void);
 void vm_ops_install(bool autostart);
 /* "stop" while waiting for an incoming migration: stay paused after it. */
 void vm_ops_set_autostart(bool autostart);
+/* The runstate a QEMU source had (its globalstate section; NULL: none
+ * sent): anything but "running" leaves the guest paused after the
+ * incoming migration, as QEMU does. */
+void vm_ops_source_runstate(const char *runstate, void *opaque);
 /* An NBD export runs: a completed migration must refuse its writes. */
 void vm_ops_set_nbd_in_use(bool in_use);
 

@@ -61,9 +61,14 @@ static const char usage_text[] =
 "                     complete the handshake within 10 s (with the x509\n"
 "                     default verify-peer=on, show a certificate the CA\n"
 "                     signed, and with tls-authz pass that authz object)\n"
-"  --nbd unix:PATH | tcp:HOST:PORT\n"
+"  --nbd unix:PATH | tcp:HOST:PORT[,tls-creds=ID[,tls-authz=ID]]\n"
+"          [,tls=off|on|require]\n"
 "                     export every drive over NBD (the guest's I/O path);\n"
-"                     I/O is served only while the guest runs\n"
+"                     I/O is served only while the guest runs.  With\n"
+"                     tls-creds (an endpoint=server object) clients upgrade\n"
+"                     with NBD_OPT_STARTTLS (nbds:// URIs); tls=require, the\n"
+"                     default then, serves nothing in the clear, tls=on\n"
+"                     makes TLS optional\n"
 "  --incoming tcp:HOST:PORT | unix:PATH | file:PATH | defer\n"
 "                     wait for an incoming migration (state inmigrate);\n"
 "                     a socket listens again after a failed migration;\n"
@@ -215,8 +220,7 @@ static bool take_option(int opt, const char *arg, BlkmigdConfig *cfg, GError **e
         g_ptr_array_add(cfg->workloads, g_strdup(arg));
         return check_workload(arg, errp);
     case OPT_NBD:
-        return set_once("--nbd", &cfg->nbd, arg, errp) &&
-               check_endpoint("--nbd", arg, SOCKET_KINDS, errp);
+        return set_once("--nbd", &cfg->nbd, arg, errp) && nbd_option_check(arg, errp);
     case OPT_INCOMING:
         return set_once("--incoming", &cfg->incoming, arg, errp) &&
                check_endpoint("--incoming", arg, INCOMING_KINDS, errp);

@@ -117,7 +117,7 @@ static bool start_up(const BlkmigdConfig *cfg, GError **errp)
     if (!start_each("--object", object_option_add, cfg->objects, errp) ||
         !start_each("--drive", drive_add, cfg->drives, errp) ||
         !start_each("--qmp", qmp_option_start, cfg->qmp, errp) ||
-        (cfg->nbd && !start_option("--nbd", guest_nbd_start, cfg->nbd, errp)) ||
+        (cfg->nbd && !start_option("--nbd", nbd_option_start, cfg->nbd, errp)) ||
         (cfg->incoming && !start_option("--incoming", start_incoming, cfg->incoming, errp)) ||
         !start_each("--workload", start_workload, cfg->workloads, errp) ||
         (cfg->pidfile && !pidfile_write(cfg->pidfile, errp))) {

@@ -13,6 +13,7 @@
 typedef struct DriveSpec {
     char *id;
     char *file;
+    char *tls_creds;
     uint64_t size;
     bool create, overwrite, cache_none, aio_native, read_only;
 } DriveSpec;
@@ -29,6 +30,7 @@ static void drive_spec_clear(DriveSpec *d)
 {
     g_free(d->id);
     g_free(d->file);
+    g_free(d->tls_creds);
 }
 
 /* QEMU's rule for ids: a letter, then letters, digits, '-', '.', '_'. */
@@ -82,6 +84,8 @@ static bool parse_key(const KeyValue *kv, DriveSpec *d, GError **errp)
         d->id = g_strdup(kv->value);
     } else if (strcmp(k, "file") == 0) {
         d->file = g_strdup(kv->value);
+    } else if (strcmp(k, "tls-creds") == 0) {
+        d->tls_creds = g_strdup(kv->value);
     } else if (strcmp(k, "format") == 0) {
         if (strcmp(kv->value, "raw") != 0) {
             g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": format '%s' is not supported "
@@ -194,7 +198,7 @@ bool drive_add(const char *optstr, GError **errp)
     BlockOptions opts = {
         .id = d.id, .filename = d.file, .format = "raw", .size = d.size,
         .create = d.create, .overwrite = d.overwrite, .cache_none = d.cache_none,
-        .aio_native = d.aio_native, .read_only = d.read_only,
+        .aio_native = d.aio_native, .read_only = d.read_only, .tls_creds = d.tls_creds,
     };
     GError *err = NULL;
     BlockDriverState *bs = bdrv_open(&opts, &err);

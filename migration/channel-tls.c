@@ -4,8 +4,15 @@
  * each multifd channel), the destination a server handshake on every
  * connection it accepts, before a byte of the stream moves.  Each
  * handshake must finish within the link-timeout. */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "migration/options.h"
 #include "migration-internal.h"
+#include "util/bswap.h"
 #include "util/sockets.h"
 #include "util/tls.h"
 
@@ -89,14 +96,47 @@ bool mig_channel_secure_outgoing(MigStream *f, const char *uri, GError **errp)
         host = peer_hostname(&p, uri);
         ok = mig_stream_start_tls(f, creds, host, NULL, handshake_timeout_ms(), &err);
         if (!ok) {
-            g_set_error(errp, MIG_ERROR, MIG_ERROR_IO, "TLS with the destination: %s",
-                        err->message);
+            g_set_error(errp, MIG_ERROR, MIG_ERROR_IO, "TLS with the destination%s%s%s: %s",
+                        host ? " (its certificate must name '" : "", host ? host : "",
+                        host ? "')" : "", err->message);
             g_error_free(err);
         }
     }
     tls_creds_unref(creds);
     mig_tls_params_clear(&p);
     return ok;
+}
+
+/* Whether the connection starts with a plain stream ("QEVM") where a TLS
+ * handshake should come: peeked, so the handshake still sees every byte. */
+static bool starts_plain(MigStream *f)
+{
+    struct pollfd pfd = { .fd = mig_stream_fd(f), .events = POLLIN };
+    uint8_t b[4];
+    ssize_t n = 0;
+
+    if (poll(&pfd, 1, handshake_timeout_ms()) == 1) {
+        n = recv(pfd.fd, b, sizeof(b), MSG_PEEK | MSG_WAITALL | MSG_DONTWAIT);
+    }
+    return n == sizeof(b) && ld_be32(b) == QEMU_VM_FILE_MAGIC;
+}
+
+/* A source sending in the clear: say why in the clear too, on the return
+ * path, so that a blkmig source fails at once and keeps its guest. */
+static bool refuse_plain_source(MigStream *f, GError **errp)
+{
+    static const char why[] = "this destination requires TLS "
+                              "(tls-creds is set here): set tls-creds on the source too";
+    int fd = dup(mig_stream_fd(f));
+    MigStream *rp = fd < 0 ? NULL : mig_channel_stream_new(fd, true);
+
+    if (rp) {
+        return_path_send_error(rp, why);
+        return_path_send_shut(rp, 1);
+        mig_stream_close(rp);
+    }
+    g_set_error_literal(errp, MIG_ERROR, 0, why);
+    return false;
 }
 
 bool mig_channel_secure_incoming(MigStream *f, GError **errp)
@@ -108,7 +148,9 @@ bool mig_channel_secure_incoming(MigStream *f, GError **errp)
 
     mig_tls_params_get(&p);
     ok = lookup_creds(&p, TLS_ENDPOINT_SERVER, &creds, errp);
-    if (ok && creds) {
+    if (ok && creds && starts_plain(f)) {
+        ok = refuse_plain_source(f, errp);
+    } else if (ok && creds) {
         ok = mig_stream_start_tls(f, creds, NULL, *p.authz ? p.authz : NULL,
                                   handshake_timeout_ms(), &err);
         if (ok) {

@@ -74,6 +74,11 @@ static gpointer return_path_thread(gpointer opaque)
     }
     g_free(payload);
     g_mutex_lock(&rp->lock);
+    if (mig_stream_refused(rp->in) && !rp->dest_error) {
+        /* Its TLS refused ours: as good as its error message. */
+        rp->dest_error = g_strdup(mig_stream_error_msg(rp->in));
+        mig_stream_shutdown(rp->main);
+    }
     rp->ended = true;
     g_cond_broadcast(&rp->cond);
     g_mutex_unlock(&rp->lock);

@@ -48,7 +48,7 @@ typedef struct MigTls {
 #define TLS_RECORD 16384
 
 /* What the latched error says of the connection. */
-typedef enum { ERR_OTHER, ERR_ENDED, ERR_STALLED } ErrorKind;
+typedef enum { ERR_OTHER, ERR_ENDED, ERR_STALLED, ERR_REFUSED } ErrorKind;
 
 /* When a byte last arrived on any stream sharing it (the connections of
  * one incoming migration). */
@@ -226,6 +226,11 @@ bool mig_stream_stalled(MigStream *f)
     return mig_stream_error(f) && f->err_kind == ERR_STALLED;
 }
 
+bool mig_stream_refused(MigStream *f)
+{
+    return mig_stream_error(f) && f->err_kind == ERR_REFUSED;
+}
+
 /* The kernel ended the connection because the peer had gone silent
  * (TCP_USER_TIMEOUT, keepalive; see socket_set_link_timeout): it is closed
  * and nothing came from the peer for a while.  The error it reports says
@@ -277,7 +282,9 @@ static void latch_tls_error(MigStream *f, GError *err)
     } else if (peer_went_silent(f)) {
         latch_silent_peer(f);
     } else {
-        mig_stream_set_error(f, -saved, err ? err->message : NULL);
+        /* util/tls says ECONNRESET for an alert: the peer refused us. */
+        latch(f, -saved, err ? err->message : NULL,
+              saved == ECONNRESET ? ERR_REFUSED : ERR_OTHER);
     }
     g_clear_error(&err);
     errno = saved;

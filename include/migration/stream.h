@@ -113,5 +113,9 @@ const char *mig_stream_tls_peer(MigStream *f);
 bool mig_stream_ended(MigStream *f);
 /* The first error was the link stalling (the "link stalled" ones above). */
 bool mig_stream_stalled(MigStream *f);
+/* The first error was the peer's TLS alert: it refused us (with TLS 1.3
+ * a server checks a client's certificate after the client's handshake
+ * ended, so the refusal arrives on the first read). */
+bool mig_stream_refused(MigStream *f);
 
 #endif

@@ -19,6 +19,7 @@ struct BlockDriverState {
     char *id;
     char *filename;
     char *format;
+    char *tls_creds;        /* opts.tls_creds, owned */
     BlockOptions opts;
 
     const BlockDriver *drv;

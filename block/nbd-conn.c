@@ -69,14 +69,31 @@ static int run_until_ready(NbdClient *c, struct nbd_handle *h, gint64 deadline, 
     return 0;
 }
 
-/* A new handle asking for the block-status contexts the driver uses;
- * a server lacking one simply does not negotiate it. */
-static struct nbd_handle *handle_new(void)
+/* The drive's TLS files on H (with an nbds:// URI, which requires TLS). */
+static int set_tls(struct nbd_handle *h, const NbdTls *tls)
+{
+    g_autofree char *keys = NULL;
+
+    if (!tls->dir) {
+        return 0;
+    }
+    if (!tls->psk) {
+        return nbd_set_tls_certificates(h, tls->dir) < 0 ||
+               nbd_set_tls_verify_peer(h, tls->verify_peer) < 0 ? -1 : 0;
+    }
+    keys = g_build_filename(tls->dir, "keys.psk", NULL);
+    return nbd_set_tls_psk_file(h, keys) < 0 || nbd_set_tls_username(h, tls->username) < 0
+           ? -1 : 0;
+}
+
+/* A new handle asking for the block-status contexts the driver uses (a
+ * server lacking one simply does not negotiate it), with C's TLS files. */
+static struct nbd_handle *handle_new(NbdClient *c)
 {
     struct nbd_handle *h = nbd_create();
 
     if (h && (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
-              nbd_add_meta_context(h, NBD_CTX_DEPTH) < 0)) {
+              nbd_add_meta_context(h, NBD_CTX_DEPTH) < 0 || set_tls(h, &c->tls) < 0)) {
         nbd_close(h);
         return NULL;
     }
@@ -85,7 +102,7 @@ static struct nbd_handle *handle_new(void)
 
 struct nbd_handle *nbdc_conn_connect(NbdClient *c, int wake_fd, GError **errp)
 {
-    struct nbd_handle *h = handle_new();
+    struct nbd_handle *h = handle_new(c);
     gint64 deadline = g_get_monotonic_time() + c->timeout_us;
     int ret = -1;
 

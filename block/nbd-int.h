@@ -93,8 +93,18 @@ typedef struct NbdConn {
     char *why;                /* why the handle died, for the keeper's message */
 } NbdConn;
 
+/* TLS files for libnbd (BlockOptions.tls_creds), kept for reconnects. */
+typedef struct NbdTls {
+    bool psk;
+    char *dir;              /* NULL: no tls-creds (an nbds:// URI uses
+                             * libnbd's defaults) */
+    char *username;
+    bool verify_peer;
+} NbdTls;
+
 struct NbdClient {
     char *uri;
+    NbdTls tls;
     NbdExport exp;
     gint64 timeout_us;
     gint stopping;            /* atomic: close() runs */

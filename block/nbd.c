@@ -6,6 +6,7 @@
  * commands.  The node is read-only when the server says so.  Threads,
  * timeouts and reconnects: nbd-int.h. */
 #include "nbd-int.h"
+#include "util/tls.h"
 
 #include <errno.h>
 #include <gio/gio.h>
@@ -57,11 +58,47 @@ static void start_conns(NbdClient *c, struct nbd_handle *h)
     }
 }
 
+static void nbd_tls_clear(NbdTls *tls)
+{
+    g_clear_pointer(&tls->dir, g_free);
+    g_clear_pointer(&tls->username, g_free);
+}
+
+/* OPTS' tls-creds object, for an nbds:// URI: its files go to libnbd. */
+static bool nbd_tls_from_options(NbdTls *tls, const BlockOptions *opts, GError **errp)
+{
+    TlsCredsFiles files;
+    TlsCreds *creds;
+
+    if (!opts->tls_creds) {
+        return true;
+    }
+    if (!g_str_has_prefix(opts->filename, "nbds")) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "tls-creds '%s' needs an "
+                    "nbds:// or nbds+unix:// URI, not '%s'", opts->tls_creds, opts->filename);
+        return false;
+    }
+    creds = tls_creds_lookup(opts->tls_creds, TLS_ENDPOINT_CLIENT, errp);
+    if (!creds) {
+        return false;
+    }
+    tls_creds_files(creds, &files);
+    tls->psk = files.psk;
+    tls->dir = g_strdup(files.dir);
+    tls->username = g_strdup(files.username);
+    tls->verify_peer = files.verify_peer;
+    tls_creds_unref(creds);
+    return true;
+}
+
 static int nbdc_open(BlockDriverState *bs, const BlockOptions *opts, GError **errp)
 {
     NbdClient *c = bdrv_opaque(bs);
     GError *err = NULL;
 
+    if (!nbd_tls_from_options(&c->tls, opts, errp)) {
+        return -EINVAL;
+    }
     c->uri = g_strdup(opts->filename);
     c->timeout_us = (gint64)(opts->timeout ? opts->timeout : NBD_DEFAULT_TIMEOUT_S) *
                     G_USEC_PER_SEC;
@@ -73,6 +110,7 @@ static int nbdc_open(BlockDriverState *bs, const BlockOptions *opts, GError **er
     if (!h) {
         g_propagate_error(errp, err);
         g_free(c->uri);
+        nbd_tls_clear(&c->tls);
         return -EIO;
     }
     apply_export(bs, &c->exp);
@@ -86,6 +124,7 @@ static void nbdc_close_node(BlockDriverState *bs)
 
     nbdc_keeper_stop_all(c);
     g_free(c->uri);
+    nbd_tls_clear(&c->tls);
 }
 
 static int64_t nbdc_getlength(BlockDriverState *bs)

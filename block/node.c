@@ -70,7 +70,9 @@ static BlockDriverState *node_new(const BlockOptions *opts, const BlockDriver *d
     bs->id = g_strdup(opts->id);
     bs->filename = g_strdup(opts->filename);
     bs->format = g_strdup(drv->format_name);
+    bs->tls_creds = g_strdup(opts->tls_creds);
     bs->opts = *opts;
+    bs->opts.tls_creds = bs->tls_creds;
     bs->opts.id = bs->id;
     bs->opts.filename = bs->filename;
     bs->opts.format = bs->format;
@@ -92,6 +94,7 @@ static void node_free(BlockDriverState *bs)
     g_free(bs->id);
     g_free(bs->filename);
     g_free(bs->format);
+    g_free(bs->tls_creds);
     g_free(bs);
 }
 
@@ -124,7 +127,7 @@ static BlockDriverState *open_protocol(const BlockOptions *opts, GError **errp)
     BlockOptions fo = {
         .filename = opts->filename, .cache_none = opts->cache_none,
         .aio_native = opts->aio_native, .read_only = opts->read_only,
-        .timeout = opts->timeout,
+        .timeout = opts->timeout, .tls_creds = opts->tls_creds,
     };
     BlockDriverState *file = node_new(&fo, protocol_for(opts->filename));
 
@@ -310,7 +313,7 @@ BlockDriverState *bdrv_open_backing(BlockDriverState *bs, const char *filename,
     BlockOptions opts = {
         .filename = path, .format = format ? format : "auto", .read_only = true,
         .cache_none = bs->opts.cache_none, .aio_native = bs->opts.aio_native,
-        .timeout = bs->opts.timeout,
+        .timeout = bs->opts.timeout, .tls_creds = bs->opts.tls_creds,
     };
 
     if (check_chain(bs, path, errp)) {

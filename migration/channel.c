@@ -105,6 +105,10 @@ MigStream *migration_connect_extra(const char *uri, GError **errp)
 {
     MigChannelKind kind;
     int fd = mig_channel_open_outgoing(uri, &kind, errp);
+    MigStream *f = fd < 0 ? NULL : mig_channel_stream_new(fd, true);
 
-    return fd < 0 ? NULL : mig_channel_stream_new(fd, true);
+    if (f && !mig_channel_secure_outgoing(f, uri, errp)) {
+        g_clear_pointer(&f, mig_stream_close);
+    }
+    return f;
 }

@@ -3,7 +3,9 @@
  * connection (the savevm stream); the magic of a registered channel
  * handler (the block handler's "BMFD" multifd channels) hands the
  * connection to that handler, on the connection's own thread.  Anything
- * else fails the migration. */
+ * else fails the migration.  With tls-creds set, every connection first
+ * completes a TLS handshake on its thread, and a refused one fails the
+ * migration as well. */
 #include <errno.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -75,16 +77,25 @@ static bool claim_main(Conn *c)
 }
 
 /* A connection that is neither the main one nor a registered channel. */
+/* A TLS record header (handshake, TLS 1.0 or later): a source with
+ * tls-creds set, to a destination without. */
+static bool is_tls_hello(uint32_t magic)
+{
+    return (magic >> 24) == 0x16 && ((magic >> 16) & 0xff) == 0x03;
+}
+
 static void conn_unknown(Conn *c, uint32_t magic)
 {
     g_autofree char *channels = savevm_channels_describe();
+    const char *hint = is_tls_hello(magic) ? " (a TLS handshake: the source uses TLS, "
+                       "set tls-creds here too)" : "";
 
     if (channels) {
         conn_fail(c, "a connection started with 0x%08x, neither a migration stream "
-                  "(QEVM) nor %s", magic, channels);
+                  "(QEVM) nor %s%s", magic, channels, hint);
     } else {
-        conn_fail(c, "a connection started with 0x%08x, not a migration stream (QEVM)",
-                  magic);
+        conn_fail(c, "a connection started with 0x%08x, not a migration stream (QEVM)%s",
+                  magic, hint);
     }
 }
 
@@ -95,7 +106,15 @@ static gpointer conn_thread(gpointer opaque)
     void *ops_opaque;
     uint8_t b[4];
     uint32_t magic;
+    GError *err = NULL;
 
+    if (!mig_channel_secure_incoming(c->f, &err)) {
+        if (!shut_down(c->l)) {
+            conn_fail(c, "%s", err->message);
+        }
+        g_error_free(err);
+        return NULL;
+    }
     if (!mig_stream_peek(c->f, b, sizeof(b))) {
         if (!shut_down(c->l)) {
             conn_fail(c, "a connection ended before it said what it is: %s",

@@ -28,13 +28,18 @@ typedef struct Incoming {
     bool shutting_down;
     MigListener *listener;      /* socket migrations, until the end */
     MigStream *f;               /* while loading */
-    int rp_fd;                  /* socket loads: where progress reports go; else -1 */
+    /* Socket loads: the writer of the return path (another fd on the
+     * socket, through its TLS session) and whether the load's progress
+     * reports may use it; rp_lock serialises its users. */
+    GMutex rp_lock;
+    MigStream *rp;
+    bool rp_reporting;
     GError *failure;            /* the first failure of the migration */
     bool failure_closed;        /* its load ended: later failures are echoes */
     GThread *thread;            /* joined by the next start or shutdown */
 } Incoming;
 
-static Incoming in = { .rp_fd = -1 };
+static Incoming in;
 
 typedef struct IncomingRun {
     MigChannelKind kind;
@@ -157,17 +162,36 @@ static MigStream *start_listener(IncomingRun *run, GError **errp)
 /* The source's progress reports, through the load's handlers. */
 static void report_durable(void *opaque, uint64_t bytes)
 {
-    int fd;
-
-    g_mutex_lock(&in.lock);
-    fd = in.rp_fd;
-    g_mutex_unlock(&in.lock);
-    if (fd >= 0) {
-        return_path_send_durable(fd, bytes);
+    g_mutex_lock(&in.rp_lock);
+    if (in.rp && in.rp_reporting) {
+        return_path_send_durable(in.rp, bytes);
     }
+    g_mutex_unlock(&in.rp_lock);
 }
 
 static const SaveVMLoadContext load_context = { .report_durable = report_durable };
+
+/* A writer on F's socket for the return path (NULL if none can be had). */
+static MigStream *return_path_writer(MigStream *f)
+{
+    int fd = dup(mig_stream_fd(f));
+    MigStream *rp;
+
+    if (fd < 0) {
+        g_warning("incoming migration: cannot answer the source: %s", g_strerror(errno));
+        return NULL;
+    }
+    rp = mig_channel_stream_new(fd, true);
+    mig_stream_share_tls(rp, f);
+    return rp;
+}
+
+static void set_reporting(bool on)
+{
+    g_mutex_lock(&in.rp_lock);
+    in.rp_reporting = on;
+    g_mutex_unlock(&in.rp_lock);
+}
 
 static int load(MigStream *f, bool is_socket, GError **errp)
 {
@@ -176,7 +200,6 @@ static int load(MigStream *f, bool is_socket, GError **errp)
 
     g_mutex_lock(&in.lock);
     in.f = f;
-    in.rp_fd = is_socket ? mig_stream_fd(f) : -1;
     /* A channel may have failed before the main connection loads. */
     stop = in.shutting_down || in.failure;
     g_mutex_unlock(&in.lock);
@@ -187,13 +210,15 @@ static int load(MigStream *f, bool is_socket, GError **errp)
         /* All we send on it are small return-path messages, and the
          * last one ends the downtime. */
         mig_channel_set_nodelay(mig_stream_fd(f));
+        g_mutex_lock(&in.rp_lock);
+        in.rp = return_path_writer(f);
+        g_mutex_unlock(&in.rp_lock);
+        set_reporting(true);
     }
     set_status(MIG_STATUS_ACTIVE, NULL);
     ret = savevm_load(f, &load_context, errp);
     /* The handlers' reporters have stopped. */
-    g_mutex_lock(&in.lock);
-    in.rp_fd = -1;
-    g_mutex_unlock(&in.lock);
+    set_reporting(false);
     return ret;
 }
 
@@ -251,17 +276,18 @@ static void drain(int fd)
     g_free(buf);
 }
 
-/* Tell the source how it went, on a writer of its own over the socket. */
+/* Tell the source how it went, on the return path's writer (which goes). */
 static void reply_to_source(MigStream *f, const char *error)
 {
-    int fd = dup(mig_stream_fd(f));
     MigStream *rp;
 
-    if (fd < 0) {
-        g_warning("incoming migration: cannot answer the source: %s", g_strerror(errno));
+    g_mutex_lock(&in.rp_lock);
+    rp = in.rp;
+    in.rp = NULL;
+    g_mutex_unlock(&in.rp_lock);
+    if (!rp) {
         return;
     }
-    rp = mig_channel_stream_new(fd, true);
     if (error) {
         return_path_send_error(rp, error);
         return_path_send_shut(rp, 1);
@@ -402,6 +428,9 @@ static bool incoming_start(const char *uri, bool relisten, GError **errp)
     }
     if (migration_is_active()) {
         g_set_error(errp, MIG_ERROR, 0, "There's a migration process in progress");
+        return false;
+    }
+    if (!mig_channel_tls_check(uri, false, errp)) {
         return false;
     }
     migration_join_thread(&in.lock, &in.thread);

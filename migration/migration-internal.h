@@ -34,6 +34,17 @@ bool incoming_is_busy(void);               /* listening or loading */
 void outgoing_shutdown(void);
 void incoming_shutdown(void);
 
+/* savevm-qemu.c: what only QEMU streams have around the sections. */
+/* Configuration section (type byte included) with our machine name. */
+void savevm_put_configuration(MigStream *f);
+/* Its contents after the type byte: the source's machine must be ours. */
+int savevm_load_configuration(MigStream *f, GError **errp);
+/* The device description after QEMU's end marker (type byte included). */
+void savevm_put_vmdesc(MigStream *f);
+/* After QEMU's end marker: the end of the stream, or a description
+ * (read and ignored); anything else fails. */
+int savevm_load_vmdesc(MigStream *f, GError **errp);
+
 /* channel.c: opening the transport named by a migration URI. */
 typedef enum { MIG_CHANNEL_SOCKET, MIG_CHANNEL_FILE } MigChannelKind;
 /* Connects (tcp:, unix:) or creates/truncates (file:); returns an fd. */
@@ -52,6 +63,19 @@ void mig_channel_set_nodelay(int fd);
  * Any fd: the link timeout only applies to sockets. */
 MigStream *mig_channel_stream_new(int fd, bool writer);
 
+/* channel-tls.c: TLS on a socket migration's connections, as the
+ * tls-creds, tls-hostname and tls-authz parameters say. */
+/* Before a migration starts: the credentials exist for our role (checked
+ * at once for a source, when set for a destination), and URI is not a
+ * file: (which cannot be encrypted) when tls-creds is set. */
+bool mig_channel_tls_check(const char *uri, bool outgoing, GError **errp);
+/* The client handshake on a new outgoing connection to URI (no-op when
+ * tls-creds is unset), within the link-timeout; false with *errp. */
+bool mig_channel_secure_outgoing(MigStream *f, const char *uri, GError **errp);
+/* The server handshake on a new accepted connection (no-op when
+ * tls-creds is unset). */
+bool mig_channel_secure_incoming(MigStream *f, GError **errp);
+
 /* return-path.c: destination -> source messages on the migration socket:
  * be16 type, be16 len, payload. */
 #define MIG_RP_MSG_SHUT  0x0001   /* be32 status, 0 = loaded and flushed */
@@ -63,8 +87,9 @@ MigStream *mig_channel_stream_new(int fd, bool writer);
 #define MIG_RP_MSG_DURABLE 0x0101
 
 typedef struct ReturnPath ReturnPath;
-/* Source: read messages from FD (owned by the return path) in a thread.
- * A destination ERROR shuts MAIN down so a blocked sender stops. */
+/* Source: read messages from FD (owned by the return path; another fd
+ * on MAIN's socket, through MAIN's TLS session if it has one) in a
+ * thread.  A destination ERROR shuts MAIN down so a blocked sender stops. */
 ReturnPath *return_path_start(int fd, MigStream *main);
 /* Wait up to TIMEOUT_US for SHUT(0); false with *errp set otherwise.
  * Ends early when the connection closes or the stream is shut down. */
@@ -81,9 +106,9 @@ void return_path_free(ReturnPath *rp);
 /* Destination: send on OUT (a writer on the migration socket). */
 void return_path_send_shut(MigStream *out, uint32_t status);
 void return_path_send_error(MigStream *out, const char *text);
-/* One DURABLE message straight on socket FD (no buffering: the load's
- * other writes to the socket come only after it). */
-void return_path_send_durable(int fd, uint64_t bytes);
+/* One DURABLE message, flushed at once (OUT's link-timeout bounds how
+ * long a source that reads nothing can hold it up). */
+void return_path_send_durable(MigStream *out, uint64_t bytes);
 
 /* channel-handlers.c: the registered channel handlers (savevm.h), for
  * the incoming side. */

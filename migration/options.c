@@ -39,6 +39,9 @@ static MigrationParameters params = {
     .link_timeout = MIG_DEFAULT_LINK_TIMEOUT,
 };
 
+/* The TLS parameters, "" when unset; options_lock. */
+static char *tls_param[3];
+
 const char *mig_compress_algorithm_name(MigrationCompressAlgorithm algo)
 {
     return (unsigned)algo < MIG_COMPRESS__MAX ? compress_algorithm_names[algo] : NULL;
@@ -126,6 +129,35 @@ void mig_params_get(MigrationParameters *out)
     g_mutex_lock(&options_lock);
     *out = params;
     g_mutex_unlock(&options_lock);
+}
+
+void mig_tls_params_get(MigrationTlsParameters *out)
+{
+    g_mutex_lock(&options_lock);
+    out->creds = g_strdup(tls_param[0] ? tls_param[0] : "");
+    out->hostname = g_strdup(tls_param[1] ? tls_param[1] : "");
+    out->authz = g_strdup(tls_param[2] ? tls_param[2] : "");
+    g_mutex_unlock(&options_lock);
+}
+
+void mig_tls_params_clear(MigrationTlsParameters *p)
+{
+    g_clear_pointer(&p->creds, g_free);
+    g_clear_pointer(&p->hostname, g_free);
+    g_clear_pointer(&p->authz, g_free);
+}
+
+/* options_lock held. */
+static void tls_params_apply_locked(const MigrationParametersUpdate *u)
+{
+    const char *values[3] = { u->tls_creds, u->tls_hostname, u->tls_authz };
+
+    for (int i = 0; i < 3; i++) {
+        if (values[i]) {
+            g_free(tls_param[i]);
+            tls_param[i] = g_strdup(values[i]);
+        }
+    }
 }
 
 /* An integer parameter outside [MIN, MAX]: QEMU's wording. */
@@ -234,6 +266,7 @@ bool mig_params_apply(const MigrationParametersUpdate *u, GError **errp)
     if (u->has_block_incremental) {
         params.block_incremental = u->p.block_incremental;
     }
+    tls_params_apply_locked(u);
     g_mutex_unlock(&options_lock);
     return true;
 }

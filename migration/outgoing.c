@@ -137,8 +137,17 @@ static bool begin_switchover(void)
 
 /* ---- the phases of the thread ---- */
 
+static bool start_return_path(MigrationRun *run, GError **errp);
+
 static bool run_setup(MigrationRun *run, GError **errp)
 {
+    g_autofree char *uri = migration_outgoing_uri();
+
+    /* TLS first (the handshake is bounded by the link-timeout, and a
+     * cancel shuts it down), then the return path reads through it. */
+    if (!mig_channel_secure_outgoing(run->f, uri, errp) || !start_return_path(run, errp)) {
+        return false;
+    }
     /* The destination acts on the setup part (sizes, multifd channels)
      * before the bulk data: it goes out at once. */
     if (savevm_state_header(run->f, errp) < 0 ||
@@ -545,7 +554,8 @@ bool migration_start(const char *uri, GError **errp)
     GThread *thread;
     int fd;
 
-    if (!check_idle(errp) || !check_capabilities(uri, errp)) {
+    if (!check_idle(errp) || !check_capabilities(uri, errp) ||
+        !mig_channel_tls_check(uri, true, errp)) {
         return false;
     }
     migration_join_thread(&out.lock, &out.thread);
@@ -556,11 +566,6 @@ bool migration_start(const char *uri, GError **errp)
         return false;
     }
     run->f = mig_channel_stream_new(fd, true);
-    if (!start_return_path(run, errp)) {
-        mig_stream_close(run->f);
-        g_free(run);
-        return false;
-    }
     savevm_state_select();
     g_mutex_lock(&out.lock);
     out.started = true;

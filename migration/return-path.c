@@ -1,11 +1,7 @@
 /* The return path: the destination's verdict travelling back to the source
  * on the migration socket (be16 type, be16 len, payload). */
-#include <errno.h>
-#include <poll.h>
 #include <string.h>
-#include <sys/socket.h>
 
-#include "migration/options.h"
 #include "migration-internal.h"
 #include "util/bswap.h"
 
@@ -78,6 +74,11 @@ static gpointer return_path_thread(gpointer opaque)
     }
     g_free(payload);
     g_mutex_lock(&rp->lock);
+    if (mig_stream_refused(rp->in) && !rp->dest_error) {
+        /* Its TLS refused ours: as good as its error message. */
+        rp->dest_error = g_strdup(mig_stream_error_msg(rp->in));
+        mig_stream_shutdown(rp->main);
+    }
     rp->ended = true;
     g_cond_broadcast(&rp->cond);
     g_mutex_unlock(&rp->lock);
@@ -89,6 +90,7 @@ ReturnPath *return_path_start(int fd, MigStream *main)
     ReturnPath *rp = g_new0(ReturnPath, 1);
 
     rp->in = mig_stream_new_reader(fd);
+    mig_stream_share_tls(rp->in, main);
     rp->main = main;
     g_mutex_init(&rp->lock);
     g_cond_init(&rp->cond);
@@ -213,37 +215,10 @@ void return_path_send_error(MigStream *out, const char *text)
     mig_stream_flush(out);
 }
 
-/* Wait until FD takes more bytes, at most until DEADLINE (monotonic). */
-static bool wait_writable(int fd, gint64 deadline)
+void return_path_send_durable(MigStream *out, uint64_t bytes)
 {
-    struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-    gint64 left_ms = (deadline - g_get_monotonic_time()) / 1000;
-
-    return left_ms > 0 && poll(&pfd, 1, left_ms) > 0;
-}
-
-/* A full socket buffer means the source reads nothing: after link-timeout
- * the report is dropped (the load's own reads stall by then too). */
-void return_path_send_durable(int fd, uint64_t bytes)
-{
-    uint8_t msg[12];
-    MigrationParameters params;
-    gint64 deadline;
-    size_t done = 0;
-
-    mig_params_get(&params);
-    deadline = g_get_monotonic_time() + (gint64)params.link_timeout * G_USEC_PER_SEC;
-    st_be16(msg, MIG_RP_MSG_DURABLE);
-    st_be16(msg + 2, 8);
-    st_be64(msg + 4, bytes);
-    while (done < sizeof(msg)) {
-        ssize_t n = send(fd, msg + done, sizeof(msg) - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || (errno == EAGAIN && wait_writable(fd, deadline)))) {
-            continue;
-        }
-        if (n <= 0) {
-            return;     /* the connection is going away: so is the load */
-        }
-        done += n;
-    }
+    mig_put_be16(out, MIG_RP_MSG_DURABLE);
+    mig_put_be16(out, 8);
+    mig_put_be64(out, bytes);
+    mig_stream_flush(out);
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "migration/options.h"
 #include "migration/savevm.h"
 #include "migration-internal.h"
 
@@ -42,7 +43,10 @@ void savevm_register(const char *idstr, uint32_t instance, uint32_t version,
     if (!registry) {
         registry = g_ptr_array_new_with_free_func(entry_free);
     }
-    se->section_id = registry->len;
+    /* From 1: a QEMU destination takes a PART or END section with id 0
+     * for its first handler's (its "timer", never iterative), whatever
+     * START said. */
+    se->section_id = registry->len + 1;
     g_ptr_array_add(registry, se);
     g_mutex_unlock(&registry_lock);
 }
@@ -135,6 +139,9 @@ int savevm_state_header(MigStream *f, GError **errp)
 {
     mig_put_be32(f, QEMU_VM_FILE_MAGIC);
     mig_put_be32(f, QEMU_VM_FILE_VERSION);
+    if (mig_cap_enabled(MIG_CAP_QEMU_COMPAT)) {
+        savevm_put_configuration(f);
+    }
     if (mig_stream_error(f)) {
         return save_failed(f, NULL, "header", errp, NULL);
     }
@@ -258,7 +265,12 @@ int savevm_state_complete(MigStream *f, GError **errp)
         }
         put_section_footer(f, se);
     }
-    mig_put_u8(f, QEMU_VM_EOF);
+    if (mig_cap_enabled(MIG_CAP_QEMU_COMPAT)) {
+        mig_put_u8(f, QEMU_VM_EOF);
+        savevm_put_vmdesc(f);
+    } else {
+        mig_put_u8(f, BLKMIG_VM_EOF);
+    }
     if (mig_stream_flush(f) < 0) {
         return save_failed(f, NULL, "completion", errp, NULL);
     }
@@ -294,24 +306,38 @@ typedef struct LoadState {
     GPtrArray *seen;            /* entries that had a START/FULL, in order */
 } LoadState;
 
-/* Fail with MSG, naming where in the stream it happened; with a latched
- * stream error (truncation, I/O) MSG is the context of that error. */
-static int G_GNUC_PRINTF(4, 5)
-load_error(LoadState *ls, uint64_t offset, GError **errp, const char *fmt, ...)
+static int load_error_v(MigStream *f, uint64_t offset, GError **errp, const char *fmt,
+                        va_list ap)
 {
-    va_list ap;
-    char *msg;
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
 
-    va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    if (mig_stream_error(ls->f)) {
-        g_set_error(errp, MIG_ERROR, 0, "%s: %s", msg, mig_stream_error_msg(ls->f));
+    if (mig_stream_error(f)) {
+        g_set_error(errp, MIG_ERROR, 0, "%s: %s", msg, mig_stream_error_msg(f));
     } else {
         g_set_error(errp, MIG_ERROR, 0,
                     "%s at stream offset %" G_GUINT64_FORMAT, msg, offset);
     }
-    g_free(msg);
+    return -1;
+}
+
+int savevm_load_error(MigStream *f, uint64_t offset, GError **errp, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    load_error_v(f, offset, errp, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int G_GNUC_PRINTF(4, 5)
+load_error(LoadState *ls, uint64_t offset, GError **errp, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    load_error_v(ls->f, offset, errp, fmt, ap);
+    va_end(ap);
     return -1;
 }
 
@@ -469,6 +495,16 @@ static int load_section(LoadState *ls, uint8_t type, GError **errp)
     return load_section_footer(ls, id, errp);
 }
 
+/* The configuration section, only right after the header. */
+static int load_configuration(LoadState *ls, uint64_t offset, GError **errp)
+{
+    if (offset != 8) {
+        return load_error(ls, offset, errp, "configuration section (0x%02x) after the "
+                          "first section", QEMU_VM_CONFIGURATION);
+    }
+    return savevm_load_configuration(ls->f, errp);
+}
+
 static int load_sections(LoadState *ls, GError **errp)
 {
     for (;;) {
@@ -479,8 +515,18 @@ static int load_sections(LoadState *ls, GError **errp)
             return load_error(ls, offset, errp, "reading a section type");
         }
         switch (type) {
-        case QEMU_VM_EOF:
+        case BLKMIG_VM_EOF:
             return 0;
+        case QEMU_VM_EOF:
+            return savevm_load_vmdesc(ls->f, errp);
+        case QEMU_VM_CONFIGURATION:
+            if (load_configuration(ls, offset, errp) < 0) {
+                return -1;
+            }
+            break;
+        case QEMU_VM_COMMAND:
+            return load_error(ls, offset, errp, "QEMU command section (0x%02x: return path, "
+                              "postcopy or colo) is not supported", type);
         case BLKMIG_VM_CANCELLED:
             g_set_error(errp, MIG_ERROR, 0, "the source cancelled the migration");
             return -1;

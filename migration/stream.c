@@ -16,6 +16,7 @@
 
 #include "migration/stream.h"
 #include "util/bswap.h"
+#include "util/tls.h"
 
 #define STREAM_BUF_SIZE (64 * 1024)
 /* Longest single sleep of the rate limiter, so that cancellation and live
@@ -33,8 +34,21 @@ typedef struct RateBucket {
     gint64 refill_time;
 } RateBucket;
 
+/* A TLS session shared by the streams on one socket (the main stream and
+ * its return path: one thread sends, one receives, as GnuTLS allows).
+ * It runs on its own dup of the socket, so whichever stream closes first
+ * never leaves it a closed (or reused) descriptor. */
+typedef struct MigTls {
+    gint refs;
+    TlsSession *session;
+    int fd;
+} MigTls;
+
+/* TLS records carry at most this much: big writes are cut at it. */
+#define TLS_RECORD 16384
+
 /* What the latched error says of the connection. */
-typedef enum { ERR_OTHER, ERR_ENDED, ERR_STALLED } ErrorKind;
+typedef enum { ERR_OTHER, ERR_ENDED, ERR_STALLED, ERR_REFUSED } ErrorKind;
 
 /* When a byte last arrived on any stream sharing it (the connections of
  * one incoming migration). */
@@ -68,6 +82,11 @@ struct MigStream {
     LinkClock *clock;           /* own, or shared with other readers */
     _Atomic gint64 deadline_us; /* mig_stream_shutdown_at; 0: none */
     ErrorKind err_kind;         /* of the latched error */
+
+    MigTls *tls;                /* NULL: in the clear */
+    /* A TLS send that would have blocked must be retried with at least
+     * as many bytes from the same place (util/tls.h): how many. */
+    size_t tls_again;
 };
 
 static MigStream *stream_new(int fd, bool writer)
@@ -113,6 +132,15 @@ MigStream *mig_stream_new_reader(int fd)
     return stream_new(fd, false);
 }
 
+static void mig_tls_unref(MigTls *t)
+{
+    if (t && g_atomic_int_dec_and_test(&t->refs)) {
+        tls_session_free(t->session);
+        close(t->fd);
+        g_free(t);
+    }
+}
+
 void mig_stream_close(MigStream *f)
 {
     if (!f) {
@@ -121,6 +149,7 @@ void mig_stream_close(MigStream *f)
     if (f->writer) {
         mig_stream_flush(f);
     }
+    mig_tls_unref(f->tls);
     close(f->fd);
     rate_bucket_unref(f->rate);
     link_clock_unref(f->clock);
@@ -197,6 +226,11 @@ bool mig_stream_stalled(MigStream *f)
     return mig_stream_error(f) && f->err_kind == ERR_STALLED;
 }
 
+bool mig_stream_refused(MigStream *f)
+{
+    return mig_stream_error(f) && f->err_kind == ERR_REFUSED;
+}
+
 /* The kernel ended the connection because the peer had gone silent
  * (TCP_USER_TIMEOUT, keepalive; see socket_set_link_timeout): it is closed
  * and nothing came from the peer for a while.  The error it reports says
@@ -237,6 +271,25 @@ static void latch_errno(MigStream *f, int saved_errno)
     }
 }
 
+/* A TLS call failed with ERR (errno set): a shutdown or a silent peer
+ * explains it better, as for plain sockets. */
+static void latch_tls_error(MigStream *f, GError *err)
+{
+    int saved = errno;
+
+    if (atomic_load(&f->cancelled)) {
+        mig_stream_set_error(f, -ECANCELED, NULL);
+    } else if (peer_went_silent(f)) {
+        latch_silent_peer(f);
+    } else {
+        /* util/tls says ECONNRESET for an alert: the peer refused us. */
+        latch(f, -saved, err ? err->message : NULL,
+              saved == ECONNRESET ? ERR_REFUSED : ERR_OTHER);
+    }
+    g_clear_error(&err);
+    errno = saved;
+}
+
 static void latch_stall(MigStream *f, bool reading)
 {
     char *msg = g_strdup_printf("link stalled: nothing %s for %d s (link-timeout)",
@@ -272,6 +325,47 @@ void mig_stream_share_arrivals(MigStream *f, MigStream *with)
     g_atomic_int_inc(&with->clock->refs);
     link_clock_unref(f->clock);
     f->clock = with->clock;
+}
+
+/* ---- TLS ---- */
+
+bool mig_stream_start_tls(MigStream *f, TlsCreds *creds, const char *hostname,
+                          const char *authz_id, int timeout_ms, GError **errp)
+{
+    int fd = dup(f->fd);
+    TlsSession *s;
+
+    g_assert(!f->tls && f->len == 0);
+    if (fd < 0) {
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(errno),
+                    "cannot start TLS: %s", g_strerror(errno));
+        return false;
+    }
+    s = tls_session_new(creds, fd, hostname, authz_id, errp);
+    if (!s || !tls_session_handshake(s, timeout_ms, errp)) {
+        tls_session_free(s);
+        close(fd);
+        return false;
+    }
+    f->tls = g_new0(MigTls, 1);
+    f->tls->refs = 1;
+    f->tls->session = s;
+    f->tls->fd = fd;
+    return true;
+}
+
+void mig_stream_share_tls(MigStream *f, MigStream *with)
+{
+    g_assert(!f->tls);
+    if (with->tls) {
+        g_atomic_int_inc(&with->tls->refs);
+        f->tls = with->tls;
+    }
+}
+
+const char *mig_stream_tls_peer(MigStream *f)
+{
+    return f->tls ? tls_session_peer_identity(f->tls->session) : NULL;
 }
 
 uint64_t mig_stream_bytes(MigStream *f)
@@ -424,12 +518,34 @@ static void rate_limit_refund(MigStream *f, size_t unused)
 
 /* ---- writing ---- */
 
+/* One TLS record from the first piece of IOV, at most LIMIT bytes but
+ * never fewer than a send that would have blocked tried: like sendmsg,
+ * with any error but EAGAIN latched. */
+static ssize_t tls_write_some(MigStream *f, const struct iovec *iov, size_t limit)
+{
+    size_t len = MIN(iov->iov_len, MAX(MIN(limit, TLS_RECORD), f->tls_again));
+    GError *err = NULL;
+    ssize_t n = tls_session_send(f->tls->session, iov->iov_base, len, &err);
+
+    if (n < 0 && errno == EAGAIN) {
+        f->tls_again = MAX(f->tls_again, len);
+    } else if (n < 0) {
+        latch_tls_error(f, err);
+    } else {
+        f->tls_again = 0;
+    }
+    return n;
+}
+
 /* One writev/sendmsg of at most LIMIT bytes from IOV. */
 static ssize_t write_some(MigStream *f, const struct iovec *iov, int iovcnt, size_t limit)
 {
     struct iovec part[2];
     int n = 0;
 
+    if (f->tls) {
+        return tls_write_some(f, iov, limit);
+    }
     g_assert(iovcnt <= 2);
     for (int i = 0; i < iovcnt && limit > 0; i++) {
         part[n] = iov[i];
@@ -489,7 +605,8 @@ static void write_iov(MigStream *f, struct iovec *iov, int iovcnt)
             continue;
         }
         blocked_since = 0;
-        rate_limit_refund(f, allowed - n);
+        /* A TLS retry may send a little more than was allowed. */
+        rate_limit_refund(f, allowed > (size_t)n ? allowed - n : 0);
         if (atomic_load(&f->cancelled)) {
             mig_stream_set_error(f, -ECANCELED, NULL);
             return;
@@ -531,6 +648,15 @@ void mig_put_buffer(MigStream *f, const void *buf, size_t len)
         return;
     }
     f->bytes += len;
+    if (len >= STREAM_BUF_SIZE && f->tls && f->len % TLS_RECORD) {
+        /* Through TLS, fill the buffer up to a whole record first: the
+         * small header before a payload then costs no record of its own. */
+        size_t fill = TLS_RECORD - f->len % TLS_RECORD;
+        memcpy(f->buf + f->len, p, fill);
+        f->len += fill;
+        p += fill;
+        len -= fill;
+    }
     if (len >= STREAM_BUF_SIZE) {
         /* Big payloads go to the fd from the caller's memory, after what
          * is buffered, in one system call where the kernel allows. */
@@ -582,6 +708,23 @@ void mig_put_be64(MigStream *f, uint64_t v)
 
 /* ---- reading ---- */
 
+/* One read(2)/recv(2), or one TLS record (a failure other than EAGAIN
+ * latched): bytes, 0 at the end, -1 with errno. */
+static ssize_t raw_read(MigStream *f, void *buf, size_t len)
+{
+    GError *err = NULL;
+    ssize_t n;
+
+    if (!f->tls) {
+        return f->is_socket ? recv(f->fd, buf, len, MSG_DONTWAIT) : read(f->fd, buf, len);
+    }
+    n = tls_session_recv(f->tls->session, buf, len, &err);
+    if (n < 0 && errno != EAGAIN) {
+        latch_tls_error(f, err);
+    }
+    return n;
+}
+
 /* One read: bytes read, 0 at end of file, -1 with the error latched. */
 static ssize_t read_some(MigStream *f, void *buf, size_t len)
 {
@@ -593,7 +736,7 @@ static ssize_t read_some(MigStream *f, void *buf, size_t len)
         if (mig_stream_error(f)) {
             return -1;
         }
-        n = f->is_socket ? recv(f->fd, buf, len, MSG_DONTWAIT) : read(f->fd, buf, len);
+        n = raw_read(f, buf, len);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -602,7 +745,9 @@ static ssize_t read_some(MigStream *f, void *buf, size_t len)
             continue;
         }
         if (n < 0) {
-            latch_errno(f, errno);
+            if (!f->tls) {
+                latch_errno(f, errno);
+            }
             return -1;
         }
         if (atomic_load(&f->cancelled)) {

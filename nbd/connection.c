@@ -6,18 +6,25 @@
 
 #include <unistd.h>
 
-NBDConn *nbd_conn_new(int fd, const char *peer)
+NBDConn *nbd_conn_new(int fd, const char *peer, NBDTlsConfig *tls)
 {
     NBDConn *c = g_new0(NBDConn, 1);
 
     c->fd = fd;
     c->peer = g_strdup(peer);
+    c->tls_config = nbd_tls_config_ref(tls);
+    c->io_timeout_ms = -1;
     c->inbuf = g_malloc(NBD_INBUF_SIZE);
     return c;
 }
 
 void nbd_conn_free(NBDConn *c)
 {
+    if (c->tls) {
+        tls_session_bye(c->tls, 0, NULL);   /* close_notify if it goes out at once */
+        tls_session_free(c->tls);
+    }
+    nbd_tls_config_unref(c->tls_config);
     close(c->fd);
     nbd_conn_drop_slice(c);
     bdrv_buf_free(c->small);
@@ -76,11 +83,13 @@ void nbd_conn_serve(NBDConn *c)
 {
     nbd_socket_setup(c->fd);
     nbd_socket_set_timeout(c->fd, NBD_HANDSHAKE_TIMEOUT_S);
+    c->io_timeout_ms = NBD_HANDSHAKE_TIMEOUT_S * 1000;
     if (!nbd_handshake(c)) {
         g_debug("%s: closed during the handshake", c->peer);
         return;
     }
     nbd_socket_set_timeout(c->fd, 0);
+    c->io_timeout_ms = -1;
     nbd_transmission(c);
     g_debug("%s: closed", c->peer);
 }

@@ -1,7 +1,7 @@
 /* The fixed newstyle handshake: greeting, client flags, and the option
  * loop with the options that need no export (LIST, ABORT,
  * STRUCTURED_REPLY, anything unknown).  Options naming an export live in
- * handshake-go.c and handshake-meta.c. */
+ * handshake-go.c and handshake-meta.c, STARTTLS in handshake-tls.c. */
 #include "nbd-internal.h"
 
 #include <stdarg.h>
@@ -115,12 +115,20 @@ static NBDOptResult opt_structured_reply(NBDConn *c, uint32_t len)
 static NBDOptResult dispatch_option(NBDConn *c, uint32_t opt,
                                     const uint8_t *data, uint32_t len)
 {
+    int refused;
+
     /* Plain newstyle knows no other option and no way to refuse one. */
     if (!c->fixed_newstyle && opt != NBD_OPT_EXPORT_NAME) {
         g_warning("%s: option %u without fixed newstyle, disconnecting", c->peer, opt);
         return NBD_OPT_CLOSE;
     }
+    refused = nbd_opt_tls_policy(c, opt);
+    if (refused >= 0) {
+        return (NBDOptResult)refused;
+    }
     switch (opt) {
+    case NBD_OPT_STARTTLS:
+        return nbd_opt_starttls(c, len);
     case NBD_OPT_EXPORT_NAME:
         return nbd_opt_export_name(c, data, len);
     case NBD_OPT_ABORT:

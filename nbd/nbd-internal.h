@@ -7,6 +7,7 @@
  *   handshake.c       greeting, client flags, option loop, small options
  *   handshake-go.c    NBD_OPT_INFO / NBD_OPT_GO / NBD_OPT_EXPORT_NAME
  *   handshake-meta.c  NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT
+ *   handshake-tls.c   NBD_OPT_STARTTLS and the TLS policy of the options
  *   protocol.c        transmission loop: request header, validation
  *   commands.c        requests executed against the block layer
  *   read.c            NBD_CMD_READ: data and hole extents, sent in slices
@@ -35,6 +36,7 @@
 
 #include "block/block.h"
 #include "nbd/server.h"
+#include "util/tls.h"
 
 /* ---- Protocol constants ------------------------------------------------ */
 
@@ -83,6 +85,7 @@
 #define NBD_REP_ERR_UNSUP           NBD_REP_ERR(1)
 #define NBD_REP_ERR_POLICY          NBD_REP_ERR(2)
 #define NBD_REP_ERR_INVALID         NBD_REP_ERR(3)
+#define NBD_REP_ERR_TLS_REQD        NBD_REP_ERR(5)
 #define NBD_REP_ERR_UNKNOWN         NBD_REP_ERR(6)
 #define NBD_REP_ERR_SHUTDOWN        NBD_REP_ERR(7)
 #define NBD_REP_ERR_TOO_BIG         NBD_REP_ERR(9)
@@ -228,9 +231,25 @@ static inline uint64_t nbd_get64(const uint8_t *p)
 
 #define NBD_INBUF_SIZE (64 * 1024)
 
+/* The server's TLS settings, shared by its connections. */
+typedef struct NBDTlsConfig {
+    gint refs;
+    TlsCreds *creds;
+    char *authz;                /* or NULL */
+    bool require;
+} NBDTlsConfig;
+
 typedef struct NBDConn {
     int fd;                     /* owned: closed by nbd_conn_free */
     char *peer;                 /* for log lines */
+
+    /* TLS: the server's settings (NULL: none), and the session once
+     * STARTTLS succeeded; then every byte goes through it.  Its waits
+     * are poll()s bounded by io_timeout_ms (-1: none), the handshake
+     * phase's bound that SO_RCVTIMEO gives plain sockets. */
+    NBDTlsConfig *tls_config;
+    TlsSession *tls;
+    int io_timeout_ms;
 
     /* Input buffer: several small pipelined requests per recv(). */
     uint8_t *inbuf;
@@ -257,7 +276,8 @@ typedef struct NBDConn {
 } NBDConn;
 
 /* connection.c */
-NBDConn *nbd_conn_new(int fd, const char *peer);
+/* TLS may be NULL; the connection takes a reference. */
+NBDConn *nbd_conn_new(int fd, const char *peer, NBDTlsConfig *tls);
 void nbd_conn_free(NBDConn *c);
 /* Run both phases until the client leaves or breaks the protocol. */
 void nbd_conn_serve(NBDConn *c);
@@ -308,6 +328,15 @@ typedef enum {
 
 /* True when transmission should start with c->bs set. */
 bool nbd_handshake(NBDConn *c);
+/* handshake-tls.c: NBD_OPT_STARTTLS; and, before TLS when the server
+ * requires it, the refusal of option OPT (NBD_OPT_NEXT after an
+ * NBD_REP_ERR_TLS_REQD reply, NBD_OPT_CLOSE for EXPORT_NAME, which has no
+ * way to refuse), or -1 when OPT may go on. */
+NBDOptResult nbd_opt_starttls(NBDConn *c, uint32_t len);
+int nbd_opt_tls_policy(NBDConn *c, uint32_t opt);
+NBDTlsConfig *nbd_tls_config_new(const NbdServerTls *tls, GError **errp);
+NBDTlsConfig *nbd_tls_config_ref(NBDTlsConfig *t);
+void nbd_tls_config_unref(NBDTlsConfig *t);
 int nbd_opt_reply(NBDConn *c, uint32_t opt, uint32_t type,
                   const void *data, uint32_t len);
 /* An error reply carrying a human-readable message. */

@@ -19,6 +19,7 @@ static struct {
     int wake_fds[2];        /* written by stop to end the accept loop */
     GThread *accept_thread;
     char *unix_path;        /* socket file to remove on stop */
+    NBDTlsConfig *tls;      /* or NULL */
     GList *conns;           /* NBDConn*, for shutdown() on stop */
     unsigned live;          /* connection threads not yet finished */
     unsigned serial;
@@ -65,7 +66,7 @@ static void spawn_connection(int fd)
         return;
     }
     peer = g_strdup_printf("nbd#%u", ++srv.serial);
-    c = nbd_conn_new(fd, peer);
+    c = nbd_conn_new(fd, peer, srv.tls);
     srv.conns = g_list_prepend(srv.conns, c);
     srv.live++;
     g_mutex_unlock(&srv.lock);
@@ -115,7 +116,7 @@ static gpointer accept_thread(gpointer opaque)
     }
 }
 
-bool nbd_server_start(const char *endpoint_uri, GError **errp)
+bool nbd_server_start(const char *endpoint_uri, const NbdServerTls *tls, GError **errp)
 {
     Endpoint ep = { 0 };
     int fd;
@@ -124,18 +125,21 @@ bool nbd_server_start(const char *endpoint_uri, GError **errp)
         g_set_error_literal(errp, G_FILE_ERROR, G_FILE_ERROR_EXIST, "NBD server already running");
         return false;
     }
+    if (tls && tls->creds && !(srv.tls = nbd_tls_config_new(tls, errp))) {
+        return false;
+    }
     if (!endpoint_parse(endpoint_uri, (1u << ENDPOINT_TCP) | (1u << ENDPOINT_UNIX),
                         &ep, errp)) {
+        g_clear_pointer(&srv.tls, nbd_tls_config_unref);
         return false;
     }
     fd = endpoint_listen(&ep, errp);
-    if (fd < 0) {
+    if (fd < 0 || !g_unix_open_pipe(srv.wake_fds, FD_CLOEXEC, errp)) {
+        if (fd >= 0) {
+            close(fd);
+        }
         endpoint_clear(&ep);
-        return false;
-    }
-    if (!g_unix_open_pipe(srv.wake_fds, FD_CLOEXEC, errp)) {
-        close(fd);
-        endpoint_clear(&ep);
+        g_clear_pointer(&srv.tls, nbd_tls_config_unref);
         return false;
     }
     srv.listen_fd = fd;
@@ -180,5 +184,6 @@ void nbd_server_stop(void)
         g_cond_wait(&srv.cond, &srv.lock);
     }
     g_mutex_unlock(&srv.lock);
+    g_clear_pointer(&srv.tls, nbd_tls_config_unref);
     srv.running = false;
 }

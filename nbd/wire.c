@@ -2,7 +2,8 @@
  * requests cost one recv() between them, complete writes that never raise
  * SIGPIPE (a client vanishing must not kill the daemon), and variants that
  * return when the socket stalls, so a connection can give its budgeted
- * slice back instead of holding it for a client that stopped. */
+ * slice back instead of holding it for a client that stopped.  After
+ * NBD_OPT_STARTTLS every byte goes through the connection's TLS session. */
 #include "nbd-internal.h"
 
 #include <errno.h>
@@ -27,7 +28,8 @@ static bool wait_ready(int fd, short events, int timeout_ms)
 
 bool nbd_socket_ready(NBDConn *c, short events, int timeout_ms)
 {
-    if ((events & POLLIN) && c->in_pos < c->in_len) {
+    if ((events & POLLIN) && (c->in_pos < c->in_len ||
+                              (c->tls && tls_session_pending(c->tls) > 0))) {
         return true;
     }
     return wait_ready(c->fd, events, timeout_ms);
@@ -57,6 +59,43 @@ static bool would_block(NBDConn *c, short events, int stall_ms)
     return wait_ready(c->fd, events, stall_ms);
 }
 
+/* Through TLS: one record in or out like recv(2)/sendmsg(2) (a send
+ * takes the first piece of MSG only; a retry after EAGAIN passes the same
+ * bytes, as util/tls.h wants), waiting for the socket unless DONTWAIT, at
+ * most io_timeout_ms (then EAGAIN, a failure for a blocking call). */
+static ssize_t tls_io(NBDConn *c, void *buf, size_t len, bool sending, bool dontwait)
+{
+    for (;;) {
+        GError *err = NULL;
+        ssize_t n = sending ? tls_session_send(c->tls, buf, len, &err)
+                            : tls_session_recv(c->tls, buf, len, &err);
+        if (n < 0 && errno != EAGAIN) {
+            g_debug("%s: %s", c->peer, err->message);
+            g_error_free(err);
+        }
+        if (n >= 0 || errno != EAGAIN || dontwait ||
+            !wait_ready(c->fd, sending ? POLLOUT : POLLIN, c->io_timeout_ms)) {
+            return n;
+        }
+    }
+}
+
+static ssize_t conn_recv(NBDConn *c, void *buf, size_t len, bool dontwait)
+{
+    if (c->tls) {
+        return tls_io(c, buf, len, false, dontwait);
+    }
+    return recv(c->fd, buf, len, dontwait ? MSG_DONTWAIT : 0);
+}
+
+static ssize_t conn_sendmsg(NBDConn *c, struct msghdr *msg, bool dontwait)
+{
+    if (c->tls) {
+        return tls_io(c, msg->msg_iov[0].iov_base, msg->msg_iov[0].iov_len, true, dontwait);
+    }
+    return sendmsg(c->fd, msg, MSG_NOSIGNAL | (dontwait ? MSG_DONTWAIT : 0));
+}
+
 /* One recv(): bytes (> 0), 0 after a stall of STALL_MS, -1 on EOF or
  * error.  Without a stall limit it blocks, through nbd_socket_wait while
  * a slice is held; SO_RCVTIMEO (set for the handshake, when none is held)
@@ -65,7 +104,7 @@ static ssize_t recv_step(NBDConn *c, void *buf, size_t len, int stall_ms)
 {
     for (;;) {
         bool dontwait = stall_ms >= 0 || c->slice;
-        ssize_t n = recv(c->fd, buf, len, dontwait ? MSG_DONTWAIT : 0);
+        ssize_t n = conn_recv(c, buf, len, dontwait);
 
         if (n > 0) {
             return n;
@@ -163,7 +202,7 @@ static ssize_t send_step(NBDConn *c, struct msghdr *msg, int stall_ms)
 {
     for (;;) {
         bool dontwait = stall_ms >= 0 || c->slice;
-        ssize_t n = sendmsg(c->fd, msg, MSG_NOSIGNAL | (dontwait ? MSG_DONTWAIT : 0));
+        ssize_t n = conn_sendmsg(c, msg, dontwait);
 
         if (n >= 0) {
             return n;

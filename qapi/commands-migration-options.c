@@ -128,6 +128,34 @@ static bool param_algorithm(JsonObject *args, MigrationParametersUpdate *u, GErr
     return true;
 }
 
+/* tls-creds, tls-hostname, tls-authz: a string, or null for "" (QEMU's
+ * StrOrNull). */
+static bool param_str(JsonObject *args, const char *name, const char **out, GError **errp)
+{
+    JsonNode *node = json_object_get_member(args, name);
+
+    if (!node) {
+        return true;
+    }
+    if (JSON_NODE_HOLDS_NULL(node)) {
+        *out = "";
+        return true;
+    }
+    if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_STRING) {
+        qmp_set_error(errp, QMP_ERR_GENERIC, "Parameter '%s' expects a string or null", name);
+        return false;
+    }
+    *out = json_node_get_string(node);
+    return true;
+}
+
+static bool parse_tls_params(JsonObject *args, MigrationParametersUpdate *u, GError **errp)
+{
+    return param_str(args, "tls-creds", &u->tls_creds, errp) &&
+           param_str(args, "tls-hostname", &u->tls_hostname, errp) &&
+           param_str(args, "tls-authz", &u->tls_authz, errp);
+}
+
 /* The migration engine's parameters (multifd, compression, read pipeline,
  * link timeout). */
 static bool parse_engine_params(JsonObject *args, MigrationParametersUpdate *u, GError **errp)
@@ -158,14 +186,14 @@ static JsonNode *migrate_set_parameters(JsonObject *args, GError **errp)
     if (!qmp_args_only(args, errp, "max-bandwidth", "downtime-limit", "dirty-granularity",
                        "block-incremental", "multifd-channels", "compress-level",
                        "compress-zstd-level", "compress-algorithm", "max-inflight",
-                       "link-timeout", NULL) ||
+                       "link-timeout", "tls-creds", "tls-hostname", "tls-authz", NULL) ||
         !param_u64(args, "max-bandwidth", &u.has_max_bandwidth, &u.p.max_bandwidth, errp) ||
         !param_u64(args, "downtime-limit", &u.has_downtime_limit, &u.p.downtime_limit, errp) ||
         !param_u64(args, "dirty-granularity", &u.has_dirty_granularity,
                    &u.p.dirty_granularity, errp) ||
         !param_bool(args, "block-incremental", &u.has_block_incremental,
                     &u.p.block_incremental, errp) ||
-        !parse_engine_params(args, &u, errp)) {
+        !parse_engine_params(args, &u, errp) || !parse_tls_params(args, &u, errp)) {
         return NULL;
     }
     mig_params_apply(&u, errp);
@@ -191,6 +219,12 @@ static JsonNode *query_migrate_parameters(JsonObject *args, GError **errp)
                                   mig_compress_algorithm_name(p.compress_algorithm));
     json_object_set_int_member(obj, "max-inflight", (gint64)p.max_inflight);
     json_object_set_int_member(obj, "link-timeout", (gint64)p.link_timeout);
+    MigrationTlsParameters tls;
+    mig_tls_params_get(&tls);
+    json_object_set_string_member(obj, "tls-creds", tls.creds);
+    json_object_set_string_member(obj, "tls-hostname", tls.hostname);
+    json_object_set_string_member(obj, "tls-authz", tls.authz);
+    mig_tls_params_clear(&tls);
     return qmp_node_take_object(obj);
 }
 

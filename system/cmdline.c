@@ -13,7 +13,8 @@
 
 enum {
     OPT_DRIVE = 256, OPT_QMP, OPT_NBD, OPT_INCOMING, OPT_WORKLOAD, OPT_PAUSED,
-    OPT_DAEMONIZE, OPT_PIDFILE, OPT_LOG, OPT_VERSION, OPT_OBJECT, OPT_HELP = 'h',
+    OPT_DAEMONIZE, OPT_PIDFILE, OPT_LOG, OPT_VERSION, OPT_OBJECT, OPT_MACHINE,
+    OPT_HELP = 'h',
 };
 
 static const struct option long_options[] = {
@@ -28,6 +29,7 @@ static const struct option long_options[] = {
     { "log", required_argument, NULL, OPT_LOG },
     { "version", no_argument, NULL, OPT_VERSION },
     { "object", required_argument, NULL, OPT_OBJECT },
+    { "machine", required_argument, NULL, OPT_MACHINE },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -40,7 +42,7 @@ static const char usage_text[] =
 "  --drive id=ID,file=PATH[,format=raw|qcow2|auto][,size=SIZE][,create=on|off]\n"
 "          [,overwrite=on|off][,backing=PATH][,backing-format=raw|qcow2]\n"
 "          [,cluster-size=SIZE][,cache=writeback|none][,aio=threads|native]\n"
-"          [,read-only=on|off]\n"
+"          [,read-only=on|off][,tls-creds=ID]\n"
 "                     add a disk (repeatable).  id: a letter, then letters,\n"
 "                     digits, '-', '.', '_'; also the NBD export name.\n"
 "                     format: raw (the default), qcow2, or auto: qcow2 if\n"
@@ -62,20 +64,32 @@ static const char usage_text[] =
 "                     image).  overwrite=on, only with create=on, erases\n"
 "                     such a file and makes a new image: its old data is\n"
 "                     lost.  cache=none opens with O_DIRECT; aio=native uses\n"
-"                     Linux AIO.  A ',' inside a value is written ',,'.\n"
+"                     Linux AIO.  tls-creds: an endpoint=client --object for\n"
+"                     an nbds:// or nbds+unix:// file (a backing file on the\n"
+"                     same server inherits it).  A ',' inside a value is\n"
+"                     written ',,'.\n"
 "  --qmp unix:PATH | tcp:HOST:PORT[,tls-creds=ID[,tls-authz=ID]]\n"
 "                     serve QMP there (repeatable), any number of clients;\n"
 "                     with tls-creds (tcp only) over TLS: a client must\n"
 "                     complete the handshake within 10 s (with the x509\n"
 "                     default verify-peer=on, show a certificate the CA\n"
 "                     signed, and with tls-authz pass that authz object)\n"
-"  --nbd unix:PATH | tcp:HOST:PORT\n"
+"  --nbd unix:PATH | tcp:HOST:PORT[,tls-creds=ID[,tls-authz=ID]]\n"
+"          [,tls=off|on|require]\n"
 "                     export every drive over NBD (the guest's I/O path);\n"
-"                     I/O is served only while the guest runs\n"
+"                     I/O is served only while the guest runs.  With\n"
+"                     tls-creds (an endpoint=server object) clients upgrade\n"
+"                     with NBD_OPT_STARTTLS (nbds:// URIs); tls=require, the\n"
+"                     default then, serves nothing in the clear, tls=on\n"
+"                     makes TLS optional\n"
 "  --incoming tcp:HOST:PORT | unix:PATH | file:PATH | defer\n"
 "                     wait for an incoming migration (state inmigrate);\n"
 "                     a socket listens again after a failed migration;\n"
 "                     'defer' waits for the QMP command migrate-incoming\n"
+"  --machine NAME     the machine type of the migration stream's\n"
+"                     configuration section (QEMU's -machine, default none):\n"
+"                     sent with qemu-compat, and an incoming QEMU stream\n"
+"                     must name it\n"
 "  --workload drive=ID[,pattern=randwrite|seqwrite|randrw][,bs=SIZE]\n"
 "          [,rate=MIBS][,seed=N][,zero-frac=F]\n"
 "                     run a built-in guest writing to drive ID (repeatable)\n"
@@ -141,6 +155,7 @@ void cmdline_config_clear(BlkmigdConfig *cfg)
     g_clear_pointer(&cfg->incoming, g_free);
     g_clear_pointer(&cfg->pidfile, g_free);
     g_clear_pointer(&cfg->log, g_free);
+    g_clear_pointer(&cfg->machine, g_free);
 }
 
 static bool check_endpoint(const char *option, const char *value, unsigned kinds,
@@ -164,6 +179,18 @@ static bool check_workload(const char *value, GError **errp)
         return false;
     }
     workload_options_clear(&opts);
+    return true;
+}
+
+/* A name QEMU's configuration section can carry, and that is printable. */
+static bool check_machine(const char *name, GError **errp)
+{
+    if (strlen(name) > 256 || strspn(name, "abcdefghijklmnopqrstuvwxyz"
+                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._") != strlen(name)) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, "--machine: '%s' is not a machine type name "
+                    "(letters, digits, '-', '.', '_'; at most 256)", name);
+        return false;
+    }
     return true;
 }
 
@@ -206,8 +233,7 @@ static bool take_option(int opt, const char *arg, BlkmigdConfig *cfg, GError **e
         g_ptr_array_add(cfg->workloads, g_strdup(arg));
         return check_workload(arg, errp);
     case OPT_NBD:
-        return set_once("--nbd", &cfg->nbd, arg, errp) &&
-               check_endpoint("--nbd", arg, SOCKET_KINDS, errp);
+        return set_once("--nbd", &cfg->nbd, arg, errp) && nbd_option_check(arg, errp);
     case OPT_INCOMING:
         return set_once("--incoming", &cfg->incoming, arg, errp) &&
                check_endpoint("--incoming", arg, INCOMING_KINDS, errp);
@@ -215,6 +241,9 @@ static bool take_option(int opt, const char *arg, BlkmigdConfig *cfg, GError **e
         return set_once("--pidfile", &cfg->pidfile, arg, errp);
     case OPT_LOG:
         return set_once("--log", &cfg->log, arg, errp);
+    case OPT_MACHINE:
+        return set_once("--machine", &cfg->machine, arg, errp) &&
+               check_machine(arg, errp);
     case OPT_PAUSED:
         cfg->paused = true;
         return true;

@@ -16,6 +16,7 @@ typedef struct DriveSpec {
     char *file;
     char *format;           /* NULL: raw */
     char *backing, *backing_format;
+    char *tls_creds;
     uint64_t size;
     uint32_t cluster_size;
     bool create, overwrite, cache_none, aio_native, read_only;
@@ -36,6 +37,7 @@ static void drive_spec_clear(DriveSpec *d)
     g_free(d->format);
     g_free(d->backing);
     g_free(d->backing_format);
+    g_free(d->tls_creds);
 }
 
 /* QEMU's rule for ids: a letter, then letters, digits, '-', '.', '_'. */
@@ -102,6 +104,7 @@ static char **string_field(DriveSpec *d, const char *key)
         { "format", offsetof(DriveSpec, format) },
         { "backing", offsetof(DriveSpec, backing) },
         { "backing-format", offsetof(DriveSpec, backing_format) },
+        { "tls-creds", offsetof(DriveSpec, tls_creds) },
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(fields); i++) {
@@ -240,7 +243,7 @@ bool drive_add(const char *optstr, GError **errp)
         .size = d.size, .create = d.create, .overwrite = d.overwrite,
         .cache_none = d.cache_none, .aio_native = d.aio_native, .read_only = d.read_only,
         .backing = d.backing, .backing_format = d.backing_format,
-        .cluster_size = d.cluster_size,
+        .cluster_size = d.cluster_size, .tls_creds = d.tls_creds,
     };
     GError *err = NULL;
     BlockDriverState *bs = bdrv_open(&opts, &err);

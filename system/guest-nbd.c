@@ -21,9 +21,9 @@ static const GuestDeviceOps nbd_device = {
     .on_stop = nbd_on_stop,
 };
 
-bool guest_nbd_start(const char *uri, GError **errp)
+bool guest_nbd_start(const char *uri, const NbdServerTls *tls, GError **errp)
 {
-    if (!nbd_server_start(uri, errp)) {
+    if (!nbd_server_start(uri, tls, errp)) {
         return false;
     }
     started = true;

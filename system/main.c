@@ -7,6 +7,7 @@
 #include "block/block.h"
 #include "migration/block-migration.h"
 #include "migration/migration.h"
+#include "migration/qemu-sections.h"
 #include "migration/storage-check.h"
 #include "qapi/qmp.h"
 #include "system/drive.h"
@@ -51,6 +52,10 @@ static void install_hooks(const BlkmigdConfig *cfg)
     /* The handlers of the migration stream, in section order. */
     block_migration_register();
     storage_check_register();
+    qemu_sections_register(vm_ops_source_runstate, NULL);
+    if (cfg->machine) {
+        migration_set_machine(cfg->machine);
+    }
     runstate_set_event_sink(forward_runstate_event, NULL);
     system_set_shutdown_handler(quit_main_loop);
     vm_ops_install(!cfg->paused);
@@ -112,7 +117,7 @@ static bool start_up(const BlkmigdConfig *cfg, GError **errp)
     if (!start_each("--object", object_option_add, cfg->objects, errp) ||
         !start_each("--drive", drive_add, cfg->drives, errp) ||
         !start_each("--qmp", qmp_option_start, cfg->qmp, errp) ||
-        (cfg->nbd && !start_option("--nbd", guest_nbd_start, cfg->nbd, errp)) ||
+        (cfg->nbd && !start_option("--nbd", nbd_option_start, cfg->nbd, errp)) ||
         (cfg->incoming && !start_option("--incoming", start_incoming, cfg->incoming, errp)) ||
         !start_each("--workload", start_workload, cfg->workloads, errp) ||
         (cfg->pidfile && !pidfile_write(cfg->pidfile, errp))) {

@@ -1,9 +1,10 @@
 /* Socket addresses with options after them, "URI[,KEY=VALUE...]", as in
- * --qmp tcp:HOST:PORT,tls-creds=ID: the address ends at the first single
- * comma (",," stands for a comma inside it, e.g. in a unix path), the
- * rest is key=value items. */
+ * --qmp tcp:HOST:PORT,tls-creds=ID or --nbd unix:PATH,tls-creds=ID: the
+ * address ends at the first single comma (",," stands for a comma inside
+ * it, e.g. in a unix path), the rest is key=value items. */
 #include <string.h>
 
+#include "nbd/server.h"
 #include "qapi/qmp.h"
 #include "system-internal.h"
 #include "util/sockets.h"
@@ -14,8 +15,14 @@ typedef struct SocketSpec {
     char *uri;
     const char *tls_creds;      /* borrowed from items */
     const char *tls_authz;
+    const char *tls_mode;       /* --nbd only: off, on, require */
     GPtrArray *items;           /* KeyValue *, or NULL */
 } SocketSpec;
+
+static bool is_nbd(const char *option)
+{
+    return strcmp(option, "--nbd") == 0;
+}
 
 static void spec_clear(SocketSpec *s)
 {
@@ -53,9 +60,34 @@ static bool take_item(const char *option, SocketSpec *s, const KeyValue *kv, GEr
         s->tls_creds = kv->value;
     } else if (strcmp(kv->key, "tls-authz") == 0) {
         s->tls_authz = kv->value;
+    } else if (strcmp(kv->key, "tls") == 0 && is_nbd(option)) {
+        s->tls_mode = kv->value;
     } else {
         g_set_error(errp, BLKMIGD_ERROR, 0, "%s: unknown option '%s' (known: tls-creds, "
-                    "tls-authz)", option, kv->key);
+                    "tls-authz%s)", option, kv->key, is_nbd(option) ? ", tls" : "");
+        return false;
+    }
+    return true;
+}
+
+/* --nbd ...,tls=off|on|require: off without tls-creds, the others with
+ * (require is the default with them). */
+static bool check_tls_mode(const char *option, const SocketSpec *s, GError **errp)
+{
+    const char *mode = s->tls_mode;
+
+    if (mode && strcmp(mode, "off") != 0 && strcmp(mode, "on") != 0 &&
+        strcmp(mode, "require") != 0) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, "%s: tls=%s: expected off, on or require",
+                    option, mode);
+        return false;
+    }
+    if (mode && strcmp(mode, "off") == 0 && s->tls_creds) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, "%s: tls=off contradicts tls-creds", option);
+        return false;
+    }
+    if (mode && strcmp(mode, "off") != 0 && !s->tls_creds) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, "%s: tls=%s needs tls-creds", option, mode);
         return false;
     }
     return true;
@@ -74,7 +106,7 @@ static bool check_tls(const char *option, const SocketSpec *s, GError **errp)
     }
     tcp = ep.kind == ENDPOINT_TCP;
     endpoint_clear(&ep);
-    if ((s->tls_creds || s->tls_authz) && !tcp) {
+    if ((s->tls_creds || s->tls_authz) && !tcp && !is_nbd(option)) {
         g_set_error(errp, BLKMIGD_ERROR, 0, "%s: TLS options need a tcp: address", option);
         return false;
     }
@@ -99,7 +131,7 @@ static bool spec_parse(const char *option, const char *arg, SocketSpec *s, GErro
             return false;
         }
     }
-    return check_tls(option, s, errp);
+    return check_tls(option, s, errp) && check_tls_mode(option, s, errp);
 }
 
 bool qmp_option_check(const char *arg, GError **errp)
@@ -117,6 +149,30 @@ bool qmp_option_start(const char *arg, GError **errp)
     bool ok = spec_parse("--qmp", arg, &s, errp) &&
               qmp_server_start_tls(s.uri, s.tls_creds, s.tls_authz, errp);
 
+    spec_clear(&s);
+    return ok;
+}
+
+bool nbd_option_check(const char *arg, GError **errp)
+{
+    SocketSpec s;
+    bool ok = spec_parse("--nbd", arg, &s, errp);
+
+    spec_clear(&s);
+    return ok;
+}
+
+bool nbd_option_start(const char *arg, GError **errp)
+{
+    SocketSpec s;
+    bool ok = spec_parse("--nbd", arg, &s, errp);
+    NbdServerTls tls = {
+        .creds = s.tls_creds,
+        .authz = s.tls_authz,
+        .require = !s.tls_mode || strcmp(s.tls_mode, "require") == 0,
+    };
+
+    ok = ok && guest_nbd_start(s.uri, &tls, errp);
     spec_clear(&s);
     return ok;
 }

@@ -18,6 +18,7 @@ typedef struct BlkmigdConfig {
     char *incoming;
     char *pidfile;
     char *log;
+    char *machine;          /* --machine, or NULL (the default) */
     bool paused;
     bool daemonize;
 } BlkmigdConfig;
@@ -47,6 +48,10 @@ bool object_option_add(const char *arg, GError **errp);
  * syntax only, or start serving QMP there. */
 bool qmp_option_check(const char *arg, GError **errp);
 bool qmp_option_start(const char *arg, GError **errp);
+/* --nbd URI[,tls-creds=ID][,tls-authz=ID][,tls=off|on|require] (TLS also
+ * on unix: sockets, as nbds+unix:// clients use it). */
+bool nbd_option_check(const char *arg, GError **errp);
+bool nbd_option_start(const char *arg, GError **errp);
 
 /* runstate.c, beyond include/system/runstate.h: */
 /* Start the guest whatever the state (migration outcomes), except while
@@ -59,11 +64,16 @@ void vm_shutdown(void);
 void vm_ops_install(bool autostart);
 /* "stop" while waiting for an incoming migration: stay paused after it. */
 void vm_ops_set_autostart(bool autostart);
+/* The runstate a QEMU source had (its globalstate section; NULL: none
+ * sent): anything but "running" leaves the guest paused after the
+ * incoming migration, as QEMU does. */
+void vm_ops_source_runstate(const char *runstate, void *opaque);
 /* An NBD export runs: a completed migration must refuse its writes. */
 void vm_ops_set_nbd_in_use(bool in_use);
 
 /* guest-nbd.c: the NBD export as a guest device. */
-bool guest_nbd_start(const char *uri, GError **errp);
+typedef struct NbdServerTls NbdServerTls;
+bool guest_nbd_start(const char *uri, const NbdServerTls *tls, GError **errp);
 void guest_nbd_stop(void);
 
 /* qmp-runstate.c: stop, cont, query-status, quit. */

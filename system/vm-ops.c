@@ -1,16 +1,24 @@
 /* What a migration does to the guest, registered with migration/ as its
  * MigrationVmOps.  These run on the migration's threads. */
+#include <string.h>
+
 #include "migration/migration.h"
 #include "nbd/server.h"
 #include "system/runstate.h"
 #include "system-internal.h"
 
 static gint autostart;      /* start the guest after an incoming migration */
+static gint source_stopped; /* ...unless its source's guest did not run */
 static gint nbd_in_use;
 
 void vm_ops_set_autostart(bool on)
 {
     g_atomic_int_set(&autostart, on);
+}
+
+void vm_ops_source_runstate(const char *runstate, void *opaque)
+{
+    g_atomic_int_set(&source_stopped, runstate && strcmp(runstate, "running") != 0);
 }
 
 static void stop_for_switchover(void *opaque)
@@ -42,7 +50,7 @@ static void incoming_finished(void *opaque, bool success)
     if (!success) {
         return;
     }
-    if (g_atomic_int_get(&autostart)) {
+    if (g_atomic_int_get(&autostart) && !g_atomic_int_get(&source_stopped)) {
         vm_start_force();
     } else {
         runstate_set(RUN_STATE_PAUSED);

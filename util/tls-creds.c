@@ -92,6 +92,14 @@ const char *tls_creds_name(const TlsCreds *c)
     return c->name;
 }
 
+void tls_creds_files(const TlsCreds *c, TlsCredsFiles *out)
+{
+    out->psk = c->kind == TLS_CREDS_PSK;
+    out->dir = c->dir;
+    out->username = c->username ? c->username : TLS_PSK_DEFAULT_USER;
+    out->verify_peer = c->kind == TLS_CREDS_PSK || c->verify_peer;
+}
+
 char *tls_creds_path(const TlsCreds *c, const char *name)
 {
     return g_build_filename(c->dir, name, NULL);

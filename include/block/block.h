@@ -54,6 +54,11 @@ typedef struct BlockOptions {
      * request may take before it fails with EIO; 0 = the driver's default
      * (block/nbd-int.h).  A backing node inherits it. */
     uint32_t timeout;
+    /* NBD: the id of a tls-creds-x509 or tls-creds-psk object (endpoint
+     * client) whose files TLS uses; the URI must then be nbds:// or
+     * nbds+unix://.  NULL: an nbds:// URI uses libnbd's defaults.  A
+     * backing node inherits it. */
+    const char *tls_creds;
 } BlockOptions;
 
 /* Open a drive and register it under opts->id.  Fails if the id is taken,

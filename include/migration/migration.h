@@ -94,6 +94,13 @@ bool migration_incoming_pending(void);
 void migration_query(MigrationInfo *out);
 bool migration_is_active(void);  /* setup, active or cancelling */
 
+/* The machine type of the configuration section (QEMU's -machine): sent
+ * with qemu-compat, and what a stream's configuration section must name
+ * (blkmigd --machine).  Default MIGRATION_DEFAULT_MACHINE. */
+#define MIGRATION_DEFAULT_MACHINE "none"
+void migration_set_machine(const char *name);
+char *migration_get_machine(void);      /* caller frees */
+
 /* Wait for background threads to finish (blkmigd exit). */
 void migration_shutdown(void);
 

@@ -76,6 +76,23 @@ typedef struct MigrationParameters {
 #define MIG_MAX_LINK_TIMEOUT 3600
 
 void mig_params_get(MigrationParameters *out);
+
+/* The TLS parameters (QEMU's names and meaning; "" = unset, the
+ * default): tls-creds, the id of a tls-creds-x509/-psk object (set: every
+ * connection of a socket migration goes through TLS; the source's object
+ * must be endpoint=client, the destination's endpoint=server);
+ * tls-hostname, the name the destination's certificate must carry (""
+ * on the source: the host of the tcp: URI); tls-authz, on the
+ * destination, the id of an authz object the source's certificate name
+ * must pass. */
+typedef struct MigrationTlsParameters {
+    char *creds;
+    char *hostname;
+    char *authz;
+} MigrationTlsParameters;
+/* A copy (never NULL members); free with mig_tls_params_clear. */
+void mig_tls_params_get(MigrationTlsParameters *out);
+void mig_tls_params_clear(MigrationTlsParameters *p);
 /* Validate-then-apply; on error nothing changes.  Only fields whose has_*
  * bit is set are applied. */
 typedef struct MigrationParametersUpdate {
@@ -84,6 +101,9 @@ typedef struct MigrationParametersUpdate {
     bool has_compress_algorithm, has_max_inflight, has_link_timeout;
     bool has_block_incremental;
     MigrationParameters p;
+    const char *tls_creds;      /* NULL: unchanged; "" unsets */
+    const char *tls_hostname;
+    const char *tls_authz;
 } MigrationParametersUpdate;
 bool mig_params_apply(const MigrationParametersUpdate *u, GError **errp);
 

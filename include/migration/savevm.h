@@ -9,7 +9,16 @@
  *   START 0x01 / FULL 0x04: be32 id, u8 len + idstr, be32 instance, be32 version
  *   PART 0x02 / END 0x03:   be32 id
  *   every section ends with 0x7e + be32 id
- *   EOF 0x10
+ *   EOF 0x10 (blkmig's end marker)
+ *
+ * A QEMU 7.2 stream (and a blkmigd source's with qemu-compat) also has,
+ * right after the header, a configuration section (0x07: be32 length +
+ * machine name, no footer), and ends with QEMU's own end marker 0x00
+ * followed by the device description (0x06: be32 length + JSON).  Its
+ * sections are vmstate: fields, then optional subsections (0x05: u8 len +
+ * name, be32 version, fields) until the footer.  A destination accepts
+ * both end markers; a source writes 0x00 and the description only with
+ * qemu-compat (where QEMU reads 0x10 as an unknown section type).
  *
  * blkmig's own type bytes start at 0x40, clear of QEMU's (0x01..0x10,
  * 0x7e); they are never sent with qemu-compat, and an older destination
@@ -30,12 +39,17 @@
 
 #define QEMU_VM_FILE_MAGIC       0x5145564d
 #define QEMU_VM_FILE_VERSION     0x00000003
-#define QEMU_VM_EOF              0x10
+#define BLKMIG_VM_EOF            0x10
+#define QEMU_VM_EOF              0x00
 #define QEMU_VM_SECTION_START    0x01
 #define QEMU_VM_SECTION_PART     0x02
 #define QEMU_VM_SECTION_END      0x03
 #define QEMU_VM_SECTION_FULL     0x04
 #define QEMU_VM_SECTION_FOOTER   0x7e
+#define QEMU_VM_SUBSECTION       0x05
+#define QEMU_VM_VMDESCRIPTION    0x06
+#define QEMU_VM_CONFIGURATION    0x07
+#define QEMU_VM_COMMAND          0x08
 #define BLKMIG_VM_CANCELLED      0x40
 
 /* Destination: what the core hands every handler when a load starts
@@ -175,6 +189,17 @@ char *migration_outgoing_uri(void);
  * migration's link settings (link-timeout, keepalive); NULL with *errp
  * when it cannot connect. */
 MigStream *migration_connect_extra(const char *uri, GError **errp);
+
+/* Destination: fail a load with MSG "at stream offset OFFSET", or, when
+ * F latched an error (truncation, I/O), with MSG as that error's
+ * context.  Returns -1. */
+int savevm_load_error(MigStream *f, uint64_t offset, GError **errp, const char *fmt, ...)
+    G_GNUC_PRINTF(4, 5);
+/* Destination: a vmstate section whose fields were read ends here (at
+ * its footer); a subsection (0x05) fails naming it, e.g. "section
+ * 'timer': subsection 'timer/icount' is not supported".  0, or -1 with
+ * *errp set. */
+int savevm_refuse_subsection(MigStream *f, const char *section, GError **errp);
 
 /* Destination: the incoming migration's first failure.  Fail it with ERR
  * (taken) unless it failed already or its load has ended: the main

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 typedef struct MigStream MigStream;
+typedef struct TlsCreds TlsCreds;
 
 MigStream *mig_stream_new_writer(int fd);
 MigStream *mig_stream_new_reader(int fd);
@@ -93,9 +94,28 @@ void mig_stream_set_link_timeout(MigStream *f, unsigned timeout_s);
  * connections of one incoming migration, one of which may rightly be
  * quiet while another carries the data. */
 void mig_stream_share_arrivals(MigStream *f, MigStream *with);
+/* TLS.  Run the handshake on F's socket (a new stream, nothing read or
+ * written yet) within TIMEOUT_MS, as client or server by CREDS's
+ * endpoint (HOSTNAME, AUTHZ_ID as for tls_session_new in util/tls.h);
+ * from then on F's bytes travel through the session.  False with *errp
+ * (the refusal or the peer's alert; nothing latched on F) when it
+ * failed. */
+bool mig_stream_start_tls(MigStream *f, TlsCreds *creds, const char *hostname,
+                          const char *authz_id, int timeout_ms, GError **errp);
+/* F, a new stream on another fd of the same socket (the return path's),
+ * reads or writes through WITH's session, if WITH has one. */
+void mig_stream_share_tls(MigStream *f, MigStream *with);
+/* The peer's TLS identity (x509 distinguished name, PSK username), or
+ * NULL (no TLS, or none shown). */
+const char *mig_stream_tls_peer(MigStream *f);
+
 /* The first error was the end of the stream: the peer closed it. */
 bool mig_stream_ended(MigStream *f);
 /* The first error was the link stalling (the "link stalled" ones above). */
 bool mig_stream_stalled(MigStream *f);
+/* The first error was the peer's TLS alert: it refused us (with TLS 1.3
+ * a server checks a client's certificate after the client's handshake
+ * ended, so the refusal arrives on the first read). */
+bool mig_stream_refused(MigStream *f);
 
 #endif

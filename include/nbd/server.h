@@ -5,9 +5,22 @@
 #include <glib.h>
 #include <stdbool.h>
 
+/* TLS for the export (NBD_OPT_STARTTLS, as the NBD protocol says). */
+typedef struct NbdServerTls {
+    const char *creds;      /* id of a tls-creds-x509/-psk object with
+                             * endpoint=server; NULL: no TLS (STARTTLS is
+                             * refused as unsupported) */
+    const char *authz;      /* id of an authz object the client's x509
+                             * name must pass; NULL: any the CA signed */
+    bool require;           /* refuse everything but STARTTLS and ABORT
+                             * before TLS (tls=require, the default with
+                             * creds, as qemu-nbd); false: TLS optional */
+} NbdServerTls;
+
 /* Listen on unix:PATH or tcp:HOST:PORT and serve in background threads.
- * Connections are accepted at once; I/O is held until nbd_server_resume_io. */
-bool nbd_server_start(const char *endpoint_uri, GError **errp);
+ * Connections are accepted at once; I/O is held until nbd_server_resume_io.
+ * TLS: NULL for none. */
+bool nbd_server_start(const char *endpoint_uri, const NbdServerTls *tls, GError **errp);
 void nbd_server_stop(void);
 
 /* Guest device hooks, registered with the runstate by system/:

@@ -57,6 +57,16 @@ void tls_creds_unref(TlsCreds *c);
 TlsEndpoint tls_creds_endpoint(const TlsCreds *c);
 /* For messages: "tls-creds-x509 'tls0'" (or "x509 credentials in DIR"). */
 const char *tls_creds_name(const TlsCreds *c);
+/* Where C's files are, for a TLS client outside util/ (libnbd) that reads
+ * the same ones: x509 (DIR holds QEMU's file names) or PSK (DIR/keys.psk,
+ * USERNAME's key).  Valid while C is. */
+typedef struct TlsCredsFiles {
+    bool psk;
+    const char *dir;
+    const char *username;
+    bool verify_peer;
+} TlsCredsFiles;
+void tls_creds_files(const TlsCreds *c, TlsCredsFiles *out);
 /* The credentials registered as ID (--object, object-add): a new
  * reference.  Fails when ID is unknown, is another kind of object, or is
  * for the other endpoint ("... are endpoint=client; a server needs

@@ -220,6 +220,16 @@ END {
                sprintf("dst %.0f B - src %.0f B = %+.0f B (%+.1f KiB), worst of %d run(s) (target within 64 KiB)", adst[b], asrc[b], adiff[b], adiff[b] / 1024, nok[b]))
     }
 
+    # What TLS costs: the same migration with tls-creds on both sides.
+    tl = K("blkmig+tls", "sparse")
+    if (!ok(b) || !ok(tl))
+        target(ok(b) ? lacking(tl) : lacking(b), "sparse", "blkmig+tls time / blkmig time", whynot2(tl, "blkmig+tls sparse", b, "blkmig sparse") " (target <= 1.25)")
+    else
+        target_ratio("sparse", "blkmig+tls time / blkmig time", "blkmig+tls", T[tl], "blkmig", T[b], 1.25)
+    tl = K("blkmig+tls", "live"); bl = K("blkmig", "live")
+    if (ok(bl) && ok(tl))
+        target("info", "live", "blkmig+tls time / blkmig time", sprintf("blkmig+tls %.3f s / blkmig %.3f s = %.3f", T[tl], T[bl], T[tl] / T[bl]))
+
     b = K("blkmig", "full"); tc = K("tcp-loopback", "full"); c = K("cp", "full")
     if (!ok(b) || !ok(tc))
         target(lacking(b), "full", "blkmig throughput vs tcp-loopback", whynot2(b, "blkmig full", tc, "tcp-loopback full") " (target >= 80%)")

@@ -15,11 +15,13 @@
 #   BENCH_DATA_PCT [10]     share of the sparse images holding data
 #   BENCH_WORKLOAD [drive=disk0,pattern=randwrite,bs=4k,rate=50]
 #                           blkmigd --workload of the live-image runs
-#   BENCH_SYSTEMS [blkmig blkmig+zstd blkmig+multifd blkmig+inc mirror mirror+top legacy qemu-img nbdcopy cp tcp]
+#   BENCH_SYSTEMS [blkmig blkmig+zstd blkmig+multifd blkmig+inc blkmig+tls mirror mirror+top legacy qemu-img nbdcopy cp tcp]
 #                           blkmig+zstd: capability compress (zstd level 1);
 #                           blkmig+multifd: capability multifd, 2 channels;
 #                           blkmig+inc (block-incremental) and mirror+top
-#                           (sync=top): the qcow2 image only
+#                           (sync=top): the qcow2 image only;
+#                           blkmig+tls: tls-creds (x509, certtool) on both
+#                           sides, also on the live image
 #   BENCH_IMAGES [sparse full live qcow2]
 #   BENCH_LEGACY_BWS [1G 512M 256M]  max-bandwidth tries for QEMU legacy,
 #                           one run each, highest first, until identical
@@ -52,7 +54,7 @@ SIZE=${BENCH_SIZE:-4G}
 REPS=${BENCH_REPS:-3}
 DATA_PCT=${BENCH_DATA_PCT:-10}
 WORKLOAD=${BENCH_WORKLOAD:-drive=disk0,pattern=randwrite,bs=4k,rate=50}
-SYSTEMS=${BENCH_SYSTEMS:-blkmig blkmig+zstd blkmig+multifd blkmig+inc mirror mirror+top legacy qemu-img nbdcopy cp tcp}
+SYSTEMS=${BENCH_SYSTEMS:-blkmig blkmig+zstd blkmig+multifd blkmig+inc blkmig+tls mirror mirror+top legacy qemu-img nbdcopy cp tcp}
 IMAGES=${BENCH_IMAGES:-sparse full live qcow2}
 LEGACY_BWS=${BENCH_LEGACY_BWS:-1G 512M 256M}
 LEGACY_LONG=${BENCH_LEGACY_LONG:-20}
@@ -472,6 +474,7 @@ declare -A BLKMIG_VARIANTS=(
     [zstd]='{"capabilities": [{"capability": "compress", "state": true}]}|{"compress-algorithm": "zstd", "compress-zstd-level": 1}'
     [multifd]='{"capabilities": [{"capability": "multifd", "state": true}]}|{"multifd-channels": 2}'
     [inc]='{"capabilities": []}|{"block-incremental": true}'
+    [tls]='{"capabilities": []}|{"tls-creds": "tls0"}'
 )
 
 # blkmig_drives IMAGE SRC VARIANT: the --drive of the source (SRC_DRIVE)
@@ -497,10 +500,39 @@ blkmig_drives() {
     esac
 }
 
+# The x509 credentials of blkmig+tls (a CA, a server certificate for
+# 127.0.0.1, a client one), made once per bench run.
+make_tls_creds() {
+    local d=$W/pki
+    [ -f "$d/client/client-cert.pem" ] && return 0
+    mkdir -p "$d/server" "$d/client" || return 1
+    printf 'cn = bench CA\nca\ncert_signing_key\nexpiration_days = 2\n' >"$d/ca.info"
+    printf 'cn = localhost\nip_address = 127.0.0.1\ntls_www_server\nexpiration_days = 2\n' >"$d/s.info"
+    printf 'cn = bench\ntls_www_client\nexpiration_days = 2\n' >"$d/c.info"
+    {
+        certtool --generate-privkey --outfile "$d/ca-key.pem" &&
+        certtool --generate-self-signed --load-privkey "$d/ca-key.pem" --template "$d/ca.info" \
+            --outfile "$d/ca-cert.pem" &&
+        for who in server client; do
+            certtool --generate-privkey --outfile "$d/$who/$who-key.pem" &&
+            certtool --generate-certificate --load-privkey "$d/$who/$who-key.pem" \
+                --load-ca-certificate "$d/ca-cert.pem" --load-ca-privkey "$d/ca-key.pem" \
+                --template "$d/${who:0:1}.info" --outfile "$d/$who/$who-cert.pem" &&
+            cp "$d/ca-cert.pem" "$d/$who/" || return 1
+        done
+    } >/dev/null 2>&1
+}
+
+# tls_object ENDPOINT: the --object of blkmig+tls for that side.
+tls_object() {
+    echo "tls-creds-x509,id=tls0,dir=$W/pki/$1,endpoint=$1"
+}
+
 set_variant() {
     local caps=${BLKMIG_VARIANTS[$1]%%|*} params=${BLKMIG_VARIANTS[$1]#*|}
     qmp src migrate-set-capabilities "$caps" >/dev/null &&
-    qmp src migrate-set-parameters "$params" >/dev/null
+    qmp src migrate-set-parameters "$params" >/dev/null &&
+    if [ "$1" = tls ]; then qmp dst migrate-set-parameters "$params" >/dev/null; fi
 }
 
 bench_blkmig() {
@@ -509,11 +541,15 @@ bench_blkmig() {
     [ -x "$BLKMIGD" ] && [ -x "$BLKMIG" ] || { FAIL="build/blkmigd or build/blkmig missing"; finish; return; }
     src=$(source_for "$image")
     port=$(free_port)
-    local guest=()
+    local guest=() dst_tls=() src_tls=()
     [ "$image" = live ] && guest=(--workload "$WORKLOAD")
     blkmig_drives "$image" "$src" "$variant"
-    start_blkmigd dst --drive "$DST_DRIVE" --incoming "tcp:127.0.0.1:$port" &&
-    start_blkmigd src --drive "$SRC_DRIVE" "${guest[@]}" ||
+    if [ "$variant" = tls ]; then
+        make_tls_creds || { FAIL="certtool failed (gnutls-bin)"; finish; return; }
+        dst_tls=(--object "$(tls_object server)"); src_tls=(--object "$(tls_object client)")
+    fi
+    start_blkmigd dst --drive "$DST_DRIVE" "${dst_tls[@]}" --incoming "tcp:127.0.0.1:$port" &&
+    start_blkmigd src --drive "$SRC_DRIVE" "${src_tls[@]}" "${guest[@]}" ||
         { finish; return; }
     qmp src migrate-set-capabilities '{"capabilities": [{"capability": "events", "state": true}]}' >/dev/null
     if [ -n "$variant" ] && ! set_variant "$variant"; then
@@ -833,7 +869,7 @@ for image in $IMAGES; do
         fi
         if [ "$image" = live ]; then
             case "$sys" in
-            blkmig) ;;
+            blkmig|blkmig+tls) ;;
             blkmig+*) na_row "$sys" "variants run on the sparse and full images only (time budget)"; continue ;;
             mirror) na_row qemu-mirror; continue ;;
             legacy) na_row qemu-legacy; continue ;;

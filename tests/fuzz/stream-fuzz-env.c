@@ -9,6 +9,7 @@
 #include "block/block.h"
 #include "migration/block-migration.h"
 #include "migration/options.h"
+#include "migration/qemu-sections.h"
 #include "migration/savevm.h"
 #include "migration/stream.h"
 #include "../lib/drives.h"
@@ -179,6 +180,7 @@ void setup_env(void)
         make_pattern(i);
     }
     block_migration_register();
+    qemu_sections_register(NULL, NULL);
     env.fuzzed = g_ptr_array_new();
     for (guint i = 0; i < NFLAVOURS; i++) {
         flavours[i].stream = save_stream(&flavours[i]);

@@ -124,7 +124,7 @@ static void build_part_id_mismatch(GByteArray *b, GString *expected)
     sb_put64(b, BLK_MIG_FLAG_EOS);
     sb_put8(b, QEMU_VM_SECTION_FOOTER);
     sb_put32(b, 7);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     g_string_printf(expected, "unknown section id 7 at stream offset %" G_GSIZE_FORMAT, at);
 }
 
@@ -136,7 +136,7 @@ static void build_part_before_start(GByteArray *b, GString *expected)
     sb_put64(b, BLK_MIG_FLAG_EOS);
     sb_put8(b, QEMU_VM_SECTION_FOOTER);
     sb_put32(b, 0);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     g_string_assign(expected, "unknown section id 0 at stream offset 9");
 }
 
@@ -150,7 +150,7 @@ static void build_footer_id_mismatch(GByteArray *b, GString *expected)
     at = b->len;
     sb_put8(b, QEMU_VM_SECTION_FOOTER);
     sb_put32(b, 3);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     g_string_printf(expected, "section footer mismatch: expected section id 0, got 3 "
                     "at stream offset %" G_GSIZE_FORMAT, at);
 }
@@ -170,7 +170,7 @@ static void build_footer_missing(GByteArray *b, GString *expected)
     rec_size(b, "disk0", specs[0].size);
     sb_put64(b, BLK_MIG_FLAG_EOS);
     at = b->len;
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     g_string_printf(expected, "section footer mismatch: expected 0x7e for section 0, "
                     "got 0x10 at stream offset %" G_GSIZE_FORMAT, at);
 }
@@ -196,7 +196,7 @@ static void build_eos_missing(GByteArray *b, GString *expected)
     at = b->len;
     sb_put8(b, QEMU_VM_SECTION_FOOTER);
     sb_put32(b, 0);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     g_string_printf(expected, "block migration: reading record at stream offset %"
                     G_GSIZE_FORMAT ": unexpected end of stream at byte %u", at, b->len);
 }
@@ -208,11 +208,12 @@ static void build_empty_idstr(GByteArray *b, GString *expected)
     g_string_assign(expected, "unknown section '' instance 0 at stream offset 9");
 }
 
+/* A section QEMU sends for a device ("ram" is understood now). */
 static void build_unknown_idstr(GByteArray *b, GString *expected)
 {
-    begin_section(b, 0, "ram", 0, 4);
+    begin_section(b, 0, "cpu_common", 0, 1);
     sb_block_stream_end(b);
-    g_string_assign(expected, "unknown section 'ram' instance 0 at stream offset 9");
+    g_string_assign(expected, "unknown section 'cpu_common' instance 0 at stream offset 9");
 }
 
 static void build_unknown_instance(GByteArray *b, GString *expected)
@@ -262,7 +263,7 @@ static void build_bad_magic(GByteArray *b, GString *expected)
 {
     sb_put32(b, 0x5145564e);
     sb_put32(b, QEMU_VM_FILE_VERSION);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     g_string_assign(expected, "invalid stream magic 0x5145564e at stream offset 0");
 }
 
@@ -270,7 +271,7 @@ static void build_bad_version(GByteArray *b, GString *expected)
 {
     sb_put32(b, QEMU_VM_FILE_MAGIC);
     sb_put32(b, 2);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     g_string_assign(expected, "unsupported stream version 2 at stream offset 4");
 }
 

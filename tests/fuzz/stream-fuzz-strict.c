@@ -22,7 +22,7 @@ static void build_record_without_flags(GByteArray *b)
     sb_put64(b, BLK_MIG_FLAG_EOS);
     sb_put8(b, QEMU_VM_SECTION_FOOTER);
     sb_put32(b, 0);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
 }
 
 /* "disk0\0junk": the C string is "disk0", so a corrupt length byte
@@ -79,7 +79,7 @@ static void build_device_size_in_part(GByteArray *b)
     sb_put64(b, BLK_MIG_FLAG_EOS);
     sb_put8(b, QEMU_VM_SECTION_FOOTER);
     sb_put32(b, 0);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
 }
 
 const StrictCase strict_cases[] = {

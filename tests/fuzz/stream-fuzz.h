@@ -119,6 +119,10 @@ extern const HostileCase hostile_cases[];
 extern const guint n_hostile_cases;
 extern const HostileCase hostile_ext_cases[];
 extern const guint n_hostile_ext_cases;
+/* stream-fuzz-hostile-qemu.c: streams as QEMU 7.2 writes them. */
+extern const HostileCase hostile_qemu_cases[];
+extern const guint n_hostile_qemu_cases;
+void test_qemu_stream_valid(void);
 void test_hostile(gconstpointer data);
 
 void begin_section(GByteArray *b, uint32_t id, const char *idstr,

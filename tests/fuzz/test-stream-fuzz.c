@@ -108,12 +108,16 @@ int main(int argc, char **argv)
     for (guint i = 0; i < n_hostile_cases; i++) {
         add_test("hostile", hostile_cases[i].name, &hostile_cases[i], test_hostile);
     }
+    for (guint i = 0; i < n_hostile_qemu_cases; i++) {
+        add_test("hostile", hostile_qemu_cases[i].name, &hostile_qemu_cases[i], test_hostile);
+    }
     for (guint i = 0; i < n_hostile_ext_cases; i++) {
         add_test("hostile", hostile_ext_cases[i].name, &hostile_ext_cases[i], test_hostile);
     }
     for (guint i = 0; i < n_strict_cases; i++) {
         add_test("strict", strict_cases[i].name, &strict_cases[i], test_strict);
     }
+    g_test_add_func("/stream-fuzz/qemu-stream-valid", test_qemu_stream_valid);
     g_test_add_func("/stream-fuzz/strict/error-text-is-utf8", test_error_text_is_utf8);
     g_test_add_func("/stream-fuzz/fuzz/mutations", test_mutations);
     ret = g_test_run();

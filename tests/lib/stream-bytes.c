@@ -71,7 +71,7 @@ void sb_put_block_section_end(GByteArray *b)
 void sb_block_stream_end(GByteArray *b)
 {
     sb_put_block_section_end(b);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
 }
 
 GError *sb_load_file(const char *path, const GByteArray *bytes)

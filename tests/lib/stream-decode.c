@@ -204,6 +204,16 @@ static bool take_file_header(Walk *w)
     return true;
 }
 
+/* What QEMU's streams (and qemu-compat ones) hold besides sections: the
+ * configuration section or the device description, after its type byte:
+ * be32 length and that many bytes. */
+static bool take_qemu_extra(Walk *w)
+{
+    uint32_t len;
+
+    return take_be32(w, NULL, &len) && take(w, len, NULL);
+}
+
 static bool walk_stream(Walk *w)
 {
     if (!take_file_header(w)) {
@@ -214,8 +224,22 @@ static bool walk_stream(Walk *w)
         if (!take_u8(w, &s.type_pos, &s.type)) {
             return false;
         }
-        if (s.type == QEMU_VM_EOF) {
+        if (s.type == QEMU_VM_CONFIGURATION) {
+            if (!take_qemu_extra(w)) {
+                return false;
+            }
+            w->out->has_configuration = true;
+            continue;
+        }
+        if (s.type == BLKMIG_VM_EOF || s.type == QEMU_VM_EOF) {
+            uint8_t desc;
             w->out->eof_pos = s.type_pos;
+            if (s.type == QEMU_VM_EOF &&
+                (!take_u8(w, NULL, &desc) || desc != QEMU_VM_VMDESCRIPTION ||
+                 !take_qemu_extra(w))) {
+                g_set_error(w->errp, SD_ERROR, 0, "no device description after QEMU's EOF");
+                return false;
+            }
             break;
         }
         if (!take_section(w, &s)) {
@@ -237,6 +261,7 @@ bool sd_decode(const guint8 *buf, size_t len, SdStream *out, GError **errp)
     out->sections = g_array_new(FALSE, TRUE, sizeof(SdSection));
     out->records = g_array_new(FALSE, TRUE, sizeof(SdRecord));
     out->eof_pos = 0;
+    out->has_configuration = false;
     if (!walk_stream(&w)) {
         sd_stream_clear(out);
         return false;

@@ -45,7 +45,9 @@ typedef struct SdRecord {
 typedef struct SdStream {
     GArray *sections;       /* SdSection */
     GArray *records;        /* SdRecord */
-    size_t eof_pos;         /* the EOF byte, the last of the stream */
+    size_t eof_pos;         /* the EOF byte: blkmig's 0x10, the last of the stream,
+                             * or QEMU's 0x00, the device description after it */
+    bool has_configuration; /* a configuration section (qemu-compat) */
 } SdStream;
 
 /* Decode LEN bytes into *OUT (cleared first).  False with *ERRP naming the

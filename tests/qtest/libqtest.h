@@ -39,6 +39,11 @@ int qtest_daemon_run(int timeout_ms, char **output, const char *first, ...)
  * reach the daemon. */
 QTestDaemon *qtest_daemon_start_prefixed(const char *prefix, const char *name,
                                          const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+/* Start $QEMU (default qemu-system-x86_64) with the space-separated ARGS
+ * plus "-qmp unix:<tmpdir>/<name>.qmp,server=on,wait=off", as a daemon of
+ * the harness: every function below works on it (quit, query-migrate,
+ * capabilities...). */
+QTestDaemon *qtest_qemu_start(const char *name, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 /* SIGKILL and reap. Frees D. */
 void qtest_daemon_kill(QTestDaemon *d);
 /* "quit" over QMP, then reap (SIGKILL after 10 s); fails the test unless

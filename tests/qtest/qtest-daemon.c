@@ -1,5 +1,6 @@
 /* Whole-daemon harness: starting blkmigd processes (and the blkmig tool
- * beside them), reaping and killing them, their logs. */
+ * beside them, and QEMU for interop), reaping and killing them, their
+ * logs. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -46,14 +47,23 @@ static void add_words(GPtrArray *argv, const char *text)
     g_strfreev(words);
 }
 
-static char **build_argv(const char *prefix, const char *args, const char *qmp_path)
+static const char *qemu_binary(void)
+{
+    const char *bin = g_getenv("QEMU");
+    return bin && *bin ? bin : "qemu-system-x86_64";
+}
+
+/* blkmigd, or QEMU (whose QMP option is spelt its own way). */
+static char **build_argv(const char *prefix, bool qemu, const char *args,
+                         const char *qmp_path)
 {
     GPtrArray *argv = g_ptr_array_new();
     add_words(argv, prefix ? prefix : "");
-    g_ptr_array_add(argv, g_strdup(daemon_binary()));
+    g_ptr_array_add(argv, g_strdup(qemu ? qemu_binary() : daemon_binary()));
     add_words(argv, args);
-    g_ptr_array_add(argv, g_strdup("--qmp"));
-    g_ptr_array_add(argv, g_strconcat("unix:", qmp_path, NULL));
+    g_ptr_array_add(argv, g_strdup(qemu ? "-qmp" : "--qmp"));
+    g_ptr_array_add(argv, g_strconcat("unix:", qmp_path, qemu ? ",server=on,wait=off" : "",
+                                      NULL));
     g_ptr_array_add(argv, NULL);
     return (char **)g_ptr_array_free(argv, FALSE);
 }
@@ -131,7 +141,8 @@ static void connect_qmp(QTestDaemon *d)
     }
 }
 
-static QTestDaemon *daemon_start(const char *prefix, const char *name, const char *args)
+static QTestDaemon *daemon_start(const char *prefix, bool qemu, const char *name,
+                                 const char *args)
 {
     QTestDaemon *d = g_new0(QTestDaemon, 1);
     d->name = g_strdup(name);
@@ -143,7 +154,7 @@ static QTestDaemon *daemon_start(const char *prefix, const char *name, const cha
     if (log_fd < 0) {
         qtest_fail("cannot create %s: %s", d->log_path, g_strerror(errno));
     }
-    char **argv = build_argv(prefix, args, d->qmp_path);
+    char **argv = build_argv(prefix, qemu, args, d->qmp_path);
     g_autofree char *cmdline = g_strjoinv(" ", argv);
     g_test_message("start %s: %s", name, cmdline);
 
@@ -234,7 +245,16 @@ QTestDaemon *qtest_daemon_start(const char *name, const char *fmt, ...)
     va_start(ap, fmt);
     g_autofree char *args = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    return daemon_start(NULL, name, args);
+    return daemon_start(NULL, false, name, args);
+}
+
+QTestDaemon *qtest_qemu_start(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *args = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    return daemon_start(NULL, true, name, args);
 }
 
 QTestDaemon *qtest_daemon_start_prefixed(const char *prefix, const char *name,
@@ -244,7 +264,7 @@ QTestDaemon *qtest_daemon_start_prefixed(const char *prefix, const char *name,
     va_start(ap, fmt);
     g_autofree char *args = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    return daemon_start(prefix, name, args);
+    return daemon_start(prefix, false, name, args);
 }
 
 static void daemon_free(QTestDaemon *d)

@@ -446,7 +446,7 @@ static StreamStats scan_stream(const uint8_t *s, size_t len)
     StreamStats st = { 0 };
     size_t pos = 8;
 
-    while (pos < len && s[pos] != QEMU_VM_EOF) {
+    while (pos < len && s[pos] != BLKMIG_VM_EOF) {
         uint8_t type = s[pos];
         pos += 5;
         if (type == QEMU_VM_SECTION_START) {

@@ -168,28 +168,29 @@ static GByteArray *stream_header(void)
     return b;
 }
 
-/* What the fixture's handlers save, byte for byte. */
+/* What the fixture's handlers save, byte for byte (section ids count from
+ * 1: see savevm_register). */
 static GByteArray *expected_stream(void)
 {
     GByteArray *b = stream_header();
 
-    put_start(b, QEMU_VM_SECTION_START, 0, "toy", 0, 2);
+    put_start(b, QEMU_VM_SECTION_START, 1, "toy", 0, 2);
     sb_put32(b, TAG_SETUP);
-    put_footer(b, 0);
+    put_footer(b, 1);
     for (int i = 0; i < 3; i++) {
         sb_put8(b, QEMU_VM_SECTION_PART);
-        sb_put32(b, 0);
+        sb_put32(b, 1);
         sb_put32(b, TAG_ROUND + i);
-        put_footer(b, 0);
+        put_footer(b, 1);
     }
     sb_put8(b, QEMU_VM_SECTION_END);
-    sb_put32(b, 0);
+    sb_put32(b, 1);
     sb_put32(b, TAG_COMPLETE);
-    put_footer(b, 0);
-    put_start(b, QEMU_VM_SECTION_FULL, 2, "second", 5, 1);
+    put_footer(b, 1);
+    put_start(b, QEMU_VM_SECTION_FULL, 3, "second", 5, 1);
     sb_put32(b, TAG_FULL);
-    put_footer(b, 2);
-    sb_put8(b, QEMU_VM_EOF);
+    put_footer(b, 3);
+    sb_put8(b, BLKMIG_VM_EOF);
     return b;
 }
 
@@ -279,7 +280,7 @@ static void test_older_version_accepted(Fixture *fx, gconstpointer data)
     put_start(b, QEMU_VM_SECTION_START, 9, "toy", 0, 1);
     sb_put32(b, TAG_SETUP);
     put_footer(b, 9);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     err = sb_load_file(fx->path, b);
     g_assert_no_error(err);
     g_assert_cmpint(fx->toy.last_version, ==, 1);
@@ -293,7 +294,7 @@ static void test_bad_magic(Fixture *fx, gconstpointer data)
 
     sb_put32(b, 0x12345678);
     sb_put32(b, 3);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     assert_load_fails(fx, b, "invalid stream magic 0x12345678");
 }
 
@@ -303,7 +304,7 @@ static void test_bad_version(Fixture *fx, gconstpointer data)
 
     sb_put32(b, QEMU_VM_FILE_MAGIC);
     sb_put32(b, 2);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     assert_load_fails(fx, b, "unsupported stream version 2");
 }
 
@@ -321,7 +322,7 @@ static void test_unknown_idstr(Fixture *fx, gconstpointer data)
 
     put_start(b, QEMU_VM_SECTION_START, 0, "foo", 0, 1);
     put_footer(b, 0);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     assert_load_fails(fx, b, "unknown section 'foo' instance 0");
 }
 
@@ -331,7 +332,7 @@ static void test_unknown_instance(Fixture *fx, gconstpointer data)
 
     put_start(b, QEMU_VM_SECTION_FULL, 0, "toy", 1, 1);
     put_footer(b, 0);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     assert_load_fails(fx, b, "unknown section 'toy' instance 1");
 }
 
@@ -342,7 +343,7 @@ static void test_newer_version(Fixture *fx, gconstpointer data)
     put_start(b, QEMU_VM_SECTION_START, 0, "toy", 0, 3);
     sb_put32(b, TAG_SETUP);
     put_footer(b, 0);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     assert_load_fails(fx, b, "section 'toy' has version 3 but at most 2 is supported");
 }
 
@@ -366,7 +367,7 @@ static void test_bad_footer_byte(Fixture *fx, gconstpointer data)
     sb_put32(b, TAG_SETUP);
     sb_put8(b, 0x41);
     sb_put32(b, 2);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     assert_load_fails(fx, b, "section footer mismatch: expected 0x7e for section 2, got 0x41");
 }
 
@@ -377,7 +378,7 @@ static void test_bad_footer_id(Fixture *fx, gconstpointer data)
     put_start(b, QEMU_VM_SECTION_START, 0, "toy", 0, 2);
     sb_put32(b, TAG_SETUP);
     put_footer(b, 1);
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     assert_load_fails(fx, b, "section footer mismatch: expected section id 0, got 1");
 }
 
@@ -390,7 +391,7 @@ static void test_duplicate_start(Fixture *fx, gconstpointer data)
         sb_put32(b, TAG_SETUP);
         put_footer(b, 4);
     }
-    sb_put8(b, QEMU_VM_EOF);
+    sb_put8(b, BLKMIG_VM_EOF);
     assert_load_fails(fx, b, "duplicate section id 4");
 }
 

@@ -3,7 +3,7 @@
  * tests/interop and tests/bench.  The one header of the harness, whose
  * files each have one job: libqtest.c (scratch directory, ports,
  * programs, the harness's failures), qtest-daemon.c, qtest-qmp.c,
- * qtest-json.c, qtest-disk.c. */
+ * qtest-json.c, qtest-disk.c, qtest-netns.c. */
 #ifndef TESTS_LIBQTEST_H
 #define TESTS_LIBQTEST_H
 
@@ -145,5 +145,18 @@ void qtest_disk_fill(const char *path, uint64_t size, uint64_t seed);
 /* The blkmig tool next to $BLKMIGD (the build directory), else
  * build/blkmig; caller frees. */
 char *qtest_tool_path(void);
+
+
+/* ---- Network namespaces (qtest-netns.c) ---- */
+
+/* Run the shell command FMT; true when it exits 0.  A failure's output
+ * goes to the test log. */
+bool qtest_sh(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+/* Why this process cannot make network namespaces (not root, no ip(8)),
+ * or NULL when it can. */
+const char *qtest_netns_unavailable(void);
+/* Delete the namespaces named PREFIX<pid>... whose pid no longer runs:
+ * those a killed run of a test left behind. */
+void qtest_netns_remove_stale(const char *prefix);
 
 #endif

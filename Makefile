@@ -17,7 +17,7 @@ LIBBLKMIG := $(BUILD)/libblkmig.a
 # Test programs: tests/<kind>/test-*.c; each kind's other .c files are
 # shared helpers linked into every test of that kind (qtest helpers are
 # also linked into interop and fuzz tests, tests/lib into all).
-TEST_KINDS := unit qtest interop fuzz
+TEST_KINDS := unit qtest interop fuzz faults
 QTEST_HELPERS := $(filter-out tests/qtest/test-%.c,$(wildcard tests/qtest/*.c))
 # tests/lib: helpers every kind of test links (hand-built stream bytes).
 TEST_LIB_SRCS := $(wildcard tests/lib/*.c)
@@ -89,7 +89,8 @@ export BLKMIGD := $(abspath $(BUILD)/blkmigd)
 
 check: deps
 	$(MAKE) tests
-	$(PROVE) $(unit_TESTS) $(qtest_TESTS) $(interop_TESTS) $(fuzz_TESTS) $(FUZZ_CORPUS_TEST)
+	$(PROVE) $(unit_TESTS) $(qtest_TESTS) $(interop_TESTS) $(fuzz_TESTS) $(FUZZ_CORPUS_TEST) \
+	    $(faults_TESTS)
 
 check-unit: all $(unit_TESTS)
 	$(PROVE) $(unit_TESTS)
@@ -122,6 +123,13 @@ fuzz-targets: all $(FUZZ_TARGETS)
 fuzz: deps
 	$(MAKE) fuzz-targets
 	tests/fuzz/libfuzzer/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Fault injection (tests/faults, as root): `make check` runs its quick
+# subset; this runs rounds of every scenario until 200 faults have hit
+# running migrations, and prints the table of outcomes.
+faults: deps
+	$(MAKE) all $(faults_TESTS)
+	$(faults_TESTS) -m slow
 
 demo: deps
 	$(MAKE) all

@@ -1,0 +1,171 @@
+/* A migration that fails says why, on both sides.  A destination that
+ * fails tells the source in an ERROR message (0x0100, README "Stream
+ * extensions") before its SHUT, however it failed, so that the source can
+ * report "destination failed: ..." and run its guest again even after it
+ * handed the guest over.  The fault suite (tests/faults) found a
+ * destination whose multifd channel failed first: it shut its main
+ * connection down for writing too and stayed silent, so the source, its
+ * guest handed over, could only keep it stopped.  Here the test plays a
+ * source by hand: a main connection announcing a channel that then fails. */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "migration-framework.h"
+#include "migration/block-migration.h"
+#include "migration/savevm.h"
+#include "util/bswap.h"
+#include "util/sockets.h"
+#include "../lib/stream-bytes.h"
+
+#define RP_MSG_SHUT  0x0001
+#define RP_MSG_ERROR 0x0100
+#define READ_TIMEOUT_MS 10000
+
+static int connect_to(const char *uri)
+{
+    GError *err = NULL;
+    Endpoint ep;
+    int fd;
+
+    g_assert_true(endpoint_parse(uri, 1u << ENDPOINT_TCP, &ep, &err));
+    fd = endpoint_connect(&ep, &err);
+    g_assert_no_error(err);
+    endpoint_clear(&ep);
+    return fd;
+}
+
+static void send_all(int fd, const void *buf, size_t len)
+{
+    g_assert_cmpint(write(fd, buf, len), ==, (ssize_t)len);
+}
+
+/* The block section's setup part announcing one channel with migration
+ * id ID_BYTE x 16, as a source sends it; the section stays open. */
+static GByteArray *main_setup(guint8 id_byte)
+{
+    GByteArray *b = sb_block_stream_begin();
+    guint8 id[BLK_MIG_MULTIFD_ID_LEN];
+
+    memset(id, id_byte, sizeof(id));
+    sb_put64(b, BLK_MIG_FLAG_CHANNELS);
+    sb_put32(b, 1);
+    g_byte_array_append(b, id, sizeof(id));
+    sb_put64(b, BLK_MIG_FLAG_EOS);
+    sb_put8(b, QEMU_VM_SECTION_FOOTER);
+    sb_put32(b, 0);
+    return b;
+}
+
+/* A channel handshake: channel 0 of 1 of migration ID_BYTE x 16. */
+static GByteArray *channel_handshake(guint8 id_byte)
+{
+    GByteArray *b = g_byte_array_new();
+    guint8 id[BLK_MIG_MULTIFD_ID_LEN];
+
+    memset(id, id_byte, sizeof(id));
+    sb_put32(b, BLK_MIG_MULTIFD_MAGIC);
+    sb_put32(b, BLK_MIG_MULTIFD_VERSION);
+    sb_put32(b, 0);
+    sb_put32(b, 1);
+    g_byte_array_append(b, id, sizeof(id));
+    return b;
+}
+
+/* Exactly LEN bytes from FD, or false at its end or after the timeout. */
+static bool read_exact(int fd, guint8 *buf, size_t len)
+{
+    gint64 deadline = g_get_monotonic_time() + READ_TIMEOUT_MS * 1000LL;
+
+    for (size_t got = 0; got < len;) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        int left = (int)((deadline - g_get_monotonic_time()) / 1000);
+        ssize_t n;
+
+        if (left <= 0 || poll(&pfd, 1, left) <= 0) {
+            return false;
+        }
+        n = read(fd, buf + got, len - got);
+        if (n <= 0) {
+            return false;
+        }
+        got += n;
+    }
+    return true;
+}
+
+/* The next return-path message on FD: its type, its payload in *TEXT
+ * (NUL-terminated, caller frees); -1 when the connection ended first. */
+static int read_message(int fd, char **text)
+{
+    guint8 hdr[4];
+    uint16_t len;
+
+    *text = NULL;
+    if (!read_exact(fd, hdr, sizeof(hdr))) {
+        return -1;
+    }
+    len = ld_be16(hdr + 2);
+    *text = g_malloc0(len + 1);
+    if (!read_exact(fd, (guint8 *)*text, len)) {
+        return -1;
+    }
+    return ld_be16(hdr);
+}
+
+/* Messages until SHUT: the text of the ERROR among them, or NULL. */
+static char *error_before_shut(int fd)
+{
+    char *error = NULL, *text;
+    int type;
+
+    while ((type = read_message(fd, &text)) >= 0 && type != RP_MSG_SHUT) {
+        if (type == RP_MSG_ERROR) {
+            g_free(error);
+            error = g_steal_pointer(&text);
+        }
+        g_free(text);
+    }
+    g_free(text);
+    g_test_message("return path: %s before %s", error ? error : "no ERROR",
+                   type == RP_MSG_SHUT ? "SHUT" : "the end of the connection");
+    return error;
+}
+
+/* The channel's migration id is not the announced one: the channel fails
+ * first, and the main connection must still say so. */
+static void test_channel_failure_reason(void)
+{
+    Migration m = { .uri = qtest_tcp_uri() };
+    g_autoptr(GByteArray) setup = main_setup(0xaa);
+    g_autoptr(GByteArray) hello = channel_handshake(0xbb);
+    g_autofree char *error = NULL;
+    int main_fd, channel_fd;
+
+    m.dst_disk = qtest_path("dst.raw");
+    m.dst = mf_start_dst(&m, "dst", 16 * MIB);
+    main_fd = connect_to(m.uri);
+    send_all(main_fd, setup->data, setup->len);
+    json_node_unref(qtest_migrate_wait_status(m.dst, "active", MF_STATE_TIMEOUT_MS));
+    channel_fd = connect_to(m.uri);
+    send_all(channel_fd, hello->data, hello->len);
+
+    error = error_before_shut(main_fd);
+    mf_assert_contains(error, "its migration id differs from the announced one");
+    JsonNode *info = qtest_migrate_wait(m.dst, MF_STATE_TIMEOUT_MS);
+    g_assert_cmpstr(qtest_json_str(info, "status"), ==, "failed");
+    mf_assert_contains(qtest_json_str(info, "error-desc"), error);
+    json_node_unref(info);
+    mf_assert_runstate(m.dst, "inmigrate");
+    close(channel_fd);
+    close(main_fd);
+    mf_free(&m);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/failure-reasons/channel-failure", test_channel_failure_reason);
+    return g_test_run();
+}

@@ -2,13 +2,18 @@
  * fails tells the source in an ERROR message (0x0100, README "Stream
  * extensions") before its SHUT, however it failed, so that the source can
  * report "destination failed: ..." and run its guest again even after it
- * handed the guest over.  The fault suite (tests/faults) found a
- * destination whose multifd channel failed first: it shut its main
+ * handed the guest over; a source whose acknowledgement never came says
+ * how the connection ended.  The fault suite (tests/faults) found both
+ * wanting: a destination whose multifd channel failed first shut its main
  * connection down for writing too and stayed silent, so the source, its
- * guest handed over, could only keep it stopped.  Here the test plays a
- * source by hand: a main connection announcing a channel that then fails. */
+ * guest handed over, could only keep it stopped; and a source that lost
+ * the link while it waited for the acknowledgement said the destination
+ * had closed the connection.  Here the test plays the other side by hand:
+ * a source announcing a channel that then fails, and a destination that
+ * reads the whole stream and resets the connection. */
 #include <errno.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -163,9 +168,63 @@ static void test_channel_failure_reason(void)
     mf_free(&m);
 }
 
+/* ---- a source whose acknowledgement never comes ---- */
+
+/* Take the source's connection on LISTEN_FD, read until it has been
+ * quiet for a while (it then waits for the acknowledgement), and drop it
+ * with a reset, as a dead link or a crashed host would. */
+static void read_then_reset(int listen_fd)
+{
+    int fd = socket_accept(listen_fd);
+    struct linger reset = { .l_onoff = 1, .l_linger = 0 };
+    g_autofree char *buf = g_malloc(1 << 16);
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+    g_assert_cmpint(fd, >=, 0);
+    while (poll(&pfd, 1, 1000) > 0 && read(fd, buf, 1 << 16) > 0) {
+    }
+    g_assert_cmpint(setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)), ==, 0);
+    close(fd);
+}
+
+/* The whole stream went out, then the connection was reset: the source
+ * guest stays stopped (the destination may run it), and error-desc says
+ * what happened, not that the destination hung up. */
+static void test_connection_lost_before_ack(void)
+{
+    Migration m = { .uri = qtest_tcp_uri() };
+    GError *err = NULL;
+    Endpoint ep;
+    int listen_fd;
+
+    mf_make_src_disk(&m, 8 * MIB, 3, 8, 256 * KIB);
+    m.src = mf_start_src(&m, "");
+    g_assert_true(endpoint_parse(m.uri, 1u << ENDPOINT_TCP, &ep, &err));
+    listen_fd = endpoint_listen(&ep, &err);
+    g_assert_no_error(err);
+    endpoint_clear(&ep);
+    qtest_set_caps(m.src, "block", NULL);
+    qtest_migrate_start(m.src, m.uri);
+    read_then_reset(listen_fd);
+    close(listen_fd);
+
+    JsonNode *info = qtest_migrate_wait(m.src, MF_MIGRATE_TIMEOUT_MS);
+    g_test_message("source: %s", qtest_json_str(info, "error-desc"));
+    g_assert_cmpstr(qtest_json_str(info, "status"), ==, "failed");
+    mf_assert_contains(qtest_json_str(info, "error-desc"),
+                       "lost the connection to the destination before it confirmed the "
+                       "migration: Connection reset by peer; the destination may be running "
+                       "the guest, so the source guest stays stopped");
+    json_node_unref(info);
+    mf_assert_runstate(m.src, "paused");
+    mf_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/failure-reasons/channel-failure", test_channel_failure_reason);
+    g_test_add_func("/failure-reasons/connection-lost-before-ack",
+                    test_connection_lost_before_ack);
     return g_test_run();
 }

@@ -78,6 +78,9 @@ void qtest_set_params(QTestDaemon *d, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 void qtest_migrate_start(QTestDaemon *src, const char *uri);
 /* "tcp:127.0.0.1:PORT" with a free port; caller frees. */
 char *qtest_tcp_uri(void);
+/* A connected socket to URI (tcp: or unix:), as a peer a test plays by
+ * hand; the test fails if it cannot connect. */
+int qtest_connect(const char *uri);
 
 /* Disk files. */
 void qtest_disk_create(const char *path, uint64_t size);            /* sparse */

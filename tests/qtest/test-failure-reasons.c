@@ -28,38 +28,19 @@
 #define RP_MSG_ERROR 0x0100
 #define READ_TIMEOUT_MS 10000
 
-static int connect_to(const char *uri)
-{
-    GError *err = NULL;
-    Endpoint ep;
-    int fd;
-
-    g_assert_true(endpoint_parse(uri, 1u << ENDPOINT_TCP, &ep, &err));
-    fd = endpoint_connect(&ep, &err);
-    g_assert_no_error(err);
-    endpoint_clear(&ep);
-    return fd;
-}
-
 static void send_all(int fd, const void *buf, size_t len)
 {
     g_assert_cmpint(write(fd, buf, len), ==, (ssize_t)len);
 }
 
-/* The block section's setup part announcing one channel with migration
- * id ID_BYTE x 16, as a source sends it; the section stays open. */
+/* The block section's setup part announcing one channel of migration
+ * ID_BYTE x 16, as a source sends it; the section stays open. */
 static GByteArray *main_setup(guint8 id_byte)
 {
     GByteArray *b = sb_block_stream_begin();
-    guint8 id[BLK_MIG_MULTIFD_ID_LEN];
 
-    memset(id, id_byte, sizeof(id));
-    sb_put64(b, BLK_MIG_FLAG_CHANNELS);
-    sb_put32(b, 1);
-    g_byte_array_append(b, id, sizeof(id));
-    sb_put64(b, BLK_MIG_FLAG_EOS);
-    sb_put8(b, QEMU_VM_SECTION_FOOTER);
-    sb_put32(b, 0);
+    sb_put_channels(b, 1, id_byte);
+    sb_put_block_section_end(b);
     return b;
 }
 
@@ -150,10 +131,10 @@ static void test_channel_failure_reason(void)
 
     m.dst_disk = qtest_path("dst.raw");
     m.dst = mf_start_dst(&m, "dst", 16 * MIB);
-    main_fd = connect_to(m.uri);
+    main_fd = qtest_connect(m.uri);
     send_all(main_fd, setup->data, setup->len);
     json_node_unref(qtest_migrate_wait_status(m.dst, "active", MF_STATE_TIMEOUT_MS));
-    channel_fd = connect_to(m.uri);
+    channel_fd = qtest_connect(m.uri);
     send_all(channel_fd, hello->data, hello->len);
 
     error = error_before_shut(main_fd);

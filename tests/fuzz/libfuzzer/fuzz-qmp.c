@@ -180,13 +180,20 @@ static void pump(void)
 }
 
 /* Let the main context run until nothing is left to do now and no
- * migration runs (cancelled first). */
+ * migration runs (cancelled first, its thread joined: a thread still
+ * exiting when libFuzzer looks for leaks would show its GSlice
+ * magazines as one). */
 static void settle(void)
 {
     gint64 deadline = g_get_monotonic_time() + SETTLE_TIMEOUT_US;
+    bool joined = false;
 
     migration_cancel();
-    while (migration_is_active() || g_main_context_pending(NULL)) {
+    while (migration_is_active() || g_main_context_pending(NULL) || !joined) {
+        if (!migration_is_active() && !joined) {
+            migration_shutdown();
+            joined = true;
+        }
         if (g_get_monotonic_time() > deadline) {
             fprintf(stderr, "a migration or the main loop did not settle within %d s\n",
                     (int)(SETTLE_TIMEOUT_US / G_USEC_PER_SEC));

@@ -17,7 +17,7 @@ LIBBLKMIG := $(BUILD)/libblkmig.a
 # Test programs: tests/<kind>/test-*.c; each kind's other .c files are
 # shared helpers linked into every test of that kind (qtest helpers are
 # also linked into interop and fuzz tests, tests/lib into all).
-TEST_KINDS := unit qtest interop fuzz
+TEST_KINDS := unit qtest interop fuzz faults
 QTEST_HELPERS := $(filter-out tests/qtest/test-%.c,$(wildcard tests/qtest/*.c))
 # tests/lib: helpers every kind of test links (hand-built stream bytes).
 TEST_LIB_SRCS := $(wildcard tests/lib/*.c)
@@ -37,8 +37,32 @@ ALL_TESTS := $(foreach k,$(TEST_KINDS),$($(k)_TESTS))
 
 CPPFLAGS += -Iinclude -MMD -MP
 
+# libFuzzer targets: tests/fuzz/libfuzzer/fuzz-*.c, one per parser (the
+# stream loader, QMP, NBD, qcow2), with seed corpora in
+# tests/fuzz/corpus/<target>.  clang builds the library, system/ (without
+# main.c) and the test helpers again, with coverage instrumentation,
+# ASan and UBSan, under $(FUZZ_BUILD); the targets themselves link
+# libFuzzer's main.  `make fuzz FUZZ_SECONDS=N` fuzzes each target N
+# seconds (new inputs go to $(FUZZ_BUILD)/corpus/<target>, crashes to
+# $(FUZZ_BUILD)/crashes/); `make check` runs each target once over its
+# corpus (tests/fuzz/libfuzzer/corpus.sh, a TAP test).
+FUZZ_CC ?= clang
+FUZZ_BUILD := $(BUILD)/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS = $(filter-out -O2,$(CFLAGS)) -O1 -fno-omit-frame-pointer \
+              -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/libfuzzer/fuzz-*.c))
+FUZZ_TARGETS := $(patsubst tests/fuzz/libfuzzer/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
+FUZZ_LIB_SRCS := $(LIB_SRCS) $(filter-out system/main.c,$(SYS_SRCS)) $(TEST_LIB_SRCS) \
+                 $(filter-out tests/fuzz/libfuzzer/fuzz-%.c,$(wildcard tests/fuzz/libfuzzer/*.c)) \
+                 tests/fuzz/stream-fuzz-env.c tests/fuzz/stream-fuzz-load.c \
+                 tests/fuzz/stream-fuzz-map.c
+FUZZ_LIB := $(FUZZ_BUILD)/libfuzzlib.a
+FUZZ_CORPUS_TEST := tests/fuzz/libfuzzer/corpus.sh
+export FUZZ_BIN := $(abspath $(FUZZ_BUILD))
+
 .PHONY: all tests check check-unit check-qtest check-interop demo deps clean install bench asan \
-        bench-tls
+        bench-tls fuzz fuzz-targets faults
 all: $(BUILD)/config.mak $(BUILD)/blkmigd $(if $(TOOL_SRCS),$(BUILD)/blkmig)
 
 $(BUILD)/config.mak: configure
@@ -58,14 +82,15 @@ $(BUILD)/blkmigd: $(SYS_OBJS) $(LIBBLKMIG)
 $(BUILD)/blkmig: $(TOOL_OBJS) $(LIBBLKMIG)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-tests: all $(ALL_TESTS)
+tests: all $(ALL_TESTS) $(FUZZ_TARGETS)
 
 PROVE := prove --exec '' --timer
 export BLKMIGD := $(abspath $(BUILD)/blkmigd)
 
 check: deps
 	$(MAKE) tests
-	$(PROVE) $(unit_TESTS) $(qtest_TESTS) $(interop_TESTS) $(fuzz_TESTS)
+	$(PROVE) $(unit_TESTS) $(qtest_TESTS) $(interop_TESTS) $(fuzz_TESTS) $(FUZZ_CORPUS_TEST) \
+	    $(faults_TESTS)
 
 check-unit: all $(unit_TESTS)
 	$(PROVE) $(unit_TESTS)
@@ -80,6 +105,31 @@ ASAN_TESTS = $(subst $(BUILD)/,build-asan/,$(unit_TESTS) $(qtest_TESTS) $(fuzz_T
 asan: deps
 	$(MAKE) BUILD=build-asan all $(ASAN_TESTS)
 	BLKMIGD=$(abspath build-asan/blkmigd) $(PROVE) $(ASAN_TESTS)
+
+$(FUZZ_BUILD)/%.o: %.c $(BUILD)/config.mak
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+	rm -f $@
+	ar rcs $@ $^
+
+.SECONDARY: $(FUZZ_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+$(FUZZ_BUILD)/fuzz-%: $(FUZZ_BUILD)/tests/fuzz/libfuzzer/fuzz-%.o $(FUZZ_LIB)
+	$(FUZZ_CC) $(LDFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+fuzz-targets: all $(FUZZ_TARGETS)
+
+fuzz: deps
+	$(MAKE) fuzz-targets
+	tests/fuzz/libfuzzer/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Fault injection (tests/faults, as root): `make check` runs its quick
+# subset; this runs rounds of every scenario until 200 faults have hit
+# running migrations, and prints the table of outcomes.
+faults: deps
+	$(MAKE) all $(faults_TESTS)
+	$(faults_TESTS) -m slow
 
 demo: deps
 	$(MAKE) all

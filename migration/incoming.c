@@ -91,7 +91,8 @@ void migration_incoming_fail(GError *err)
         in.failure = g_steal_pointer(&err);
         recorded = true;
         if (in.f) {
-            mig_stream_shutdown(in.f);
+            /* The load stops; the reply to the source still goes out. */
+            mig_stream_shutdown_read(in.f);
         }
     }
     g_mutex_unlock(&in.lock);
@@ -204,7 +205,7 @@ static int load(MigStream *f, bool is_socket, GError **errp)
     stop = in.shutting_down || in.failure;
     g_mutex_unlock(&in.lock);
     if (stop) {
-        mig_stream_shutdown(f);
+        mig_stream_shutdown_read(f);
     }
     if (is_socket) {
         /* All we send on it are small return-path messages, and the

@@ -132,6 +132,10 @@ bool return_path_wait_ack(ReturnPath *rp, gint64 timeout_us, GError **errp)
         g_set_error(errp, MIG_ERROR, 0,
                     "destination failed to load the migration (status %u)",
                     rp->shut_status);
+    } else if (rp->ended && !mig_stream_ended(rp->in)) {
+        /* Timed out, reset, unreachable: not a destination that hung up. */
+        g_set_error(errp, MIG_ERROR, 0, "lost the connection to the destination before it "
+                    "confirmed the migration: %s", mig_stream_error_msg(rp->in));
     } else if (rp->ended) {
         g_set_error(errp, MIG_ERROR, 0,
                     "destination closed the connection without confirming the migration");

@@ -308,6 +308,14 @@ void mig_stream_shutdown(MigStream *f)
     }
 }
 
+void mig_stream_shutdown_read(MigStream *f)
+{
+    atomic_store(&f->cancelled, true);
+    if (f->is_socket) {
+        shutdown(f->fd, SHUT_RD);
+    }
+}
+
 void mig_stream_shutdown_at(MigStream *f, gint64 deadline_us)
 {
     atomic_store(&f->deadline_us, MAX(deadline_us, 1));

@@ -5,7 +5,7 @@ set -e
 
 PKGS="gcc make pkg-config perl libglib2.0-dev libjson-glib-dev libaio-dev zlib1g-dev
 libzstd-dev libxxhash-dev libgnutls28-dev gnutls-bin libnbd-dev qemu-utils nbdkit libnbd-bin
-fio socat qemu-system-x86"
+fio socat qemu-system-x86 clang libclang-rt-14-dev iproute2"
 
 missing=""
 for p in $PKGS; do

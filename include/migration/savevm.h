@@ -203,8 +203,9 @@ int savevm_refuse_subsection(MigStream *f, const char *section, GError **errp);
 
 /* Destination: the incoming migration's first failure.  Fail it with ERR
  * (taken) unless it failed already or its load has ended: the main
- * connection is shut down so its thread stops at once, and the channel
- * handlers are told (failed). */
+ * connection is shut down for reading so its thread stops at once (it
+ * still sends the source the reason), and the channel handlers are told
+ * (failed). */
 void migration_incoming_fail(GError *err);
 /* The first failure, copied to *errp (may be NULL); false when none. */
 bool migration_incoming_failed(GError **errp);

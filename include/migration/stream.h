@@ -76,6 +76,9 @@ uint64_t mig_stream_unsent_bytes(MigStream *f);
 /* Unblock a thread stuck in I/O on this stream from another thread
  * (shutdown(2) for sockets); the blocked call fails with -ECANCELED. */
 void mig_stream_shutdown(MigStream *f);
+/* The same for the reading side only: a socket can still send, so a
+ * destination whose load was stopped can tell the source why. */
+void mig_stream_shutdown_read(MigStream *f);
 /* The same once DEADLINE_US (monotonic) has passed: until then I/O goes
  * on, so a writer can finish what it began; a wait ends at the deadline.
  * Any thread. */

@@ -75,6 +75,8 @@ typedef struct FuzzEnv {
     BlockDriverState *dst[NDRIVES];
     GPtrArray *fuzzed;              /* Flavour *: those the mutation loop uses */
     bool keep_tmp;                  /* KEEP_TMP: leave the scratch files */
+    bool no_watchdog;               /* loads set no alarm (libFuzzer has
+                                     * its own -timeout on ITIMER_REAL) */
 } FuzzEnv;
 
 extern FuzzEnv env;

@@ -61,6 +61,16 @@ GByteArray *sb_block_stream_begin(void)
     return b;
 }
 
+void sb_put_channels(GByteArray *b, uint32_t n, uint8_t id_byte)
+{
+    uint8_t id[BLK_MIG_MULTIFD_ID_LEN];
+
+    memset(id, id_byte, sizeof(id));
+    sb_put64(b, BLK_MIG_FLAG_CHANNELS);
+    sb_put32(b, n);
+    g_byte_array_append(b, id, sizeof(id));
+}
+
 void sb_put_block_section_end(GByteArray *b)
 {
     sb_put64(b, BLK_MIG_FLAG_EOS);

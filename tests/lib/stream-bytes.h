@@ -21,6 +21,9 @@ void sb_put_section_start(GByteArray *b, uint32_t id, const char *idstr,
  * appended to B, or as a new array. */
 void sb_put_block_begin(GByteArray *b);
 GByteArray *sb_block_stream_begin(void);
+/* A CHANNELS record announcing N multifd channels of the migration whose
+ * id is ID_BYTE sixteen times. */
+void sb_put_channels(GByteArray *b, uint32_t n, uint8_t id_byte);
 /* EOS and the footer of section 0. */
 void sb_put_block_section_end(GByteArray *b);
 /* EOS, the footer of section 0, EOF. */

@@ -1,5 +1,5 @@
 /* The whole-daemon harness (libqtest.h): the harness's own failures, the
- * scratch directory, free ports and programs on PATH.  Daemons, QMP,
+ * scratch directory, free ports, connections and programs on PATH.  Daemons, QMP,
  * JSON paths and disk files have files of their own (qtest-*.c). */
 #include <errno.h>
 #include <ftw.h>
@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "libqtest-internal.h"
+#include "util/sockets.h"
 
 void G_GNUC_NORETURN G_GNUC_PRINTF(4, 5)
 qtest_fail_at(const char *file, int line, const char *func, const char *fmt, ...)
@@ -76,6 +77,22 @@ int qtest_free_port(void)
     }
     close(fd);
     return ntohs(addr.sin_port);
+}
+
+int qtest_connect(const char *uri)
+{
+    GError *err = NULL;
+    Endpoint ep;
+    int fd = -1;
+
+    if (endpoint_parse(uri, (1u << ENDPOINT_TCP) | (1u << ENDPOINT_UNIX), &ep, &err)) {
+        fd = endpoint_connect(&ep, &err);
+        endpoint_clear(&ep);
+    }
+    if (fd < 0) {
+        qtest_fail("cannot connect to %s: %s", uri, err->message);
+    }
+    return fd;
 }
 
 bool qtest_have_program(const char *prog)

@@ -3,7 +3,7 @@
  * tests/interop and tests/bench.  The one header of the harness, whose
  * files each have one job: libqtest.c (scratch directory, ports,
  * programs, the harness's failures), qtest-daemon.c, qtest-qmp.c,
- * qtest-json.c, qtest-disk.c. */
+ * qtest-json.c, qtest-disk.c, qtest-netns.c. */
 #ifndef TESTS_LIBQTEST_H
 #define TESTS_LIBQTEST_H
 
@@ -83,6 +83,9 @@ void qtest_set_params(QTestDaemon *d, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 void qtest_migrate_start(QTestDaemon *src, const char *uri);
 /* "tcp:127.0.0.1:PORT" with a free port; caller frees. */
 char *qtest_tcp_uri(void);
+/* A connected socket to URI (tcp: or unix:), as a peer a test plays by
+ * hand; the test fails if it cannot connect. */
+int qtest_connect(const char *uri);
 
 /* Disk files. */
 void qtest_disk_create(const char *path, uint64_t size);            /* sparse */
@@ -150,5 +153,18 @@ void qtest_disk_fill(const char *path, uint64_t size, uint64_t seed);
 /* The blkmig tool next to $BLKMIGD (the build directory), else
  * build/blkmig; caller frees. */
 char *qtest_tool_path(void);
+
+
+/* ---- Network namespaces (qtest-netns.c) ---- */
+
+/* Run the shell command FMT; true when it exits 0.  A failure's output
+ * goes to the test log. */
+bool qtest_sh(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+/* Why this process cannot make network namespaces (not root, no ip(8)),
+ * or NULL when it can. */
+const char *qtest_netns_unavailable(void);
+/* Delete the namespaces named PREFIX<pid>... whose pid no longer runs:
+ * those a killed run of a test left behind. */
+void qtest_netns_remove_stale(const char *prefix);
 
 #endif

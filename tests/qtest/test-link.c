@@ -4,10 +4,6 @@
  * both sides must report `failed` within link-timeout, naming it; a cancel
  * must read as a cancel at the destination; a destination started with
  * --incoming URI must listen again after a failure. */
-#include <errno.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -40,46 +36,6 @@ typedef struct NetNs {
 static NetNs *netns;            /* set up by the first test that needs it */
 static char *netns_skip;        /* why it cannot be, once known */
 
-/* Run the shell command FMT; true when it exits 0.  Its output goes to
- * the test log. */
-static bool G_GNUC_PRINTF(1, 2) sh(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *cmd = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_autofree char *out = NULL, *err = NULL;
-    int status = -1;
-
-    if (!g_spawn_command_line_sync(cmd, &out, &err, &status, NULL)) {
-        return false;
-    }
-    if (status != 0) {
-        g_test_message("'%s' failed: %s%s", cmd, out, err);
-    }
-    return g_spawn_check_wait_status(status, NULL);
-}
-
-/* Namespaces a killed run of this test left behind (its pid is gone). */
-static void remove_stale_namespaces(void)
-{
-    g_autofree char *out = NULL;
-    if (!g_spawn_command_line_sync("ip netns list", &out, NULL, NULL, NULL)) {
-        return;
-    }
-    g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
-    for (char **l = lines; *l; l++) {
-        if (!g_str_has_prefix(*l, NS_PREFIX)) {
-            continue;
-        }
-        long pid = strtol(*l + strlen(NS_PREFIX), NULL, 10);
-        if (pid > 0 && kill(pid, 0) < 0 && errno == ESRCH) {
-            g_autofree char *name = g_strndup(*l, strcspn(*l, " "));
-            sh("ip netns del %s", name);
-        }
-    }
-}
-
 static NetNs *netns_new(void)
 {
     NetNs *ns = g_new0(NetNs, 1);
@@ -98,7 +54,7 @@ static NetNs *netns_new(void)
 
 static void netns_free(NetNs *ns)
 {
-    sh("ip netns del %s", ns->name);     /* takes the veth pair with it */
+    qtest_sh("ip netns del %s", ns->name);     /* takes the veth pair with it */
     g_free(ns->name);
     g_free(ns->host_if);
     g_free(ns->ns_if);
@@ -110,24 +66,24 @@ static void netns_free(NetNs *ns)
 
 static bool netns_create(NetNs *ns)
 {
-    return sh("ip netns add %s", ns->name) &&
-           sh("ip link add %s type veth peer name %s", ns->host_if, ns->ns_if) &&
-           sh("ip link set %s netns %s", ns->ns_if, ns->name) &&
-           sh("ip addr add %s/30 dev %s", ns->host_addr, ns->host_if) &&
-           sh("ip link set %s up", ns->host_if) &&
-           sh("%s ip addr add %s/30 dev %s", ns->prefix, ns->ns_addr, ns->ns_if) &&
-           sh("%s ip link set %s up", ns->prefix, ns->ns_if) &&
-           sh("%s ip link set lo up", ns->prefix);
+    return qtest_sh("ip netns add %s", ns->name) &&
+           qtest_sh("ip link add %s type veth peer name %s", ns->host_if, ns->ns_if) &&
+           qtest_sh("ip link set %s netns %s", ns->ns_if, ns->name) &&
+           qtest_sh("ip addr add %s/30 dev %s", ns->host_addr, ns->host_if) &&
+           qtest_sh("ip link set %s up", ns->host_if) &&
+           qtest_sh("%s ip addr add %s/30 dev %s", ns->prefix, ns->ns_addr, ns->ns_if) &&
+           qtest_sh("%s ip link set %s up", ns->prefix, ns->ns_if) &&
+           qtest_sh("%s ip link set lo up", ns->prefix);
 }
 
 /* The namespace, or NULL after a TAP skip that says why there is none. */
 static NetNs *need_netns(void)
 {
     if (!netns && !netns_skip) {
-        if (geteuid() != 0 || !qtest_have_program("ip")) {
-            netns_skip = g_strdup("a network namespace needs root and ip(8)");
+        if (qtest_netns_unavailable()) {
+            netns_skip = g_strdup(qtest_netns_unavailable());
         } else {
-            remove_stale_namespaces();
+            qtest_netns_remove_stale(NS_PREFIX);
             netns = netns_new();
             if (!netns_create(netns)) {
                 netns_free(g_steal_pointer(&netns));
@@ -144,7 +100,7 @@ static NetNs *need_netns(void)
 
 static void link_set(NetNs *ns, bool up)
 {
-    g_assert_true(sh("ip link set %s %s", ns->host_if, up ? "up" : "down"));
+    g_assert_true(qtest_sh("ip link set %s %s", ns->host_if, up ? "up" : "down"));
 }
 
 /* ---- daemons and migrations ---- */

@@ -15,7 +15,6 @@
 #include "util/bswap.h"
 #include "../lib/stream-bytes.h"
 #include "../lib/stream-decode.h"
-#include "util/sockets.h"
 
 #define CHUNK MIB
 
@@ -235,19 +234,6 @@ static Hostile handshake(const char *name, uint32_t magic, uint32_t version, uin
     return h;
 }
 
-static int connect_to(const char *uri)
-{
-    GError *err = NULL;
-    Endpoint ep;
-    int fd;
-
-    g_assert_true(endpoint_parse(uri, 1u << ENDPOINT_TCP, &ep, &err));
-    fd = endpoint_connect(&ep, &err);
-    g_assert_no_error(err);
-    endpoint_clear(&ep);
-    return fd;
-}
-
 static void check_hostile(const Hostile *h)
 {
     Migration m = { .uri = qtest_tcp_uri() };
@@ -255,7 +241,7 @@ static void check_hostile(const Hostile *h)
     m.src_disk = g_strdup("");
     m.dst = mf_start_dst(&m, "dst", 16 * MIB);
 
-    int fd = connect_to(m.uri);
+    int fd = qtest_connect(m.uri);
     g_assert_cmpint(write(fd, h->bytes, h->len), ==, (ssize_t)h->len);
     shutdown(fd, SHUT_WR);
     JsonNode *info = qtest_migrate_wait(m.dst, MF_STATE_TIMEOUT_MS);
@@ -301,17 +287,11 @@ static void test_hostile_connections(void)
 static GByteArray *main_setup(unsigned n, guint8 id_byte)
 {
     GByteArray *b = sb_block_stream_begin();
-    guint8 id[BLK_MIG_MULTIFD_ID_LEN];
 
-    memset(id, id_byte, sizeof(id));
     if (n) {
-        sb_put64(b, BLK_MIG_FLAG_CHANNELS);
-        sb_put32(b, n);
-        g_byte_array_append(b, id, sizeof(id));
+        sb_put_channels(b, n, id_byte);
     }
-    sb_put64(b, BLK_MIG_FLAG_EOS);
-    sb_put8(b, QEMU_VM_SECTION_FOOTER);
-    sb_put32(b, 0);
+    sb_put_block_section_end(b);
     return b;
 }
 
@@ -342,21 +322,21 @@ static void check_conversation(const Conversation *c)
     m.src_disk = g_strdup("");
     m.dst = mf_start_dst(&m, "dst", 16 * MIB);
     for (size_t i = 0; i < c->nchannels && c->channels_first; i++) {
-        fds[i + 1] = connect_to(m.uri);
+        fds[i + 1] = qtest_connect(m.uri);
         g_assert_cmpint(write(fds[i + 1], c->channels[i].bytes, c->channels[i].len), ==,
                         (ssize_t)c->channels[i].len);
     }
     if (c->channels_first) {
         g_usleep(200 * 1000);
     }
-    fds[0] = connect_to(m.uri);
+    fds[0] = qtest_connect(m.uri);
     g_assert_cmpint(write(fds[0], setup->data, setup->len), ==, (ssize_t)setup->len);
     /* Otherwise the destination takes the main connection first. */
     for (size_t i = 0; i < c->nchannels && !c->channels_first; i++) {
         if (i == 0) {
             json_node_unref(qtest_migrate_wait_status(m.dst, "active", MF_STATE_TIMEOUT_MS));
         }
-        fds[i + 1] = connect_to(m.uri);
+        fds[i + 1] = qtest_connect(m.uri);
         g_assert_cmpint(write(fds[i + 1], c->channels[i].bytes, c->channels[i].len), ==,
                         (ssize_t)c->channels[i].len);
     }

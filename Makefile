@@ -38,7 +38,7 @@ ALL_TESTS := $(foreach k,$(TEST_KINDS),$($(k)_TESTS))
 CPPFLAGS += -Iinclude -MMD -MP
 
 .PHONY: all tests check check-unit check-qtest check-interop demo deps clean install bench asan \
-        bench-tls
+        bench-tls bench-converge
 all: $(BUILD)/config.mak $(BUILD)/blkmigd $(if $(TOOL_SRCS),$(BUILD)/blkmig)
 
 $(BUILD)/config.mak: configure
@@ -88,6 +88,12 @@ demo: deps
 bench: deps
 	$(MAKE) all
 	tests/bench/run.sh
+
+# A write-heavy guest (fio through NBD) during a migration, per copy mode,
+# against QEMU's write-blocking drive-mirror (tests/bench/converge.sh).
+bench-converge: deps
+	$(MAKE) all
+	tests/bench/converge.sh
 
 # What TLS costs on loopback (plain vs x509 vs PSK sessions, 1 MiB writes).
 # Unlike the helpers run.sh builds on its own, it links libblkmig.

@@ -7,10 +7,11 @@
  * (write-blocking), after which the limits no longer apply: that mode
  * finishes whatever the guest does.
  *
- * Progress is the amount left to send falling to a new low, by at least
- * what the migration sends in a second: with a guest that writes faster
- * than the link, what is left swings by tens of MiB as the guest's own
- * speed varies, and such a swing is no progress. */
+ * Progress is the amount the switchover would have to move (left to send,
+ * and sent but not yet durable at the destination) falling to a new low,
+ * by at least what the migration moves in a second: with a guest that
+ * writes faster than the link, what is left swings by tens of MiB as the
+ * guest's own speed varies, and such a swing is no progress. */
 #include "migration/options.h"
 #include "migration-internal.h"
 
@@ -68,7 +69,7 @@ static bool fail(const MigLimits *l, const char *which, const MigrationParameter
     if (g_str_equal(which, "progress-timeout")) {
         g_set_error(errp, MIG_ERROR, MIG_ERROR_TIMEOUT,
                     "migration made no progress for %" G_GUINT64_FORMAT " s (progress-timeout): "
-                    "what is left to send has not fallen a second's sending below the "
+                    "what is left to move has not fallen a second's sending below the "
                     "%.1f MiB of %.1f s ago; now %s",
                     p->progress_timeout, l->least / MIB, (now - l->least_us) / 1e6, numbers);
     } else {

@@ -43,7 +43,8 @@ typedef struct MigLimits {
     bool switched;              /* the limits no longer apply */
 } MigLimits;
 void mig_limits_start(MigLimits *l);
-/* PENDING bytes are left to send now, RATE bytes go per second.  False
+/* PENDING bytes are left for the switchover to move now (to send, or to
+ * make durable at the destination), RATE bytes go per second.  False
  * with *errp (code MIG_ERROR_TIMEOUT) when a limit ran out and the
  * migration is to fail; with timeout-action write-blocking the mode
  * changes and it goes on. */

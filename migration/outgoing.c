@@ -69,6 +69,7 @@ typedef struct MigrationRun {
     gint64 window_start_us;
     uint64_t window_start_processed;
     MigLimits limits;
+    uint64_t switchover_bytes;  /* as the last round saw it */
     bool vm_stopped;
     bool was_running;
     gint64 stop_us;
@@ -252,6 +253,7 @@ static bool ready_to_switch(MigrationRun *run, bool bulk_done, uint64_t downtime
     uint64_t pending = switchover_bytes(run);
     uint64_t bandwidth = run->bandwidth;
 
+    run->switchover_bytes = pending;
     update_dest_rate(run);
     if (run->dest_rate && run->dest_rate < bandwidth) {
         bandwidth = run->dest_rate;
@@ -312,7 +314,9 @@ static bool run_iterations(MigrationRun *run, GError **errp)
         if (ready_to_switch(run, ret == 1, params.downtime_limit)) {
             return true;
         }
-        if (!mig_limits_check(&run->limits, savevm_state_pending(), run->bandwidth, errp)) {
+        if (!mig_limits_check(&run->limits, run->switchover_bytes,
+                              MIN(run->bandwidth, run->dest_rate ? run->dest_rate : UINT64_MAX),
+                              errp)) {
             return false;
         }
     }

@@ -236,7 +236,8 @@ static void test_auto_converge(void)
     qtest_migrate_start(m.src, m.uri);
     for (;;) {
         info = qtest_query_migrate(m.src);
-        bool active = !strcmp(qtest_json_str(info, "status"), "active");
+        const char *status = qtest_json_str(info, "status");
+        bool active = g_str_equal(status, "setup") || g_str_equal(status, "active");
         if (qtest_json_get(info, "cpu-throttle-percentage")) {
             most = MAX(most, qtest_json_int(info, "cpu-throttle-percentage"));
         }

@@ -62,7 +62,7 @@ FUZZ_CORPUS_TEST := tests/fuzz/libfuzzer/corpus.sh
 export FUZZ_BIN := $(abspath $(FUZZ_BUILD))
 
 .PHONY: all tests check check-unit check-qtest check-interop demo deps clean install bench asan \
-        bench-tls fuzz fuzz-targets faults
+        bench-tls bench-converge fuzz fuzz-targets faults
 all: $(BUILD)/config.mak $(BUILD)/blkmigd $(if $(TOOL_SRCS),$(BUILD)/blkmig)
 
 $(BUILD)/config.mak: configure
@@ -138,6 +138,12 @@ demo: deps
 bench: deps
 	$(MAKE) all
 	tests/bench/run.sh
+
+# A write-heavy guest (fio through NBD) during a migration, per copy mode,
+# against QEMU's write-blocking drive-mirror (tests/bench/converge.sh).
+bench-converge: deps
+	$(MAKE) all
+	tests/bench/converge.sh
 
 # What TLS costs on loopback (plain vs x509 vs PSK sessions, 1 MiB writes).
 # Unlike the helpers run.sh builds on its own, it links libblkmig.

@@ -44,6 +44,9 @@ struct BlockDriverState {
     GRWLock bitmaps_lock;   /* protects dirty_bitmaps (the list) */
     GList *dirty_bitmaps;   /* of DirtyBitmap */
 
+    GRWLock notifiers_lock; /* held shared while notifiers run */
+    GList *write_notifiers; /* of BdrvWriteNotifier (write-notifier.c) */
+
     BdrvCreatedFile created;    /* create.c: the file this drive's open made */
 };
 
@@ -87,5 +90,8 @@ void bdrv_create_undo(const char *path, BdrvCreatedFile *made);
 void bdrv_dirty_bitmaps_mark(BlockDriverState *bs, uint64_t off, uint64_t len);
 /* dirty-bitmap.c: release every bitmap still attached (drive closing). */
 void bdrv_release_all_dirty_bitmaps(BlockDriverState *bs);
+/* write-notifier.c: a write to [off, off+len) of BS succeeded: mark the
+ * dirty bitmaps, then run the write notifiers. */
+void bdrv_write_done(BlockDriverState *bs, uint64_t off, uint64_t len);
 
 #endif

@@ -1,6 +1,6 @@
 /* Block-layer requests on any node: range checks, the O_DIRECT bounce and
- * read-modify-write for cache=none, and dirty-bitmap marking after a write
- * succeeded.  Format drivers reach their protocol nodes through the same
+ * read-modify-write for cache=none, and dirty-bitmap marking and write
+ * notifiers after a write succeeded.  Format drivers reach their protocol nodes through the same
  * calls. */
 #include "block/block.h"
 
@@ -178,7 +178,7 @@ int bdrv_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len,
         ret = cache_none_pwrite(bs, off, buf, len, flags);
     }
     if (ret == 0) {
-        bdrv_dirty_bitmaps_mark(bs, off, len);
+        bdrv_write_done(bs, off, len);
     }
     return ret;
 }
@@ -242,7 +242,7 @@ int bdrv_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int fla
         ret = cache_none_pwrite_zeroes(bs, off, len, flags);
     }
     if (ret == 0) {
-        bdrv_dirty_bitmaps_mark(bs, off, len);
+        bdrv_write_done(bs, off, len);
     }
     return ret;
 }
@@ -260,7 +260,7 @@ int bdrv_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
     ret = bs->drv->discard(bs, off, len);
     g_rw_lock_reader_unlock(&bs->rmw_lock);
     if (ret == 0) {
-        bdrv_dirty_bitmaps_mark(bs, off, len);
+        bdrv_write_done(bs, off, len);
     }
     return ret;
 }

@@ -83,6 +83,7 @@ static BlockDriverState *node_new(const BlockOptions *opts, const BlockDriver *d
     bs->buf_align = bs->align;
     g_rw_lock_init(&bs->rmw_lock);
     g_rw_lock_init(&bs->bitmaps_lock);
+    g_rw_lock_init(&bs->notifiers_lock);
     return bs;
 }
 
@@ -90,6 +91,7 @@ static void node_free(BlockDriverState *bs)
 {
     g_rw_lock_clear(&bs->rmw_lock);
     g_rw_lock_clear(&bs->bitmaps_lock);
+    g_rw_lock_clear(&bs->notifiers_lock);
     g_free(bs->opaque);
     g_free(bs->id);
     g_free(bs->filename);

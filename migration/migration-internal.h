@@ -45,6 +45,23 @@ void savevm_put_vmdesc(MigStream *f);
  * (read and ignored); anything else fails. */
 int savevm_load_vmdesc(MigStream *f, GError **errp);
 
+/* limits.c: progress-timeout, completion-timeout and timeout-action of
+ * the outgoing migration (migration thread). */
+typedef struct MigLimits {
+    gint64 start_us;
+    uint64_t least;             /* left to send at the last progress */
+    gint64 least_us;            /* ...seen then */
+    bool have_least;
+    bool switched;              /* the limits no longer apply */
+} MigLimits;
+void mig_limits_start(MigLimits *l);
+/* PENDING bytes are left for the switchover to move now (to send, or to
+ * make durable at the destination), RATE bytes go per second.  False
+ * with *errp (code MIG_ERROR_TIMEOUT) when a limit ran out and the
+ * migration is to fail; with timeout-action write-blocking the mode
+ * changes and it goes on. */
+bool mig_limits_check(MigLimits *l, uint64_t pending, uint64_t rate, GError **errp);
+
 /* channel.c: opening the transport named by a migration URI. */
 typedef enum { MIG_CHANNEL_SOCKET, MIG_CHANNEL_FILE } MigChannelKind;
 /* Connects (tcp:, unix:) or creates/truncates (file:); returns an fd. */

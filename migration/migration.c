@@ -11,6 +11,8 @@ static GMutex hooks_lock;
 static MigrationVmOps vm_ops;
 static MigrationStatusListener status_listener;
 static void *status_listener_opaque;
+static MigrationPassListener pass_listener;
+static void *pass_listener_opaque;
 
 const char *mig_status_name(MigrationStatus s)
 {
@@ -54,6 +56,28 @@ void migration_set_status_listener(MigrationStatusListener cb, void *opaque)
     status_listener = cb;
     status_listener_opaque = opaque;
     g_mutex_unlock(&hooks_lock);
+}
+
+void migration_set_pass_listener(MigrationPassListener cb, void *opaque)
+{
+    g_mutex_lock(&hooks_lock);
+    pass_listener = cb;
+    pass_listener_opaque = opaque;
+    g_mutex_unlock(&hooks_lock);
+}
+
+void migration_notify_pass(uint64_t pass)
+{
+    MigrationPassListener cb;
+    void *opaque;
+
+    g_mutex_lock(&hooks_lock);
+    cb = pass_listener;
+    opaque = pass_listener_opaque;
+    g_mutex_unlock(&hooks_lock);
+    if (cb) {
+        cb(pass, opaque);
+    }
 }
 
 static bool status_is_final(MigrationStatus status)

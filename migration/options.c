@@ -16,6 +16,17 @@ static const char *const cap_names[MIG_CAP__MAX] = {
     [MIG_CAP_QEMU_COMPAT] = "qemu-compat",
     [MIG_CAP_MULTIFD] = "multifd",
     [MIG_CAP_COMPRESS] = "compress",
+    [MIG_CAP_AUTO_CONVERGE] = "auto-converge",
+};
+
+static const char *const copy_mode_names[MIG_COPY_MODE__MAX] = {
+    [MIG_COPY_MODE_BACKGROUND] = "background",
+    [MIG_COPY_MODE_WRITE_BLOCKING] = "write-blocking",
+};
+
+static const char *const timeout_action_names[MIG_TIMEOUT_ACTION__MAX] = {
+    [MIG_TIMEOUT_ACTION_CANCEL] = "cancel",
+    [MIG_TIMEOUT_ACTION_WRITE_BLOCKING] = "write-blocking",
 };
 
 static const char *const compress_algorithm_names[MIG_COMPRESS__MAX] = {
@@ -37,39 +48,70 @@ static MigrationParameters params = {
     .compress_algorithm = MIG_COMPRESS_ZSTD,
     .max_inflight = MIG_DEFAULT_MAX_INFLIGHT,
     .link_timeout = MIG_DEFAULT_LINK_TIMEOUT,
+    .block_copy_mode = MIG_COPY_MODE_BACKGROUND,
+    .timeout_action = MIG_TIMEOUT_ACTION_CANCEL,
+    .cpu_throttle_initial = MIG_DEFAULT_CPU_THROTTLE_INITIAL,
+    .cpu_throttle_increment = MIG_DEFAULT_CPU_THROTTLE_INCREMENT,
+    .max_cpu_throttle = MIG_DEFAULT_MAX_CPU_THROTTLE,
+    .throttle_trigger_threshold = MIG_DEFAULT_THROTTLE_TRIGGER_THRESHOLD,
 };
 
 /* The TLS parameters, "" when unset; options_lock. */
 static char *tls_param[3];
+/* NAMES[i] for I below N, else NULL; the index of NAME, else -1. */
+static const char *enum_name(const char *const *names, int n, int i)
+{
+    return i >= 0 && i < n ? names[i] : NULL;
+}
+
+static int enum_from_name(const char *const *names, int n, const char *name)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+const char *mig_copy_mode_name(MigrationCopyMode mode)
+{
+    return enum_name(copy_mode_names, MIG_COPY_MODE__MAX, mode);
+}
+
+int mig_copy_mode_from_name(const char *name)
+{
+    return enum_from_name(copy_mode_names, MIG_COPY_MODE__MAX, name);
+}
+
+const char *mig_timeout_action_name(MigrationTimeoutAction action)
+{
+    return enum_name(timeout_action_names, MIG_TIMEOUT_ACTION__MAX, action);
+}
+
+int mig_timeout_action_from_name(const char *name)
+{
+    return enum_from_name(timeout_action_names, MIG_TIMEOUT_ACTION__MAX, name);
+}
 
 const char *mig_compress_algorithm_name(MigrationCompressAlgorithm algo)
 {
-    return (unsigned)algo < MIG_COMPRESS__MAX ? compress_algorithm_names[algo] : NULL;
+    return enum_name(compress_algorithm_names, MIG_COMPRESS__MAX, algo);
 }
 
 int mig_compress_algorithm_from_name(const char *name)
 {
-    for (int i = 0; i < MIG_COMPRESS__MAX; i++) {
-        if (strcmp(name, compress_algorithm_names[i]) == 0) {
-            return i;
-        }
-    }
-    return -1;
+    return enum_from_name(compress_algorithm_names, MIG_COMPRESS__MAX, name);
 }
 
 const char *mig_cap_name(MigrationCapability cap)
 {
-    return (unsigned)cap < MIG_CAP__MAX ? cap_names[cap] : NULL;
+    return enum_name(cap_names, MIG_CAP__MAX, cap);
 }
 
 int mig_cap_from_name(const char *name)
 {
-    for (int i = 0; i < MIG_CAP__MAX; i++) {
-        if (strcmp(name, cap_names[i]) == 0) {
-            return i;
-        }
-    }
-    return -1;
+    return enum_from_name(cap_names, MIG_CAP__MAX, name);
 }
 
 /* Set while the block capability / block-incremental is on for one
@@ -203,6 +245,45 @@ static bool params_check_engine(const MigrationParametersUpdate *u, GError **err
     return true;
 }
 
+/* What makes a migration finish: copy mode, timeouts, auto-converge. */
+static bool params_check_convergence(const MigrationParametersUpdate *u, GError **errp)
+{
+    const struct {
+        bool has;
+        uint64_t value, min, max;
+        const char *name, *unit;
+    } ranges[] = {
+        { u->has_progress_timeout, u->p.progress_timeout, 0, MIG_MAX_TIMEOUT,
+          "progress-timeout", " seconds" },
+        { u->has_completion_timeout, u->p.completion_timeout, 0, MIG_MAX_TIMEOUT,
+          "completion-timeout", " seconds" },
+        { u->has_cpu_throttle_initial, u->p.cpu_throttle_initial, 1, 99,
+          "cpu-throttle-initial", "" },
+        { u->has_cpu_throttle_increment, u->p.cpu_throttle_increment, 1, 99,
+          "cpu-throttle-increment", "" },
+        { u->has_max_cpu_throttle, u->p.max_cpu_throttle, 1, 99, "max-cpu-throttle", "" },
+        { u->has_throttle_trigger_threshold, u->p.throttle_trigger_threshold, 1, 100,
+          "throttle-trigger-threshold", "" },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(ranges); i++) {
+        if (ranges[i].has && (ranges[i].value < ranges[i].min || ranges[i].value > ranges[i].max)) {
+            return range_error(errp, ranges[i].name, ranges[i].min, ranges[i].max, ranges[i].unit);
+        }
+    }
+    if (u->has_block_copy_mode && (unsigned)u->p.block_copy_mode >= MIG_COPY_MODE__MAX) {
+        g_set_error(errp, MIG_ERROR, 0,
+                    "Parameter 'block-copy-mode' expects 'background' or 'write-blocking'");
+        return false;
+    }
+    if (u->has_timeout_action && (unsigned)u->p.timeout_action >= MIG_TIMEOUT_ACTION__MAX) {
+        g_set_error(errp, MIG_ERROR, 0,
+                    "Parameter 'timeout-action' expects 'cancel' or 'write-blocking'");
+        return false;
+    }
+    return true;
+}
+
 static bool params_check(const MigrationParametersUpdate *u, GError **errp)
 {
     if (u->has_max_bandwidth && u->p.max_bandwidth > INT64_MAX) {
@@ -227,15 +308,12 @@ static bool params_check(const MigrationParametersUpdate *u, GError **errp)
             return false;
         }
     }
-    return params_check_engine(u, errp);
+    return params_check_engine(u, errp) && params_check_convergence(u, errp);
 }
 
-bool mig_params_apply(const MigrationParametersUpdate *u, GError **errp)
+/* options_lock held: QEMU's own parameters and the engine's. */
+static void apply_engine_locked(const MigrationParametersUpdate *u)
 {
-    if (!params_check(u, errp)) {
-        return false;
-    }
-    g_mutex_lock(&options_lock);
     if (u->has_max_bandwidth) {
         params.max_bandwidth = u->p.max_bandwidth;
     }
@@ -267,6 +345,45 @@ bool mig_params_apply(const MigrationParametersUpdate *u, GError **errp)
         params.block_incremental = u->p.block_incremental;
     }
     tls_params_apply_locked(u);
+}
+
+/* options_lock held: what makes a migration finish. */
+static void apply_convergence_locked(const MigrationParametersUpdate *u)
+{
+    if (u->has_block_copy_mode) {
+        params.block_copy_mode = u->p.block_copy_mode;
+    }
+    if (u->has_progress_timeout) {
+        params.progress_timeout = u->p.progress_timeout;
+    }
+    if (u->has_completion_timeout) {
+        params.completion_timeout = u->p.completion_timeout;
+    }
+    if (u->has_timeout_action) {
+        params.timeout_action = u->p.timeout_action;
+    }
+    if (u->has_cpu_throttle_initial) {
+        params.cpu_throttle_initial = u->p.cpu_throttle_initial;
+    }
+    if (u->has_cpu_throttle_increment) {
+        params.cpu_throttle_increment = u->p.cpu_throttle_increment;
+    }
+    if (u->has_max_cpu_throttle) {
+        params.max_cpu_throttle = u->p.max_cpu_throttle;
+    }
+    if (u->has_throttle_trigger_threshold) {
+        params.throttle_trigger_threshold = u->p.throttle_trigger_threshold;
+    }
+}
+
+bool mig_params_apply(const MigrationParametersUpdate *u, GError **errp)
+{
+    if (!params_check(u, errp)) {
+        return false;
+    }
+    g_mutex_lock(&options_lock);
+    apply_engine_locked(u);
+    apply_convergence_locked(u);
     g_mutex_unlock(&options_lock);
     return true;
 }

@@ -68,6 +68,8 @@ typedef struct MigrationRun {
     bool in_dirty_phase;
     gint64 window_start_us;
     uint64_t window_start_processed;
+    MigLimits limits;
+    uint64_t switchover_bytes;  /* as the last round saw it */
     bool vm_stopped;
     bool was_running;
     gint64 stop_us;
@@ -260,6 +262,7 @@ static bool ready_to_switch(MigrationRun *run, bool bulk_done, uint64_t downtime
     uint64_t pending = switchover_bytes(run);
     uint64_t bandwidth = run->bandwidth;
 
+    run->switchover_bytes = pending;
     update_dest_rate(run);
     if (run->dest_rate && run->dest_rate < bandwidth) {
         bandwidth = run->dest_rate;
@@ -300,6 +303,7 @@ static bool run_iterations(MigrationRun *run, GError **errp)
     mig_params_get(&params);
     run->bandwidth = params.max_bandwidth;
     start_bandwidth_window(run);
+    mig_limits_start(&run->limits);
     for (;;) {
         uint64_t max_bytes;
         int ret;
@@ -319,6 +323,11 @@ static bool run_iterations(MigrationRun *run, GError **errp)
         if (ready_to_switch(run, ret == 1, params.downtime_limit)) {
             return true;
         }
+        if (!mig_limits_check(&run->limits, run->switchover_bytes,
+                              MIN(run->bandwidth, run->dest_rate ? run->dest_rate : UINT64_MAX),
+                              errp)) {
+            return false;
+        }
     }
 }
 
@@ -330,6 +339,8 @@ static bool run_switchover(MigrationRun *run, GError **errp)
         return set_cancelled_error(errp);
     }
     run->was_running = ops.guest_is_running && ops.guest_is_running(ops.opaque);
+    /* Guest writes must not wait for this thread while it stops them. */
+    savevm_state_stopping();
     if (ops.stop_for_switchover) {
         ops.stop_for_switchover(ops.opaque);
     }
@@ -415,19 +426,21 @@ static char *unsure_outcome_text(char *error_desc)
     return text;
 }
 
-/* A cancel that stopped the thread at a section boundary (ERR says so):
- * tell a blkmig destination, and give it until the cancel deadline to
- * answer, so that the multifd channels close only after it read why. */
+/* A cancel, or a limit that ran out, stopped the thread at a section
+ * boundary (ERR says so): tell a blkmig destination, and give it until
+ * the cancel deadline to answer, so that the multifd channels close only
+ * after it read why. */
 static void announce_cancel(MigrationRun *run, GError *err)
 {
+    bool timeout = g_error_matches(err, MIG_ERROR, MIG_ERROR_TIMEOUT);
     gint64 deadline;
     bool announce;
 
     g_mutex_lock(&out.lock);
     announce = out.announce_cancel;
-    deadline = out.cancel_deadline_us;
+    deadline = timeout ? g_get_monotonic_time() + CANCEL_GRACE_US : out.cancel_deadline_us;
     g_mutex_unlock(&out.lock);
-    if (!announce || !g_error_matches(err, MIG_ERROR, MIG_ERROR_CANCELLED) ||
+    if (!announce || !(timeout || g_error_matches(err, MIG_ERROR, MIG_ERROR_CANCELLED)) ||
         savevm_state_cancel(run->f) < 0 || !run->rp) {
         return;
     }
@@ -452,7 +465,7 @@ static void run_finish(MigrationRun *run, bool ok, GError *err)
     if (error_desc) {
         g_warning("migration failed: %s", error_desc);
     }
-    if (cancelled) {
+    if (cancelled || g_error_matches(err, MIG_ERROR, MIG_ERROR_TIMEOUT)) {
         announce_cancel(run, err);
     }
     release_channel(run);

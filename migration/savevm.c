@@ -247,6 +247,18 @@ void savevm_state_query(MigrationInfo *info)
     }
 }
 
+void savevm_state_stopping(void)
+{
+    g_autoptr(GPtrArray) list = entries();
+
+    for (guint i = 0; i < list->len; i++) {
+        SaveStateEntry *se = list->pdata[i];
+        if (se->in_migration && se->ops.save_stopping) {
+            se->ops.save_stopping(se->opaque);
+        }
+    }
+}
+
 int savevm_state_complete(MigStream *f, GError **errp)
 {
     g_autoptr(GPtrArray) list = entries();

@@ -108,22 +108,36 @@ static bool param_u64(JsonObject *args, const char *name, bool *has, uint64_t *o
     return true;
 }
 
-/* compress-algorithm: "zstd" or "zlib". */
-static bool param_algorithm(JsonObject *args, MigrationParametersUpdate *u, GError **errp)
+/* A present member NAME must be a string FROM_NAME knows (else the error
+ * says it expects EXPECTED). */
+static bool param_enum(JsonObject *args, const char *name, int (*from_name)(const char *),
+                       const char *expected, bool *has, int *out, GError **errp)
 {
-    JsonNode *node = json_object_get_member(args, "compress-algorithm");
+    JsonNode *node = json_object_get_member(args, name);
     if (!node) {
         return true;
     }
-    int algo = JSON_NODE_HOLDS_VALUE(node) &&
-               json_node_get_value_type(node) == G_TYPE_STRING
-               ? mig_compress_algorithm_from_name(json_node_get_string(node)) : -1;
-    if (algo < 0) {
-        qmp_set_error(errp, QMP_ERR_GENERIC,
-                      "Parameter 'compress-algorithm' expects 'zstd' or 'zlib'");
+    int value = JSON_NODE_HOLDS_VALUE(node) &&
+                json_node_get_value_type(node) == G_TYPE_STRING
+                ? from_name(json_node_get_string(node)) : -1;
+    if (value < 0) {
+        qmp_set_error(errp, QMP_ERR_GENERIC, "Parameter '%s' expects %s", name, expected);
         return false;
     }
-    u->has_compress_algorithm = true;
+    *has = true;
+    *out = value;
+    return true;
+}
+
+/* compress-algorithm: "zstd" or "zlib". */
+static bool param_algorithm(JsonObject *args, MigrationParametersUpdate *u, GError **errp)
+{
+    int algo = 0;
+
+    if (!param_enum(args, "compress-algorithm", mig_compress_algorithm_from_name,
+                    "'zstd' or 'zlib'", &u->has_compress_algorithm, &algo, errp)) {
+        return false;
+    }
     u->p.compress_algorithm = (MigrationCompressAlgorithm)algo;
     return true;
 }
@@ -156,6 +170,41 @@ static bool parse_tls_params(JsonObject *args, MigrationParametersUpdate *u, GEr
            param_str(args, "tls-authz", &u->tls_authz, errp);
 }
 
+/* block-copy-mode and timeout-action. */
+static bool param_modes(JsonObject *args, MigrationParametersUpdate *u, GError **errp)
+{
+    int mode = 0, action = 0;
+
+    if (!param_enum(args, "block-copy-mode", mig_copy_mode_from_name,
+                    "'background' or 'write-blocking'", &u->has_block_copy_mode, &mode, errp) ||
+        !param_enum(args, "timeout-action", mig_timeout_action_from_name,
+                    "'cancel' or 'write-blocking'", &u->has_timeout_action, &action, errp)) {
+        return false;
+    }
+    u->p.block_copy_mode = (MigrationCopyMode)mode;
+    u->p.timeout_action = (MigrationTimeoutAction)action;
+    return true;
+}
+
+/* What makes a migration finish: copy mode, timeouts, auto-converge. */
+static bool parse_convergence_params(JsonObject *args, MigrationParametersUpdate *u,
+                                     GError **errp)
+{
+    return param_modes(args, u, errp) &&
+           param_u64(args, "progress-timeout", &u->has_progress_timeout,
+                     &u->p.progress_timeout, errp) &&
+           param_u64(args, "completion-timeout", &u->has_completion_timeout,
+                     &u->p.completion_timeout, errp) &&
+           param_u64(args, "cpu-throttle-initial", &u->has_cpu_throttle_initial,
+                     &u->p.cpu_throttle_initial, errp) &&
+           param_u64(args, "cpu-throttle-increment", &u->has_cpu_throttle_increment,
+                     &u->p.cpu_throttle_increment, errp) &&
+           param_u64(args, "max-cpu-throttle", &u->has_max_cpu_throttle,
+                     &u->p.max_cpu_throttle, errp) &&
+           param_u64(args, "throttle-trigger-threshold", &u->has_throttle_trigger_threshold,
+                     &u->p.throttle_trigger_threshold, errp);
+}
+
 /* The migration engine's parameters (multifd, compression, read pipeline,
  * link timeout). */
 static bool parse_engine_params(JsonObject *args, MigrationParametersUpdate *u, GError **errp)
@@ -186,18 +235,37 @@ static JsonNode *migrate_set_parameters(JsonObject *args, GError **errp)
     if (!qmp_args_only(args, errp, "max-bandwidth", "downtime-limit", "dirty-granularity",
                        "block-incremental", "multifd-channels", "compress-level",
                        "compress-zstd-level", "compress-algorithm", "max-inflight",
-                       "link-timeout", "tls-creds", "tls-hostname", "tls-authz", NULL) ||
+                       "link-timeout", "tls-creds", "tls-hostname", "tls-authz",
+                       "block-copy-mode", "progress-timeout", "completion-timeout",
+                       "timeout-action", "cpu-throttle-initial", "cpu-throttle-increment",
+                       "max-cpu-throttle", "throttle-trigger-threshold", NULL) ||
         !param_u64(args, "max-bandwidth", &u.has_max_bandwidth, &u.p.max_bandwidth, errp) ||
         !param_u64(args, "downtime-limit", &u.has_downtime_limit, &u.p.downtime_limit, errp) ||
         !param_u64(args, "dirty-granularity", &u.has_dirty_granularity,
                    &u.p.dirty_granularity, errp) ||
         !param_bool(args, "block-incremental", &u.has_block_incremental,
                     &u.p.block_incremental, errp) ||
-        !parse_engine_params(args, &u, errp) || !parse_tls_params(args, &u, errp)) {
+        !parse_engine_params(args, &u, errp) || !parse_tls_params(args, &u, errp) ||
+        !parse_convergence_params(args, &u, errp)) {
         return NULL;
     }
     mig_params_apply(&u, errp);
     return NULL;
+}
+
+static void add_convergence_params(JsonObject *obj, const MigrationParameters *p)
+{
+    json_object_set_string_member(obj, "block-copy-mode", mig_copy_mode_name(p->block_copy_mode));
+    json_object_set_int_member(obj, "progress-timeout", (gint64)p->progress_timeout);
+    json_object_set_int_member(obj, "completion-timeout", (gint64)p->completion_timeout);
+    json_object_set_string_member(obj, "timeout-action",
+                                  mig_timeout_action_name(p->timeout_action));
+    json_object_set_int_member(obj, "cpu-throttle-initial", (gint64)p->cpu_throttle_initial);
+    json_object_set_int_member(obj, "cpu-throttle-increment",
+                               (gint64)p->cpu_throttle_increment);
+    json_object_set_int_member(obj, "max-cpu-throttle", (gint64)p->max_cpu_throttle);
+    json_object_set_int_member(obj, "throttle-trigger-threshold",
+                               (gint64)p->throttle_trigger_threshold);
 }
 
 static JsonNode *query_migrate_parameters(JsonObject *args, GError **errp)
@@ -225,6 +293,7 @@ static JsonNode *query_migrate_parameters(JsonObject *args, GError **errp)
     json_object_set_string_member(obj, "tls-hostname", tls.hostname);
     json_object_set_string_member(obj, "tls-authz", tls.authz);
     mig_tls_params_clear(&tls);
+    add_convergence_params(obj, &p);
     return qmp_node_take_object(obj);
 }
 

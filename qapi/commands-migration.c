@@ -105,6 +105,8 @@ static JsonObject *disk_info(const MigrationDiskStats *d)
     json_object_set_int_member(disk, "data-blocks", (gint64)d->data_blocks);
     json_object_set_int_member(disk, "dirty-sync-count", (gint64)d->dirty_sync_count);
     json_object_set_double_member(disk, "mbps", d->mbps);
+    json_object_set_int_member(disk, "dirty-rate", (gint64)d->dirty_rate);
+    json_object_set_int_member(disk, "pass", (gint64)d->pass);
     return disk;
 }
 
@@ -134,6 +136,10 @@ static JsonObject *migration_info_object(const MigrationInfo *info)
     }
     if (info->has_disk) {
         json_object_set_object_member(obj, "disk", disk_info(&info->disk));
+    }
+    if (info->has_throttle) {
+        json_object_set_int_member(obj, "cpu-throttle-percentage",
+                                   (gint64)info->throttle_percentage);
     }
     return obj;
 }

@@ -1,29 +1,35 @@
-/* blkmig migrate: a live block migration driven over QMP, with progress
- * while it runs and the outcome in the exit code. */
+/* blkmig migrate: a live block migration driven over QMP, as an
+ * operator's tool: the copy mode and the limits it must keep, progress
+ * while it runs (migrate-report.c), the outcome in the exit code. */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "blkmig-internal.h"
+#include "migrate-report.h"
 #include "qapi/qmp.h"
 #include "util/size.h"
 #include "tls-opts.h"
 
 #define PROGRESS_INTERVAL_US (500 * 1000)
 #define DST_WAIT_TIMEOUT_US (60 * G_USEC_PER_SEC)
+/* The daemon's limit for progress-timeout and completion-timeout. */
+#define MAX_TIMEOUT_S (7 * 24 * 3600)
 
 static const char migrate_help[] =
     "Usage: blkmig migrate --src SOCKET --uri URI [--dst SOCKET] [OPTIONS]\n"
     "\n"
     "Migrate the disks of the blkmigd whose QMP socket is SOCKET to URI while\n"
     "its guest keeps running.  Sets the capability block (and zero-blocks when\n"
-    "asked), applies the given parameters, issues migrate, then prints a\n"
-    "progress line every 0.5 s: percent of the disks copied once (it only\n"
-    "grows; 100% means the dirty passes run), bytes transferred and left to\n"
-    "send (this grows again while the guest writes faster than they go),\n"
-    "zero and data chunks sent, throughput in MB/s and the number of dirty\n"
-    "passes.  At the end it prints the final query-migrate summary.\n"
+    "asked) and the given parameters, issues migrate, then shows progress every\n"
+    "0.5 s: a bar on a terminal, a plain line otherwise, with how much of the\n"
+    "disks is in sync at the destination (it falls back while the guest writes\n"
+    "faster than the link), the wire rate, what is left, the guest's dirty\n"
+    "rate, the time left at the rate what is left has been falling (? while it\n"
+    "does not fall) and the pass (1: the bulk copy).  At the end it prints the\n"
+    "final query-migrate summary.\n"
     "\n"
     "Options:\n"
     "  --src SOCKET           QMP socket of the source daemon (required)\n"
@@ -34,51 +40,122 @@ static const char migrate_help[] =
     "                         and its guest is running (up to 60 s)\n"
     "  --zero-blocks          send all-zero chunks as a flag only (capability\n"
     "                         zero-blocks); without it the capability is turned off\n"
-    "  --max-bandwidth BYTES  limit in bytes/s (suffixes k, M, G allowed;\n"
-    "                         0 = unlimited); default: the daemon's setting\n"
-    "  --downtime-limit MS    longest acceptable guest pause in ms; default:\n"
-    "                         the daemon's setting\n"
+    "  --bandwidth BYTES      limit in bytes/s for everything the migration sends\n"
+    "                         (suffixes k, M, G; 0 = unlimited); alias\n"
+    "                         --max-bandwidth\n"
+    "  --downtime MS          longest acceptable guest pause in ms; alias\n"
+    "                         --downtime-limit\n"
+    "  --copy-mode MODE       background (guest writes are re-sent by dirty\n"
+    "                         passes) or write-blocking (a guest write to a copied\n"
+    "                         range is sent before it completes: always finishes)\n"
+    "  --auto-converge        throttle guest writes while they outpace the link\n"
+    "  --progress-timeout S   give up (see --on-timeout) when what is left to send\n"
+    "                         has not fallen by a second's sending for S seconds\n"
+    "  --completion-timeout-per-gib S\n"
+    "                         give up after S seconds per GiB of the source's\n"
+    "                         disks (KubeVirt's completionTimeoutPerGiB)\n"
+    "  --on-timeout ACTION    cancel (the migration fails, the guest runs on) or\n"
+    "                         write-blocking (switch --copy-mode and finish)\n"
+    "  --json                 one JSON object per line instead of the view:\n"
+    "                         {\"type\": \"progress\", ...} then {\"type\": \"result\", ...}\n"
     TLS_OPTIONS_HELP
     "                         (for both QMP sockets)\n"
     "  -h, --help             show this help\n"
     "\n"
-    "Interrupting blkmig (Ctrl-C) cancels the migration (migrate_cancel).\n"
+    "Options not given leave the daemon's settings as they are.  Interrupting\n"
+    "blkmig (Ctrl-C) cancels the migration (migrate_cancel); the source guest\n"
+    "keeps running.\n"
     "\n"
     "Exit status: 0 only if the migration completed (and, with --dst, the\n"
     "destination guest runs); 2 if it was cancelled (Ctrl-C or another\n"
-    "client's migrate_cancel); 1 if it failed otherwise; 64 on a usage error.\n";
+    "client's migrate_cancel); 1 if it failed otherwise (a timeout too); 64 on\n"
+    "a usage error.\n";
 
 typedef struct MigrateOptions {
     const char *src;
     const char *dst;
     const char *uri;
     bool zero_blocks;
-    bool has_max_bandwidth;
-    uint64_t max_bandwidth;
-    bool has_downtime_limit;
-    uint64_t downtime_limit;
+    bool auto_converge;
+    bool json;
+    bool has_max_bandwidth, has_downtime_limit, has_progress_timeout, has_per_gib;
+    uint64_t max_bandwidth, downtime_limit, progress_timeout, per_gib;
+    const char *copy_mode;
+    const char *on_timeout;
 } MigrateOptions;
 
-enum { OPT_SRC = 256, OPT_DST, OPT_URI, OPT_ZERO, OPT_BW, OPT_DOWNTIME };
+enum {
+    OPT_SRC = 256, OPT_DST, OPT_URI, OPT_ZERO, OPT_BW, OPT_DOWNTIME, OPT_COPY_MODE,
+    OPT_AUTO_CONVERGE, OPT_PROGRESS_TIMEOUT, OPT_PER_GIB, OPT_ON_TIMEOUT, OPT_JSON
+};
 
 static void parse_bandwidth(const char *arg, MigrateOptions *o)
 {
     GError *err = NULL;
 
     if (!size_parse(arg, &o->max_bandwidth, &err)) {
-        usage_error(migrate_help, "--max-bandwidth: %s", err->message);
+        usage_error(migrate_help, "--bandwidth: %s", err->message);
     }
     o->has_max_bandwidth = true;
 }
 
-static void parse_downtime(const char *arg, MigrateOptions *o)
+/* A whole number from 0 (or 1) to MAX for option NAME. */
+static uint64_t parse_number(const char *name, const char *arg, uint64_t min, uint64_t max)
 {
     GError *err = NULL;
+    guint64 v = 0;
 
-    if (!g_ascii_string_to_unsigned(arg, 10, 0, G_MAXINT64, &o->downtime_limit, &err)) {
-        usage_error(migrate_help, "--downtime-limit: %s", err->message);
+    if (!g_ascii_string_to_unsigned(arg, 10, min, max, &v, &err)) {
+        usage_error(migrate_help, "%s: %s", name, err->message);
     }
-    o->has_downtime_limit = true;
+    return v;
+}
+
+/* VALUE must be one of the two words A and B. */
+static const char *parse_word(const char *name, const char *value, const char *a, const char *b)
+{
+    if (strcmp(value, a) && strcmp(value, b)) {
+        usage_error(migrate_help, "%s: '%s' is neither %s nor %s", name, value, a, b);
+    }
+    return value;
+}
+
+static void take_option(int ch, MigrateOptions *o)
+{
+    switch (ch) {
+    case OPT_SRC: o->src = optarg; break;
+    case OPT_DST: o->dst = optarg; break;
+    case OPT_URI: o->uri = optarg; break;
+    case OPT_ZERO: o->zero_blocks = true; break;
+    case OPT_BW: parse_bandwidth(optarg, o); break;
+    case OPT_DOWNTIME:
+        o->downtime_limit = parse_number("--downtime", optarg, 0, G_MAXINT64);
+        o->has_downtime_limit = true;
+        break;
+    case OPT_COPY_MODE:
+        o->copy_mode = parse_word("--copy-mode", optarg, "background", "write-blocking");
+        break;
+    case OPT_AUTO_CONVERGE: o->auto_converge = true; break;
+    case OPT_PROGRESS_TIMEOUT:
+        o->progress_timeout = parse_number("--progress-timeout", optarg, 0, MAX_TIMEOUT_S);
+        o->has_progress_timeout = true;
+        break;
+    case OPT_PER_GIB:
+        o->per_gib = parse_number("--completion-timeout-per-gib", optarg, 1, MAX_TIMEOUT_S);
+        o->has_per_gib = true;
+        break;
+    case OPT_ON_TIMEOUT:
+        o->on_timeout = parse_word("--on-timeout", optarg, "cancel", "write-blocking");
+        break;
+    case OPT_JSON: o->json = true; break;
+    case 'h':
+        fputs(migrate_help, stdout);
+        exit(EXIT_DONE);
+    default:
+        if (!tls_opts_take(ch, optarg)) {
+            usage_error(migrate_help, "unknown option");
+        }
+    }
 }
 
 static void parse_migrate_options(int argc, char **argv, MigrateOptions *o)
@@ -88,29 +165,24 @@ static void parse_migrate_options(int argc, char **argv, MigrateOptions *o)
         { "dst", required_argument, NULL, OPT_DST },
         { "uri", required_argument, NULL, OPT_URI },
         { "zero-blocks", no_argument, NULL, OPT_ZERO },
+        { "bandwidth", required_argument, NULL, OPT_BW },
         { "max-bandwidth", required_argument, NULL, OPT_BW },
+        { "downtime", required_argument, NULL, OPT_DOWNTIME },
         { "downtime-limit", required_argument, NULL, OPT_DOWNTIME },
+        { "copy-mode", required_argument, NULL, OPT_COPY_MODE },
+        { "auto-converge", no_argument, NULL, OPT_AUTO_CONVERGE },
+        { "progress-timeout", required_argument, NULL, OPT_PROGRESS_TIMEOUT },
+        { "completion-timeout-per-gib", required_argument, NULL, OPT_PER_GIB },
+        { "on-timeout", required_argument, NULL, OPT_ON_TIMEOUT },
+        { "json", no_argument, NULL, OPT_JSON },
         { "help", no_argument, NULL, 'h' },
         TLS_LONG_OPTIONS,
         { NULL, 0, NULL, 0 },
     };
     int ch;
+
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case OPT_SRC: o->src = optarg; break;
-        case OPT_DST: o->dst = optarg; break;
-        case OPT_URI: o->uri = optarg; break;
-        case OPT_ZERO: o->zero_blocks = true; break;
-        case OPT_BW: parse_bandwidth(optarg, o); break;
-        case OPT_DOWNTIME: parse_downtime(optarg, o); break;
-        case 'h':
-            fputs(migrate_help, stdout);
-            exit(EXIT_DONE);
-        default:
-            if (!tls_opts_take(ch, optarg)) {
-                usage_error(migrate_help, "unknown option");
-            }
-        }
+        take_option(ch, o);
     }
     if (optind != argc) {
         usage_error(migrate_help, "unexpected argument '%s'", argv[optind]);
@@ -128,73 +200,70 @@ static void add_capability(JsonArray *caps, const char *name, bool state)
     json_array_add_object_element(caps, cap);
 }
 
-static void configure_source(QmpClient *src, const MigrateOptions *o)
+static void set_capabilities(QmpClient *src, const MigrateOptions *o)
 {
     JsonArray *caps = json_array_new();
+    JsonObject *args = json_object_new();
+
     add_capability(caps, "block", true);
     add_capability(caps, "zero-blocks", o->zero_blocks);
-    JsonObject *args = json_object_new();
+    if (o->auto_converge) {
+        add_capability(caps, "auto-converge", true);
+    }
     json_object_set_array_member(args, "capabilities", caps);
     json_node_unref(execute_or_die(src, "migrate-set-capabilities", args));
     json_object_unref(args);
+}
 
-    if (o->has_max_bandwidth || o->has_downtime_limit) {
-        JsonObject *params = json_object_new();
-        if (o->has_max_bandwidth) {
-            json_object_set_int_member(params, "max-bandwidth", (gint64)o->max_bandwidth);
-        }
-        if (o->has_downtime_limit) {
-            json_object_set_int_member(params, "downtime-limit", (gint64)o->downtime_limit);
-        }
+/* The bytes of the source's drives (query-block). */
+static uint64_t disks_size(QmpClient *src)
+{
+    JsonNode *list = execute_or_die(src, "query-block", NULL);
+    JsonArray *arr = JSON_NODE_HOLDS_ARRAY(list) ? json_node_get_array(list) : NULL;
+    uint64_t total = 0;
+
+    for (guint i = 0; arr && i < json_array_get_length(arr); i++) {
+        total += jint(json_array_get_element(arr, i), "inserted.image.virtual-size");
+    }
+    json_node_unref(list);
+    return total;
+}
+
+/* KubeVirt's policy: the completion timeout grows with the disks. */
+static uint64_t completion_timeout(QmpClient *src, uint64_t per_gib)
+{
+    double seconds = ceil(per_gib * (double)disks_size(src) / (1 << 30));
+
+    return (uint64_t)CLAMP(seconds, 1, MAX_TIMEOUT_S);
+}
+
+static void set_parameters(QmpClient *src, const MigrateOptions *o)
+{
+    JsonObject *params = json_object_new();
+
+    if (o->has_max_bandwidth) {
+        json_object_set_int_member(params, "max-bandwidth", (gint64)o->max_bandwidth);
+    }
+    if (o->has_downtime_limit) {
+        json_object_set_int_member(params, "downtime-limit", (gint64)o->downtime_limit);
+    }
+    if (o->copy_mode) {
+        json_object_set_string_member(params, "block-copy-mode", o->copy_mode);
+    }
+    if (o->has_progress_timeout) {
+        json_object_set_int_member(params, "progress-timeout", (gint64)o->progress_timeout);
+    }
+    if (o->has_per_gib) {
+        json_object_set_int_member(params, "completion-timeout",
+                                   (gint64)completion_timeout(src, o->per_gib));
+    }
+    if (o->on_timeout) {
+        json_object_set_string_member(params, "timeout-action", o->on_timeout);
+    }
+    if (json_object_get_size(params)) {
         json_node_unref(execute_or_die(src, "migrate-set-parameters", params));
-        json_object_unref(params);
     }
-}
-
-static void print_progress(JsonNode *info, double elapsed)
-{
-    gint64 total = jint(info, "disk.total");
-    gint64 remaining = jint(info, "disk.remaining");
-    /* The first copy only grows; what is left may grow again. */
-    double percent = total > 0 ? 100.0 * (double)jint(info, "disk.bulk-copied") / (double)total
-                               : 0;
-    printf("%7.2fs %-9s %5.1f%%  sent %9.1f MiB  left %9.1f MiB  zero %7" G_GINT64_FORMAT
-           "  data %7" G_GINT64_FORMAT "  %7.1f MB/s  dirty passes %" G_GINT64_FORMAT "\n",
-           elapsed, jstr(info, "status") ? jstr(info, "status") : "?",
-           percent, mib(jint(info, "disk.transferred")), mib(remaining),
-           jint(info, "disk.zero-blocks"), jint(info, "disk.data-blocks"),
-           jdouble(info, "disk.mbps") / 8, jint(info, "disk.dirty-sync-count"));
-    fflush(stdout);
-}
-
-/* "LABEL N ms" when query-migrate reported PATH (times depend on status). */
-static void print_ms(const char *label, JsonNode *info, const char *path)
-{
-    if (jpath(info, path)) {
-        printf("%-18s%" G_GINT64_FORMAT " ms\n", label, jint(info, path));
-    }
-}
-
-static void print_summary(JsonNode *info)
-{
-    g_autofree char *json = qmp_json_to_string(info, false);
-    printf("status:           %s\n", jstr(info, "status") ? jstr(info, "status") : "?");
-    if (jstr(info, "error-desc")) {
-        printf("error:            %s\n", jstr(info, "error-desc"));
-    }
-    print_ms("total time:", info, "total-time");
-    print_ms("setup time:", info, "setup-time");
-    print_ms("downtime:", info, "downtime");
-    printf("disk total:       %" G_GINT64_FORMAT " bytes (%.1f MiB)\n",
-           jint(info, "disk.total"), mib(jint(info, "disk.total")));
-    printf("disk transferred: %" G_GINT64_FORMAT " bytes (%.1f MiB)\n",
-           jint(info, "disk.transferred"), mib(jint(info, "disk.transferred")));
-    printf("disk remaining:   %" G_GINT64_FORMAT " bytes\n", jint(info, "disk.remaining"));
-    printf("records:          %" G_GINT64_FORMAT " zero, %" G_GINT64_FORMAT " data\n",
-           jint(info, "disk.zero-blocks"), jint(info, "disk.data-blocks"));
-    printf("dirty passes:     %" G_GINT64_FORMAT "\n", jint(info, "disk.dirty-sync-count"));
-    printf("throughput:       %.1f Mbit/s\n", jdouble(info, "disk.mbps"));
-    printf("query-migrate:    %s\n", json);
+    json_object_unref(params);
 }
 
 static bool is_final(const char *status)
@@ -204,19 +273,19 @@ static bool is_final(const char *status)
 }
 
 /* Poll the source until the migration ends; returns the last query-migrate. */
-static JsonNode *follow_migration(QmpClient *src)
+static JsonNode *follow_migration(QmpClient *src, MigrateReport *report)
 {
-    gint64 start = g_get_monotonic_time();
     bool cancel_sent = false;
+
     for (;;) {
         JsonNode *info = execute_or_die(src, "query-migrate", NULL);
-        print_progress(info, (g_get_monotonic_time() - start) / 1e6);
+        migrate_report_progress(report, info);
         if (is_final(jstr(info, "status"))) {
             return info;
         }
         json_node_unref(info);
         if (blkmig_interrupted && !cancel_sent) {
-            fprintf(stderr, "blkmig: interrupted, cancelling the migration\n");
+            migrate_report_note(report, "interrupted, cancelling the migration");
             json_node_unref(execute_or_die(src, "migrate_cancel", NULL));
             cancel_sent = true;
         }
@@ -224,10 +293,12 @@ static JsonNode *follow_migration(QmpClient *src)
     }
 }
 
-/* With --dst: wait for the destination to report completed and run. */
-static bool wait_destination(QmpClient *dst)
+/* With --dst: wait for the destination to report completed and run.
+ * NULL when it did; otherwise what went wrong (caller frees). */
+static char *wait_destination(QmpClient *dst)
 {
     gint64 deadline = g_get_monotonic_time() + DST_WAIT_TIMEOUT_US;
+
     for (;;) {
         JsonNode *info = execute_or_die(dst, "query-migrate", NULL);
         JsonNode *st = execute_or_die(dst, "query-status", NULL);
@@ -237,21 +308,33 @@ static bool wait_destination(QmpClient *dst)
         json_node_unref(info);
         json_node_unref(st);
         if (status && !strcmp(status, "completed") && run && !strcmp(run, "running")) {
-            printf("destination:      completed, guest running\n");
-            return true;
+            return NULL;
         }
         if (is_final(status) && strcmp(status, "completed")) {
-            fprintf(stderr, "blkmig: destination migration %s: %s\n", status,
-                    error ? error : "(no error given)");
-            return false;
+            return g_strdup_printf("destination migration %s: %s", status,
+                                   error ? error : "(no error given)");
         }
         if (g_get_monotonic_time() > deadline) {
-            fprintf(stderr, "blkmig: destination still '%s' (runstate '%s') after 60 s\n",
-                    status ? status : "?", run ? run : "?");
-            return false;
+            return g_strdup_printf("destination still '%s' (runstate '%s') after 60 s",
+                                   status ? status : "?", run ? run : "?");
         }
         g_usleep(100 * 1000);
     }
+}
+
+static int exit_code(const char *status)
+{
+    return !strcmp(status, "completed") ? EXIT_DONE
+         : !strcmp(status, "cancelled") ? EXIT_CANCELLED : EXIT_FAILED;
+}
+
+static void start_migration(QmpClient *src, const char *uri)
+{
+    JsonObject *args = json_object_new();
+
+    json_object_set_string_member(args, "uri", uri);
+    json_node_unref(execute_or_die(src, "migrate", args));
+    json_object_unref(args);
 }
 
 int cmd_migrate(int argc, char **argv)
@@ -261,26 +344,28 @@ int cmd_migrate(int argc, char **argv)
 
     QmpClient *src = open_or_die(o.src);
     QmpClient *dst = o.dst ? open_or_die(o.dst) : NULL;
-    configure_source(src, &o);
-
+    set_capabilities(src, &o);
+    set_parameters(src, &o);
     catch_interrupts();
+    start_migration(src, o.uri);
 
-    JsonObject *args = json_object_new();
-    json_object_set_string_member(args, "uri", o.uri);
-    json_node_unref(execute_or_die(src, "migrate", args));
-    json_object_unref(args);
-
-    JsonNode *final = follow_migration(src);
-    print_summary(final);
-    const char *status = jstr(final, "status");
-    int code = !strcmp(status, "completed") ? EXIT_DONE
-             : !strcmp(status, "cancelled") ? EXIT_CANCELLED : EXIT_FAILED;
-    json_node_unref(final);
-    if (code == EXIT_DONE && dst && !wait_destination(dst)) {
-        code = EXIT_FAILED;
+    MigrateReport *report = migrate_report_new(o.json);
+    JsonNode *final = follow_migration(src, report);
+    int code = exit_code(jstr(final, "status"));
+    g_autofree char *destination = NULL;
+    if (code == EXIT_DONE && dst) {
+        destination = wait_destination(dst);
+        code = destination ? EXIT_FAILED : EXIT_DONE;
+        if (destination && !o.json) {
+            fprintf(stderr, "blkmig: %s\n", destination);
+        }
     }
+    if (code == EXIT_DONE && dst) {
+        destination = g_strdup("completed, guest running");
+    }
+    migrate_report_finish(report, final, code, destination);
+    json_node_unref(final);
     qmp_client_close(dst);
     qmp_client_close(src);
     return code;
 }
-

@@ -67,6 +67,17 @@ static void draw_bar(Progress *p, double frac, const char *text)
     p->drawn = true;
 }
 
+void progress_show(Progress *p, double fraction, const char *text)
+{
+    if (p->tty) {
+        draw_bar(p, CLAMP(fraction, 0.0, 1.0), text);
+    } else {
+        fprintf(p->out, "%s %7.2fs %s\n", p->label,
+                (g_get_monotonic_time() - p->start_us) / 1e6, text);
+    }
+    fflush(p->out);
+}
+
 void progress_update(Progress *p, uint64_t done, uint64_t total, const char *detail)
 {
     update_rate(p, done);
@@ -75,13 +86,7 @@ void progress_update(Progress *p, uint64_t done, uint64_t total, const char *det
     g_autofree char *text = g_strdup_printf("%5.1f%%  %.1f MiB/s  eta %s%s%s", 100 * frac,
                                             p->rate / (1 << 20), eta, detail ? "  " : "",
                                             detail ? detail : "");
-    if (p->tty) {
-        draw_bar(p, frac, text);
-    } else {
-        fprintf(p->out, "%s %7.2fs %s\n", p->label,
-                (g_get_monotonic_time() - p->start_us) / 1e6, text);
-    }
-    fflush(p->out);
+    progress_show(p, frac, text);
 }
 
 void progress_finish(Progress *p)

@@ -12,7 +12,8 @@
  * return 0 on success or a negative errno.  Every successful pwrite /
  * pwrite_zeroes / discard marks every enabled dirty bitmap of the drive
  * *after* the data reached the driver, so a reader that clears dirty bits
- * before reading never misses a write. */
+ * before reading never misses a write; then it runs the drive's write
+ * notifiers (below) before it returns. */
 #ifndef BLOCK_BLOCK_H
 #define BLOCK_BLOCK_H
 
@@ -130,6 +131,22 @@ int bdrv_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int fla
 /* Advisory deallocation; discarded ranges read back as zeroes for raw and
  * qcow2 (qcow2 discards whole clusters only). */
 int bdrv_discard(BlockDriverState *bs, uint64_t off, uint64_t len);
+
+/* ---- Write notifiers ---- */
+
+/* Called after each successful write (pwrite, pwrite_zeroes, discard) of
+ * [off, off+len) to the node it was added to, once the dirty bitmaps are
+ * marked, on the writer's thread; the write returns to its caller only
+ * after every notifier returned, so a notifier may hold it back (migration
+ * sends it to the destination first, or throttles the guest).  It must
+ * not write to the node itself. */
+typedef void (*BdrvWriteNotifyFn)(void *opaque, uint64_t off, uint64_t len);
+typedef struct BdrvWriteNotifier BdrvWriteNotifier;
+BdrvWriteNotifier *bdrv_add_write_notifier(BlockDriverState *bs, BdrvWriteNotifyFn fn,
+                                           void *opaque);
+/* Returns once no call of N runs any more (the caller makes sure running
+ * calls end); N is freed.  NULL is fine. */
+void bdrv_remove_write_notifier(BdrvWriteNotifier *n);
 
 /* ---- Block status ---- */
 

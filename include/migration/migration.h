@@ -33,6 +33,10 @@ typedef struct MigrationDiskStats {
     uint64_t data_blocks;       /* chunks sent with data */
     uint64_t dirty_sync_count;  /* completed passes over the dirty bitmaps */
     double mbps;                /* wire throughput, megabits/s */
+    uint64_t dirty_rate;        /* bytes/s the guest wrote over the last pass
+                                 * (the running one until a pass ended) */
+    uint64_t pass;              /* 1: the bulk copy; n + 1: the n-th dirty pass
+                                 * (walks of less than a second count as one) */
 } MigrationDiskStats;
 
 typedef struct MigrationInfo {
@@ -45,6 +49,10 @@ typedef struct MigrationInfo {
     char *error_desc;           /* on failure; freed by migration_info_clear */
     bool has_disk;
     MigrationDiskStats disk;
+    /* auto-converge: percent of the guest's write throughput withheld
+     * (QEMU's cpu-throttle-percentage), while throttling. */
+    bool has_throttle;
+    uint64_t throttle_percentage;
 } MigrationInfo;
 
 void migration_info_clear(MigrationInfo *info);
@@ -70,6 +78,12 @@ void migration_set_vm_ops(const MigrationVmOps *ops);
  * events capability is on).  Called from any thread. */
 typedef void (*MigrationStatusListener)(MigrationStatus status, void *opaque);
 void migration_set_status_listener(MigrationStatusListener cb, void *opaque);
+
+/* Pass listener: a new pass over the disks started (QMP turns it into
+ * MIGRATION_PASS events when the events capability is on).  Called from
+ * the migration thread. */
+typedef void (*MigrationPassListener)(uint64_t pass, void *opaque);
+void migration_set_pass_listener(MigrationPassListener cb, void *opaque);
 
 /* Start an outgoing migration to URI (tcp:, unix:, file:).  Fails at once
  * if a migration is active, the URI is bad or the connection is refused. */

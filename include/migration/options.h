@@ -15,6 +15,7 @@ typedef enum {
     MIG_CAP_QEMU_COMPAT,    /* blkmig: only QEMU 7.2 records on the wire */
     MIG_CAP_MULTIFD,        /* block records on multifd-channels extra connections */
     MIG_CAP_COMPRESS,       /* COMPRESSED records (compress-algorithm/-level) */
+    MIG_CAP_AUTO_CONVERGE,  /* throttle guest writes while dirtying outpaces the link */
     MIG_CAP__MAX
 } MigrationCapability;
 
@@ -35,6 +36,27 @@ const char *mig_compress_algorithm_name(MigrationCompressAlgorithm algo);
 /* -1 when NAME is unknown. */
 int mig_compress_algorithm_from_name(const char *name);
 
+/* block-copy-mode values (blkmig's; QEMU's mirror copy-mode names). */
+typedef enum {
+    MIG_COPY_MODE_BACKGROUND,       /* default: dirty passes re-send guest writes */
+    MIG_COPY_MODE_WRITE_BLOCKING,   /* a guest write to a copied range is sent
+                                     * before it completes */
+    MIG_COPY_MODE__MAX
+} MigrationCopyMode;
+
+/* timeout-action values (blkmig's). */
+typedef enum {
+    MIG_TIMEOUT_ACTION_CANCEL,          /* default: fail the migration */
+    MIG_TIMEOUT_ACTION_WRITE_BLOCKING,  /* switch block-copy-mode and finish */
+    MIG_TIMEOUT_ACTION__MAX
+} MigrationTimeoutAction;
+
+const char *mig_copy_mode_name(MigrationCopyMode mode);
+const char *mig_timeout_action_name(MigrationTimeoutAction action);
+/* -1 when NAME is unknown. */
+int mig_copy_mode_from_name(const char *name);
+int mig_timeout_action_from_name(const char *name);
+
 typedef struct MigrationParameters {
     uint64_t max_bandwidth;     /* bytes/s; 0 = unlimited; default 128 MiB/s */
     uint64_t downtime_limit;    /* ms; default 300 */
@@ -46,6 +68,18 @@ typedef struct MigrationParameters {
     uint64_t max_inflight;      /* blkmig: bytes of chunk buffers in flight; default 8 MiB */
     uint64_t link_timeout;      /* blkmig: seconds a stalled link is tolerated; default 20 */
     bool block_incremental;     /* QEMU: only the top layer of each drive; default false */
+    MigrationCopyMode block_copy_mode;  /* blkmig; default background */
+    uint64_t progress_timeout;  /* blkmig: s without a new least remaining; 0 = none */
+    uint64_t completion_timeout;    /* blkmig: s from start to completion; 0 = none */
+    MigrationTimeoutAction timeout_action;  /* blkmig; default cancel */
+    /* auto-converge (QEMU's names): percent of the guest's write
+     * throughput withheld, first and per step, and at most; the percent
+     * of the bytes sent in a period that the guest may dirty before it
+     * is throttled. */
+    uint64_t cpu_throttle_initial;      /* 1..99, default 20 */
+    uint64_t cpu_throttle_increment;    /* 1..99, default 10 */
+    uint64_t max_cpu_throttle;          /* 1..99, default 99 */
+    uint64_t throttle_trigger_threshold;    /* 1..100, default 50 */
 } MigrationParameters;
 
 #define MIG_DEFAULT_MAX_BANDWIDTH (128ULL << 20)
@@ -74,6 +108,12 @@ typedef struct MigrationParameters {
  * link. */
 #define MIG_DEFAULT_LINK_TIMEOUT 20
 #define MIG_MAX_LINK_TIMEOUT 3600
+/* progress-timeout and completion-timeout: a week at most. */
+#define MIG_MAX_TIMEOUT (7 * 24 * 3600)
+#define MIG_DEFAULT_CPU_THROTTLE_INITIAL 20
+#define MIG_DEFAULT_CPU_THROTTLE_INCREMENT 10
+#define MIG_DEFAULT_MAX_CPU_THROTTLE 99
+#define MIG_DEFAULT_THROTTLE_TRIGGER_THRESHOLD 50
 
 void mig_params_get(MigrationParameters *out);
 
@@ -100,6 +140,9 @@ typedef struct MigrationParametersUpdate {
     bool has_multifd_channels, has_compress_level, has_compress_zstd_level;
     bool has_compress_algorithm, has_max_inflight, has_link_timeout;
     bool has_block_incremental;
+    bool has_block_copy_mode, has_progress_timeout, has_completion_timeout;
+    bool has_timeout_action, has_cpu_throttle_initial, has_cpu_throttle_increment;
+    bool has_max_cpu_throttle, has_throttle_trigger_threshold;
     MigrationParameters p;
     const char *tls_creds;      /* NULL: unchanged; "" unsets */
     const char *tls_hostname;

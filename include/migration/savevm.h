@@ -88,6 +88,11 @@ typedef struct SaveVMHandlers {
      * times filled in; "block" fills INFO->disk and sets has_disk.  Any
      * thread. */
     void (*query)(void *opaque, MigrationInfo *info);
+    /* Optional: the guest is about to stop for the switchover (the last
+     * iteration is over): from now on no guest write may wait for the
+     * migration thread, which is busy stopping the guest.  Migration
+     * thread. */
+    void (*save_stopping)(void *opaque);
     /* Contents of the END section; guest is stopped. */
     int (*save_complete)(MigStream *f, void *opaque, GError **errp);
     /* Destination: called once for every registered handler when a load
@@ -156,6 +161,8 @@ uint64_t savevm_state_progress(void);
 /* Each query callback of the handlers chosen for the running or last
  * migration.  Any thread. */
 void savevm_state_query(MigrationInfo *info);
+/* Each save_stopping, before the guest stops for the switchover. */
+void savevm_state_stopping(void);
 /* END sections and EOF. */
 int savevm_state_complete(MigStream *f, GError **errp);
 /* Instead of the rest: CANCELLED, flushed (at a section boundary, to a
@@ -181,10 +188,16 @@ GQuark mig_error_quark(void);
 #define MIG_ERROR_IO 1
 /* The operator cancelled (the thread stopped at a section boundary). */
 #define MIG_ERROR_CANCELLED 2
+/* A limit ran out (progress-timeout, completion-timeout): the source gave
+ * up at a section boundary. */
+#define MIG_ERROR_TIMEOUT 3
 
 /* Source: the URI of the running outgoing migration (caller frees; NULL
  * when none), for a handler's extra connections. */
 char *migration_outgoing_uri(void);
+/* Source: a new pass over the disks started (1 is the first): the
+ * MIGRATION_PASS event.  Migration thread. */
+void migration_notify_pass(uint64_t pass);
 /* Source: one more connection to URI (tcp:, unix:) as a writer, with the
  * migration's link settings (link-timeout, keepalive); NULL with *errp
  * when it cannot connect. */

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "block/block.h"
+#include "block/dirty-bitmap.h"
 #include "migration/block-migration.h"
 #include "migration/savevm.h"
 #include "migration/stream.h"
@@ -196,14 +197,27 @@ typedef struct BlkChunkJob {
                                  * (block-incremental): the destination
                                  * never counts them as written */
     bool needs_worker;          /* something to read or compress */
-    uint8_t *buf;               /* chunk-sized, from the pipeline's pool */
+    uint8_t *buf;               /* chunk-sized, from the pipeline's pool (a
+                                 * mirrored write's: as long as its ranges) */
+    uint64_t buf_off;           /* the drive offset buf[0] holds: the chunk's
+                                 * start unless a mirrored write says otherwise */
     uint8_t *cbuf;              /* compressed payloads, when compressing */
+    /* Longest data record, 0 for a chunk: write-blocking keeps records
+     * short, so that a mirrored guest write waits little behind one. */
+    uint32_t max_record;
+    /* order.c: its place among the units of its chunk (taken when its
+     * dirty bits were cleared); mirror.c: a mirrored guest write's unit
+     * (not a pipeline job) and the write waiting for it (or NULL). */
+    uint64_t seq;
+    bool mirrored;
+    struct BlkMirrorWrite *waiter;
     /* Results. */
     GArray *records;            /* BlkRecord, pointing into buf / cbuf */
     uint64_t wire_bytes;
     bool has_data;              /* counts as a data block (else a zero block) */
     char *error;                /* a read failed: what happened */
-    bool done;                  /* guarded by the pipeline's lock */
+    bool done;                  /* read: guarded by the pipeline's lock (a
+                                 * mirrored write's unit: the order lock) */
 } BlkChunkJob;
 
 BlkChunkJob *blk_chunk_job_new(BlockDriverState *bs, const char *id, uint64_t chunk,
@@ -223,6 +237,9 @@ void blk_chunk_prepare(BlkChunkJob *job, const BlkChunkOptions *o, Compressor *c
  * with the memory of the jobs in flight bounded. */
 typedef struct BlkPipeline BlkPipeline;
 BlkPipeline *blk_pipeline_new(const BlkChunkOptions *o, uint64_t max_inflight);
+/* Wake the sender waiting in blk_pipeline_wait (a mirrored write is
+ * ready).  Any thread. */
+void blk_pipeline_kick(BlkPipeline *p);
 /* Waits for the workers and frees every job still held. */
 void blk_pipeline_free(BlkPipeline *p);
 /* Whether one more job of any kind fits the memory budget now.  The
@@ -232,12 +249,148 @@ bool blk_pipeline_has_room(BlkPipeline *p);
 void blk_pipeline_submit(BlkPipeline *p, BlkChunkJob *job);
 /* The oldest job if it is ready, removed from the pipeline; else NULL. */
 BlkChunkJob *blk_pipeline_pop_ready(BlkPipeline *p);
+/* The same without removing it (the sender, the only one that pops). */
+BlkChunkJob *blk_pipeline_peek_ready(BlkPipeline *p);
 bool blk_pipeline_is_empty(BlkPipeline *p);
 /* Wait up to TIMEOUT_US for a job to become ready or memory to free,
  * unless that happened since the submitter last looked. */
 void blk_pipeline_wait(BlkPipeline *p, gint64 timeout_us);
 /* JOB was sent (or dropped): free it and return its memory.  Any thread. */
 void blk_pipeline_release(BlkPipeline *p, BlkChunkJob *job);
+
+/* ---- source: write-blocking, auto-converge, passes ---- */
+
+/* A drive of the running outgoing migration (save.c owns them). */
+typedef struct BlkMigDevice {
+    BlockDriverState *bs;
+    char *id;
+    uint64_t size;
+    DirtyBitmap *bitmap;
+    /* Next chunk the bulk phase walks; the chunks below it were
+     * submitted.  Changes under the order lock and the handler's lock. */
+    uint64_t bulk_cursor;
+} BlkMigDevice;
+
+/* order.c: the order in which the units of one chunk (pipeline jobs and
+ * mirrored guest writes) reach the destination: the order in which they
+ * cleared its dirty bits.  See mirror.c for why that is enough. */
+typedef struct BlkOrder BlkOrder;
+BlkOrder *blk_order_new(void);
+void blk_order_free(BlkOrder *o);
+/* Held while a unit clears dirty bits and takes its place (and while
+ * the bulk cursor moves). */
+void blk_order_lock(BlkOrder *o);
+void blk_order_unlock(BlkOrder *o);
+/* Lock held: clear DEV's dirty bits of [OFF, OFF + LEN) (inside JOB's
+ * chunk) and add their runs to JOB's ranges; WHOLE (qemu-compat): clear
+ * the whole chunk and add it whole if any bit was set. */
+void blk_order_take_dirty_locked(BlkMigDevice *dev, BlkChunkJob *job, uint64_t off,
+                                 uint64_t len, bool whole);
+/* Lock held: JOB becomes the last unit of its chunk. */
+void blk_order_enter_locked(BlkOrder *o, BlkChunkJob *job);
+/* Lock held: every unit of JOB's chunk before it has been handed on. */
+bool blk_order_is_first_locked(BlkOrder *o, const BlkChunkJob *job);
+/* Lock held: JOB was handed to its connection (or dropped). */
+void blk_order_leave_locked(BlkOrder *o, BlkChunkJob *job);
+/* The same, taking the lock. */
+bool blk_order_is_first(BlkOrder *o, const BlkChunkJob *job);
+void blk_order_leave(BlkOrder *o, BlkChunkJob *job);
+
+/* mirror.c: write-blocking: a guest write to a range already copied is
+ * re-read and queued as a unit of its chunk, and the write waits until
+ * that unit is on the wire. */
+typedef struct BlkMirror BlkMirror;
+/* Units read with options O and at most BUDGET bytes of buffers; WAKE
+ * is the pipeline whose sender waits for them. */
+BlkMirror *blk_mirror_new(BlkOrder *order, const BlkChunkOptions *o, uint64_t budget,
+                          BlkPipeline *wake);
+/* Drops every unit still queued (no guest write may be inside any more). */
+void blk_mirror_free(BlkMirror *m);
+/* Migration thread: mirror new guest writes from now on (or not), with
+ * data records of at most MAX_RECORD bytes. */
+void blk_mirror_set_active(BlkMirror *m, bool active, uint32_t max_record);
+bool blk_mirror_is_active(BlkMirror *m);
+/* Guest write thread (write notifier). */
+void blk_mirror_write(BlkMirror *m, BlkMigDevice *dev, uint64_t off, uint64_t len);
+/* The guest stops for the switchover, or the migration ends: no write
+ * waits any more and new ones are not mirrored; queued units stay. */
+void blk_mirror_stop_waiting(BlkMirror *m);
+/* Migration thread: the oldest unit that is read and first of its chunk,
+ * removed from the order; NULL when none. */
+BlkChunkJob *blk_mirror_take(BlkMirror *m);
+/* JOB (taken) is on the wire and flushed (SENT), or was dropped: its
+ * write may complete; JOB is freed.  Any thread. */
+void blk_mirror_done(BlkMirror *m, BlkChunkJob *job, bool sent);
+/* No unit queued (read or not). */
+bool blk_mirror_is_empty(BlkMirror *m);
+/* Disk bytes of the units not yet done. */
+uint64_t blk_mirror_pending(BlkMirror *m);
+
+/* converge.c: auto-converge. */
+typedef struct BlkConverge BlkConverge;
+BlkConverge *blk_converge_new(void);
+void blk_converge_free(BlkConverge *c);
+/* Migration thread, each iteration: the bytes the guest wrote and the
+ * bytes sent so far.  Once a period of at least a second is over, a
+ * guest that dirtied more than throttle-trigger-threshold percent of what
+ * was sent (in two periods, as QEMU counts) is throttled, or more. */
+void blk_converge_tick(BlkConverge *c, uint64_t written, uint64_t transferred);
+/* Guest write thread: hold back a write of LEN bytes as the throttle says. */
+void blk_converge_throttle(BlkConverge *c, uint64_t len);
+/* No more throttling from now on (switchover, end); wakes the held. */
+void blk_converge_lift(BlkConverge *c);
+/* Percent of the guest's write throughput withheld now; 0: none. */
+uint64_t blk_converge_percentage(BlkConverge *c);
+
+/* guest-write.c: what every guest write meets during a migration, through
+ * a write notifier on each drive: counted, mirrored, throttled. */
+typedef struct BlkGuestWrites BlkGuestWrites;
+BlkGuestWrites *blk_guest_writes_new(BlkMirror *mirror, BlkConverge *converge);
+void blk_guest_writes_attach(BlkGuestWrites *g, BlkMigDevice *dev);
+/* Bytes the guest wrote since the migration started.  Any thread. */
+uint64_t blk_guest_writes_bytes(BlkGuestWrites *g);
+/* Detach from every drive; returns once no write is inside any more
+ * (the mirror and the throttle must not hold writes back by then). */
+void blk_guest_writes_free(BlkGuestWrites *g);
+
+/* passes.c: the passes over the disks (pass 1: the bulk copy) and the
+ * guest's dirty rate over each. */
+typedef struct BlkPasses {
+    uint64_t pass;
+    gint64 start_us;            /* of the migration */
+    gint64 pass_start_us;
+    uint64_t written_at_start;  /* guest bytes written when the pass began */
+    uint64_t dirty_rate;        /* bytes/s over the last pass ended */
+    bool rate_known;
+} BlkPasses;
+/* Pass 1 begins; WRITTEN: the guest's bytes written so far. */
+void blk_passes_start(BlkPasses *p, uint64_t written);
+/* A walk over the dirty bitmaps begins: true when it is the next pass,
+ * not when the current one began less than a second ago (FORCE: the bulk
+ * copy ended). */
+bool blk_passes_walk(BlkPasses *p, uint64_t written, bool force);
+/* bytes/s over the last pass, or so far when none ended yet. */
+uint64_t blk_passes_dirty_rate(const BlkPasses *p, uint64_t written);
+
+/* send.c: hands units that are ready to the wire, pipeline jobs and
+ * mirrored writes together, in each chunk's order, mirrored writes
+ * getting at most half of the link while the background copy has work. */
+typedef struct BlkSender {
+    BlkPipeline *pipeline;
+    BlkMirror *mirror;
+    BlkOrder *order;
+    struct MultifdSend *multifd;    /* NULL: everything on the main stream */
+    /* Called once a unit is on the wire (main stream: flushed too for
+     * mirrored writes) or was dropped, with the wire bytes a channel sent. */
+    void (*sent)(BlkChunkJob *job, bool sent, uint64_t wire_bytes, void *opaque);
+    int64_t balance;            /* mirrored minus background bytes, bounded */
+    char *error;                /* a unit that failed to read: why */
+} BlkSender;
+/* Send ready units on F (or their channels) until *SENT (wire bytes
+ * added) reaches MAX_BYTES; returns how many, or -1 with *errp when one
+ * failed to read. */
+int blk_send_ready(BlkSender *s, MigStream *f, uint64_t *sent, uint64_t max_bytes,
+                   GError **errp);
 
 /* multifd-send.c: the source's extra connections. */
 typedef struct MultifdSend MultifdSend;
@@ -254,6 +407,8 @@ unsigned multifd_send_channels(MultifdSend *m);
 /* Bytes the channels' sockets hold for the destination.  Any thread. */
 uint64_t multifd_send_unsent_bytes(MultifdSend *m);
 void multifd_send_queue(MultifdSend *m, unsigned channel, BlkChunkJob *job);
+/* Wire bytes of the jobs queued on CHANNEL and not written yet. */
+uint64_t multifd_send_queued_bytes(MultifdSend *m, unsigned channel);
 /* The first channel failure, as an error; false when none. */
 bool multifd_send_failed(MultifdSend *m, GError **errp);
 /* End markers on every channel after what is queued; waits until they are

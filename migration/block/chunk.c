@@ -30,6 +30,7 @@ BlkChunkJob *blk_chunk_job_new(BlockDriverState *bs, const char *id, uint64_t ch
     job->bs = bs;
     job->id = id;
     job->chunk = chunk;
+    job->buf_off = chunk;
     job->drive_size = drive_size;
     job->ranges = g_array_new(false, false, sizeof(BlkRange));
     job->extents = g_array_new(false, false, sizeof(BlkExtent));
@@ -199,9 +200,16 @@ void blk_chunk_plan(BlkChunkJob *job, const BlkChunkOptions *o)
 
 /* ---- preparing (worker) ---- */
 
+/* Where the data of drive offset OFF is (or goes) in BASE: the job's
+ * buffer, or the zero chunk. */
+static uint8_t *at(const BlkChunkJob *job, uint8_t *base, uint64_t off)
+{
+    return base + (off - job->buf_off);
+}
+
 static bool read_extent(BlkChunkJob *job, const BlkExtent *e)
 {
-    int ret = bdrv_pread(job->bs, e->off, job->buf + (e->off - job->chunk), e->len);
+    int ret = bdrv_pread(job->bs, e->off, at(job, job->buf, e->off), e->len);
 
     if (ret < 0) {
         job->error = g_strdup_printf("block migration: reading drive '%s' at offset %"
@@ -261,7 +269,7 @@ static void prepare_whole(BlkChunkJob *job, const BlkChunkOptions *o)
         for (guint i = 0; i < job->extents->len; i++) {
             BlkExtent *e = &g_array_index(job->extents, BlkExtent, i);
             if (!e->is_data) {
-                memset(job->buf + (e->off - job->chunk), 0, e->len);
+                memset(at(job, job->buf, e->off), 0, e->len);
             } else if (!read_extent(job, e)) {
                 return;
             }
@@ -296,14 +304,13 @@ static void add_piece(GArray *pieces, uint64_t off, uint64_t len, bool zero)
 
 /* Split data at [off, off+len) (in the buffer) into zero and non-zero
  * runs of BLK_GRAIN-aligned blocks. */
-static void add_data_pieces(GArray *pieces, const uint8_t *base, uint64_t chunk,
-                            uint64_t off, uint64_t len)
+static void add_data_pieces(GArray *pieces, const BlkChunkJob *job, uint64_t off, uint64_t len)
 {
     uint64_t end = off + len;
 
     while (off < end) {
         uint64_t next = MIN(ROUND_UP(off + 1, BLK_GRAIN), end);
-        add_piece(pieces, off, next - off, buffer_is_zero(base + (off - chunk), next - off));
+        add_piece(pieces, off, next - off, buffer_is_zero(at(job, job->buf, off), next - off));
         off = next;
     }
 }
@@ -324,12 +331,12 @@ static bool make_pieces(BlkChunkJob *job, const BlkChunkOptions *o, GArray *piec
         /* Zeroes the buffer must hold: a hole sent as data, the tail of
          * the drive's last sector. */
         if (base == job->buf && !e->is_data && !o->zero_blocks) {
-            memset(base + (e->off - job->chunk), 0, padded);
+            memset(at(job, base, e->off), 0, padded);
         } else if (base == job->buf && e->is_data && padded > e->len) {
-            memset(base + (e->off - job->chunk) + e->len, 0, padded - e->len);
+            memset(at(job, base, e->off) + e->len, 0, padded - e->len);
         }
         if (e->is_data && o->zero_blocks) {
-            add_data_pieces(pieces, base, job->chunk, e->off, padded);
+            add_data_pieces(pieces, job, e->off, padded);
         } else {
             add_piece(pieces, e->off, padded, !e->is_data && o->zero_blocks);
         }
@@ -337,8 +344,20 @@ static bool make_pieces(BlkChunkJob *job, const BlkChunkOptions *o, GArray *piec
     return true;
 }
 
+/* Data piece P as records of at most the job's max_record bytes. */
+static void add_data_records(BlkChunkJob *job, Compressor *c, uint8_t span, const Piece *p,
+                             uint8_t *base, size_t *cpos)
+{
+    uint64_t step = job->max_record ? job->max_record : p->len;
+
+    for (uint64_t off = p->off; off < p->off + p->len; off += step) {
+        uint32_t len = MIN(step, p->off + p->len - off);
+        add_data_record(job, c, span, off, len, at(job, base, off), cpos);
+    }
+}
+
 /* Pieces as records: one whole-chunk record when a single piece covers
- * the chunk, else spans, the zero spans first: a destination applies them
+ * the chunk (and records may be that long), else spans, the zero spans first: a destination applies them
  * while the clusters they share with data spans are still unallocated
  * there (and reading zero, nothing to write), not after the data made
  * those clusters hold zeroes that must then be written out. */
@@ -346,7 +365,8 @@ static void pieces_to_records(BlkChunkJob *job, GArray *pieces, Compressor *c)
 {
     uint8_t *base = job->buf ? job->buf : zero_chunk;
     Piece *first = &g_array_index(pieces, Piece, 0);
-    bool whole = pieces->len == 1 && first->off == job->chunk && first->len == BLK_CHUNK;
+    bool whole = pieces->len == 1 && first->off == job->chunk && first->len == BLK_CHUNK &&
+                 (first->zero || !job->max_record || job->max_record >= BLK_CHUNK);
     uint8_t span = whole ? 0 : BLK_MIG_FLAG_SPAN;
     size_t cpos = 0;
 
@@ -361,7 +381,7 @@ static void pieces_to_records(BlkChunkJob *job, GArray *pieces, Compressor *c)
     for (guint i = 0; i < pieces->len; i++) {
         Piece *p = &g_array_index(pieces, Piece, i);
         if (!p->zero) {
-            add_data_record(job, c, span, p->off, p->len, base + (p->off - job->chunk), &cpos);
+            add_data_records(job, c, span, p, base, &cpos);
         }
     }
 }

@@ -2,6 +2,7 @@
  * channel has a thread writing the records of the chunk jobs queued for it
  * (chunk index mod N, so a channel carries a chunk's versions in order),
  * then, at switchover, its end marker. */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "block-internal.h"
@@ -14,6 +15,7 @@ typedef struct SendChannel {
     unsigned index;
     MigStream *f;
     GAsyncQueue *queue;         /* BlkChunkJob *, or the markers below */
+    _Atomic int64_t queued;     /* wire bytes of the jobs queued */
     GThread *thread;
     bool ended;                 /* end marker written; m->lock */
 } SendChannel;
@@ -44,12 +46,16 @@ static void channel_failed(SendChannel *ch)
     g_mutex_unlock(&m->lock);
 }
 
+/* A mirrored guest write waits for its records: they go out at once. */
 static void send_job(SendChannel *ch, BlkChunkJob *job)
 {
     uint64_t start = mig_stream_bytes(ch->f);
 
     for (guint i = 0; i < job->records->len && !mig_stream_error(ch->f); i++) {
         blk_record_put(ch->f, job->id, &g_array_index(job->records, BlkRecord, i));
+    }
+    if (job->mirrored) {
+        mig_stream_flush(ch->f);
     }
     if (mig_stream_error(ch->f)) {
         channel_failed(ch);
@@ -88,7 +94,10 @@ static gpointer channel_thread(gpointer opaque)
             break;
         } else if (job == &end_marker) {
             send_end_marker(ch);
-        } else if (mig_stream_error(ch->f)) {
+            continue;
+        }
+        atomic_fetch_sub(&ch->queued, (int64_t)job->wire_bytes);
+        if (mig_stream_error(ch->f)) {
             ch->m->sent(job, false, 0, ch->m->opaque);
         } else {
             send_job(ch, job);
@@ -175,7 +184,15 @@ unsigned multifd_send_channels(MultifdSend *m)
 
 void multifd_send_queue(MultifdSend *m, unsigned channel, BlkChunkJob *job)
 {
+    atomic_fetch_add(&m->ch[channel].queued, (int64_t)job->wire_bytes);
     g_async_queue_push(m->ch[channel].queue, job);
+}
+
+uint64_t multifd_send_queued_bytes(MultifdSend *m, unsigned channel)
+{
+    int64_t queued = atomic_load(&m->ch[channel].queued);
+
+    return queued > 0 ? (uint64_t)queued : 0;
 }
 
 bool multifd_send_failed(MultifdSend *m, GError **errp)

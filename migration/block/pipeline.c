@@ -1,7 +1,8 @@
 /* The source's read pipeline: a few worker threads read (and compress)
  * chunk jobs while the migration thread sends finished ones, so disk
  * reads, zero detection, compression and sending overlap.  Jobs leave in
- * the order they came in, which keeps a chunk's versions in order.  The
+ * the order they came in, which keeps a chunk's versions in order (and
+ * mirrored guest writes, mirror.c, take their places among them).  The
  * chunk buffers of the jobs in flight, until they are sent, stay within
  * max-inflight bytes. */
 #include "block/block.h"
@@ -164,17 +165,33 @@ void blk_pipeline_submit(BlkPipeline *p, BlkChunkJob *job)
     }
 }
 
+/* p->lock held. */
+static BlkChunkJob *peek_ready_locked(BlkPipeline *p)
+{
+    BlkChunkJob *job = g_queue_peek_head(&p->fifo);
+
+    p->seen_events = p->events;
+    return job && job->done ? job : NULL;
+}
+
+BlkChunkJob *blk_pipeline_peek_ready(BlkPipeline *p)
+{
+    BlkChunkJob *job;
+
+    g_mutex_lock(&p->lock);
+    job = peek_ready_locked(p);
+    g_mutex_unlock(&p->lock);
+    return job;
+}
+
 BlkChunkJob *blk_pipeline_pop_ready(BlkPipeline *p)
 {
     BlkChunkJob *job;
 
     g_mutex_lock(&p->lock);
-    p->seen_events = p->events;
-    job = g_queue_peek_head(&p->fifo);
-    if (job && job->done) {
+    job = peek_ready_locked(p);
+    if (job) {
         g_queue_pop_head(&p->fifo);
-    } else {
-        job = NULL;
     }
     g_mutex_unlock(&p->lock);
     return job;
@@ -200,6 +217,14 @@ void blk_pipeline_wait(BlkPipeline *p, gint64 timeout_us)
             break;
         }
     }
+    g_mutex_unlock(&p->lock);
+}
+
+void blk_pipeline_kick(BlkPipeline *p)
+{
+    g_mutex_lock(&p->lock);
+    p->events++;
+    g_cond_broadcast(&p->cond);
     g_mutex_unlock(&p->lock);
 }
 

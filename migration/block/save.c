@@ -2,7 +2,10 @@
  * 1 MiB chunks (holes never read), then re-sending what the guest dirtied,
  * then the rest while the guest is stopped.  Chunks become jobs of the
  * read pipeline; finished jobs go out on the main stream, or on their
- * multifd channel. */
+ * multifd channel (send.c).  Guest writes meet the migration through a
+ * write notifier (guest-write.c): in write-blocking mode they are mirrored
+ * (mirror.c, which also argues the order), with auto-converge throttled
+ * (converge.c). */
 #include <errno.h>
 #include <string.h>
 
@@ -13,30 +16,21 @@
 #include "util/bitmap.h"
 
 #define CHUNK_START(off) ((uint64_t)(off) & ~(uint64_t)(BLK_CHUNK - 1))
+/* Write-blocking: the longest data record, so that a mirrored guest write
+ * waits behind at most that much (2 ms at 32 MiB/s). */
+#define WRITE_BLOCKING_MAX_RECORD (64 * 1024)
 /* One save_iterate call returns after this long even if max_bytes was not
  * reached (zero chunks cost little wire), so the migration thread keeps
  * checking cancellation, bandwidth and the downtime estimate. */
 #define ITERATE_TIME_BUDGET_US (200 * 1000)
 /* Longest wait for the pipeline before re-checking for errors. */
 #define PUMP_WAIT_US (20 * 1000)
-/* Dirty bits of one chunk at the finest granularity, plus one spare word
- * as dirty_bitmap_snapshot_and_clear asks. */
-#define MIN_GRANULARITY BLK_SECTOR
-#define CHUNK_BITMAP_WORDS BITMAP_WORDS(BLK_CHUNK / MIN_GRANULARITY + 1)
 /* A drive's dirty bitmap holds at most this many bits (32 MiB: a 1 TiB
  * drive at 4 KiB); a larger drive is tracked in coarser blocks. */
 #define MAX_BITMAP_BITS (UINT64_C(1) << 28)
 /* Bits above the bulk cursor are counted this many bytes of drive at a
  * time. */
 #define ABOVE_PIECE (64 * BLK_CHUNK)
-
-typedef struct BlkMigDevice {
-    BlockDriverState *bs;
-    char *id;
-    uint64_t size;
-    DirtyBitmap *bitmap;
-    uint64_t bulk_cursor;       /* next chunk the bulk phase walks */
-} BlkMigDevice;
 
 typedef struct BlkMigState {
     /* Guards devs (QMP reads pending and stats from its own thread), the
@@ -46,6 +40,14 @@ typedef struct BlkMigState {
     BlkChunkOptions opts;       /* fixed at setup */
     BlkPipeline *pipeline;
     MultifdSend *multifd;       /* NULL without the multifd capability */
+    BlkOrder *order;            /* the units of each chunk, in order */
+    BlkMirror *mirror;          /* write-blocking */
+    BlkConverge *converge;      /* auto-converge */
+    BlkGuestWrites *guest;      /* the write notifiers on the drives */
+    BlkSender sender;           /* migration thread */
+    uint32_t max_record;        /* of new jobs: 0, or short in write-blocking mode */
+    bool write_blocking;        /* block-copy-mode, as last seen */
+    BlkPasses passes;
     bool bulk_done;             /* every bulk chunk was submitted */
     bool bulk_sent;             /* ...and sent: the dirty phase runs */
     guint dirty_dev;            /* where the dirty phase resumes */
@@ -157,35 +159,57 @@ static uint64_t remaining_locked(void)
 
 /* What the switchover would have to send: the remaining bytes, the jobs
  * read and not yet sent (counted even if the guest wrote them again:
- * better late than too early), and what multifd sockets still hold. */
+ * better late than too early), mirrored writes not yet sent, and what
+ * multifd sockets still hold. */
 static uint64_t blk_mig_save_pending(void *opaque)
 {
     uint64_t pending;
 
     g_mutex_lock(&blk.lock);
     pending = remaining_locked() + blk.inflight +
+              (blk.mirror ? blk_mirror_pending(blk.mirror) : 0) +
               (blk.multifd ? multifd_send_unsent_bytes(blk.multifd) : 0);
     g_mutex_unlock(&blk.lock);
     return pending;
+}
+
+/* blk.lock held: the guest's bytes written so far. */
+static uint64_t guest_written_locked(void)
+{
+    return blk.guest ? blk_guest_writes_bytes(blk.guest) : 0;
 }
 
 void block_migration_stats(MigrationDiskStats *out)
 {
     g_mutex_lock(&blk.lock);
     *out = blk.stats;
-    out->remaining = blk.devs ? remaining_locked() : blk.remaining_at_end;
+    if (blk.devs) {
+        out->remaining = remaining_locked();
+        out->dirty_rate = blk_passes_dirty_rate(&blk.passes, guest_written_locked());
+        out->pass = blk.passes.pass;
+    } else {
+        out->remaining = blk.remaining_at_end;
+    }
     g_mutex_unlock(&blk.lock);
 }
 
 /* The handler's query-migrate part: "disk", with the wire throughput
- * over the migration's time so far. */
+ * over the migration's time so far, and auto-converge's throttle. */
 static void blk_mig_query(void *opaque, MigrationInfo *info)
 {
     double seconds = info->total_time / 1000.0;
+    uint64_t throttle = 0;
 
     info->has_disk = true;
     block_migration_stats(&info->disk);
     info->disk.mbps = seconds > 0 ? info->disk.transferred * 8 / 1e6 / seconds : 0;
+    g_mutex_lock(&blk.lock);
+    if (blk.converge) {
+        throttle = blk_converge_percentage(blk.converge);
+    }
+    g_mutex_unlock(&blk.lock);
+    info->has_throttle = throttle > 0;
+    info->throttle_percentage = throttle;
 }
 
 uint64_t block_migration_processed_bytes(void)
@@ -213,8 +237,10 @@ static void account_transferred(uint64_t bytes)
 static void job_sent(BlkChunkJob *job, bool sent, uint64_t wire_bytes, void *opaque)
 {
     g_mutex_lock(&blk.lock);
-    blk.inflight -= job->walked;
-    if (sent) {
+    if (!job->mirrored) {
+        blk.inflight -= job->walked;
+    }
+    if (sent && job->walked) {
         blk.processed += job->walked - job->left_out;
         blk.stats.transferred += wire_bytes;
         if (job->has_data) {
@@ -224,7 +250,11 @@ static void job_sent(BlkChunkJob *job, bool sent, uint64_t wire_bytes, void *opa
         }
     }
     g_mutex_unlock(&blk.lock);
-    blk_pipeline_release(blk.pipeline, job);
+    if (job->mirrored) {
+        blk_mirror_done(blk.mirror, job, sent);
+    } else {
+        blk_pipeline_release(blk.pipeline, job);
+    }
 }
 
 /* ---- records on the main stream ---- */
@@ -256,6 +286,7 @@ static void put_progress(MigStream *f, int percent)
 
 static void submit(BlkChunkJob *job)
 {
+    job->max_record = blk.max_record;
     blk_chunk_plan(job, &blk.opts);
     if (!job->needs_worker) {
         /* Holes only: the records need neither a read nor a thread. */
@@ -287,16 +318,20 @@ static bool bulk_submit_next(MigStream *f)
     }
     off = dev->bulk_cursor;
     len = MIN(BLK_CHUNK, dev->size - off);
-    /* Clear first, read after: a write racing with the read is marked
-     * again and re-sent in the dirty phase. */
-    dirty_bitmap_test_and_clear(dev->bitmap, off, len);
     job = blk_chunk_job_new(dev->bs, dev->id, off, dev->size);
     blk_chunk_add_range(job, off, len);
+    /* Clear first, read after: a write racing with the read is marked
+     * again and re-sent in the dirty phase (or mirrored, once the cursor
+     * has passed: both under the order lock). */
+    blk_order_lock(blk.order);
+    dirty_bitmap_test_and_clear(dev->bitmap, off, len);
+    blk_order_enter_locked(blk.order, job);
     g_mutex_lock(&blk.lock);
     dev->bulk_cursor = off + len;
     blk.stats.bulk_copied += len;
     percent = blk.stats.total ? blk.stats.bulk_copied * 100 / blk.stats.total : 100;
     g_mutex_unlock(&blk.lock);
+    blk_order_unlock(blk.order);
     submit(job);
     if (percent != blk.progress) {
         blk.progress = percent;
@@ -305,29 +340,38 @@ static bool bulk_submit_next(MigStream *f)
     return true;
 }
 
-/* The runs of dirty blocks of the chunk at OFF, as the job's ranges; their
- * bits are cleared before anything is read. */
-static void take_dirty_ranges(BlkMigDevice *dev, BlkChunkJob *job, uint64_t off)
+/* The dirty blocks of the chunk at OFF of DEV as a job, their bits
+ * cleared and the job in its chunk's order; NULL when none was left. */
+static BlkChunkJob *take_dirty_chunk(BlkMigDevice *dev, uint64_t off)
 {
-    uint64_t len = MIN(BLK_CHUNK, dev->size - off);
-    uint64_t gran = dirty_bitmap_granularity(dev->bitmap);
-    unsigned long bits[CHUNK_BITMAP_WORDS] = { 0 };
-    uint64_t nbits;
+    BlkChunkJob *job = blk_chunk_job_new(dev->bs, dev->id, off, dev->size);
 
-    if (blk.opts.whole_chunks) {
-        dirty_bitmap_test_and_clear(dev->bitmap, off, len);
-        blk_chunk_add_range(job, off, len);
-        return;
+    job->resend = true;
+    blk_order_lock(blk.order);
+    blk_order_take_dirty_locked(dev, job, off, MIN(BLK_CHUNK, dev->size - off),
+                                blk.opts.whole_chunks);
+    if (job->ranges->len) {
+        blk_order_enter_locked(blk.order, job);
     }
-    nbits = dirty_bitmap_snapshot_and_clear(dev->bitmap, off, len, bits);
-    for (uint64_t b = bitmap_find_next_set(bits, nbits, 0); b < nbits;) {
-        uint64_t e = b + 1;
-        while (e < nbits && bitmap_test(bits, e)) {
-            e++;
-        }
-        uint64_t start = off + b * gran;
-        blk_chunk_add_range(job, start, MIN(off + len, off + e * gran) - start);
-        b = bitmap_find_next_set(bits, nbits, e);
+    blk_order_unlock(blk.order);
+    if (job->ranges->len == 0) {
+        blk_chunk_job_free(job);
+        return NULL;
+    }
+    return job;
+}
+
+/* A walk over the dirty bitmaps begins (FORCE: the first, after the bulk
+ * copy): maybe the next pass. */
+static void dirty_walk_begins(bool force)
+{
+    bool next;
+
+    g_mutex_lock(&blk.lock);
+    next = blk_passes_walk(&blk.passes, guest_written_locked(), force);
+    g_mutex_unlock(&blk.lock);
+    if (next) {
+        migration_notify_pass(blk.passes.pass);
     }
 }
 
@@ -341,13 +385,10 @@ static bool dirty_submit_next(void)
 
         if (dirty >= 0 && (uint64_t)dirty < dev->size) {
             uint64_t off = CHUNK_START(dirty);
-            BlkChunkJob *job = blk_chunk_job_new(dev->bs, dev->id, off, dev->size);
+            BlkChunkJob *job = take_dirty_chunk(dev, off);
 
-            job->resend = true;
-            take_dirty_ranges(dev, job, off);
             blk.dirty_cursor = off + BLK_CHUNK;
-            if (job->ranges->len == 0) {
-                blk_chunk_job_free(job);
+            if (!job) {
                 continue;
             }
             submit(job);
@@ -361,44 +402,11 @@ static bool dirty_submit_next(void)
     g_mutex_lock(&blk.lock);
     blk.stats.dirty_sync_count++;
     g_mutex_unlock(&blk.lock);
+    dirty_walk_begins(false);
     return false;
 }
 
 /* ---- sending finished jobs ---- */
-
-static void send_on_main(MigStream *f, BlkChunkJob *job)
-{
-    for (guint i = 0; i < job->records->len; i++) {
-        blk_record_put(f, job->id, &g_array_index(job->records, BlkRecord, i));
-    }
-    job_sent(job, mig_stream_error(f) == 0, 0, NULL);
-}
-
-/* Send the jobs that are ready, oldest first, until *SENT (their wire
- * bytes are added) reaches MAX_BYTES.  Returns how many, or -1 when one
- * failed to read. */
-static int send_ready(MigStream *f, uint64_t *sent, uint64_t max_bytes, GError **errp)
-{
-    BlkChunkJob *job;
-    int count = 0;
-
-    while (*sent < max_bytes && (job = blk_pipeline_pop_ready(blk.pipeline))) {
-        if (job->error) {
-            g_set_error_literal(errp, MIG_ERROR, 0, job->error);
-            job_sent(job, false, 0, NULL);
-            return -1;
-        }
-        *sent += job->wire_bytes;
-        count++;
-        if (blk.multifd) {
-            unsigned n = multifd_send_channels(blk.multifd);
-            multifd_send_queue(blk.multifd, (job->chunk / BLK_CHUNK) % n, job);
-        } else {
-            send_on_main(f, job);
-        }
-    }
-    return count;
-}
 
 /* The main stream or a channel failed (a cancel shuts the main stream). */
 static bool send_failed(MigStream *f, GError **errp)
@@ -414,7 +422,9 @@ static bool send_failed(MigStream *f, GError **errp)
     return false;
 }
 
-typedef enum { PUMP_BULK, PUMP_DIRTY_PASS } PumpWork;
+/* What a pump submits: the bulk walk, a dirty pass, or nothing (it only
+ * sends what is queued, mirrored writes included). */
+typedef enum { PUMP_BULK, PUMP_DIRTY_PASS, PUMP_QUEUED } PumpWork;
 
 /* One more job of WORK; false when there is none left. */
 static bool submit_next(MigStream *f, PumpWork work)
@@ -425,14 +435,22 @@ static bool submit_next(MigStream *f, PumpWork work)
     return dirty_submit_next();
 }
 
-/* Keep the pipeline full with WORK and send what is ready, until WORK is
- * all sent (1), MAX_BYTES were sent or DEADLINE (0: none) passed (0), or
- * something failed (-1). */
+/* Whether WORK is all sent: PUMP_QUEUED waits for the mirrored writes
+ * too. */
+static bool pump_done(PumpWork work)
+{
+    return blk_pipeline_is_empty(blk.pipeline) &&
+           (work != PUMP_QUEUED || blk_mirror_is_empty(blk.mirror));
+}
+
+/* Keep the pipeline full with WORK and send what is ready (mirrored
+ * writes too), until WORK is all sent (1), MAX_BYTES were sent or
+ * DEADLINE (0: none) passed (0), or something failed (-1). */
 static int pump(MigStream *f, PumpWork work, uint64_t max_bytes, gint64 deadline,
                 GError **errp)
 {
     uint64_t sent = 0;
-    bool out_of_work = work == PUMP_BULK && blk.bulk_done;
+    bool out_of_work = (work == PUMP_BULK && blk.bulk_done) || work == PUMP_QUEUED;
 
     for (;;) {
         int count;
@@ -443,11 +461,11 @@ static int pump(MigStream *f, PumpWork work, uint64_t max_bytes, gint64 deadline
         while (!out_of_work && blk_pipeline_has_room(blk.pipeline)) {
             out_of_work = !submit_next(f, work);
         }
-        count = send_ready(f, &sent, max_bytes, errp);
+        count = blk_send_ready(&blk.sender, f, &sent, max_bytes, errp);
         if (count < 0) {
             return -1;
         }
-        if (out_of_work && blk_pipeline_is_empty(blk.pipeline)) {
+        if (out_of_work && pump_done(work)) {
             return 1;
         }
         if (sent >= max_bytes || (deadline && g_get_monotonic_time() >= deadline)) {
@@ -457,6 +475,29 @@ static int pump(MigStream *f, PumpWork work, uint64_t max_bytes, gint64 deadline
             blk_pipeline_wait(blk.pipeline, PUMP_WAIT_US);
         }
     }
+}
+
+/* Write-blocking with nothing dirty: send mirrored writes as they come
+ * until DEADLINE or MAX_BYTES; 0, or -1 when something failed. */
+static int serve_mirrored(MigStream *f, uint64_t max_bytes, gint64 deadline, GError **errp)
+{
+    uint64_t sent = 0;
+
+    while (sent < max_bytes && g_get_monotonic_time() < deadline) {
+        int count;
+
+        if (send_failed(f, errp)) {
+            return -1;
+        }
+        count = blk_send_ready(&blk.sender, f, &sent, max_bytes, errp);
+        if (count < 0) {
+            return -1;
+        }
+        if (count == 0) {
+            blk_pipeline_wait(blk.pipeline, PUMP_WAIT_US);
+        }
+    }
+    return 0;
 }
 
 /* ---- setup and cleanup ---- */
@@ -500,6 +541,40 @@ static bool add_devices(GPtrArray *devs, uint64_t granularity, GError **errp)
     return true;
 }
 
+/* Guest writes go on without the migration: none waits for it (nor for
+ * the throttle) any more, and once this returns none is inside it. */
+static void release_guest(void)
+{
+    BlkGuestWrites *guest;
+
+    if (blk.mirror) {
+        blk_mirror_stop_waiting(blk.mirror);
+    }
+    if (blk.converge) {
+        blk_converge_lift(blk.converge);
+    }
+    g_mutex_lock(&blk.lock);
+    guest = g_steal_pointer(&blk.guest);
+    g_mutex_unlock(&blk.lock);
+    blk_guest_writes_free(guest);
+}
+
+/* The mirror, the order and the throttle, once no unit is with a channel
+ * or the pipeline any more.  QMP looks at them under the lock. */
+static void free_write_blocking(void)
+{
+    BlkMirror *mirror;
+    BlkConverge *converge;
+
+    g_mutex_lock(&blk.lock);
+    mirror = g_steal_pointer(&blk.mirror);
+    converge = g_steal_pointer(&blk.converge);
+    g_mutex_unlock(&blk.lock);
+    blk_mirror_free(mirror);
+    blk_converge_free(converge);
+    g_clear_pointer(&blk.order, blk_order_free);
+}
+
 static void blk_mig_cleanup(void *opaque)
 {
     BlkPipeline *pipeline;
@@ -509,10 +584,13 @@ static void blk_mig_cleanup(void *opaque)
     g_mutex_lock(&blk.lock);
     if (blk.devs) {
         blk.remaining_at_end = remaining_locked();
+        blk.stats.dirty_rate = blk_passes_dirty_rate(&blk.passes, guest_written_locked());
+        blk.stats.pass = blk.passes.pass;
     }
     g_mutex_unlock(&blk.lock);
-    /* Channels hand their jobs back to the pipeline: they go first.  QMP
-     * looks at them (pending) under the lock. */
+    release_guest();
+    /* Channels hand their jobs back to the pipeline (and the mirror):
+     * they go first.  QMP looks at them (pending) under the lock. */
     g_mutex_lock(&blk.lock);
     multifd = g_steal_pointer(&blk.multifd);
     g_mutex_unlock(&blk.lock);
@@ -522,6 +600,9 @@ static void blk_mig_cleanup(void *opaque)
     g_mutex_lock(&blk.lock);
     blk.pipeline = NULL;
     blk.inflight = 0;
+    g_mutex_unlock(&blk.lock);
+    free_write_blocking();
+    g_mutex_lock(&blk.lock);
     g_clear_pointer(&blk.devs, g_ptr_array_unref);
     g_mutex_unlock(&blk.lock);
 }
@@ -592,7 +673,48 @@ static void reset_state(GPtrArray *devs, const MigrationParameters *params)
     for (guint i = 0; i < devs->len; i++) {
         blk.stats.total += ((BlkMigDevice *)devs->pdata[i])->size;
     }
+    blk.order = blk_order_new();
+    blk.mirror = blk_mirror_new(blk.order, &blk.opts, params->max_inflight, blk.pipeline);
+    blk.converge = blk_converge_new();
+    blk.max_record = 0;
+    blk.write_blocking = false;
     g_mutex_unlock(&blk.lock);
+}
+
+/* block-copy-mode may change at any time: the mirror and the records of
+ * new jobs follow it. */
+static void follow_copy_mode(void)
+{
+    MigrationParameters p;
+    bool wb;
+
+    mig_params_get(&p);
+    wb = p.block_copy_mode == MIG_COPY_MODE_WRITE_BLOCKING;
+    blk.max_record = wb && !blk.opts.whole_chunks ? WRITE_BLOCKING_MAX_RECORD : 0;
+    blk_mirror_set_active(blk.mirror, wb, blk.max_record);
+    if (wb != blk.write_blocking) {
+        g_message("block migration: copy mode %s", mig_copy_mode_name(p.block_copy_mode));
+        blk.write_blocking = wb;
+    }
+}
+
+/* Guest writes meet the migration from now on; pass 1 begins. */
+static void start_guest_writes(void)
+{
+    BlkGuestWrites *guest = blk_guest_writes_new(blk.mirror, blk.converge);
+
+    blk.sender = (BlkSender){ .pipeline = blk.pipeline, .mirror = blk.mirror,
+                              .order = blk.order, .multifd = blk.multifd,
+                              .sent = job_sent };
+    follow_copy_mode();
+    for (guint i = 0; i < blk.devs->len; i++) {
+        blk_guest_writes_attach(guest, blk.devs->pdata[i]);
+    }
+    g_mutex_lock(&blk.lock);
+    blk.guest = guest;
+    blk_passes_start(&blk.passes, 0);
+    g_mutex_unlock(&blk.lock);
+    migration_notify_pass(1);
 }
 
 static int blk_mig_save_setup(MigStream *f, void *opaque, GError **errp)
@@ -619,12 +741,58 @@ static int blk_mig_save_setup(MigStream *f, void *opaque, GError **errp)
     if (!setup_multifd(f, &params, errp)) {
         return -1;
     }
+    start_guest_writes();
     mig_put_be64(f, BLK_MIG_FLAG_EOS);
     account_transferred(mig_stream_bytes(f) - start);
     return mig_stream_error(f) ? -1 : 0;
 }
 
 /* ---- iterations and completion ---- */
+
+/* A dirty pass, as far as MAX_BYTES and DEADLINE let it go; at its end
+ * mirrored writes are served until DEADLINE (write-blocking), or, when
+ * nothing was dirty, the channels get a little time to drain rather than
+ * the thread spinning through empty passes.  Returns as pump does. */
+static int dirty_iteration(MigStream *f, uint64_t max_bytes, gint64 deadline, GError **errp)
+{
+    uint64_t processed = block_migration_processed_bytes();
+    int ret = pump(f, PUMP_DIRTY_PASS, max_bytes, deadline, errp);
+
+    if (ret != 1) {
+        return ret;
+    }
+    if (blk_mirror_is_active(blk.mirror)) {
+        return serve_mirrored(f, max_bytes, deadline, errp) < 0 ? -1 : 1;
+    }
+    if (block_migration_processed_bytes() == processed) {
+        blk_pipeline_wait(blk.pipeline, PUMP_WAIT_US);
+    }
+    return 1;
+}
+
+/* Auto-converge looks at what the guest wrote and what went out. */
+static void converge_tick(void)
+{
+    uint64_t written, transferred;
+
+    g_mutex_lock(&blk.lock);
+    written = guest_written_locked();
+    transferred = blk.stats.transferred;
+    g_mutex_unlock(&blk.lock);
+    blk_converge_tick(blk.converge, written, transferred);
+}
+
+/* The guest is about to stop for the switchover: its writes must not
+ * wait for this thread (nor for the throttle) any more. */
+static void blk_mig_save_stopping(void *opaque)
+{
+    if (blk.mirror) {
+        blk_mirror_stop_waiting(blk.mirror);
+    }
+    if (blk.converge) {
+        blk_converge_lift(blk.converge);
+    }
+}
 
 static int blk_mig_save_iterate(MigStream *f, void *opaque, uint64_t max_bytes,
                                 GError **errp)
@@ -638,18 +806,17 @@ static int blk_mig_save_iterate(MigStream *f, void *opaque, uint64_t max_bytes,
         g_set_error(errp, MIG_ERROR, 0, "block migration was not set up");
         return -1;
     }
+    follow_copy_mode();
     if (!dirty_phase) {
         ret = pump(f, PUMP_BULK, max_bytes, deadline, errp);
         blk.bulk_sent = ret == 1;
-    } else {
-        uint64_t processed = block_migration_processed_bytes();
-        ret = pump(f, PUMP_DIRTY_PASS, max_bytes, deadline, errp);
-        if (ret == 1 && block_migration_processed_bytes() == processed) {
-            /* Nothing was dirty: let channels drain a little rather than
-             * spin through empty passes. */
-            blk_pipeline_wait(blk.pipeline, PUMP_WAIT_US);
+        if (blk.bulk_sent) {
+            dirty_walk_begins(true);
         }
+    } else {
+        ret = dirty_iteration(f, max_bytes, deadline, errp);
     }
+    converge_tick();
     mig_put_be64(f, BLK_MIG_FLAG_EOS);
     /* Nothing sent may wait in the buffer: the destination reports what
      * is durable, and the switchover waits for that. */
@@ -680,6 +847,10 @@ static int blk_mig_save_complete(MigStream *f, void *opaque, GError **errp)
     if (ret > 0) {
         ret = pump(f, PUMP_DIRTY_PASS, UINT64_MAX, 0, errp);
     }
+    if (ret > 0) {
+        /* Mirrored writes still queued (the guest is stopped: all read). */
+        ret = pump(f, PUMP_QUEUED, UINT64_MAX, 0, errp);
+    }
     if (ret > 0 && blk.multifd && !multifd_send_finish(blk.multifd, f, errp)) {
         ret = -1;
     }
@@ -703,6 +874,7 @@ static const SaveVMHandlers blk_mig_handlers = {
     .save_iterate = blk_mig_save_iterate,
     .save_pending = blk_mig_save_pending,
     .save_progress = blk_mig_save_progress,
+    .save_stopping = blk_mig_save_stopping,
     .save_complete = blk_mig_save_complete,
     .query = blk_mig_query,
     .load_setup = blk_mig_load_setup,

@@ -11,11 +11,11 @@
  * and the migration converges and completes, while a second, open-ended
  * fio job keeps writing into the switchover. */
 #include <json-glib/json-glib.h>
-#include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../qtest/libqtest.h"
+#include "fio.h"
 #include "interop.h"
 #include "nbd-raw.h"
 
@@ -25,96 +25,9 @@
 #define MARK_OFF (200 * MiB)       /* a pattern the destination must read */
 #define MARK_LEN (64 * 1024)
 /* fio job 1: 2 connections x 2000 verified 4 KiB writes in [0, 64 MiB). */
-#define FIO_JOBS "2"
-#define FIO_IOS "2000"
-#define FIO_IO_BYTES (2 * 2000 * 4096)
-
-/* The fio arguments both the writing run and the verify_only run share:
- * same jobs, same seeds, same offsets. */
-static GPtrArray *fio_verified_args(const char *uri)
-{
-    GPtrArray *a = g_ptr_array_new_with_free_func(g_free);
-
-    g_ptr_array_add(a, g_strdup("--name=migrating"));
-    g_ptr_array_add(a, g_strdup("--ioengine=nbd"));
-    g_ptr_array_add(a, g_strdup_printf("--uri=%s", uri));
-    g_ptr_array_add(a, g_strdup("--rw=randwrite"));
-    g_ptr_array_add(a, g_strdup("--bs=4k"));
-    g_ptr_array_add(a, g_strdup("--iodepth=4"));
-    g_ptr_array_add(a, g_strdup("--numjobs=" FIO_JOBS));
-    g_ptr_array_add(a, g_strdup("--size=32M"));
-    g_ptr_array_add(a, g_strdup("--offset_increment=32M"));
-    g_ptr_array_add(a, g_strdup("--number_ios=" FIO_IOS));
-    g_ptr_array_add(a, g_strdup("--verify=crc32c"));
-    g_ptr_array_add(a, g_strdup("--group_reporting"));
-    return a;
-}
-
-/* Run fio with ARGS plus EXTRA (NULL-terminated) in the background. */
-static pid_t spawn_fio(const char *log, GPtrArray *args, ...)
-{
-    g_autoptr(GPtrArray) argv = g_ptr_array_new();
-    const char *arg;
-    va_list ap;
-
-    g_ptr_array_add(argv, "fio");
-    for (guint i = 0; i < args->len; i++) {
-        g_ptr_array_add(argv, args->pdata[i]);
-    }
-    va_start(ap, args);
-    while ((arg = va_arg(ap, const char *))) {
-        g_ptr_array_add(argv, (char *)arg);
-    }
-    va_end(ap);
-    g_ptr_array_add(argv, NULL);
-    return interop_spawnv(log, (char **)argv->pdata);
-}
-
-static char *read_log(const char *path)
-{
-    char *text = NULL;
-
-    if (!g_file_get_contents(path, &text, NULL, NULL)) {
-        text = g_strdup("(no output)");
-    }
-    return text;
-}
-
-static void wait_fio_ok(pid_t pid, const char *log, const char *what)
-{
-    int status = interop_wait(pid, MIGRATE_TIMEOUT_MS);
-
-    if (status != 0) {
-        g_autofree char *text = read_log(log);
-        g_test_message("%s: fio status %d, output:\n%s", what, status, text);
-        if (status == -2) {
-            interop_kill(pid);
-        }
-    }
-    g_assert_cmpint(status, ==, 0);
-}
-
-static gint64 fio_read_bytes(const char *json_path)
-{
-    char *text = read_log(json_path);
-    JsonParser *parser = json_parser_new();
-    /* fio prints "connected" notices before its JSON on stdout. */
-    size_t start = strcspn(text, "{");
-    GError *err = NULL;
-    JsonArray *jobs;
-    gint64 bytes;
-
-    if (!json_parser_load_from_data(parser, text + start, -1, &err)) {
-        g_error("fio JSON: %s", err->message);
-    }
-    jobs = json_object_get_array_member(json_node_get_object(json_parser_get_root(parser)),
-                                        "jobs");
-    g_assert_cmpuint(json_array_get_length(jobs), ==, 1);
-    bytes = qtest_json_int(json_array_get_element(jobs, 0), "read.io_bytes");
-    g_object_unref(parser);
-    g_free(text);
-    return bytes;
-}
+#define FIO_JOBS 2
+#define FIO_IOS 2000
+#define FIO_IO_BYTES (FIO_JOBS * FIO_IOS * 4096)
 
 static void test_fio_live_migration(void)
 {
@@ -159,13 +72,13 @@ static void test_fio_live_migration(void)
     reader = interop_spawn(reader_log, "qemu-io", "-f", "raw", dst_uri,
                            "-c", "read -P 0x5c 200M 64k", NULL);
 
-    fio1_args = fio_verified_args(src_uri);
-    fio1 = spawn_fio(fio1_log, fio1_args, "--rate_iops=500", "--do_verify=0", NULL);
+    fio1_args = fio_verified_args(src_uri, FIO_JOBS, FIO_IOS, 32);
+    fio1 = fio_spawn(fio1_log, fio1_args, "--rate_iops=500", "--do_verify=0", NULL);
     json_node_unref(qtest_qmp_ok(src, "{\"execute\": \"migrate\", \"arguments\":"
                                  " {\"uri\": \"%s\"}}", mig_uri));
 
     /* Every one of fio's writes completes while the migration is active. */
-    wait_fio_ok(fio1, fio1_log, "writes during migration");
+    fio_wait_ok(fio1, fio1_log, MIGRATE_TIMEOUT_MS, "writes during migration");
     info = qtest_query_migrate(src);
     g_assert_cmpstr(qtest_json_str(info, "status"), ==, "active");
     g_assert_cmpint(interop_wait(reader, 0), ==, -2);
@@ -198,15 +111,15 @@ static void test_fio_live_migration(void)
     /* The held read on the destination got the migrated data. */
     g_assert_cmpint(interop_wait(reader, 30000), ==, 0);
     {
-        g_autofree char *text = read_log(reader_log);
+        g_autofree char *text = fio_read_log(reader_log);
         g_assert_nonnull(strstr(text, "read 65536/65536"));
     }
 
     /* fio finds every block it wrote on the destination. */
-    verify_args = fio_verified_args(dst_uri);
+    verify_args = fio_verified_args(dst_uri, FIO_JOBS, FIO_IOS, 32);
     g_ptr_array_add(verify_args, g_strdup_printf("--output=%s", verify_log));
-    wait_fio_ok(spawn_fio(NULL, verify_args, "--verify_only=1", "--output-format=json", NULL),
-                verify_log, "verify_only on the destination");
+    fio_wait_ok(fio_spawn(NULL, verify_args, "--verify_only=1", "--output-format=json", NULL),
+                verify_log, MIGRATE_TIMEOUT_MS, "verify_only on the destination");
     g_assert_cmpint(fio_read_bytes(verify_log), ==, FIO_IO_BYTES);
 
     /* The source, stopped for good: reads served, writes ESHUTDOWN. */

@@ -3,7 +3,7 @@
  * tests/interop and tests/bench.  The one header of the harness, whose
  * files each have one job: libqtest.c (scratch directory, ports,
  * programs, the harness's failures), qtest-daemon.c, qtest-qmp.c,
- * qtest-json.c, qtest-disk.c, qtest-netns.c. */
+ * qtest-json.c, qtest-disk.c, qtest-netns.c, qtest-tool.c. */
 #ifndef TESTS_LIBQTEST_H
 #define TESTS_LIBQTEST_H
 
@@ -166,5 +166,27 @@ const char *qtest_netns_unavailable(void);
 /* Delete the namespaces named PREFIX<pid>... whose pid no longer runs:
  * those a killed run of a test left behind. */
 void qtest_netns_remove_stale(const char *prefix);
+
+/* The blkmig tool in the background (qtest-tool.c): started with ARGS (a
+ * NULL-terminated array, without the program), stdout in
+ * tmpdir/LOG_NAME and stderr in tmpdir/LOG_NAME.err; it must end within
+ * TIMEOUT_S. */
+typedef struct QTestTool {
+    GPid pid;
+    char *log_path;
+    char *err_path;
+    gint64 deadline;
+} QTestTool;
+QTestTool qtest_tool_start(const char *log_name, char **args, int timeout_s);
+/* Its stdout / stderr so far; caller frees. */
+char *qtest_tool_output(const QTestTool *t);
+char *qtest_tool_errors(const QTestTool *t);
+/* The last line of its stdout, for messages; caller frees. */
+char *qtest_tool_last_line(const QTestTool *t);
+/* True once it exited (*STATUS its exit code).  Past the deadline it is
+ * interrupted (it cancels the migration) and the test fails. */
+bool qtest_tool_exited(QTestTool *t, int *status);
+int qtest_tool_wait(QTestTool *t);
+void qtest_tool_clear(QTestTool *t);
 
 #endif

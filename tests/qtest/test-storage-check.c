@@ -180,90 +180,6 @@ static void test_compat_without_block(void)
 
 /* ---- the blkmig tool, bounded in time ---- */
 
-typedef struct Tool {
-    GPid pid;
-    char *log_path;
-    gint64 deadline;
-} Tool;
-
-/* Start the blkmig tool with ARGS (NULL-terminated array, without the
- * program), its output in tmpdir/LOG_NAME; it must end within TIMEOUT_S. */
-static Tool tool_start(const char *log_name, char **args, int timeout_s)
-{
-    Tool t = { .log_path = qtest_path(log_name),
-               .deadline = g_get_monotonic_time() + timeout_s * G_USEC_PER_SEC };
-    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
-    int fd = open(t.log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    GError *err = NULL;
-
-    g_assert_cmpint(fd, >=, 0);
-    g_ptr_array_add(argv, qtest_tool_path());
-    for (char **a = args; *a; a++) {
-        g_ptr_array_add(argv, g_strdup(*a));
-    }
-    g_ptr_array_add(argv, NULL);
-    g_spawn_async_with_fds(NULL, (char **)argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL,
-                           NULL, &t.pid, -1, fd, fd, &err);
-    g_assert_no_error(err);
-    close(fd);
-    return t;
-}
-
-static char *tool_output(const Tool *t)
-{
-    char *text = NULL;
-
-    g_assert_true(g_file_get_contents(t->log_path, &text, NULL, NULL));
-    return text;
-}
-
-/* The last line of the tool's output, for messages; caller frees. */
-static char *tool_last_line(const Tool *t)
-{
-    g_autofree char *text = tool_output(t);
-    g_strchomp(text);
-    const char *nl = strrchr(text, '\n');
-    return g_strdup(nl ? nl + 1 : text);
-}
-
-/* True once the tool exited (*STATUS its exit code).  Past the deadline
- * it is interrupted (it cancels the migration) and the test fails. */
-static bool tool_exited(Tool *t, int *status)
-{
-    int ws;
-    pid_t r = waitpid(t->pid, &ws, WNOHANG);
-
-    if (r == t->pid) {
-        *status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
-        return true;
-    }
-    if (g_get_monotonic_time() > t->deadline) {
-        g_autofree char *last = tool_last_line(t);
-        kill(t->pid, SIGINT);
-        g_usleep(2 * G_USEC_PER_SEC);
-        kill(t->pid, SIGKILL);
-        waitpid(t->pid, &ws, 0);
-        g_error("blkmig did not finish in time (the migration does not converge?); "
-                "its last line: %s", last);
-    }
-    return false;
-}
-
-static int tool_wait(Tool *t)
-{
-    int status;
-
-    while (!tool_exited(t, &status)) {
-        g_usleep(TOOL_POLL_US);
-    }
-    return status;
-}
-
-static void tool_clear(Tool *t)
-{
-    g_free(t->log_path);
-}
-
 /* ---- README's operator example ---- */
 
 /* The blkmigd and blkmig commands in the indented blocks of README's
@@ -393,7 +309,7 @@ static void test_readme_example(void)
     uint64_t size = 0, unused = 0;
     int port = qtest_free_port();
     Migration m = { 0 };
-    Tool t;
+    QTestTool t;
 
     g_assert_true(g_file_get_contents("README.md", &readme, NULL, NULL));
     daemons = readme_commands(readme, "### Start a destination and a source");
@@ -409,14 +325,14 @@ static void test_readme_example(void)
     m.dst = qtest_daemon_start("readme-dst", "%s", dst_args);
     m.src = qtest_daemon_start("readme-src", "%s", src_args);
     margs = migrate_args(migrate->pdata[0], m.src, m.dst, port);
-    t = tool_start("readme-blkmig.log", margs, README_TIMEOUT_S);
-    g_assert_cmpint(tool_wait(&t), ==, 0);
-    out = tool_output(&t);
+    t = qtest_tool_start("readme-blkmig.log", margs, README_TIMEOUT_S);
+    g_assert_cmpint(qtest_tool_wait(&t), ==, 0);
+    out = qtest_tool_output(&t);
     g_test_message("%s", out);
     mf_assert_contains(out, "destination:      completed, guest running");
     g_assert_true(qtest_files_equal(m.src_disk, m.dst_disk, NULL));
     mf_free(&m);
-    tool_clear(&t);
+    qtest_tool_clear(&t);
 }
 
 /* ---- progress under a random writer ---- */
@@ -440,9 +356,9 @@ static void sample_remaining(QTestDaemon *src, unsigned *samples)
 
 /* The client's progress lines so far: percent never goes back, what is
  * left is never more than the disk. */
-static unsigned check_client_lines(const Tool *t, uint64_t total)
+static unsigned check_client_lines(const QTestTool *t, uint64_t total)
 {
-    g_autofree char *out = tool_output(t);
+    g_autofree char *out = qtest_tool_output(t);
     g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
     double last = 0;
     unsigned count = 0;
@@ -451,8 +367,8 @@ static unsigned check_client_lines(const Tool *t, uint64_t total)
         double secs, percent, sent, left;
         char status[16];
 
-        if (sscanf(*l, "%lfs %15s %lf%% sent %lf MiB left %lf MiB", &secs, status, &percent,
-                   &sent, &left) != 5) {
+        if (sscanf(*l, "migrate %lfs %15s %lf%% sent %lf MiB left %lf MiB", &secs, status,
+                   &percent, &sent, &left) != 5) {
             continue;
         }
         if (percent < last) {
@@ -479,7 +395,7 @@ static void test_progress_under_random_writer(void)
     g_autofree char *src_q = NULL, *dst_q = NULL;
     unsigned samples = 0;
     int status;
-    Tool t;
+    QTestTool t;
 
     qtest_disk_fill(m.src_disk, size, 2);
     unlink(m.dst_disk);     /* an earlier case's disk: create=on makes a new one */
@@ -487,10 +403,10 @@ static void test_progress_under_random_writer(void)
     m.src = mf_start_src(&m, "--workload drive=disk0,pattern=randwrite,bs=4k,rate=20,seed=3");
     src_q = qmp_uri(m.src);
     dst_q = qmp_uri(m.dst);
-    t = tool_start("progress-blkmig.log", (char *[]){ "migrate", "--src", src_q, "--dst", dst_q,
-                   "--uri", m.uri, "--zero-blocks", "--max-bandwidth", "64M", NULL },
-                   README_TIMEOUT_S);
-    while (!tool_exited(&t, &status)) {
+    t = qtest_tool_start("progress-blkmig.log", (char *[]){ "migrate", "--src", src_q,
+                         "--dst", dst_q, "--uri", m.uri, "--zero-blocks", "--max-bandwidth",
+                         "64M", NULL }, README_TIMEOUT_S);
+    while (!qtest_tool_exited(&t, &status)) {
         sample_remaining(m.src, &samples);
         check_client_lines(&t, size);
         g_usleep(TOOL_POLL_US);
@@ -501,7 +417,7 @@ static void test_progress_under_random_writer(void)
     g_assert_cmpuint(samples, >=, 40);
     g_assert_true(qtest_files_equal(m.src_disk, m.dst_disk, NULL));
     mf_free(&m);
-    tool_clear(&t);
+    qtest_tool_clear(&t);
 }
 
 int main(int argc, char **argv)

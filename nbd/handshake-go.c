@@ -54,7 +54,7 @@ static void start_transmission(NBDConn *c, BlockDriverState *bs, uint64_t size)
     c->tflags = export_flags(c, bs);
     /* Block status only for the export the context was selected on. */
     if (c->meta_bs != bs) {
-        c->meta_base_alloc = false;
+        c->meta_contexts = 0;
     }
 }
 

@@ -1,7 +1,18 @@
 /* Metadata contexts: NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT.
- * The one context served is base:allocation (holes vs data); queries in
- * other namespaces are ignored, as proto.md requires. */
+ * Two contexts are served: base:allocation (holes vs data) and QEMU's
+ * qemu:allocation-depth (which layer of the backing chain holds the data).
+ * A LIST may also name a namespace alone ("base:", "qemu:") to see all of
+ * its contexts; queries for anything else are ignored, as proto.md
+ * requires. */
 #include "nbd-internal.h"
+
+static const struct {
+    const char *name;
+    const char *ns;             /* its namespace, a LIST wildcard */
+} contexts[NBD_META_COUNT] = {
+    [NBD_META_BASE_ALLOCATION] = { "base:allocation", "base:" },
+    [NBD_META_ALLOCATION_DEPTH] = { "qemu:allocation-depth", "qemu:" },
+};
 
 /* A bounds-checked reader over an option's data. */
 typedef struct Cursor {
@@ -37,19 +48,24 @@ static bool query_is(const uint8_t *q, uint32_t len, const char *s)
     return len == strlen(s) && memcmp(q, s, len) == 0;
 }
 
-/* Does QUERY select base:allocation?  "base:" is a wildcard for LIST only. */
-static bool selects_base_allocation(uint32_t opt, const uint8_t *q, uint32_t len)
+/* The contexts QUERY selects, as a mask of 1 << NBDMetaContext. */
+static unsigned query_selects(uint32_t opt, const uint8_t *q, uint32_t len)
 {
-    if (query_is(q, len, NBD_META_BASE_ALLOCATION)) {
-        return true;
+    unsigned mask = 0;
+
+    for (unsigned i = 0; i < NBD_META_COUNT; i++) {
+        if (query_is(q, len, contexts[i].name) ||
+            (opt == NBD_OPT_LIST_META_CONTEXT && query_is(q, len, contexts[i].ns))) {
+            mask |= 1u << i;
+        }
     }
-    return opt == NBD_OPT_LIST_META_CONTEXT && query_is(q, len, "base:");
+    return mask;
 }
 
-/* Parse the export name and queries; *match tells whether base:allocation
- * was asked for.  False on malformed data. */
+/* Parse the export name and queries; *selected gets the contexts they
+ * ask for.  False on malformed data. */
 static bool parse_request(uint32_t opt, const uint8_t *data, uint32_t len,
-                          char **name, bool *match)
+                          char **name, unsigned *selected)
 {
     Cursor cur = { data, len };
     const uint8_t *s;
@@ -60,7 +76,7 @@ static bool parse_request(uint32_t opt, const uint8_t *data, uint32_t len,
         return false;
     }
     /* LIST with no query means "everything you have". */
-    *match = opt == NBD_OPT_LIST_META_CONTEXT && nqueries == 0;
+    *selected = opt == NBD_OPT_LIST_META_CONTEXT && nqueries == 0 ? NBD_META_ALL : 0;
     for (uint32_t i = 0; i < nqueries; i++) {
         const uint8_t *q;
         uint32_t qlen;
@@ -68,7 +84,7 @@ static bool parse_request(uint32_t opt, const uint8_t *data, uint32_t len,
         if (!take_string(&cur, &q, &qlen)) {
             return false;
         }
-        *match |= selects_base_allocation(opt, q, qlen);
+        *selected |= query_selects(opt, q, qlen);
     }
     if (cur.left != 0) {
         return false;
@@ -82,25 +98,45 @@ static NBDOptResult reply_result(int ret)
     return ret < 0 ? NBD_OPT_CLOSE : NBD_OPT_NEXT;
 }
 
+/* One NBD_REP_META_CONTEXT per selected context: LIST ids are reserved
+ * (zero), SET hands out the real ones. */
+static int reply_contexts(NBDConn *c, uint32_t opt, unsigned selected)
+{
+    for (unsigned i = 0; i < NBD_META_COUNT; i++) {
+        size_t nlen = strlen(contexts[i].name);
+        uint8_t rep[4 + 64];
+
+        if (!(selected & (1u << i))) {
+            continue;
+        }
+        g_assert(nlen <= sizeof(rep) - 4);
+        nbd_put32(rep, opt == NBD_OPT_SET_META_CONTEXT ? NBD_META_ID(i) : 0);
+        memcpy(rep + 4, contexts[i].name, nlen);
+        if (nbd_opt_reply(c, opt, NBD_REP_META_CONTEXT, rep, 4 + nlen) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 NBDOptResult nbd_opt_meta_context(NBDConn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 {
     const char *what = opt == NBD_OPT_SET_META_CONTEXT ? "NBD_OPT_SET_META_CONTEXT"
                                                        : "NBD_OPT_LIST_META_CONTEXT";
     g_autofree char *name = NULL;
     BlockDriverState *bs;
-    bool match = false;
-    uint8_t rep[4 + sizeof(NBD_META_BASE_ALLOCATION) - 1];
+    unsigned selected = 0;
 
     /* SET replaces the selection even when it fails. */
     if (opt == NBD_OPT_SET_META_CONTEXT) {
         c->meta_bs = NULL;
-        c->meta_base_alloc = false;
+        c->meta_contexts = 0;
     }
     if (!c->structured) {
         return reply_result(nbd_opt_error(c, opt, NBD_REP_ERR_INVALID,
                             "%s needs structured replies first", what));
     }
-    if (!parse_request(opt, data, len, &name, &match)) {
+    if (!parse_request(opt, data, len, &name, &selected)) {
         return reply_result(nbd_opt_error(c, opt, NBD_REP_ERR_INVALID,
                                           "malformed %s request", what));
     }
@@ -109,17 +145,12 @@ NBDOptResult nbd_opt_meta_context(NBDConn *c, uint32_t opt, const uint8_t *data,
         return reply_result(nbd_opt_error(c, opt, NBD_REP_ERR_UNKNOWN,
                                           "export '%s' not found", name));
     }
-    if (match) {
-        /* LIST ids are reserved (zero); SET hands out the real one. */
-        nbd_put32(rep, opt == NBD_OPT_SET_META_CONTEXT ? NBD_META_ID_BASE_ALLOCATION : 0);
-        memcpy(rep + 4, NBD_META_BASE_ALLOCATION, sizeof(rep) - 4);
-        if (nbd_opt_reply(c, opt, NBD_REP_META_CONTEXT, rep, sizeof(rep)) < 0) {
-            return NBD_OPT_CLOSE;
-        }
-        if (opt == NBD_OPT_SET_META_CONTEXT) {
-            c->meta_bs = bs;
-            c->meta_base_alloc = true;
-        }
+    if (reply_contexts(c, opt, selected) < 0) {
+        return NBD_OPT_CLOSE;
+    }
+    if (opt == NBD_OPT_SET_META_CONTEXT && selected) {
+        c->meta_bs = bs;
+        c->meta_contexts = selected;
     }
     return reply_result(nbd_opt_reply(c, opt, NBD_REP_ACK, NULL, 0));
 }

@@ -10,6 +10,7 @@
  *   protocol.c        transmission loop: request header, validation
  *   commands.c        requests executed against the block layer
  *   read.c            NBD_CMD_READ: data and hole extents, sent in slices
+ *   block-status.c    NBD_CMD_BLOCK_STATUS: one chunk per metadata context
  *   write.c           NBD_CMD_WRITE: payload received and written in slices
  *   payload.c         one slice over the socket, given back when it stalls
  *   budget.c          server-wide budget of payload buffer bytes
@@ -129,7 +130,18 @@
 #define NBD_ENOTSUP                 95
 #define NBD_ESHUTDOWN               108
 
-#define NBD_META_BASE_ALLOCATION    "base:allocation"
+/* Metadata contexts served, in the order replies list them
+ * (handshake-meta.c has their names).  The id NBD_OPT_SET_META_CONTEXT
+ * hands out for a context, and block status chunks carry, is NBD_META_ID. */
+typedef enum NBDMetaContext {
+    NBD_META_BASE_ALLOCATION,   /* base:allocation: holes vs data */
+    NBD_META_ALLOCATION_DEPTH,  /* qemu:allocation-depth: which layer of
+                                 * the backing chain holds the data (QEMU's
+                                 * docs/interop/nbd.rst) */
+    NBD_META_COUNT,
+} NBDMetaContext;
+#define NBD_META_ID(ctx)            ((uint32_t)(ctx) + 1)
+#define NBD_META_ALL                ((1u << NBD_META_COUNT) - 1)
 
 /* ---- Limits: nothing read from the wire sizes an allocation beyond these */
 
@@ -144,8 +156,6 @@
 #define NBD_SPARSE_READ_MIN         (64u * 1024)
 #define NBD_READ_MAX_EXTENTS        64
 #define NBD_STATUS_MAX_EXTENTS      4096
-/* Context id handed out by NBD_OPT_SET_META_CONTEXT for base:allocation. */
-#define NBD_META_ID_BASE_ALLOCATION 1
 
 /* ---- Payload memory: bounded for all connections together --------------
  *
@@ -231,7 +241,8 @@ typedef struct NBDConn {
     bool no_zeroes;
     bool structured;
     BlockDriverState *meta_bs;  /* export SET_META_CONTEXT named */
-    bool meta_base_alloc;       /* base:allocation selected for meta_bs */
+    unsigned meta_contexts;     /* 1 << NBDMetaContext per context selected
+                                 * for meta_bs */
 
     /* The export, fixed when transmission starts. */
     BlockDriverState *bs;
@@ -332,10 +343,15 @@ static inline bool nbd_cmd_is_write(uint16_t type)
  * -1 to drop. */
 int nbd_cmd_execute(NBDConn *c, const NBDRequest *req);
 uint32_t nbd_errno_to_wire(int negative_errno);
+/* The error reply to REQ for a block-layer failure ("WRITE at OFF+LEN:
+ * reason"); 0, or -1 to drop. */
+int nbd_reply_cmd_error(NBDConn *c, const NBDRequest *req, int negative_errno);
 
-/* read.c, write.c: the same for NBD_CMD_READ and NBD_CMD_WRITE. */
+/* read.c, write.c, block-status.c: the same for NBD_CMD_READ,
+ * NBD_CMD_WRITE and NBD_CMD_BLOCK_STATUS. */
 int nbd_cmd_read(NBDConn *c, const NBDRequest *req);
 int nbd_cmd_write(NBDConn *c, const NBDRequest *req);
+int nbd_cmd_block_status(NBDConn *c, const NBDRequest *req);
 
 /* payload.c: a reply's framing (header, chunk offset) not yet sent. */
 typedef struct NBDFrame {

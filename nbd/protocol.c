@@ -95,7 +95,7 @@ static uint32_t check_command(const NBDConn *c, const NBDRequest *req, const cha
         *msg = "flush with nonzero offset or length";
         return NBD_EINVAL;
     }
-    if (req->type == NBD_CMD_BLOCK_STATUS && !c->meta_base_alloc) {
+    if (req->type == NBD_CMD_BLOCK_STATUS && !c->meta_contexts) {
         *msg = "no metadata context negotiated";
         return NBD_EINVAL;
     }

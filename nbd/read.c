@@ -47,26 +47,23 @@ static void add_extent(ReadPlan *p, uint64_t offset, uint32_t len, bool data)
 }
 
 /* Split a read into data and hole extents (inside the gate).  A fragmented
- * range ends in one data extent covering the rest, which is always
- * correct, just less thin. */
+ * range ends in one data extent covering the rest, and a range whose
+ * status cannot be read is data: always correct, just less thin. */
 static int plan_sparse_read(void *opaque)
 {
     ReadPlan *p = opaque;
-    uint64_t off = p->r->offset, end = p->r->offset + p->r->len;
+    uint64_t end = p->r->offset + p->r->len;
+    BdrvWalk w;
+    BdrvExtent e;
 
-    while (off < end) {
-        uint64_t pnum;
-        bool is_data;
-
-        if (p->n_ext >= NBD_READ_MAX_EXTENTS - 1 ||
-            bdrv_block_status(p->c->bs, off, end - off, &pnum, &is_data) < 0 ||
-            pnum == 0) {
-            add_extent(p, off, end - off, true);
-            return 0;
+    bdrv_walk_init(&w, p->c->bs, p->r->offset, p->r->len, BDRV_WALK_GUEST,
+                   BDRV_WALK_ERROR_AS_DATA);
+    while (bdrv_walk_next(&w, &e) > 0) {
+        if (p->n_ext >= NBD_READ_MAX_EXTENTS - 1) {
+            add_extent(p, e.off, end - e.off, true);
+            break;
         }
-        pnum = MIN(pnum, end - off);
-        add_extent(p, off, pnum, is_data);
-        off += pnum;
+        add_extent(p, e.off, e.len, e.status == BDRV_STATUS_DATA);
     }
     return 0;
 }
@@ -94,12 +91,6 @@ static int pread_slice(void *opaque)
     return bdrv_pread(s->bs, s->off, s->buf, s->len);
 }
 
-static int reply_read_error(NBDConn *c, const NBDRequest *r, int err)
-{
-    return nbd_reply_error(c, r, nbd_errno_to_wire(err), "READ at %" PRIu64 "+%"
-                           PRIu32 ": %s", r->offset, r->len, g_strerror(-err));
-}
-
 /* 1 when nothing of HEAD went out yet and the error reply did; else -1. */
 static int slice_failed(NBDConn *c, const NBDRequest *r, const NBDFrame *head,
                         uint64_t off, int err)
@@ -109,7 +100,7 @@ static int slice_failed(NBDConn *c, const NBDRequest *r, const NBDFrame *head,
                   "disconnecting", c->peer, off, g_strerror(-err));
         return -1;
     }
-    return reply_read_error(c, r, err) < 0 ? -1 : 1;
+    return nbd_reply_cmd_error(c, r, err) < 0 ? -1 : 1;
 }
 
 /* Send HEAD, then LEN (> 0) bytes of the export from OFF.  0: sent; 1: an
@@ -221,7 +212,7 @@ int nbd_cmd_read(NBDConn *c, const NBDRequest *r)
     }
     ret = plan_read(&p);
     if (ret < 0) {
-        return reply_read_error(c, r, ret);
+        return nbd_reply_cmd_error(c, r, ret);
     }
     return send_structured(c, r, &p);
 }

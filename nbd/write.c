@@ -10,7 +10,6 @@
  * migration relies on. */
 #include "nbd-internal.h"
 
-#include <inttypes.h>
 #include <poll.h>
 
 typedef struct SliceWrite {
@@ -92,8 +91,7 @@ int nbd_cmd_write(NBDConn *c, const NBDRequest *r)
         err = nbd_gate_run(true, flush_drive, c->bs);
     }
     if (err < 0) {
-        return nbd_reply_error(c, r, nbd_errno_to_wire(err), "WRITE at %" PRIu64 "+%"
-                               PRIu32 ": %s", r->offset, r->len, g_strerror(-err));
+        return nbd_reply_cmd_error(c, r, err);
     }
     return nbd_reply_ok(c, r);
 }

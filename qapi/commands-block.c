@@ -1,8 +1,25 @@
-/* query-block: the drives, in QEMU's BlockInfo shape. */
+/* query-block: the drives, in QEMU's BlockInfo shape (ImageInfo with the
+ * backing chain nested, as QEMU's query-block shows it). */
 #include "qmp-internal.h"
 
 #include "block/block.h"
 
+/* The backing file as the image names it, and the path it was opened at. */
+static void backing_names(JsonObject *image, BlockDriverState *bs)
+{
+    const char *named = bdrv_get_backing_filename(bs);
+    BlockDriverState *backing = bdrv_get_backing(bs);
+
+    if (named) {
+        json_object_set_string_member(image, "backing-filename", named);
+    }
+    if (backing) {
+        json_object_set_string_member(image, "full-backing-filename",
+                                      bdrv_get_filename(backing));
+    }
+}
+
+/* QEMU's ImageInfo of BS, with its backing chain nested in backing-image. */
 static JsonObject *image_info(BlockDriverState *bs)
 {
     JsonObject *image = json_object_new();
@@ -12,6 +29,15 @@ static JsonObject *image_info(BlockDriverState *bs)
     int64_t allocated = bdrv_allocated_bytes(bs);
     if (allocated >= 0) {
         json_object_set_int_member(image, "actual-size", allocated);
+    }
+    uint32_t cluster_size = bdrv_get_cluster_size(bs);
+    if (cluster_size) {
+        json_object_set_int_member(image, "cluster-size", cluster_size);
+    }
+    backing_names(image, bs);
+    BlockDriverState *backing = bdrv_get_backing(bs);
+    if (backing) {
+        json_object_set_object_member(image, "backing-image", image_info(backing));
     }
     return image;
 }
@@ -32,7 +58,11 @@ static JsonObject *inserted_info(BlockDriverState *bs)
     json_object_set_boolean_member(ins, "ro", bdrv_is_read_only(bs));
     json_object_set_string_member(ins, "drv", bdrv_get_format(bs));
     json_object_set_boolean_member(ins, "encrypted", false);
-    json_object_set_int_member(ins, "backing_file_depth", 0);
+    const char *backing = bdrv_get_backing_filename(bs);
+    if (backing) {
+        json_object_set_string_member(ins, "backing_file", backing);
+    }
+    json_object_set_int_member(ins, "backing_file_depth", bdrv_get_backing_depth(bs));
     json_object_set_string_member(ins, "detect_zeroes", "off");
     json_object_set_object_member(ins, "cache", cache_info(bs));
     json_object_set_object_member(ins, "image", image_info(bs));

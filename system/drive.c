@@ -1,6 +1,7 @@
 /* --drive: parse the option string into BlockOptions and open the drive. */
 #include "system/drive.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "block/block.h"
@@ -13,7 +14,10 @@
 typedef struct DriveSpec {
     char *id;
     char *file;
+    char *format;           /* NULL: raw */
+    char *backing, *backing_format;
     uint64_t size;
+    uint32_t cluster_size;
     bool create, overwrite, cache_none, aio_native, read_only;
 } DriveSpec;
 
@@ -29,6 +33,9 @@ static void drive_spec_clear(DriveSpec *d)
 {
     g_free(d->id);
     g_free(d->file);
+    g_free(d->format);
+    g_free(d->backing);
+    g_free(d->backing_format);
 }
 
 /* QEMU's rule for ids: a letter, then letters, digits, '-', '.', '_'. */
@@ -69,27 +76,70 @@ static bool parse_size(const KeyValue *kv, uint64_t *out, GError **errp)
     return true;
 }
 
+/* cluster-size: the block layer checks the rule (a power of two from 512
+ * to 2M); here only that the number fits the field. */
+static bool parse_cluster_size(const KeyValue *kv, uint32_t *out, GError **errp)
+{
+    uint64_t v;
+
+    if (!parse_size(kv, &v, errp)) {
+        return false;
+    }
+    if (v > UINT32_MAX) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": cluster-size '%s' is too large", kv->value);
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* Options whose value is kept as a string: format and backing names are
+ * checked by the block layer when the drive opens. */
+static char **string_field(DriveSpec *d, const char *key)
+{
+    static const struct { const char *key; size_t off; } fields[] = {
+        { "file", offsetof(DriveSpec, file) },
+        { "format", offsetof(DriveSpec, format) },
+        { "backing", offsetof(DriveSpec, backing) },
+        { "backing-format", offsetof(DriveSpec, backing_format) },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(fields); i++) {
+        if (strcmp(key, fields[i].key) == 0) {
+            return (char **)((char *)d + fields[i].off);
+        }
+    }
+    return NULL;
+}
+
+static bool parse_id(const KeyValue *kv, DriveSpec *d, GError **errp)
+{
+    if (!id_is_valid(kv->value)) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": invalid id '%s' (a letter, then "
+                    "letters, digits, '-', '.' or '_')", kv->value);
+        return false;
+    }
+    d->id = g_strdup(kv->value);
+    return true;
+}
+
 static bool parse_key(const KeyValue *kv, DriveSpec *d, GError **errp)
 {
     const char *k = kv->key;
+    char **str = string_field(d, k);
 
-    if (strcmp(k, "id") == 0) {
-        if (!id_is_valid(kv->value)) {
-            g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": invalid id '%s' (a letter, then "
-                        "letters, digits, '-', '.' or '_')", kv->value);
-            return false;
-        }
-        d->id = g_strdup(kv->value);
-    } else if (strcmp(k, "file") == 0) {
-        d->file = g_strdup(kv->value);
-    } else if (strcmp(k, "format") == 0) {
-        if (strcmp(kv->value, "raw") != 0) {
-            g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": format '%s' is not supported "
-                        "(only raw)", kv->value);
-            return false;
-        }
+    if (str && !*kv->value) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": '%s' is empty", k);
+        return false;
+    } else if (str) {
+        *str = g_strdup(kv->value);
+        return true;
+    } else if (strcmp(k, "id") == 0) {
+        return parse_id(kv, d, errp);
     } else if (strcmp(k, "size") == 0) {
         return parse_size(kv, &d->size, errp);
+    } else if (strcmp(k, "cluster-size") == 0) {
+        return parse_cluster_size(kv, &d->cluster_size, errp);
     } else if (strcmp(k, "create") == 0) {
         return keyval_bool(OPT, kv, &d->create, errp);
     } else if (strcmp(k, "overwrite") == 0) {
@@ -100,11 +150,9 @@ static bool parse_key(const KeyValue *kv, DriveSpec *d, GError **errp)
         return parse_choice(kv, "none", "writeback", &d->cache_none, errp);
     } else if (strcmp(k, "aio") == 0) {
         return parse_choice(kv, "native", "threads", &d->aio_native, errp);
-    } else {
-        g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": unknown option '%s'", k);
-        return false;
     }
-    return true;
+    g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": unknown option '%s'", k);
+    return false;
 }
 
 static bool check_spec(const DriveSpec *d, GError **errp)
@@ -113,10 +161,6 @@ static bool check_spec(const DriveSpec *d, GError **errp)
 
     if (missing) {
         g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": '%s' is required", missing);
-        return false;
-    }
-    if (!*d->file) {
-        g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": 'file' is empty");
         return false;
     }
     if (d->create && d->read_only) {
@@ -192,9 +236,11 @@ bool drive_add(const char *optstr, GError **errp)
         return false;
     }
     BlockOptions opts = {
-        .id = d.id, .filename = d.file, .format = "raw", .size = d.size,
-        .create = d.create, .overwrite = d.overwrite, .cache_none = d.cache_none,
-        .aio_native = d.aio_native, .read_only = d.read_only,
+        .id = d.id, .filename = d.file, .format = d.format ? d.format : "raw",
+        .size = d.size, .create = d.create, .overwrite = d.overwrite,
+        .cache_none = d.cache_none, .aio_native = d.aio_native, .read_only = d.read_only,
+        .backing = d.backing, .backing_format = d.backing_format,
+        .cluster_size = d.cluster_size,
     };
     GError *err = NULL;
     BlockDriverState *bs = bdrv_open(&opts, &err);

@@ -5,8 +5,10 @@
 #include <glib.h>
 #include <stdbool.h>
 
-/* Parse "id=ID,file=PATH[,format=raw][,size=SIZE][,create=on[,overwrite=on]]
- * [,cache=writeback|none][,aio=threads|native][,read-only=on]" and open it. */
+/* Parse "id=ID,file=PATH[,format=raw|qcow2|auto][,size=SIZE]
+ * [,create=on[,overwrite=on]][,backing=PATH][,backing-format=FMT]
+ * [,cluster-size=SIZE][,cache=writeback|none][,aio=threads|native]
+ * [,read-only=on]" and open it (raw when format= is not given). */
 bool drive_add(const char *optstr, GError **errp);
 
 /* Added by system/: */

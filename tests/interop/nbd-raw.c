@@ -42,7 +42,8 @@ static int connect_unix(const char *path)
     return fd;
 }
 
-void raw_send(int fd, const void *buf, size_t len)
+/* Sends all of BUF; false when the connection is gone. */
+static bool try_send(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
 
@@ -52,14 +53,23 @@ void raw_send(int fd, const void *buf, size_t len)
             continue;
         }
         if (n <= 0) {
-            g_error("send to NBD server: %s", g_strerror(errno));
+            return false;
         }
         p += n;
         len -= n;
     }
+    return true;
 }
 
-static void recv_full(int fd, void *buf, size_t len)
+void raw_send(int fd, const void *buf, size_t len)
+{
+    if (!try_send(fd, buf, len)) {
+        g_error("send to NBD server: %s", g_strerror(errno));
+    }
+}
+
+/* Fills BUF: 1, 0 at EOF, -1 on an error. */
+static int try_recv(int fd, void *buf, size_t len)
 {
     uint8_t *p = buf;
 
@@ -69,10 +79,20 @@ static void recv_full(int fd, void *buf, size_t len)
             continue;
         }
         if (n <= 0) {
-            g_error("recv from NBD server: %s", n == 0 ? "EOF" : g_strerror(errno));
+            return (int)n;
         }
         p += n;
         len -= n;
+    }
+    return 1;
+}
+
+static void recv_full(int fd, void *buf, size_t len)
+{
+    int ret = try_recv(fd, buf, len);
+
+    if (ret <= 0) {
+        g_error("recv from NBD server: %s", ret == 0 ? "EOF" : g_strerror(errno));
     }
 }
 
@@ -152,28 +172,66 @@ static void negotiate_structured(int fd)
                     RAW_REP_ACK);
 }
 
-static void select_base_allocation(int fd, const char *export)
+/* A meta-context option body: export name and queries. */
+static GByteArray *meta_body(const char *export, const char *const *queries)
 {
-    const char *q = "base:allocation";
-    uint32_t elen = strlen(export), qlen = strlen(q);
-    g_autofree uint8_t *d = g_malloc(4 + elen + 4 + 4 + qlen);
-    g_autoptr(GByteArray) rep = NULL;
+    GByteArray *b = g_byte_array_new();
+    uint32_t n = 0;
+    uint8_t be[4];
 
-    put32(d, elen);
-    memcpy(d + 4, export, elen);
-    put32(d + 4 + elen, 1);
-    put32(d + 8 + elen, qlen);
-    memcpy(d + 12 + elen, q, qlen);
-    raw_send_option(fd, RAW_OPT_SET_META_CONTEXT, d, 12 + elen + qlen);
-    g_assert_cmphex(raw_recv_option_reply(fd, RAW_OPT_SET_META_CONTEXT, &rep), ==,
-                    RAW_REP_META_CONTEXT);
-    g_assert_cmpuint(rep->len, ==, 4 + qlen);
-    g_assert_cmpmem(rep->data + 4, qlen, q, qlen);
-    g_assert_cmphex(raw_recv_option_reply(fd, RAW_OPT_SET_META_CONTEXT, NULL), ==,
-                    RAW_REP_ACK);
+    put32(be, strlen(export));
+    g_byte_array_append(b, be, 4);
+    g_byte_array_append(b, (const uint8_t *)export, strlen(export));
+    while (queries && queries[n]) {
+        n++;
+    }
+    put32(be, n);
+    g_byte_array_append(b, be, 4);
+    for (uint32_t i = 0; i < n; i++) {
+        put32(be, strlen(queries[i]));
+        g_byte_array_append(b, be, 4);
+        g_byte_array_append(b, (const uint8_t *)queries[i], strlen(queries[i]));
+    }
+    return b;
 }
 
-RawConn *raw_open(const char *socket_path, const char *export, bool structured, bool meta)
+uint32_t raw_meta_option(int fd, uint32_t opt, const char *export,
+                         const char *const *queries, GPtrArray *names, GArray *ids)
+{
+    g_autoptr(GByteArray) body = meta_body(export, queries);
+    uint32_t type;
+
+    raw_send_option(fd, opt, body->data, body->len);
+    for (;;) {
+        g_autoptr(GByteArray) rep = NULL;
+        type = raw_recv_option_reply(fd, opt, &rep);
+        if (type != RAW_REP_META_CONTEXT) {
+            return type;
+        }
+        g_assert_cmpuint(rep->len, >, 4);
+        g_ptr_array_add(names, g_strndup((char *)rep->data + 4, rep->len - 4));
+        if (ids) {
+            uint32_t id = get32(rep->data);
+            g_array_append_val(ids, id);
+        }
+    }
+}
+
+/* SET_META_CONTEXT with QUERIES, each of which must be granted. */
+static void select_contexts(int fd, const char *export, const char *const *queries)
+{
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+
+    g_assert_cmphex(raw_meta_option(fd, RAW_OPT_SET_META_CONTEXT, export, queries, names,
+                                    NULL), ==, RAW_REP_ACK);
+    for (guint i = 0; i < names->len; i++) {
+        g_assert_cmpstr(names->pdata[i], ==, queries[i]);
+    }
+    g_assert_null(queries[names->len]);
+}
+
+static RawConn *open_conn(const char *socket_path, const char *export, bool structured,
+                          const char *const *queries)
 {
     RawConn *c = g_new0(RawConn, 1);
     uint32_t elen = strlen(export), type;
@@ -186,8 +244,8 @@ RawConn *raw_open(const char *socket_path, const char *export, bool structured, 
     if (structured) {
         negotiate_structured(c->fd);
     }
-    if (meta) {
-        select_base_allocation(c->fd, export);
+    if (queries) {
+        select_contexts(c->fd, export, queries);
     }
     put32(d, elen);
     memcpy(d + 4, export, elen);
@@ -213,17 +271,29 @@ RawConn *raw_open(const char *socket_path, const char *export, bool structured, 
     return c;
 }
 
+RawConn *raw_open(const char *socket_path, const char *export, bool structured, bool meta)
+{
+    static const char *const base[] = { "base:allocation", NULL };
+
+    return open_conn(socket_path, export, structured, meta ? base : NULL);
+}
+
+RawConn *raw_open_contexts(const char *socket_path, const char *export,
+                           const char *const *queries)
+{
+    return open_conn(socket_path, export, true, queries);
+}
+
 void raw_close(RawConn *c)
 {
     raw_request(c, 0, RAW_CMD_DISC, 0, 0, NULL, 0);
-    close(c->fd);
-    g_free(c);
+    raw_abandon(c);
 }
 
-uint64_t raw_request(RawConn *c, uint16_t flags, uint16_t type, uint64_t offset,
-                     uint32_t len, const void *wdata, size_t wdata_len)
+/* A request header for C into HDR; returns its cookie. */
+static uint64_t request_header(RawConn *c, uint8_t *hdr, uint16_t flags, uint16_t type,
+                               uint64_t offset, uint32_t len)
 {
-    uint8_t hdr[28];
     uint64_t cookie = c->next_cookie++;
 
     put32(hdr, MAGIC_REQUEST);
@@ -232,11 +302,44 @@ uint64_t raw_request(RawConn *c, uint16_t flags, uint16_t type, uint64_t offset,
     put64(hdr + 8, cookie);
     put64(hdr + 16, offset);
     put32(hdr + 24, len);
+    return cookie;
+}
+
+uint64_t raw_request(RawConn *c, uint16_t flags, uint16_t type, uint64_t offset,
+                     uint32_t len, const void *wdata, size_t wdata_len)
+{
+    uint8_t hdr[28];
+    uint64_t cookie = request_header(c, hdr, flags, type, offset, len);
+
     raw_send(c->fd, hdr, sizeof(hdr));
     if (wdata && wdata_len) {
         raw_send(c->fd, wdata, wdata_len);
     }
     return cookie;
+}
+
+int64_t raw_try_cmd(RawConn *c, uint16_t flags, uint16_t type, uint64_t offset,
+                    uint32_t len, const void *wdata)
+{
+    uint8_t hdr[28], rep[16];
+    uint64_t cookie = request_header(c, hdr, flags, type, offset, len);
+
+    g_assert_false(c->structured);
+    g_assert_cmpuint(type, !=, RAW_CMD_READ);
+    if (!try_send(c->fd, hdr, sizeof(hdr)) ||
+        (type == RAW_CMD_WRITE && len && !try_send(c->fd, wdata, len)) ||
+        try_recv(c->fd, rep, sizeof(rep)) <= 0) {
+        return -1;
+    }
+    g_assert_cmphex(get32(rep), ==, MAGIC_SIMPLE);
+    g_assert_cmpuint(get64(rep + 8), ==, cookie);
+    return get32(rep + 4);
+}
+
+void raw_abandon(RawConn *c)
+{
+    close(c->fd);
+    g_free(c);
 }
 
 /* One structured chunk's payload, checked against the request. */
@@ -280,6 +383,9 @@ static void handle_chunk(RawConn *c, uint16_t ctype, const uint8_t *p, uint32_t 
         g_assert_cmpuint(cmd, ==, RAW_CMD_BLOCK_STATUS);
         g_assert_cmpuint(plen, >=, 12);
         g_assert_cmpuint((plen - 4) % 8, ==, 0);
+        g_assert_cmpuint(c->status_chunks, <, G_N_ELEMENTS(c->status_ids));
+        c->status_ids[c->status_chunks] = get32(p);
+        c->status_extents[c->status_chunks++] = (plen - 4) / 8;
         for (uint32_t i = 4; extents && i < plen; i += 8) {
             uint32_t e[2] = { get32(p + i), get32(p + i + 4) };
             g_assert_cmpuint(e[0], >, 0);
@@ -305,6 +411,8 @@ uint32_t raw_reply(RawConn *c, uint64_t cookie, uint16_t type, uint64_t offset,
     uint32_t magic, error = 0;
     uint16_t flags;
     GArray *ext = extents ? g_array_new(FALSE, FALSE, sizeof(uint32_t)) : NULL;
+
+    c->status_chunks = 0;
 
     recv_full(c->fd, hdr, 16);
     magic = get32(hdr);

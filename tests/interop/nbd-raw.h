@@ -59,6 +59,12 @@ uint32_t raw_recv_option_reply(int fd, uint32_t opt, GByteArray **data);
 /* True when the server closed the connection (EOF or reset) within
  * TIMEOUT_MS; unread data is discarded. */
 bool raw_peer_closed(int fd, int timeout_ms);
+/* Send LIST_META_CONTEXT or SET_META_CONTEXT (OPT) for EXPORT with the
+ * NULL-terminated QUERIES and read the replies: each context's name is
+ * appended to NAMES and its id (uint32) to IDS (optional).  Returns the
+ * type of the final reply (RAW_REP_ACK or an error). */
+uint32_t raw_meta_option(int fd, uint32_t opt, const char *export,
+                         const char *const *queries, GPtrArray *names, GArray *ids);
 
 /* ---- Transmission ---- */
 
@@ -70,12 +76,20 @@ typedef struct RawConn {
     uint64_t next_cookie;
     unsigned hole_chunks;       /* OFFSET_HOLE chunks received so far */
     unsigned data_chunks;       /* OFFSET_DATA chunks received so far */
+    /* The last reply's BLOCK_STATUS chunks, in arrival order: context id
+     * and number of extents of each. */
+    unsigned status_chunks;
+    uint32_t status_ids[4], status_extents[4];
 } RawConn;
 
 /* Full handshake with NBD_OPT_GO on EXPORT; STRUCTURED negotiates
  * structured replies, META also selects base:allocation. */
 RawConn *raw_open(const char *socket_path, const char *export,
                   bool structured, bool meta);
+/* The same with structured replies and the metadata contexts QUERIES
+ * (NULL-terminated) selected, each of which the server must grant. */
+RawConn *raw_open_contexts(const char *socket_path, const char *export,
+                           const char *const *queries);
 /* NBD_CMD_DISC and close. */
 void raw_close(RawConn *c);
 
@@ -86,9 +100,18 @@ uint64_t raw_request(RawConn *c, uint16_t flags, uint16_t type,
 /* Read the whole reply to COOKIE (all chunks until DONE) and return its
  * NBD error (0 on success).  For reads RDATA (LEN bytes, optional) gets
  * the data, holes as zeroes; for block status *extents (optional) gets
- * pairs of be32 (length, flags) converted to host order. */
+ * pairs of be32 (length, flags) converted to host order, the chunks of
+ * several contexts one after the other (see status_ids). */
 uint32_t raw_reply(RawConn *c, uint64_t cookie, uint16_t type, uint64_t offset,
                    uint32_t len, void *rdata, GArray **extents);
+/* For a server that may be killed under the client: a request without
+ * read data on a connection with simple replies, and its NBD error (0 on
+ * success), or -1 when the connection is lost (the request may or may not
+ * have been carried out). */
+int64_t raw_try_cmd(RawConn *c, uint16_t flags, uint16_t type, uint64_t offset,
+                    uint32_t len, const void *wdata);
+/* Close a connection whose server is gone (no NBD_CMD_DISC). */
+void raw_abandon(RawConn *c);
 /* raw_request + raw_reply. */
 uint32_t raw_cmd(RawConn *c, uint16_t flags, uint16_t type, uint64_t offset,
                  uint32_t len, const void *wdata, void *rdata);

@@ -289,46 +289,6 @@ static void send_go(int fd, const char *export, uint32_t claimed_len)
     send_info_go(fd, RAW_OPT_GO, export, claimed_len);
 }
 
-/* A meta-context option body: export name and queries. */
-static GByteArray *meta_body(const char *export, const char *const *queries)
-{
-    GByteArray *b = g_byte_array_new();
-    uint32_t n = 0, be;
-
-    be = GUINT32_TO_BE(strlen(export));
-    g_byte_array_append(b, (uint8_t *)&be, 4);
-    g_byte_array_append(b, (const uint8_t *)export, strlen(export));
-    while (queries && queries[n]) {
-        n++;
-    }
-    be = GUINT32_TO_BE(n);
-    g_byte_array_append(b, (uint8_t *)&be, 4);
-    for (uint32_t i = 0; i < n; i++) {
-        be = GUINT32_TO_BE(strlen(queries[i]));
-        g_byte_array_append(b, (uint8_t *)&be, 4);
-        g_byte_array_append(b, (const uint8_t *)queries[i], strlen(queries[i]));
-    }
-    return b;
-}
-
-static uint32_t meta_option(int fd, uint32_t opt, const char *export,
-                            const char *const *queries, GPtrArray *names)
-{
-    g_autoptr(GByteArray) body = meta_body(export, queries);
-    uint32_t type;
-
-    raw_send_option(fd, opt, body->data, body->len);
-    for (;;) {
-        g_autoptr(GByteArray) rep = NULL;
-        type = raw_recv_option_reply(fd, opt, &rep);
-        if (type != RAW_REP_META_CONTEXT) {
-            return type;
-        }
-        g_assert_cmpuint(rep->len, >, 4);
-        g_ptr_array_add(names, g_strndup((char *)rep->data + 4, rep->len - 4));
-    }
-}
-
 /* Option haggling: every refusal is an error reply on a connection that
  * stays usable; only protocol violations close it. */
 static void test_handshake(void)
@@ -379,8 +339,8 @@ static void test_handshake(void)
         /* Meta contexts need structured replies first. */
         const char *q[] = { "base:allocation", NULL };
         g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
-        g_assert_cmphex(meta_option(fd, RAW_OPT_SET_META_CONTEXT, "disk0", q, names), ==,
-                        RAW_REP_ERR_INVALID);
+        g_assert_cmphex(raw_meta_option(fd, RAW_OPT_SET_META_CONTEXT, "disk0", q, names,
+                                        NULL), ==, RAW_REP_ERR_INVALID);
     }
     raw_send_option(fd, RAW_OPT_STRUCTURED_REPLY, NULL, 0);
     g_assert_cmphex(raw_recv_option_reply(fd, RAW_OPT_STRUCTURED_REPLY, NULL), ==, RAW_REP_ACK);
@@ -390,18 +350,19 @@ static void test_handshake(void)
         const char *other[] = { "x-blkmig:nothing", "qemu:dirty-bitmap:x", NULL };
         g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
 
-        g_assert_cmphex(meta_option(fd, RAW_OPT_LIST_META_CONTEXT, "disk0", all, names), ==,
-                        RAW_REP_ACK);
-        g_assert_cmphex(meta_option(fd, RAW_OPT_LIST_META_CONTEXT, "disk0", wild, names), ==,
-                        RAW_REP_ACK);
-        g_assert_cmpuint(names->len, ==, 2);
+        g_assert_cmphex(raw_meta_option(fd, RAW_OPT_LIST_META_CONTEXT, "disk0", all, names,
+                                        NULL), ==, RAW_REP_ACK);
+        g_assert_cmphex(raw_meta_option(fd, RAW_OPT_LIST_META_CONTEXT, "disk0", wild, names,
+                                        NULL), ==, RAW_REP_ACK);
+        g_assert_cmpuint(names->len, ==, 3);
         g_assert_cmpstr(names->pdata[0], ==, "base:allocation");
-        g_assert_cmpstr(names->pdata[1], ==, "base:allocation");
-        g_assert_cmphex(meta_option(fd, RAW_OPT_SET_META_CONTEXT, "disk0", other, names), ==,
-                        RAW_REP_ACK);
-        g_assert_cmphex(meta_option(fd, RAW_OPT_SET_META_CONTEXT, "nosuch", wild, names), ==,
-                        RAW_REP_ERR_UNKNOWN);
-        g_assert_cmpuint(names->len, ==, 2);
+        g_assert_cmpstr(names->pdata[1], ==, "qemu:allocation-depth");
+        g_assert_cmpstr(names->pdata[2], ==, "base:allocation");
+        g_assert_cmphex(raw_meta_option(fd, RAW_OPT_SET_META_CONTEXT, "disk0", other, names,
+                                        NULL), ==, RAW_REP_ACK);
+        g_assert_cmphex(raw_meta_option(fd, RAW_OPT_SET_META_CONTEXT, "nosuch", wild, names,
+                                        NULL), ==, RAW_REP_ERR_UNKNOWN);
+        g_assert_cmpuint(names->len, ==, 3);
     }
     /* INFO (export and block sizes), then ABORT: acknowledged, closed. */
     send_info_go(fd, RAW_OPT_INFO, "disk1", 5);

@@ -63,7 +63,7 @@ static JsonNode *parse_json(const char *text)
 }
 
 /* nbdinfo --list shows every drive with its size, flags, block sizes and
- * the base:allocation context. */
+ * its metadata contexts: base:allocation and qemu:allocation-depth. */
 static void test_nbdinfo_list(void)
 {
     g_autofree char *img = make_sparse_disk("list0.img", 64 * MiB, 1);
@@ -92,8 +92,9 @@ static void test_nbdinfo_list(void)
 
         g_assert_cmpstr(qtest_json_str(e, "export-name"), ==, ro ? "disk1" : "disk0");
         g_assert_cmpint(qtest_json_int(e, "export-size"), ==, ro ? 16 * MiB : 64 * MiB);
-        g_assert_cmpuint(json_array_get_length(ctx), ==, 1);
+        g_assert_cmpuint(json_array_get_length(ctx), ==, 2);
         g_assert_cmpstr(json_array_get_string_element(ctx, 0), ==, "base:allocation");
+        g_assert_cmpstr(json_array_get_string_element(ctx, 1), ==, "qemu:allocation-depth");
         g_assert_true(qtest_json_bool(e, "is_read_only") == ro);
         g_assert_true(qtest_json_bool(e, "can_multi_conn"));
         g_assert_true(qtest_json_bool(e, "can_flush"));

@@ -1,0 +1,119 @@
+/* Streaming: copying what a drive's backing chain holds into the drive's
+ * own layer, one range at a time, for the stream job, blkmig's
+ * range-at-a-time command and copy-on-read alike.  Which range comes next
+ * is two walks: the drive's own layer (BDRV_WALK_TOP) finds what it lacks,
+ * and for each such run the chain below (BDRV_WALK_DEPTH) says which
+ * layer decides it, so holes of a remote base are skipped without being
+ * read.  The copy reads the read-only chain and writes with
+ * bdrv_pwrite_unallocated, so a guest write that got there first wins. */
+#include "block/block.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "block-int.h"
+#include "util/size.h"
+
+/* Nodes of BS's chain above BASE (every one when BASE is NULL). */
+static int layers_above(BlockDriverState *bs, BlockDriverState *base)
+{
+    int n = 0;
+    for (BlockDriverState *b = bs->backing; b && b != base; b = b->backing) {
+        n++;
+    }
+    return n;
+}
+
+/* A run of the chain below BS (depth 1 = BS's backing node) that the
+ * stream must copy: data from a layer above BASE; zeroes only when a base
+ * stays below (without one, what BS lacks reads as zero anyway). */
+static bool needs_copy(const BdrvExtent *e, int above, bool has_base)
+{
+    if (e->depth < 1 || e->depth > above) {
+        return false;
+    }
+    return e->status == BDRV_STATUS_DATA || (has_base && e->status == BDRV_STATUS_ZERO);
+}
+
+/* In RUN (a run BS lacks), the first part the chain must give: 1 with
+ * *FOUND set, 0 when there is none, or a negative errno. */
+static int find_in_chain(BlockDriverState *bs, const BdrvExtent *run, int above, bool has_base,
+                         BdrvExtent *found)
+{
+    BdrvWalk w;
+    int ret;
+
+    bdrv_walk_init(&w, bs->backing, run->off, run->len, BDRV_WALK_DEPTH, 0);
+    while ((ret = bdrv_walk_next(&w, found)) > 0) {
+        if (needs_copy(found, above, has_base)) {
+            return 1;
+        }
+    }
+    return ret;
+}
+
+/* The first run at or after OFF to copy, in *FOUND: 1, 0, or -errno. */
+static int find_next(BlockDriverState *bs, BlockDriverState *base, uint64_t off,
+                     BdrvExtent *found)
+{
+    int above = layers_above(bs, base);
+    BdrvWalk w;
+    BdrvExtent run;
+    int ret;
+
+    bdrv_walk_init(&w, bs, off, bs->size - off, BDRV_WALK_TOP, 0);
+    while ((ret = bdrv_walk_next(&w, &run)) > 0) {
+        if (run.status == BDRV_STATUS_BACKING &&
+            (ret = find_in_chain(bs, &run, above, base != NULL, found)) != 0) {
+            return ret;
+        }
+    }
+    return ret;
+}
+
+static uint64_t copy_unit(BlockDriverState *bs)
+{
+    uint32_t cs = bdrv_get_cluster_size(bs);
+    return cs ? cs : 512;
+}
+
+int bdrv_stream_next(BlockDriverState *bs, BlockDriverState *base, uint64_t off, uint64_t max,
+                     uint64_t *start, uint64_t *len)
+{
+    uint64_t unit = copy_unit(bs);
+    BdrvExtent found;
+    int ret = 0;
+
+    *start = bs->size;
+    *len = 0;
+    if (off < bs->size && bs->backing) {
+        bdrv_chain_hold(bs);
+        ret = find_next(bs, base, off, &found);
+        bdrv_chain_release(bs);
+    }
+    if (ret <= 0) {
+        return ret;
+    }
+    max = MAX(ROUND_DOWN(max, unit), unit);
+    *start = ROUND_DOWN(found.off, unit);
+    *len = MIN(MIN(ROUND_UP(found.off + found.len, unit), bs->size) - *start, max);
+    return 0;
+}
+
+int bdrv_stream_copy(BlockDriverState *bs, uint64_t off, uint64_t len, void *buf,
+                     bool *read_failed)
+{
+    bdrv_chain_hold(bs);
+    BlockDriverState *b = bs->backing;
+    uint64_t below = b ? b->size : 0;
+    uint64_t n = off < below ? MIN(len, below - off) : 0;
+    int ret = n ? bdrv_pread(b, off, buf, n) : 0;
+
+    memset((uint8_t *)buf + n, 0, len - n);
+    *read_failed = ret < 0;
+    if (ret == 0) {
+        ret = bdrv_pwrite_unallocated(bs, off, buf, len);
+    }
+    bdrv_chain_release(bs);
+    return ret;
+}

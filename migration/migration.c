@@ -11,6 +11,7 @@ static GMutex hooks_lock;
 static MigrationVmOps vm_ops;
 static MigrationStatusListener status_listener;
 static void *status_listener_opaque;
+static MigrationBlockerCheck blocker_check;
 
 const char *mig_status_name(MigrationStatus s)
 {
@@ -54,6 +55,21 @@ void migration_set_status_listener(MigrationStatusListener cb, void *opaque)
     status_listener = cb;
     status_listener_opaque = opaque;
     g_mutex_unlock(&hooks_lock);
+}
+
+void migration_set_blocker_check(MigrationBlockerCheck check)
+{
+    g_mutex_lock(&hooks_lock);
+    blocker_check = check;
+    g_mutex_unlock(&hooks_lock);
+}
+
+bool migration_check_blockers(GError **errp)
+{
+    g_mutex_lock(&hooks_lock);
+    MigrationBlockerCheck check = blocker_check;
+    g_mutex_unlock(&hooks_lock);
+    return !check || check(errp);
 }
 
 static bool status_is_final(MigrationStatus status)

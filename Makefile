@@ -31,9 +31,11 @@ endef
 $(foreach k,$(TEST_KINDS),$(eval $(call test_rules,$(k))))
 ALL_TESTS := $(foreach k,$(TEST_KINDS),$($(k)_TESTS))
 # test-raw counts the block layer's lseek calls through a wrapper;
-# test-qcow2-concurrent crashes children right before a chosen pwrite.
+# test-qcow2-concurrent and test-block-stream crash children right before
+# a chosen pwrite.
 %/tests/unit/test-raw: LDFLAGS += -Wl,--wrap=lseek
 %/tests/unit/test-qcow2-concurrent: LDFLAGS += -Wl,--wrap=pwrite
+%/tests/unit/test-block-stream: LDFLAGS += -Wl,--wrap=pwrite
 
 CPPFLAGS += -Iinclude -MMD -MP
 

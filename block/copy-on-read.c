@@ -1,9 +1,9 @@
 /* copy-on-read=on: a guest read of a drive whose own layer lacks some of
  * the range gets that part from the backing chain, as any read, and the
- * whole clusters around it are also written into the drive's layer (the
- * stream copy, so only where still unallocated: a guest write racing with
- * the read wins).  Reads of a remote template thus pull in what the guest
- * uses, and later reads stay local. */
+ * whole clusters around it that hold data are also written into the
+ * drive's layer (the stream copy, so only where still unallocated: a guest
+ * write racing with the read wins).  Reads of a remote template thus pull
+ * in what the guest uses, and later reads stay local. */
 #include <errno.h>
 #include <string.h>
 
@@ -20,7 +20,7 @@ static int read_backing_run(BlockDriverState *bs, const BdrvExtent *run, uint8_t
     uint64_t end = MIN(ROUND_UP(run->off + run->len, unit), bs->size);
     uint8_t *buf = bdrv_buf_alloc(bs, end - start);
     bool read_failed = false;
-    int ret = bdrv_stream_copy(bs, start, end - start, buf, &read_failed);
+    int ret = bdrv_stream_copy(bs, start, end - start, buf, true, &read_failed);
 
     if (ret == 0 || !read_failed) {
         memcpy(p, buf + (run->off - start), run->len);

@@ -69,7 +69,7 @@ static int64_t submit_status(struct nbd_handle *h, uint64_t off, uint64_t len, v
                              nbd_completion_callback cb, void *opaque)
 {
     nbd_extent_callback ecb = { .callback = extent_cb, .user_data = opaque };
-    return nbd_aio_block_status(h, len, off, ecb, cb, 0);
+    return nbd_aio_block_status(h, len, off, ecb, cb, LIBNBD_CMD_FLAG_REQ_ONE);
 }
 
 /* base:allocation's run, shortened and marked BACKING by the depth's. */

@@ -1,10 +1,10 @@
 /* Streaming: copying what a drive's backing chain holds into the drive's
  * own layer, one range at a time, for the stream job, blkmig's
  * range-at-a-time command and copy-on-read alike.  Which range comes next
- * is two walks: the drive's own layer (BDRV_WALK_TOP) finds what it lacks,
- * and for each such run the chain below (BDRV_WALK_DEPTH) says which
- * layer decides it, so holes of a remote base are skipped without being
- * read.  The copy reads the read-only chain and writes with
+ * is two walks: the drive's own layer finds what it lacks, and for each
+ * such run the chain below says which layer decides it (the block status
+ * of BDRV_WALK_TOP and BDRV_WALK_DEPTH), so holes of a remote base are
+ * skipped without being read.  The copy reads the read-only chain and writes with
  * bdrv_pwrite_unallocated, so a guest write that got there first wins. */
 #include "block/block.h"
 
@@ -13,6 +13,7 @@
 
 #include "block-int.h"
 #include "util/size.h"
+#include "util/zero.h"
 
 /* Nodes of BS's chain above BASE (every one when BASE is NULL). */
 static int layers_above(BlockDriverState *bs, BlockDriverState *base)
@@ -35,21 +36,34 @@ static bool needs_copy(const BdrvExtent *e, int above, bool has_base)
     return e->status == BDRV_STATUS_DATA || (has_base && e->status == BDRV_STATUS_ZERO);
 }
 
+/* The status of the run at OFF (at most LEN) in *E.  One status call per
+ * run, without the read-ahead of a BdrvWalk: on a remote base every call
+ * is a round trip. */
+static int status_at(BlockDriverState *bs, uint64_t off, uint64_t len, int flags, BdrvExtent *e)
+{
+    uint64_t pnum = 0;
+    int ret = bdrv_block_status_ext(bs, off, len, flags, &pnum, &e->status, &e->depth);
+
+    e->off = off;
+    e->len = pnum;
+    return ret;
+}
+
 /* In RUN (a run BS lacks), the first part the chain must give: 1 with
  * *FOUND set, 0 when there is none, or a negative errno. */
 static int find_in_chain(BlockDriverState *bs, const BdrvExtent *run, int above, bool has_base,
                          BdrvExtent *found)
 {
-    BdrvWalk w;
-    int ret;
-
-    bdrv_walk_init(&w, bs->backing, run->off, run->len, BDRV_WALK_DEPTH, 0);
-    while ((ret = bdrv_walk_next(&w, found)) > 0) {
+    for (uint64_t off = run->off, end = run->off + run->len; off < end; off += found->len) {
+        int ret = status_at(bs->backing, off, end - off, 0, found);
+        if (ret < 0) {
+            return ret;
+        }
         if (needs_copy(found, above, has_base)) {
             return 1;
         }
     }
-    return ret;
+    return 0;
 }
 
 /* The first run at or after OFF to copy, in *FOUND: 1, 0, or -errno. */
@@ -57,18 +71,18 @@ static int find_next(BlockDriverState *bs, BlockDriverState *base, uint64_t off,
                      BdrvExtent *found)
 {
     int above = layers_above(bs, base);
-    BdrvWalk w;
     BdrvExtent run;
-    int ret;
 
-    bdrv_walk_init(&w, bs, off, bs->size - off, BDRV_WALK_TOP, 0);
-    while ((ret = bdrv_walk_next(&w, &run)) > 0) {
-        if (run.status == BDRV_STATUS_BACKING &&
-            (ret = find_in_chain(bs, &run, above, base != NULL, found)) != 0) {
+    for (; off < bs->size; off += run.len) {
+        int ret = status_at(bs, off, bs->size - off, BDRV_STATUS_TOP_ONLY, &run);
+        if (ret == 0 && run.status == BDRV_STATUS_BACKING) {
+            ret = find_in_chain(bs, &run, above, base != NULL, found);
+        }
+        if (ret != 0) {
             return ret;
         }
     }
-    return ret;
+    return 0;
 }
 
 static uint64_t copy_unit(BlockDriverState *bs)
@@ -100,8 +114,47 @@ int bdrv_stream_next(BlockDriverState *bs, BlockDriverState *base, uint64_t off,
     return 0;
 }
 
+/* The length of the unit at A of [0, len) and whether it reads as zero. */
+static uint64_t unit_at(const uint8_t *buf, uint64_t a, uint64_t len, uint64_t unit, bool *zero)
+{
+    uint64_t n = MIN(unit, len - a);
+    *zero = buffer_is_zero(buf + a, n);
+    return n;
+}
+
+/* Write BUF ([off, off+len)) where BS is unallocated, leaving out the
+ * clusters that read as zero when SKIP_ZERO says nothing below would show
+ * through them. */
+static int write_copy(BlockDriverState *bs, uint64_t off, const uint8_t *buf, uint64_t len,
+                      bool skip_zero)
+{
+    uint64_t unit = copy_unit(bs), a = 0;
+
+    if (!skip_zero) {
+        return bdrv_pwrite_unallocated(bs, off, buf, len);
+    }
+    while (a < len) {
+        bool zero;
+        uint64_t n = unit_at(buf, a, len, unit, &zero);
+        if (zero) {
+            a += n;
+            continue;
+        }
+        uint64_t b = a + n;
+        while (b < len && (n = unit_at(buf, b, len, unit, &zero), !zero)) {
+            b += n;
+        }
+        int ret = bdrv_pwrite_unallocated(bs, off + a, buf + a, b - a);
+        if (ret < 0) {
+            return ret;
+        }
+        a = b;
+    }
+    return 0;
+}
+
 int bdrv_stream_copy(BlockDriverState *bs, uint64_t off, uint64_t len, void *buf,
-                     bool *read_failed)
+                     bool skip_zero, bool *read_failed)
 {
     bdrv_chain_hold(bs);
     BlockDriverState *b = bs->backing;
@@ -112,7 +165,7 @@ int bdrv_stream_copy(BlockDriverState *bs, uint64_t off, uint64_t len, void *buf
     memset((uint8_t *)buf + n, 0, len - n);
     *read_failed = ret < 0;
     if (ret == 0) {
-        ret = bdrv_pwrite_unallocated(bs, off, buf, len);
+        ret = write_copy(bs, off, buf, len, skip_zero);
     }
     bdrv_chain_release(bs);
     return ret;

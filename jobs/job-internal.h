@@ -8,6 +8,8 @@
  *   job-control.c    what QMP asks of a job: pause, resume, cancel, speed
  *   job-run.c        what a running job asks: pause points, the rate
  *                    limit, progress, the error policy
+ *   stream.c         the stream job
+ *   stream-copier.c  the stream job's copies in flight
  *
  * Locking: job->lock protects the fields marked below; the registry lock
  * (job-registry.c) the list.  The registry lock is taken before a job's
@@ -15,6 +17,7 @@
 #ifndef JOBS_JOB_INTERNAL_H
 #define JOBS_JOB_INTERNAL_H
 
+#include "block/block.h"
 #include "jobs/job.h"
 
 struct Job {
@@ -63,5 +66,30 @@ void job_registry_remove(Job *job);
 void job_registry_thread_done(void);
 /* QEMU's rule for ids: a letter, then letters, digits, '-', '.', '_'. */
 bool job_id_is_valid(const char *id);
+
+/* stream-copier.c: copies of the stream job in flight (its thread only). */
+typedef struct StreamCopier StreamCopier;
+
+/* The outcome of one copy (bdrv_stream_copy). */
+typedef struct StreamCopyResult {
+    uint64_t start, len;
+    int ret;                     /* 0 or a negative errno */
+    const char *operation;       /* on failure: "read" (the chain) or "write" */
+} StreamCopyResult;
+
+/* Up to DEPTH copies of at most MAX_COPY bytes at once into drive BS
+ * (SKIP_ZERO as bdrv_stream_copy). */
+StreamCopier *stream_copier_new(BlockDriverState *bs, unsigned depth, uint64_t max_copy,
+                                bool skip_zero);
+/* Waits for the copies in flight, then frees C. */
+void stream_copier_free(StreamCopier *c);
+unsigned stream_copier_in_flight(StreamCopier *c);
+bool stream_copier_full(StreamCopier *c);
+/* Start copying [start, start+len) (C must not be full). */
+void stream_copier_submit(StreamCopier *c, uint64_t start, uint64_t len);
+/* Wait for the next copy to finish (one must be in flight). */
+void stream_copier_collect(StreamCopier *c, StreamCopyResult *r);
+/* The lowest start of a copy in flight, or POS when lower. */
+uint64_t stream_copier_low_mark(StreamCopier *c, uint64_t pos);
 
 #endif

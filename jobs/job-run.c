@@ -28,6 +28,14 @@ static bool must_pause(Job *job)
     return job->pause_count > 0 && !job->cancelled;
 }
 
+bool job_interrupted(Job *job)
+{
+    g_mutex_lock(&job->lock);
+    bool stop = job->pause_count > 0 || job->cancelled;
+    g_mutex_unlock(&job->lock);
+    return stop;
+}
+
 void job_pause_point(Job *job)
 {
     g_mutex_lock(&job->lock);

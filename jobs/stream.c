@@ -14,12 +14,24 @@
 #include <errno.h>
 #include <gio/gio.h>
 
+#include "job-internal.h"
+
+/* Copies in flight at once: reading the base, writing the image and its
+ * syncs overlap. */
+#define STREAM_DEPTH 4
+/* How far one plan (a round of status calls) reaches at most. */
+#define STREAM_PLAN_MAX (64u << 20)
+
 typedef struct StreamJob {
     BlockDriverState *bs, *base;
     char *backing_file;
-    uint8_t *buf;                /* max_copy bytes */
+    uint64_t size;
     uint64_t max_copy;
     uint64_t unit;               /* the drive's cluster size */
+    StreamCopier *copier;
+    uint64_t pos;                /* everything before it is handed out */
+    uint64_t run_end;            /* [pos, run_end) is planned: the chain holds it */
+    StreamCopyResult failure;    /* the lowest failed copy (ret < 0), to handle */
     int ignored;                 /* the first error on-error=ignore skipped */
 } StreamJob;
 
@@ -29,63 +41,117 @@ static uint64_t cluster_unit(BlockDriverState *bs)
     return cs ? cs : 512;
 }
 
-/* One step at POS: 0 with *POS advanced, or an errno with *OPERATION. */
-static int stream_step(Job *job, StreamJob *s, uint64_t *pos, const char **operation)
+/* Remember R when it failed (the lowest failure counts). */
+static void note_result(StreamJob *s, const StreamCopyResult *r)
 {
-    uint64_t start, len;
-    uint64_t max = job_rate_chunk(job, s->unit, s->max_copy);
-    bool read_failed = true;
-    int ret = bdrv_stream_next(s->bs, s->base, *pos, max, &start, &len);
-
-    *operation = "read";
-    if (ret == 0 && len > 0) {
-        job_progress_set_offset(job, start);
-        ret = bdrv_stream_copy(s->bs, start, len, s->buf, &read_failed);
-        *operation = read_failed ? "read" : "write";
+    if (r->ret < 0 && (s->failure.ret == 0 || r->start < s->failure.start)) {
+        s->failure = *r;
     }
-    if (ret == 0) {
-        job_rate_account(job, len);
-        *pos = start + len;
-    }
-    return ret;
 }
 
-/* What on-error says about ERR at *POS: 0 to go on (*POS moved past
- * the range for ignore), or ERR to fail. */
-static int stream_error(Job *job, StreamJob *s, uint64_t *pos, const char *operation, int err)
+static void collect_one(StreamJob *s)
 {
-    switch (job_error_action(job, operation, err)) {
+    StreamCopyResult r;
+    stream_copier_collect(s->copier, &r);
+    note_result(s, &r);
+}
+
+static void drain_copies(StreamJob *s)
+{
+    while (stream_copier_in_flight(s->copier)) {
+        collect_one(s);
+    }
+}
+
+/* A failed copy (or plan), once nothing is in flight: on-error decides.
+ * 0 to go on (from the failed range for stop, past it for ignore), or
+ * the error to fail the job. */
+static int handle_failure(Job *job, StreamJob *s)
+{
+    drain_copies(s);
+    StreamCopyResult f = s->failure;
+    s->failure.ret = 0;
+    s->pos = f.start;
+    switch (job_error_action(job, f.operation, f.ret)) {
     case JOB_ACTION_STOP:
         return 0;
     case JOB_ACTION_IGNORE:
-        s->ignored = s->ignored ? s->ignored : err;
-        *pos += job_rate_chunk(job, s->unit, s->max_copy);
+        s->ignored = s->ignored ? s->ignored : f.ret;
+        s->pos = f.start + f.len;
         return 0;
     default:
-        return err;
+        return f.ret;
     }
+}
+
+/* The next run to copy at or after s->pos, as [s->pos, s->run_end);
+ * false when there is none (or planning failed: s->failure). */
+static bool plan_run(StreamJob *s)
+{
+    uint64_t start, len;
+    int ret = bdrv_stream_next(s->bs, s->base, s->pos, STREAM_PLAN_MAX, &start, &len);
+
+    if (ret < 0) {
+        s->failure = (StreamCopyResult){ .start = s->pos, .len = s->unit, .ret = ret,
+                                         .operation = "read" };
+        return false;
+    }
+    s->pos = start;
+    s->run_end = start + len;
+    return len > 0;
+}
+
+/* Start copying the next slice of the planned run (planning the next run
+ * when this one is done: one round of status calls per run, not per
+ * slice). */
+static void submit_next(Job *job, StreamJob *s)
+{
+    if (s->pos >= s->run_end && !plan_run(s)) {
+        return;
+    }
+    uint64_t len = MIN(job_rate_chunk(job, s->unit, s->max_copy), s->run_end - s->pos);
+    job_rate_account(job, len);
+    stream_copier_submit(s->copier, s->pos, len);
+    s->pos += len;
+}
+
+/* One turn of the job's loop: handle a failure, collect a copy, stop for
+ * a pause or cancel with nothing in flight, or start the next copy. */
+static int stream_turn(Job *job, StreamJob *s)
+{
+    if (s->failure.ret < 0) {
+        return handle_failure(job, s);
+    }
+    if (s->pos >= s->size || stream_copier_full(s->copier)) {
+        collect_one(s);
+        return 0;
+    }
+    if (job_interrupted(job)) {
+        drain_copies(s);
+        job_pause_point(job);
+        return job_is_cancelled(job) ? -ECANCELED : 0;
+    }
+    job_rate_wait(job);
+    if (!job_interrupted(job)) {
+        submit_next(job, s);
+    }
+    return 0;
 }
 
 static int stream_run(Job *job, GError **errp)
 {
     StreamJob *s = job_opaque(job);
-    uint64_t size = (uint64_t)bdrv_getlength(s->bs), pos = 0;
     int ret = 0;
 
-    job_progress_set_total(job, size);
-    while (pos < size && ret == 0) {
-        job_rate_wait(job);
-        job_pause_point(job);
-        if (job_is_cancelled(job)) {
-            return -ECANCELED;
-        }
-        const char *operation;
-        ret = stream_step(job, s, &pos, &operation);
-        ret = ret < 0 ? stream_error(job, s, &pos, operation, ret) : 0;
-        job_progress_set_offset(job, MIN(pos, size));
+    job_progress_set_total(job, s->size);
+    while (ret == 0 && (s->pos < s->size || stream_copier_in_flight(s->copier) ||
+                        s->failure.ret < 0)) {
+        ret = stream_turn(job, s);
+        job_progress_set_offset(job, stream_copier_low_mark(s->copier, MIN(s->pos, s->size)));
     }
+    drain_copies(s);
     ret = ret < 0 ? ret : s->ignored;
-    if (ret < 0) {
+    if (ret < 0 && ret != -ECANCELED) {
         g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(-ret), "%s", g_strerror(-ret));
     }
     return ret;
@@ -99,7 +165,7 @@ static int stream_prepare(Job *job, GError **errp)
 
 static void stream_job_free(StreamJob *s)
 {
-    bdrv_buf_free(s->buf);
+    stream_copier_free(s->copier);
     g_free(s->backing_file);
     g_free(s);
 }
@@ -123,9 +189,10 @@ static StreamJob *stream_job_new(const StreamOptions *o)
     s->bs = o->bs;
     s->base = o->base;
     s->backing_file = g_strdup(o->backing_file);
+    s->size = (uint64_t)bdrv_getlength(o->bs);
     s->unit = cluster_unit(o->bs);
     s->max_copy = MAX((uint64_t)STREAM_MAX_COPY, s->unit);
-    s->buf = bdrv_buf_alloc(o->bs, s->max_copy);
+    s->copier = stream_copier_new(o->bs, STREAM_DEPTH, s->max_copy, o->base == NULL);
     return s;
 }
 
@@ -158,7 +225,7 @@ bool stream_range(BlockDriverState *bs, uint64_t offset, uint64_t *next, GError 
 
     if (ret == 0 && len > 0) {
         uint8_t *buf = bdrv_buf_alloc(bs, len);
-        ret = bdrv_stream_copy(bs, start, len, buf, &read_failed);
+        ret = bdrv_stream_copy(bs, start, len, buf, true, &read_failed);
         bdrv_buf_free(buf);
     }
     if (ret < 0) {

@@ -235,10 +235,13 @@ int bdrv_stream_next(BlockDriverState *bs, BlockDriverState *base, uint64_t off,
                      uint64_t *start, uint64_t *len);
 /* Copy [off, off+len) of what BS's backing chain reads into BS's own
  * layer, where that is still unallocated (bdrv_pwrite_unallocated), using
- * BUF (LEN bytes, bdrv_buf_alloc'ed).  On failure *READ_FAILED says
- * whether reading the chain failed (or writing BS). */
+ * BUF (LEN bytes, bdrv_buf_alloc'ed), which holds what the chain read
+ * afterwards.  SKIP_ZERO: clusters that read as zero are not written
+ * (right when no base stays below, since the unallocated layer then reads
+ * as zero too).  On failure *READ_FAILED says whether reading the chain
+ * failed (or writing BS). */
 int bdrv_stream_copy(BlockDriverState *bs, uint64_t off, uint64_t len, void *buf,
-                     bool *read_failed);
+                     bool skip_zero, bool *read_failed);
 
 /* Make BASE (a node in BS's backing chain, or NULL) BS's backing node.
  * The caller has copied into BS whatever the layers above BASE held.  BS's

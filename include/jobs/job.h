@@ -128,6 +128,9 @@ void *job_opaque(Job *job);
  * otherwise.  Call it between units of work. */
 void job_pause_point(Job *job);
 bool job_is_cancelled(Job *job);
+/* A pause or a cancel is pending: the job should bring its I/O in flight
+ * to rest and call job_pause_point. */
+bool job_interrupted(Job *job);
 /* Waits until the rate limit allows the next unit of work (returns early
  * on pause, cancel or a new speed)... */
 void job_rate_wait(Job *job);

@@ -40,7 +40,7 @@ ALL_TESTS := $(foreach k,$(TEST_KINDS),$($(k)_TESTS))
 CPPFLAGS += -Iinclude -MMD -MP
 
 .PHONY: all tests check check-unit check-qtest check-interop demo deps clean install bench asan \
-        bench-tls
+        bench-tls bench-stream
 all: $(BUILD)/config.mak $(BUILD)/blkmigd $(if $(TOOL_SRCS),$(BUILD)/blkmig)
 
 $(BUILD)/config.mak: configure
@@ -100,6 +100,12 @@ $(TLS_BENCH): $(BUILD)/tests/bench/tls-throughput.o $(BUILD)/tests/lib/tls-certs
 bench-tls: deps
 	$(MAKE) $(TLS_BENCH)
 	$(TLS_BENCH) $(TLS_BENCH_ARGS)
+
+# Streaming a 4 GiB template over NBD: blkmig's block-stream against
+# QEMU 7.2's (STREAM_BENCH_ARGS: repetitions, default 3).
+bench-stream: deps
+	$(MAKE) all
+	tests/bench/stream.sh $(STREAM_BENCH_ARGS)
 
 deps:
 	scripts/deps.sh

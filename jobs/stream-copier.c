@@ -2,7 +2,11 @@
  * worker threads, so that reading a remote base, writing the image and
  * the image's syncs overlap instead of taking turns.  The job plans the
  * ranges in order and hands them over; finished copies come back in the
- * order they finish.  Each copy has a buffer of its own. */
+ * order they finish.  Each copy has a buffer of its own.  A flusher
+ * thread makes the copies durable as they go (the data must be, before
+ * the header may drop the backing file): the disk writes overlap the
+ * copying, and the syncs the image's metadata needs on the way (a new L2
+ * table, with the image's lock held) find little to write. */
 #include "job-internal.h"
 
 #include <gio/gio.h>
@@ -21,7 +25,31 @@ struct StreamCopier {
     GPtrArray *in_flight;        /* CopyTask * submitted, not collected */
     unsigned depth;
     bool skip_zero;              /* no base below: zero clusters need no copy */
+    GThread *flusher;
+    GMutex flush_lock;
+    GCond flush_cond;
+    bool stop;
 };
+
+/* How often the flusher flushes. */
+#define FLUSH_INTERVAL_US (100 * 1000)
+
+static gpointer flusher(gpointer opaque)
+{
+    StreamCopier *c = opaque;
+
+    g_mutex_lock(&c->flush_lock);
+    while (!c->stop) {
+        gint64 until = g_get_monotonic_time() + FLUSH_INTERVAL_US;
+        while (!c->stop && g_cond_wait_until(&c->flush_cond, &c->flush_lock, until)) {
+        }
+        g_mutex_unlock(&c->flush_lock);
+        bdrv_flush(c->bs);
+        g_mutex_lock(&c->flush_lock);
+    }
+    g_mutex_unlock(&c->flush_lock);
+    return NULL;
+}
 
 static void copy_task(gpointer data, gpointer unused)
 {
@@ -47,6 +75,9 @@ StreamCopier *stream_copier_new(BlockDriverState *bs, unsigned depth, uint64_t m
     c->done = g_async_queue_new();
     c->free_tasks = g_ptr_array_new();
     c->in_flight = g_ptr_array_new();
+    g_mutex_init(&c->flush_lock);
+    g_cond_init(&c->flush_cond);
+    c->flusher = g_thread_new("stream-flush", flusher, c);
     for (unsigned i = 0; i < depth; i++) {
         CopyTask *t = g_new0(CopyTask, 1);
         t->copier = c;
@@ -67,10 +98,20 @@ void stream_copier_free(StreamCopier *c)
 {
     StreamCopyResult r;
 
+    if (!c) {
+        return;
+    }
     while (stream_copier_in_flight(c)) {
         stream_copier_collect(c, &r);
     }
     g_thread_pool_free(c->pool, FALSE, TRUE);
+    g_mutex_lock(&c->flush_lock);
+    c->stop = true;
+    g_cond_broadcast(&c->flush_cond);
+    g_mutex_unlock(&c->flush_lock);
+    g_thread_join(c->flusher);
+    g_mutex_clear(&c->flush_lock);
+    g_cond_clear(&c->flush_cond);
     g_async_queue_unref(c->done);
     g_ptr_array_set_free_func(c->free_tasks, task_free);
     g_ptr_array_unref(c->free_tasks);

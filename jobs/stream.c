@@ -150,6 +150,7 @@ static int stream_run(Job *job, GError **errp)
         job_progress_set_offset(job, stream_copier_low_mark(s->copier, MIN(s->pos, s->size)));
     }
     drain_copies(s);
+    g_clear_pointer(&s->copier, stream_copier_free);
     ret = ret < 0 ? ret : s->ignored;
     if (ret < 0 && ret != -ECANCELED) {
         g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(-ret), "%s", g_strerror(-ret));

@@ -100,11 +100,11 @@ int bdrv_stream_next(BlockDriverState *bs, BlockDriverState *base, uint64_t off,
 
     *start = bs->size;
     *len = 0;
+    bdrv_chain_hold(bs);
     if (off < bs->size && bs->backing) {
-        bdrv_chain_hold(bs);
         ret = find_next(bs, base, off, &found);
-        bdrv_chain_release(bs);
     }
+    bdrv_chain_release(bs);
     if (ret <= 0) {
         return ret;
     }

@@ -3,17 +3,21 @@
  * count progress, and what to do about an I/O error (on-error).
  *
  * The rate limit is a clock of when the next unit may start: a unit of
- * N bytes that started at T moves it to T + N / speed, so units follow
- * each other at exactly the speed when the work is faster than that, and
- * a slow unit earns no burst beyond itself.  With units of at most a
- * twentieth of the speed (job_rate_chunk), any 2-second window sees the
- * speed within 5%. */
+ * N bytes moves it on by N / speed from when it was due, so units follow
+ * each other at exactly the speed when the work is faster than that,
+ * also when the thread wakes up late; a slow unit or a pause earns no
+ * burst beyond RATE_MAX_LAG_US.  With units of at most a twentieth of the
+ * speed (job_rate_chunk), any 2-second window sees the speed within 10%
+ * (a unit, and the lag at most). */
 #include "job-internal.h"
 
 #include <errno.h>
 
 /* Units per second at most: a unit is at most 1/20 s of work. */
 #define UNITS_PER_SECOND 20
+/* A unit that starts late (the thread was not scheduled at once) may
+ * make up this much lost time, no more (a burst after a pause). */
+#define RATE_MAX_LAG_US (G_USEC_PER_SEC / 10)
 
 bool job_is_cancelled(Job *job)
 {
@@ -74,7 +78,7 @@ void job_rate_account(Job *job, uint64_t bytes)
 {
     g_mutex_lock(&job->lock);
     if (job->speed > 0) {
-        gint64 start = MAX(job->rate_next_us, job->rate_mark_us);
+        gint64 start = MAX(job->rate_next_us, job->rate_mark_us - RATE_MAX_LAG_US);
         job->rate_next_us = start + (gint64)((double)bytes * G_USEC_PER_SEC / job->speed);
     }
     g_mutex_unlock(&job->lock);

@@ -213,6 +213,18 @@ int bdrv_pwrite_unallocated(BlockDriverState *bs, uint64_t off, const void *buf,
     return ret;
 }
 
+int bdrv_prepare_write(BlockDriverState *bs, uint64_t off, uint64_t len)
+{
+    int ret = check_write(bs, off, len);
+    if (ret < 0 || len == 0 || !bs->drv->prepare_write) {
+        return ret;
+    }
+    bdrv_gate_enter(bs);
+    ret = bs->drv->prepare_write(bs, off, len);
+    bdrv_gate_leave(bs);
+    return ret;
+}
+
 int bdrv_flush(BlockDriverState *bs)
 {
     if (!bs->drv->flush) {

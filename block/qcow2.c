@@ -206,4 +206,5 @@ const BlockDriver bdrv_qcow2 = {
     .get_info = qcow2_get_info,
     .pwrite_unallocated = qcow2_pwrite_unallocated,
     .change_backing_file = qcow2_change_backing_file,
+    .prepare_write = qcow2_prepare_write,
 };

@@ -270,6 +270,8 @@ int qcow2_map(Qcow2State *s, uint64_t off, uint64_t len, bool contiguous, Qcow2M
 /* The L2 table covering guest OFF, ready to be changed (allocated or
  * copied when shared), pinned; *INDEX its entry for OFF. */
 int qcow2_l2_for_write(Qcow2State *s, uint64_t off, Qcow2Table **t, uint64_t *index);
+/* The L2 tables covering [off, off+len), made now (bdrv_prepare_write). */
+int qcow2_prepare_write(BlockDriverState *bs, uint64_t off, uint64_t len);
 /* Points N guest clusters from OFF at host clusters HOST.. (fresh data). */
 int qcow2_link_clusters(Qcow2State *s, uint64_t off, uint64_t n, uint64_t host);
 Qcow2ClusterType qcow2_entry_type(Qcow2State *s, uint64_t entry);

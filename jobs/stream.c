@@ -138,12 +138,28 @@ static int stream_turn(Job *job, StreamJob *s)
     return 0;
 }
 
+/* Before copying: the image's metadata for every range to copy (L2
+ * tables), made while nothing is dirty yet, so that its syncs are cheap
+ * and the copies' allocations never wait for one (each would flush
+ * everything copied so far).  Failures are left to the copies. */
+static void prepare_image(Job *job, StreamJob *s)
+{
+    uint64_t pos = 0, start, len;
+
+    while (pos < s->size && !job_is_cancelled(job) &&
+           bdrv_stream_next(s->bs, s->base, pos, STREAM_PLAN_MAX, &start, &len) == 0 &&
+           len > 0 && bdrv_prepare_write(s->bs, start, len) == 0) {
+        pos = start + len;
+    }
+}
+
 static int stream_run(Job *job, GError **errp)
 {
     StreamJob *s = job_opaque(job);
     int ret = 0;
 
     job_progress_set_total(job, s->size);
+    prepare_image(job, s);
     while (ret == 0 && (s->pos < s->size || stream_copier_in_flight(s->copier) ||
                         s->failure.ret < 0)) {
         ret = stream_turn(job, s);

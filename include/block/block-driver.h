@@ -62,6 +62,10 @@ typedef struct BlockDriver {
      * the new one.  Requests are drained meanwhile.  NULL: the format
      * names no backing files. */
     int (*change_backing_file)(BlockDriverState *bs, const char *name, const char *format);
+    /* Create the metadata writes to [off, off+len) will need (qcow2: the
+     * L2 tables), so those writes allocate data only.  NULL: nothing to
+     * prepare. */
+    int (*prepare_write)(BlockDriverState *bs, uint64_t off, uint64_t len);
 } BlockDriver;
 
 /* Driver-private state of BS (instance_size bytes, zeroed at open). */

@@ -136,6 +136,11 @@ int bdrv_discard(BlockDriverState *bs, uint64_t off, uint64_t len);
  * chain holds: no dirty bitmap is marked.  -ENOTSUP for formats without
  * allocation (raw). */
 int bdrv_pwrite_unallocated(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+/* Create now the metadata that writes to [off, off+len) will need (qcow2:
+ * L2 tables, each made durable with a sync), e.g. before a stream job's
+ * copies, whose syncs would otherwise flush everything copied so far
+ * while the image's allocations wait.  Changes nothing a guest sees. */
+int bdrv_prepare_write(BlockDriverState *bs, uint64_t off, uint64_t len);
 
 /* ---- Block status ---- */
 

@@ -126,6 +126,8 @@ static void test_copy_unallocated_only(void)
     BlockDriverState *bs = make_top();
     g_autofree uint8_t *before = read_all(bs);
 
+    g_assert_cmpint(bdrv_prepare_write(bs, 0, DISK), ==, 0);      /* the L2 tables, first */
+    g_assert_cmpint(top_status(bs, 1 * MiB), ==, BDRV_STATUS_BACKING);
     stream_all(bs, NULL, MiB);
     g_autofree uint8_t *after = read_all(bs);
     g_assert_cmpmem(before, DISK, after, DISK);

@@ -5,7 +5,7 @@
 BUILD ?= build
 -include $(BUILD)/config.mak
 
-LIB_DIRS := util block migration migration/block migration/qemu qapi nbd
+LIB_DIRS := util block jobs migration migration/block migration/qemu qapi nbd
 LIB_SRCS := $(sort $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 SYS_SRCS := $(sort $(wildcard system/*.c))
 TOOL_SRCS := $(sort $(wildcard tools/*.c))
@@ -31,9 +31,11 @@ endef
 $(foreach k,$(TEST_KINDS),$(eval $(call test_rules,$(k))))
 ALL_TESTS := $(foreach k,$(TEST_KINDS),$($(k)_TESTS))
 # test-raw counts the block layer's lseek calls through a wrapper;
-# test-qcow2-concurrent crashes children right before a chosen pwrite.
+# test-qcow2-concurrent and test-block-stream crash children right before
+# a chosen pwrite.
 %/tests/unit/test-raw: LDFLAGS += -Wl,--wrap=lseek
 %/tests/unit/test-qcow2-concurrent: LDFLAGS += -Wl,--wrap=pwrite
+%/tests/unit/test-block-stream: LDFLAGS += -Wl,--wrap=pwrite
 
 CPPFLAGS += -Iinclude -MMD -MP
 
@@ -62,7 +64,7 @@ FUZZ_CORPUS_TEST := tests/fuzz/libfuzzer/corpus.sh
 export FUZZ_BIN := $(abspath $(FUZZ_BUILD))
 
 .PHONY: all tests check check-unit check-qtest check-interop demo deps clean install bench asan \
-        bench-tls bench-converge fuzz fuzz-targets faults
+        bench-tls bench-converge bench-stream fuzz fuzz-targets faults
 all: $(BUILD)/config.mak $(BUILD)/blkmigd $(if $(TOOL_SRCS),$(BUILD)/blkmig)
 
 $(BUILD)/config.mak: configure
@@ -154,6 +156,12 @@ $(TLS_BENCH): $(BUILD)/tests/bench/tls-throughput.o $(BUILD)/tests/lib/tls-certs
 bench-tls: deps
 	$(MAKE) $(TLS_BENCH)
 	$(TLS_BENCH) $(TLS_BENCH_ARGS)
+
+# Streaming a 4 GiB template over NBD: blkmig's block-stream against
+# QEMU 7.2's (STREAM_BENCH_ARGS: repetitions, default 3).
+bench-stream: deps
+	$(MAKE) all
+	tests/bench/stream.sh $(STREAM_BENCH_ARGS)
 
 deps:
 	scripts/deps.sh

@@ -48,6 +48,13 @@ struct BlockDriverState {
     GList *write_notifiers; /* of BdrvWriteNotifier (write-notifier.c) */
 
     BdrvCreatedFile created;    /* create.c: the file this drive's open made */
+
+    /* drain.c: requests in flight on a drive, and chain changes waiting
+     * for them (atomics; the lock and cond only for the slow path). */
+    gint in_flight;
+    gint quiesce;
+    GMutex gate_lock;
+    GCond gate_cond;
 };
 
 extern const BlockDriver bdrv_file;     /* file-posix.c: the protocol */
@@ -85,6 +92,20 @@ const char *bdrv_probe_non_raw(const uint8_t *buf, size_t len);
 /* create.c: a failed open removes the file its create made (if it made
  * one) and forgets it. */
 void bdrv_create_undo(const char *path, BdrvCreatedFile *made);
+
+/* drain.c: every public request on a node counts itself in flight on a
+ * drive (a no-op below drives) and waits while the drive is drained;
+ * nested requests of one thread on the same drive never wait. */
+void bdrv_gate_enter(BlockDriverState *bs);
+void bdrv_gate_leave(BlockDriverState *bs);
+/* drain.c: hold new requests on drive BS back and wait until none is in
+ * flight / let them go again.  Not from inside a request on BS. */
+void bdrv_drain_begin(BlockDriverState *bs);
+void bdrv_drain_end(BlockDriverState *bs);
+
+/* copy-on-read.c: a read of a copy-on-read drive (with a backing node):
+ * what comes from the backing chain is also written into BS. */
+int bdrv_cor_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
 
 /* dirty-bitmap.c: mark [off, off+len) in every enabled bitmap of BS. */
 void bdrv_dirty_bitmaps_mark(BlockDriverState *bs, uint64_t off, uint64_t len);

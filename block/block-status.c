@@ -73,12 +73,14 @@ int bdrv_block_status_ext(BlockDriverState *bs, uint64_t off, uint64_t len, int 
     if (ret < 0) {
         return ret;
     }
+    bdrv_gate_enter(bs);
     if (flags & BDRV_STATUS_TOP_ONLY) {
         ret = top_status(bs, off, len, pnum, status);
         d = *status == BDRV_STATUS_DATA || *status == BDRV_STATUS_ZERO;
     } else {
         ret = chain_status(bs, off, len, pnum, status, &d);
     }
+    bdrv_gate_leave(bs);
     if (depth) {
         *depth = d;
     }

@@ -59,6 +59,12 @@ static bool check_open_options(const BlockOptions *opts, GError **errp)
                     "Drive '%s': overwrite=on needs create=on", opts->id);
         return false;
     }
+    if (opts->copy_on_read && opts->read_only) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "Drive '%s': copy-on-read=on writes what it reads into the drive, "
+                    "which read-only=on forbids", opts->id);
+        return false;
+    }
     return true;
 }
 

@@ -1,7 +1,8 @@
 /* Block-layer requests on any node: range checks, the O_DIRECT bounce and
- * read-modify-write for cache=none, and dirty-bitmap marking and write
- * notifiers after a write succeeded.  Format drivers reach their protocol nodes through the same
- * calls. */
+ * read-modify-write for cache=none, dirty-bitmap marking and write
+ * notifiers after a write succeeded, and the drain gate of drain.c around
+ * each request.  Format drivers reach their protocol nodes through the
+ * same calls. */
 #include "block/block.h"
 
 #include <errno.h>
@@ -83,16 +84,27 @@ static int bounce_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t le
     return ret;
 }
 
+static int do_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
+{
+    if (bs->opts.copy_on_read && bs->backing) {
+        return bdrv_cor_pread(bs, off, buf, len);
+    }
+    if (is_direct_ok(bs, off, buf, len)) {
+        return bs->drv->pread(bs, off, buf, len);
+    }
+    return bounce_pread(bs, off, buf, len);
+}
+
 int bdrv_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
 {
     int ret = check_request(bs, off, len);
     if (ret < 0 || len == 0) {
         return ret;
     }
-    if (is_direct_ok(bs, off, buf, len)) {
-        return bs->drv->pread(bs, off, buf, len);
-    }
-    return bounce_pread(bs, off, buf, len);
+    bdrv_gate_enter(bs);
+    ret = do_pread(bs, off, buf, len);
+    bdrv_gate_leave(bs);
+    return ret;
 }
 
 /* ---- Writes ---- */
@@ -172,6 +184,7 @@ int bdrv_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len,
     if (ret < 0 || len == 0) {
         return ret;
     }
+    bdrv_gate_enter(bs);
     if (bs->align == 1) {
         ret = bs->drv->pwrite(bs, off, buf, len, flags);
     } else {
@@ -180,12 +193,48 @@ int bdrv_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len,
     if (ret == 0) {
         bdrv_write_done(bs, off, len);
     }
+    bdrv_gate_leave(bs);
+    return ret;
+}
+
+/* Copies, not guest writes: what the guest sees does not change, so no
+ * dirty bitmap is marked.  Format nodes take any alignment. */
+int bdrv_pwrite_unallocated(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
+{
+    int ret = check_write(bs, off, len);
+    if (ret < 0 || len == 0) {
+        return ret;
+    }
+    if (!bs->drv->pwrite_unallocated) {
+        return -ENOTSUP;
+    }
+    bdrv_gate_enter(bs);
+    ret = bs->drv->pwrite_unallocated(bs, off, buf, len);
+    bdrv_gate_leave(bs);
+    return ret;
+}
+
+int bdrv_prepare_write(BlockDriverState *bs, uint64_t off, uint64_t len)
+{
+    int ret = check_write(bs, off, len);
+    if (ret < 0 || len == 0 || !bs->drv->prepare_write) {
+        return ret;
+    }
+    bdrv_gate_enter(bs);
+    ret = bs->drv->prepare_write(bs, off, len);
+    bdrv_gate_leave(bs);
     return ret;
 }
 
 int bdrv_flush(BlockDriverState *bs)
 {
-    return bs->drv->flush ? bs->drv->flush(bs) : 0;
+    if (!bs->drv->flush) {
+        return 0;
+    }
+    bdrv_gate_enter(bs);
+    int ret = bs->drv->flush(bs);
+    bdrv_gate_leave(bs);
+    return ret;
 }
 
 /* ---- Write zeroes and discard ---- */
@@ -236,6 +285,7 @@ int bdrv_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int fla
     if (ret < 0 || len == 0) {
         return ret;
     }
+    bdrv_gate_enter(bs);
     if (bs->align == 1) {
         ret = driver_pwrite_zeroes(bs, off, len, flags);
     } else {
@@ -244,6 +294,7 @@ int bdrv_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int fla
     if (ret == 0) {
         bdrv_write_done(bs, off, len);
     }
+    bdrv_gate_leave(bs);
     return ret;
 }
 
@@ -256,12 +307,14 @@ int bdrv_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
     if (!bs->drv->discard) {
         return -ENOTSUP;
     }
+    bdrv_gate_enter(bs);
     g_rw_lock_reader_lock(&bs->rmw_lock);
     ret = bs->drv->discard(bs, off, len);
     g_rw_lock_reader_unlock(&bs->rmw_lock);
     if (ret == 0) {
         bdrv_write_done(bs, off, len);
     }
+    bdrv_gate_leave(bs);
     return ret;
 }
 

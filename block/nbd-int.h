@@ -2,6 +2,7 @@
  *
  *   nbd.c           the BlockDriver: open, close, the requests, URI test
  *   nbd-status.c    block status: base:allocation, qemu:allocation-depth
+ *   nbd-status-cache.c  a read-only export's block status, remembered
  *   nbd-request.c   a request on one connection: split and submit
  *   nbd-drive.c     waiting for the replies: the caller that drives the
  *                   connection, the callers that wait, the timeout
@@ -102,10 +103,32 @@ typedef struct NbdTls {
     bool verify_peer;
 } NbdTls;
 
+/* nbd-status-cache.c: a read-only export's block status, remembered. */
+typedef struct NbdStatusRun {
+    uint64_t off, len;
+    BdrvStatus status;
+} NbdStatusRun;
+
+typedef struct NbdStatusCache {
+    GMutex lock;
+    GArray *runs;             /* NbdStatusRun, contiguous, by offset */
+} NbdStatusCache;
+
+void nbdc_cache_init(NbdStatusCache *c);
+void nbdc_cache_clear(NbdStatusCache *c);
+/* The run at OFF (at most LEN) when remembered. */
+bool nbdc_cache_lookup(NbdStatusCache *c, uint64_t off, uint64_t len, uint64_t *pnum,
+                       BdrvStatus *status);
+/* Append a run to RUNS (merged with the last when alike; bounded). */
+void nbdc_cache_add(GArray *runs, uint64_t off, uint64_t len, BdrvStatus status);
+/* Remember RUNS (taken) instead of what was remembered before. */
+void nbdc_cache_store(NbdStatusCache *c, GArray *runs);
+
 struct NbdClient {
     char *uri;
     NbdTls tls;
     NbdExport exp;
+    NbdStatusCache cache;     /* read-only exports only */
     gint64 timeout_us;
     gint stopping;            /* atomic: close() runs */
     guint next;               /* atomic: round robin over connections */

@@ -114,6 +114,7 @@ static int nbdc_open(BlockDriverState *bs, const BlockOptions *opts, GError **er
         return -EIO;
     }
     apply_export(bs, &c->exp);
+    nbdc_cache_init(&c->cache);
     start_conns(c, h);
     return 0;
 }
@@ -123,6 +124,7 @@ static void nbdc_close_node(BlockDriverState *bs)
     NbdClient *c = bdrv_opaque(bs);
 
     nbdc_keeper_stop_all(c);
+    nbdc_cache_clear(&c->cache);
     g_free(c->uri);
     nbd_tls_clear(&c->tls);
 }

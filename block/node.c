@@ -84,6 +84,8 @@ static BlockDriverState *node_new(const BlockOptions *opts, const BlockDriver *d
     g_rw_lock_init(&bs->rmw_lock);
     g_rw_lock_init(&bs->bitmaps_lock);
     g_rw_lock_init(&bs->notifiers_lock);
+    g_mutex_init(&bs->gate_lock);
+    g_cond_init(&bs->gate_cond);
     return bs;
 }
 
@@ -92,6 +94,8 @@ static void node_free(BlockDriverState *bs)
     g_rw_lock_clear(&bs->rmw_lock);
     g_rw_lock_clear(&bs->bitmaps_lock);
     g_rw_lock_clear(&bs->notifiers_lock);
+    g_mutex_clear(&bs->gate_lock);
+    g_cond_clear(&bs->gate_cond);
     g_free(bs->opaque);
     g_free(bs->id);
     g_free(bs->filename);

@@ -213,3 +213,22 @@ int qcow2_link_clusters(Qcow2State *s, uint64_t off, uint64_t n, uint64_t host)
     }
     return 0;
 }
+
+int qcow2_prepare_write(BlockDriverState *bs, uint64_t off, uint64_t len)
+{
+    Qcow2State *s = bdrv_opaque(bs);
+    uint64_t span = s->cluster_size << s->l2_bits;
+    int ret = 0;
+
+    g_mutex_lock(&s->lock);
+    for (uint64_t a = off & ~(span - 1); ret == 0 && a < off + len; a += span) {
+        Qcow2Table *t;
+        uint64_t i;
+        ret = s->corrupt ? -EIO : qcow2_l2_for_write(s, a, &t, &i);
+        if (ret == 0) {
+            qcow2_cache_put(s->l2_cache, t);
+        }
+    }
+    g_mutex_unlock(&s->lock);
+    return ret;
+}

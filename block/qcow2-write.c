@@ -209,6 +209,75 @@ static int write_allocating(Qcow2State *s, const Qcow2Mapping *m, uint64_t off,
     return ret;
 }
 
+/* ---- Writes only where unallocated (copies from the backing chain) ----
+ *
+ * Streaming and copy-on-read copy data the backing chain holds into this
+ * layer while the guest keeps writing.  The copy must never replace what
+ * the guest wrote meanwhile, so a run is written only if its clusters are
+ * still unallocated here at the moment they are linked, and the check is
+ * the allocation's own: map_for_fill finds the run unallocated with no
+ * allocation in flight over it, and write_allocating registers the
+ * run's allocation (qcow2_alloc_begin) before s->lock is released, all
+ * under one hold of the lock.  From then until the L2 entries point at the
+ * copy, every other request that would allocate, zero or discard one of
+ * those clusters waits in qcow2_wait_allocs.  So either
+ *  - the guest's write registered its allocation first: map_for_fill
+ *    waits for it, maps again, finds the cluster allocated and skips it;
+ *  - or the copy registered first: the guest's write waits for the copy,
+ *    maps again, finds the cluster allocated and overwrites the copy in
+ *    place (or write-zeroes/discard changes its entry): the guest's data
+ *    is what stays.
+ * A write to a cluster that is already allocated never allocates, and
+ * nothing makes an allocated cluster unallocated again while a backing
+ * node covers it (zeroing leaves a zero flag), so a copy, whose data comes
+ * from the read-only chain below and is never stale there, cannot land on
+ * guest data.  The copy itself is an ordinary allocating write, so it
+ * keeps the crash-safe order of qcow2-flush.c (data, then refcounts, then
+ * the L2 entry). */
+
+/* Maps [off, off+len) for a fill: an unallocated run is returned only
+ * when no allocation in flight overlaps it (lock held). */
+static int map_for_fill(Qcow2State *s, uint64_t off, uint64_t len, Qcow2Mapping *m)
+{
+    for (;;) {
+        if (s->corrupt) {
+            return -EIO;
+        }
+        int ret = qcow2_map(s, off, len, true, m);
+        if (ret < 0 || m->type != QCOW2_CLUSTER_UNALLOCATED) {
+            return ret;
+        }
+        clamp_allocation(s, off, m);
+        if (!qcow2_wait_allocs(s, off, m->bytes)) {
+            return 0;
+        }
+    }
+}
+
+int qcow2_pwrite_unallocated(BlockDriverState *bs, uint64_t off, const void *buf, size_t len)
+{
+    Qcow2State *s = bdrv_opaque(bs);
+    const uint8_t *p = buf;
+
+    while (len > 0) {
+        Qcow2Mapping m;
+        g_mutex_lock(&s->lock);
+        int ret = map_for_fill(s, off, len, &m);
+        if (ret == 0 && m.type == QCOW2_CLUSTER_UNALLOCATED) {
+            ret = write_allocating(s, &m, off, p);
+        } else {
+            g_mutex_unlock(&s->lock);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        off += m.bytes;
+        p += m.bytes;
+        len -= m.bytes;
+    }
+    return 0;
+}
+
 int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len, int flags)
 {
     Qcow2State *s = bdrv_opaque(bs);

@@ -204,4 +204,7 @@ const BlockDriver bdrv_qcow2 = {
     .block_status = qcow2_block_status,
     .allocated_bytes = qcow2_allocated_bytes,
     .get_info = qcow2_get_info,
+    .pwrite_unallocated = qcow2_pwrite_unallocated,
+    .change_backing_file = qcow2_change_backing_file,
+    .prepare_write = qcow2_prepare_write,
 };

@@ -187,6 +187,9 @@ typedef struct Qcow2State {
 int qcow2_probe(const uint8_t *buf, size_t len);
 /* Reads and checks the header and its extensions into S. */
 int qcow2_read_header(Qcow2State *s, GError **errp);
+/* qcow2-backing.c: the header names NAME (format FORMAT), or no backing
+ * file when NAME is NULL; crash-safe (qcow2-backing.c says how). */
+int qcow2_change_backing_file(BlockDriverState *bs, const char *name, const char *format);
 /* Rewrites the feature bit words of the on-disk header. */
 int qcow2_write_features(Qcow2State *s);
 /* Rewrites refcount_table_offset and refcount_table_clusters. */
@@ -267,6 +270,8 @@ int qcow2_map(Qcow2State *s, uint64_t off, uint64_t len, bool contiguous, Qcow2M
 /* The L2 table covering guest OFF, ready to be changed (allocated or
  * copied when shared), pinned; *INDEX its entry for OFF. */
 int qcow2_l2_for_write(Qcow2State *s, uint64_t off, Qcow2Table **t, uint64_t *index);
+/* The L2 tables covering [off, off+len), made now (bdrv_prepare_write). */
+int qcow2_prepare_write(BlockDriverState *bs, uint64_t off, uint64_t len);
 /* Points N guest clusters from OFF at host clusters HOST.. (fresh data). */
 int qcow2_link_clusters(Qcow2State *s, uint64_t off, uint64_t n, uint64_t host);
 Qcow2ClusterType qcow2_entry_type(Qcow2State *s, uint64_t entry);
@@ -292,6 +297,9 @@ int qcow2_read_compressed(Qcow2State *s, uint64_t entry, uint8_t *cluster);
 /* Inflates SRC into exactly s->cluster_size bytes at DST. */
 int qcow2_decompress(Qcow2State *s, const uint8_t *src, size_t len, uint8_t *dst);
 int qcow2_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len, int flags);
+/* Writes only the clusters that are still unallocated (qcow2-write.c says
+ * why a guest write always wins against it). */
+int qcow2_pwrite_unallocated(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
 int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);
 int qcow2_discard(BlockDriverState *bs, uint64_t off, uint64_t len);
 

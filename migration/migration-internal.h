@@ -16,6 +16,8 @@
 void migration_notify_status(MigrationStatus status);
 /* The registered VM hooks; every member may be NULL. */
 MigrationVmOps migration_get_vm_ops(void);
+/* False with *errp when the registered blocker check forbids migrating. */
+bool migration_check_blockers(GError **errp);
 /* Join the thread in *SLOT (taken under LOCK), if any: the previous
  * migration's, before a new one starts or at shutdown. */
 void migration_join_thread(GMutex *lock, GThread **slot);

@@ -13,6 +13,7 @@ static MigrationStatusListener status_listener;
 static void *status_listener_opaque;
 static MigrationPassListener pass_listener;
 static void *pass_listener_opaque;
+static MigrationBlockerCheck blocker_check;
 
 const char *mig_status_name(MigrationStatus s)
 {
@@ -78,6 +79,21 @@ void migration_notify_pass(uint64_t pass)
     if (cb) {
         cb(pass, opaque);
     }
+}
+
+void migration_set_blocker_check(MigrationBlockerCheck check)
+{
+    g_mutex_lock(&hooks_lock);
+    blocker_check = check;
+    g_mutex_unlock(&hooks_lock);
+}
+
+bool migration_check_blockers(GError **errp)
+{
+    g_mutex_lock(&hooks_lock);
+    MigrationBlockerCheck check = blocker_check;
+    g_mutex_unlock(&hooks_lock);
+    return !check || check(errp);
 }
 
 static bool status_is_final(MigrationStatus status)

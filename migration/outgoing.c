@@ -567,8 +567,8 @@ bool migration_start(const char *uri, GError **errp)
     GThread *thread;
     int fd;
 
-    if (!check_idle(errp) || !check_capabilities(uri, errp) ||
-        !mig_channel_tls_check(uri, true, errp)) {
+    if (!check_idle(errp) || !migration_check_blockers(errp) ||
+        !check_capabilities(uri, errp) || !mig_channel_tls_check(uri, true, errp)) {
         return false;
     }
     migration_join_thread(&out.lock, &out.thread);

@@ -42,6 +42,24 @@ bool qmp_arg_bool(JsonObject *args, const char *name, bool *out, GError **errp)
     return true;
 }
 
+bool qmp_arg_int(JsonObject *args, const char *name, bool *has, int64_t *out, GError **errp)
+{
+    JsonNode *node = json_object_get_member(args, name);
+
+    if (has) {
+        *has = node != NULL;
+    }
+    if (!node) {
+        return true;
+    }
+    if (!holds(node, G_TYPE_INT64)) {
+        qmp_set_error(errp, QMP_ERR_GENERIC, "Parameter '%s' expects an integer", name);
+        return false;
+    }
+    *out = json_node_get_int(node);
+    return true;
+}
+
 static bool name_in_list(const char *member, va_list names)
 {
     const char *name;

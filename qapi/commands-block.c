@@ -88,7 +88,10 @@ static JsonNode *query_block(JsonObject *args, GError **errp)
     JsonArray *list = json_array_new();
     GList *drives = bdrv_list();
     for (GList *d = drives; d; d = d->next) {
-        json_array_add_object_element(list, drive_info(d->data));
+        BlockDriverState *bs = d->data;
+        bdrv_chain_hold(bs);            /* a block job may shorten the chain */
+        json_array_add_object_element(list, drive_info(bs));
+        bdrv_chain_release(bs);
     }
     g_list_free(drives);
     return qmp_node_take_array(list);

@@ -35,4 +35,6 @@ void qmp_register_builtin_commands(void)
     qmp_register_migration_option_commands();
     qmp_register_migration_commands();
     qmp_migration_events_init();
+    qmp_register_job_commands();
+    qmp_register_stream_commands();
 }

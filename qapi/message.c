@@ -24,6 +24,8 @@ static const char *error_class(const GError *err)
             return QMP_ERROR_COMMAND_NOT_FOUND;
         case QMP_ERR_DEVICE_NOT_FOUND:
             return QMP_ERROR_DEVICE_NOT_FOUND;
+        case QMP_ERR_DEVICE_NOT_ACTIVE:
+            return QMP_ERROR_DEVICE_NOT_ACTIVE;
         case QMP_ERR_GENERIC:
             break;
         }

@@ -87,5 +87,11 @@ void qmp_register_migration_commands(void);
 void qmp_register_migration_option_commands(void);
 /* migration-events.c: MIGRATION events. */
 void qmp_migration_events_init(void);
+/* commands-jobs.c (block-job-*, query-jobs; with job-events.c's events),
+ * commands-stream.c (block-stream, x-block-stream-range). */
+void qmp_register_job_commands(void);
+void qmp_register_stream_commands(void);
+/* job-events.c: JOB_STATUS_CHANGE, BLOCK_JOB_* events. */
+void qmp_job_events_init(void);
 
 #endif

@@ -19,7 +19,7 @@ typedef struct DriveSpec {
     char *tls_creds;
     uint64_t size;
     uint32_t cluster_size;
-    bool create, overwrite, cache_none, aio_native, read_only;
+    bool create, overwrite, cache_none, aio_native, read_only, copy_on_read;
 } DriveSpec;
 
 /* An image drive_add created: the path and which file it was. */
@@ -149,6 +149,8 @@ static bool parse_key(const KeyValue *kv, DriveSpec *d, GError **errp)
         return keyval_bool(OPT, kv, &d->overwrite, errp);
     } else if (strcmp(k, "read-only") == 0) {
         return keyval_bool(OPT, kv, &d->read_only, errp);
+    } else if (strcmp(k, "copy-on-read") == 0) {
+        return keyval_bool(OPT, kv, &d->copy_on_read, errp);
     } else if (strcmp(k, "cache") == 0) {
         return parse_choice(kv, "none", "writeback", &d->cache_none, errp);
     } else if (strcmp(k, "aio") == 0) {
@@ -169,6 +171,11 @@ static bool check_spec(const DriveSpec *d, GError **errp)
     if (d->create && d->read_only) {
         g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": create=on and read-only=on exclude "
                     "each other");
+        return false;
+    }
+    if (d->copy_on_read && d->read_only) {
+        g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": copy-on-read=on writes into the drive, "
+                    "which read-only=on forbids");
         return false;
     }
     if (d->overwrite && !d->create) {
@@ -244,6 +251,7 @@ bool drive_add(const char *optstr, GError **errp)
         .cache_none = d.cache_none, .aio_native = d.aio_native, .read_only = d.read_only,
         .backing = d.backing, .backing_format = d.backing_format,
         .cluster_size = d.cluster_size, .tls_creds = d.tls_creds,
+        .copy_on_read = d.copy_on_read,
     };
     GError *err = NULL;
     BlockDriverState *bs = bdrv_open(&opts, &err);

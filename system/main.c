@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "block/block.h"
+#include "jobs/job.h"
 #include "migration/block-migration.h"
 #include "migration/migration.h"
 #include "migration/qemu-sections.h"
@@ -56,6 +57,7 @@ static void install_hooks(const BlkmigdConfig *cfg)
     if (cfg->machine) {
         migration_set_machine(cfg->machine);
     }
+    migration_set_blocker_check(job_check_migration);
     runstate_set_event_sink(forward_runstate_event, NULL);
     system_set_shutdown_handler(quit_main_loop);
     vm_ops_install(!cfg->paused);
@@ -147,13 +149,14 @@ static void unwatch_signals(void)
 }
 
 /* Guest first (no new writes), then migration (its threads may still call
- * the VM hooks), then the devices, the QMP clients (who get the last
- * events) and the disks. */
+ * the VM hooks) and block jobs, then the devices, the QMP clients (who get
+ * the last events) and the disks. */
 static void tear_down(void)
 {
     vm_shutdown();
     migration_cancel();
     migration_shutdown();
+    job_cancel_all_sync();
     workload_stop_all();
     guest_nbd_stop();
     qmp_events_flush();

@@ -2,6 +2,7 @@
  *
  *   blkmig qmp SOCKET COMMAND [ARGUMENTS-JSON]
  *   blkmig migrate --src SOCKET [--dst SOCKET] --uri URI [options]
+ *   blkmig stream --qmp SOCKET --device ID [--speed BYTES] [--wait]
  *
  * Everything goes through QMP (qapi/qmp-client), exactly as a management
  * layer would drive the daemons.  This file picks the command; each
@@ -23,9 +24,11 @@ static const char main_help[] =
     "                 run one QMP command and print its result as JSON\n"
     "  migrate --src SOCKET --uri URI [--dst SOCKET] [OPTIONS]\n"
     "                 run a live block migration and show its progress\n"
+    "  stream --qmp SOCKET --device ID [--speed BYTES] [--wait]\n"
+    "                 pull a drive's backing chain into it (block-stream)\n"
     "\n"
     "SOCKET is unix:PATH, tcp:HOST:PORT, or a bare path (a unix socket).\n"
-    "Both commands reach a QMP socket served over TLS with --tls-creds DIR\n"
+    "Every command reaches a QMP socket served over TLS with --tls-creds DIR\n"
     "(x509) or --tls-psk DIR (pre-shared key); see their --help.\n"
     "\n"
     "Options:\n"
@@ -42,6 +45,7 @@ typedef struct Command {
 static const Command commands[] = {
     { "qmp", cmd_qmp },
     { "migrate", cmd_migrate },
+    { "stream", cmd_stream },
 };
 
 int main(int argc, char **argv)

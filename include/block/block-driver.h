@@ -51,6 +51,21 @@ typedef struct BlockDriver {
     /* Bytes actually allocated on the host (st_blocks * 512 for files). */
     int64_t (*allocated_bytes)(BlockDriverState *bs);
     void (*get_info)(BlockDriverState *bs, BlockDriverInfo *info);
+    /* Write only where this layer is unallocated at the moment the write
+     * lands (bdrv_pwrite_unallocated): the check and the allocation must
+     * be one step under the driver's allocation serialisation, so that a
+     * concurrent guest write always wins.  NULL: not supported. */
+    int (*pwrite_unallocated)(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+    /* Make the image header name NAME (format FORMAT) as its backing file,
+     * or none when NAME is NULL, crash-safely: after everything written
+     * so far is durable, and such that a crash leaves the old header or
+     * the new one.  Requests are drained meanwhile.  NULL: the format
+     * names no backing files. */
+    int (*change_backing_file)(BlockDriverState *bs, const char *name, const char *format);
+    /* Create the metadata writes to [off, off+len) will need (qcow2: the
+     * L2 tables), so those writes allocate data only.  NULL: nothing to
+     * prepare. */
+    int (*prepare_write)(BlockDriverState *bs, uint64_t off, uint64_t len);
 } BlockDriver;
 
 /* Driver-private state of BS (instance_size bytes, zeroed at open). */

@@ -60,6 +60,10 @@ typedef struct BlockOptions {
      * nbds+unix://.  NULL: an nbds:// URI uses libnbd's defaults.  A
      * backing node inherits it. */
     const char *tls_creds;
+    /* Data a read gets from the backing chain is also written into the
+     * drive's own layer (whole clusters, only where it is still
+     * unallocated); needs a writable drive. */
+    bool copy_on_read;
 } BlockOptions;
 
 /* Open a drive and register it under opts->id.  Fails if the id is taken,
@@ -131,6 +135,18 @@ int bdrv_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, int fla
 /* Advisory deallocation; discarded ranges read back as zeroes for raw and
  * qcow2 (qcow2 discards whole clusters only). */
 int bdrv_discard(BlockDriverState *bs, uint64_t off, uint64_t len);
+/* Writes [off, off+len) only into the parts of BS's own layer that are
+ * still unallocated (where a read goes to the backing chain) at the moment
+ * of writing; what the layer holds already, a guest write that got there
+ * first above all, is left alone.  For copies of data that BS's backing
+ * chain holds: no dirty bitmap is marked.  -ENOTSUP for formats without
+ * allocation (raw). */
+int bdrv_pwrite_unallocated(BlockDriverState *bs, uint64_t off, const void *buf, size_t len);
+/* Create now the metadata that writes to [off, off+len) will need (qcow2:
+ * L2 tables, each made durable with a sync), e.g. before a stream job's
+ * copies, whose syncs would otherwise flush everything copied so far
+ * while the image's allocations wait.  Changes nothing a guest sees. */
+int bdrv_prepare_write(BlockDriverState *bs, uint64_t off, uint64_t len);
 
 /* ---- Write notifiers ---- */
 
@@ -221,5 +237,47 @@ void bdrv_walk_init(BdrvWalk *w, BlockDriverState *bs, uint64_t off, uint64_t le
  * negative errno (the walk then stays where it failed: a caller may stop,
  * or report the rest its own way). */
 int bdrv_walk_next(BdrvWalk *w, BdrvExtent *ext);
+
+/* ---- Backing chains: holding, streaming, shortening ---- */
+
+/* Keep drive BS's backing chain as it is (no node closed or replaced)
+ * until the release, e.g. while walking it with bdrv_get_backing.  Cheap;
+ * a chain change waits for it. */
+void bdrv_chain_hold(BlockDriverState *bs);
+void bdrv_chain_release(BlockDriverState *bs);
+
+/* The node of BS's backing chain (below BS) named NAME: its file name as
+ * opened, or as the image above it names it; NULL when none is. */
+BlockDriverState *bdrv_find_backing_image(BlockDriverState *bs, const char *name);
+/* Is BASE (NULL: the end of the chain) below BS in its backing chain? */
+bool bdrv_chain_contains(BlockDriverState *bs, BlockDriverState *base);
+
+/* Streaming: the first run at or after OFF that BS's own layer lacks and
+ * the layers of its backing chain above BASE (NULL: all of them) hold,
+ * widened to whole clusters of BS and cut at MAX bytes: *start and *len,
+ * or *start = the size of BS when nothing is left.  Data is what needs
+ * copying; where the chain reads as zero, only a BASE that would show
+ * through needs zeroes copied. */
+int bdrv_stream_next(BlockDriverState *bs, BlockDriverState *base, uint64_t off, uint64_t max,
+                     uint64_t *start, uint64_t *len);
+/* Copy [off, off+len) of what BS's backing chain reads into BS's own
+ * layer, where that is still unallocated (bdrv_pwrite_unallocated), using
+ * BUF (LEN bytes, bdrv_buf_alloc'ed), which holds what the chain read
+ * afterwards.  SKIP_ZERO: clusters that read as zero are not written
+ * (right when no base stays below, since the unallocated layer then reads
+ * as zero too).  On failure *READ_FAILED says whether reading the chain
+ * failed (or writing BS). */
+int bdrv_stream_copy(BlockDriverState *bs, uint64_t off, uint64_t len, void *buf,
+                     bool skip_zero, bool *read_failed);
+
+/* Make BASE (a node in BS's backing chain, or NULL) BS's backing node.
+ * The caller has copied into BS whatever the layers above BASE held.  BS's
+ * data is made durable, then its image header names BASE as
+ * BACKING_NAME with BASE's format (or no backing file at all) in one
+ * write, then requests on BS pause while the nodes above BASE leave the
+ * chain; those are closed.  On failure nothing changed in memory (the
+ * header may hold either name: both read the same). */
+int bdrv_change_backing(BlockDriverState *bs, BlockDriverState *base, const char *backing_name,
+                        GError **errp);
 
 #endif

@@ -85,8 +85,15 @@ void migration_set_status_listener(MigrationStatusListener cb, void *opaque);
 typedef void (*MigrationPassListener)(uint64_t pass, void *opaque);
 void migration_set_pass_listener(MigrationPassListener cb, void *opaque);
 
+/* Something that forbids migrating now (QEMU's migration blockers): returns
+ * false with *errp saying why.  The emulator registers it (blkmigd: the
+ * block job layer's, while a job runs); migration_start asks it first. */
+typedef bool (*MigrationBlockerCheck)(GError **errp);
+void migration_set_blocker_check(MigrationBlockerCheck check);
+
 /* Start an outgoing migration to URI (tcp:, unix:, file:).  Fails at once
- * if a migration is active, the URI is bad or the connection is refused. */
+ * if a blocker forbids it, a migration is active, the URI is bad or the
+ * connection is refused. */
 bool migration_start(const char *uri, GError **errp);
 /* The same with the block capability on for this migration only (QMP
  * migrate's "blk": true), and with INCREMENTAL the block-incremental

@@ -14,6 +14,7 @@
 #define QMP_ERROR_GENERIC           "GenericError"
 #define QMP_ERROR_COMMAND_NOT_FOUND "CommandNotFound"
 #define QMP_ERROR_DEVICE_NOT_FOUND  "DeviceNotFound"
+#define QMP_ERROR_DEVICE_NOT_ACTIVE "DeviceNotActive"
 
 GQuark qmp_error_quark(void);
 #define QMP_ERROR qmp_error_quark()
@@ -21,6 +22,7 @@ typedef enum {
     QMP_ERR_GENERIC,
     QMP_ERR_COMMAND_NOT_FOUND,
     QMP_ERR_DEVICE_NOT_FOUND,
+    QMP_ERR_DEVICE_NOT_ACTIVE,
 } QmpErrorCode;
 
 /* A handler gets the "arguments" object (never NULL; empty when absent) and
@@ -61,6 +63,9 @@ const char *qmp_arg_str(JsonObject *args, const char *name, bool required, GErro
 /* A JSON boolean member NAME ("Parameter 'blk' expects a boolean"); a
  * missing member leaves *OUT unchanged. */
 bool qmp_arg_bool(JsonObject *args, const char *name, bool *out, GError **errp);
+/* A JSON integer member NAME ("Parameter 'speed' expects an integer"); a
+ * missing member leaves *OUT unchanged and *HAS (optional) false. */
+bool qmp_arg_int(JsonObject *args, const char *name, bool *has, int64_t *out, GError **errp);
 /* Fails with "Parameter 'foo' is unexpected" when ARGS has a member not in
  * the NULL-terminated list of names that follows ERRP. */
 bool qmp_args_only(JsonObject *args, GError **errp, ...) G_GNUC_NULL_TERMINATED;

@@ -19,7 +19,8 @@
  * connection thus waits for its reply itself, with no thread in between
  * (as with a pool of handles), while many callers still share one
  * connection (as with a dispatch thread).  With multi-conn the requests
- * go to the least busy of NBD_MAX_CONNS connections.
+ * go to the least busy of its connections (NBD_DEFAULT_CONNS unless the
+ * drive asks for another number).
  *
  * Failure: a request not answered within the timeout makes its
  * connection drop (the socket is shut down, libnbd fails every command on
@@ -38,8 +39,10 @@
 
 /* BlockOptions.timeout when 0: seconds a connect or a request may take. */
 #define NBD_DEFAULT_TIMEOUT_S 30
-/* Connections per drive when the server advertises multi-conn. */
-#define NBD_MAX_CONNS 4
+/* Connections per drive when the server advertises multi-conn: the
+ * default, and the most BlockOptions.connections may ask for. */
+#define NBD_DEFAULT_CONNS 4
+#define NBD_MAX_CONNS 16
 /* Reconnect attempts start this far apart and double up to the maximum;
  * each attempt is bounded by the timeout. */
 #define NBD_BACKOFF_MIN_MS 100
@@ -100,6 +103,7 @@ struct NbdClient {
     gint stopping;            /* atomic: close() runs */
     guint next;               /* atomic: round robin over connections */
     int nconns;
+    int want_conns;           /* with multi-conn: BlockOptions.connections */
     NbdConn conns[NBD_MAX_CONNS];
 };
 

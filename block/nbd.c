@@ -48,7 +48,7 @@ static void apply_export(BlockDriverState *bs, const NbdExport *exp)
  * background, and one the server refuses is not retried. */
 static void start_conns(NbdClient *c, struct nbd_handle *h)
 {
-    c->nconns = c->exp.can_multi_conn ? NBD_MAX_CONNS : 1;
+    c->nconns = c->exp.can_multi_conn ? c->want_conns : 1;
     for (int i = 0; i < c->nconns; i++) {
         c->conns[i].client = c;
         c->conns[i].index = i;
@@ -62,6 +62,13 @@ static int nbdc_open(BlockDriverState *bs, const BlockOptions *opts, GError **er
     NbdClient *c = bdrv_opaque(bs);
     GError *err = NULL;
 
+    if (opts->connections > NBD_MAX_CONNS) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "'%s': at most %d NBD connections, not %u", opts->filename,
+                    NBD_MAX_CONNS, opts->connections);
+        return -EINVAL;
+    }
+    c->want_conns = opts->connections ? (int)opts->connections : NBD_DEFAULT_CONNS;
     c->uri = g_strdup(opts->filename);
     c->timeout_us = (gint64)(opts->timeout ? opts->timeout : NBD_DEFAULT_TIMEOUT_S) *
                     G_USEC_PER_SEC;

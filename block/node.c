@@ -123,8 +123,9 @@ static BlockDriverState *open_protocol(const BlockOptions *opts, GError **errp)
 {
     BlockOptions fo = {
         .filename = opts->filename, .cache_none = opts->cache_none,
+        .write_behind = opts->write_behind,
         .aio_native = opts->aio_native, .read_only = opts->read_only,
-        .timeout = opts->timeout,
+        .timeout = opts->timeout, .connections = opts->connections,
     };
     BlockDriverState *file = node_new(&fo, protocol_for(opts->filename));
 
@@ -310,7 +311,7 @@ BlockDriverState *bdrv_open_backing(BlockDriverState *bs, const char *filename,
     BlockOptions opts = {
         .filename = path, .format = format ? format : "auto", .read_only = true,
         .cache_none = bs->opts.cache_none, .aio_native = bs->opts.aio_native,
-        .timeout = bs->opts.timeout,
+        .timeout = bs->opts.timeout, .connections = bs->opts.connections,
     };
 
     if (check_chain(bs, path, errp)) {

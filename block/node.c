@@ -9,7 +9,7 @@
 #include "block-int.h"
 
 /* The formats users may name, in probing order after the best score. */
-const BlockDriver *const bdrv_formats[] = { &bdrv_raw, &bdrv_qcow2 };
+const BlockDriver *const bdrv_formats[] = { &bdrv_raw, &bdrv_qcow2, &bdrv_vmdk };
 const size_t bdrv_n_formats = G_N_ELEMENTS(bdrv_formats);
 
 static const BlockDriver *find_format(const char *name)
@@ -232,6 +232,12 @@ BlockDriverState *bdrv_open_node(const BlockOptions *opts, BlockDriverState *par
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "Drive '%s': create=on cannot make an image on an NBD server",
                     node_name(opts));
+        return NULL;
+    }
+    if (opts->create && !drv->create) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "Drive '%s': blkmig reads %s images but cannot create them",
+                    node_name(opts), drv->format_name);
         return NULL;
     }
     if (opts->create && drv->create(opts, &made, errp) < 0) {

@@ -5,7 +5,7 @@
 BUILD ?= build
 -include $(BUILD)/config.mak
 
-LIB_DIRS := util block migration migration/block qapi nbd
+LIB_DIRS := util block copy migration migration/block qapi nbd
 LIB_SRCS := $(sort $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 SYS_SRCS := $(sort $(wildcard system/*.c))
 TOOL_SRCS := $(sort $(wildcard tools/*.c))

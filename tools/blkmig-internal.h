@@ -39,5 +39,6 @@ void catch_interrupts(void);
 /* The subcommands: argv[0] is the command's name. */
 int cmd_qmp(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
+int cmd_copy(int argc, char **argv);
 
 #endif

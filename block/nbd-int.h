@@ -2,6 +2,7 @@
  *
  *   nbd.c           the BlockDriver: open, close, the requests, URI test
  *   nbd-status.c    block status: base:allocation, qemu:allocation-depth
+ *   nbd-status-cache.c  the runs of the last status reply
  *   nbd-request.c   a request on one connection: split and submit
  *   nbd-drive.c     waiting for the replies: the caller that drives the
  *                   connection, the callers that wait, the timeout
@@ -71,6 +72,20 @@ typedef struct NbdExport {
 
 typedef struct NbdClient NbdClient;
 
+/* One run of a block-status reply, as the cache keeps it. */
+typedef struct NbdStatusRun {
+    uint64_t end;
+    BdrvStatus status;
+} NbdStatusRun;
+
+/* The runs of the last block-status reply (nbd-status-cache.c). */
+typedef struct NbdStatusCache {
+    GMutex lock;
+    uint64_t gen;             /* bumped by every change the node makes */
+    uint64_t start;           /* where the first run starts */
+    GArray *runs;             /* NbdStatusRun, ends ascending */
+} NbdStatusCache;
+
 /* One connection and its keeper thread. */
 typedef struct NbdConn {
     NbdClient *client;
@@ -104,6 +119,7 @@ struct NbdClient {
     guint next;               /* atomic: round robin over connections */
     int nconns;
     int want_conns;           /* with multi-conn: BlockOptions.connections */
+    NbdStatusCache status_cache;
     NbdConn conns[NBD_MAX_CONNS];
 };
 
@@ -160,6 +176,16 @@ typedef int64_t (*NbdSubmitFn)(struct nbd_handle *h, uint64_t off, uint64_t len,
  * all: 0, or a negative errno (-EIO for a lost or timed-out connection). */
 int nbdc_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint64_t max,
                 NbdSubmitFn submit, void *opaque);
+
+/* nbd-status-cache.c: the cache of block-status runs.  A lookup that
+ * misses gives the generation a reply must still match to be stored;
+ * forget is called before and after every write, zero and trim. */
+void nbdc_cache_init(NbdStatusCache *sc);
+void nbdc_cache_destroy(NbdStatusCache *sc);
+bool nbdc_cache_lookup(NbdStatusCache *sc, uint64_t off, uint64_t len, uint64_t *pnum,
+                       BdrvStatus *status, uint64_t *gen);
+void nbdc_cache_store(NbdStatusCache *sc, uint64_t gen, uint64_t start, GArray *runs);
+void nbdc_cache_forget(NbdStatusCache *sc);
 
 /* nbd-status.c: the driver's block_status. */
 int nbdc_status(NbdClient *c, uint64_t off, uint64_t len, uint64_t *pnum, BdrvStatus *status);

@@ -4,22 +4,26 @@
  * may read as anything.  qemu:allocation-depth (qemu-nbd -A) adds what
  * no layer of a remote chain allocates (depth 0): this node answers
  * BACKING there, which the block layer, finding no backing node below,
- * reports as UNALLOCATED. */
+ * reports as UNALLOCATED.  A reply's runs are kept (nbd-status-cache.c),
+ * so a walk asks once per reply, not once per run. */
 #include "nbd-int.h"
 
 #include <errno.h>
 #include <string.h>
 
-/* The first run of one context's reply. */
-typedef struct StatusRun {
+/* Runs of one reply kept for the cache: plenty for a walk, bounded
+ * whatever the server sends. */
+#define STATUS_MAX_RUNS 4096
+
+/* One context's runs. */
+typedef struct ContextRuns {
     bool seen;
-    uint64_t len;
-    BdrvStatus status;
-} StatusRun;
+    GArray *runs;               /* NbdStatusRun */
+} ContextRuns;
 
 typedef struct StatusReply {
-    uint64_t want;              /* the request's length */
-    StatusRun alloc, depth;
+    uint64_t off, want;         /* the request */
+    ContextRuns alloc, depth;
 } StatusReply;
 
 static BdrvStatus alloc_status(uint32_t flags)
@@ -32,24 +36,35 @@ static BdrvStatus depth_status(uint32_t depth)
     return depth == 0 ? BDRV_STATUS_BACKING : BDRV_STATUS_DATA;
 }
 
-/* Merge the leading ENTRIES (length, flags pairs) that map to the same
- * status, up to WANT bytes. */
-static void first_run(StatusRun *run, const uint32_t *entries, size_t nr, uint64_t want,
-                      BdrvStatus (*map)(uint32_t))
+/* Append [.., END) with STATUS, merged into the last run when alike. */
+static void add_run(GArray *runs, uint64_t end, BdrvStatus status)
 {
-    run->seen = true;
-    run->len = 0;
-    if (nr < 2) {
-        return;
+    NbdStatusRun *last = runs->len ? &g_array_index(runs, NbdStatusRun, runs->len - 1) : NULL;
+
+    if (last && last->status == status) {
+        last->end = end;
+    } else {
+        NbdStatusRun r = { end, status };
+        g_array_append_val(runs, r);
     }
-    run->status = map(entries[1]);
-    for (size_t i = 0; i + 1 < nr && run->len < want; i += 2) {
-        if (map(entries[i + 1]) != run->status) {
+}
+
+/* The ENTRIES (length, flags pairs) from the request's offset, clipped to
+ * what was asked; a zero length (a broken server) ends them. */
+static void collect(ContextRuns *cr, const StatusReply *r, const uint32_t *entries, size_t nr,
+                    BdrvStatus (*map)(uint32_t))
+{
+    uint64_t pos = r->off, end = r->off + r->want;
+
+    cr->seen = true;
+    g_array_set_size(cr->runs, 0);
+    for (size_t i = 0; i + 1 < nr && pos < end && entries[i]; i += 2) {
+        if (cr->runs->len == STATUS_MAX_RUNS) {
             break;
         }
-        run->len += entries[i];
+        pos = MIN(pos + entries[i], end);
+        add_run(cr->runs, pos, map(entries[i + 1]));
     }
-    run->len = MIN(run->len, want);
 }
 
 static int extent_cb(void *opaque, const char *context, uint64_t off, uint32_t *entries,
@@ -58,9 +73,9 @@ static int extent_cb(void *opaque, const char *context, uint64_t off, uint32_t *
     StatusReply *r = opaque;
 
     if (strcmp(context, LIBNBD_CONTEXT_BASE_ALLOCATION) == 0) {
-        first_run(&r->alloc, entries, nr, r->want, alloc_status);
+        collect(&r->alloc, r, entries, nr, alloc_status);
     } else if (strcmp(context, NBD_CTX_DEPTH) == 0) {
-        first_run(&r->depth, entries, nr, r->want, depth_status);
+        collect(&r->depth, r, entries, nr, depth_status);
     }
     return 0;
 }
@@ -72,32 +87,70 @@ static int64_t submit_status(struct nbd_handle *h, uint64_t off, uint64_t len, v
     return nbd_aio_block_status(h, len, off, ecb, cb, 0);
 }
 
-/* base:allocation's run, shortened and marked BACKING by the depth's. */
-static int combine(const StatusReply *r, uint64_t *pnum, BdrvStatus *status)
+static NbdStatusRun run_at(const ContextRuns *cr, guint i)
 {
-    if (!r->alloc.seen || r->alloc.len == 0) {
+    return g_array_index(cr->runs, NbdStatusRun, i);
+}
+
+/* base:allocation's runs, cut where the depth's runs change and marked
+ * BACKING where no layer allocates; into OUT. */
+static int combine(const StatusReply *r, GArray *out)
+{
+    guint i = 0, j = 0;
+
+    if (!r->alloc.seen || r->alloc.runs->len == 0) {
         return -EIO;            /* the server left out the context it agreed to */
     }
-    *pnum = r->alloc.len;
-    *status = r->alloc.status;
-    if (r->depth.seen && r->depth.len > 0) {
-        *pnum = MIN(*pnum, r->depth.len);
-        if (r->depth.status == BDRV_STATUS_BACKING) {
-            *status = BDRV_STATUS_BACKING;
-        }
+    if (!r->depth.seen || r->depth.runs->len == 0) {
+        g_array_append_vals(out, r->alloc.runs->data, r->alloc.runs->len);
+        return 0;
+    }
+    while (i < r->alloc.runs->len && j < r->depth.runs->len) {
+        NbdStatusRun a = run_at(&r->alloc, i), d = run_at(&r->depth, j);
+        uint64_t end = MIN(a.end, d.end);
+        add_run(out, end, d.status == BDRV_STATUS_BACKING ? BDRV_STATUS_BACKING : a.status);
+        i += a.end == end;
+        j += d.end == end;
     }
     return 0;
 }
 
+/* Ask the server about [off, off+len); all the runs into RUNS. */
+static int ask_server(NbdClient *c, uint64_t off, uint64_t len, GArray *runs)
+{
+    StatusReply r = { .off = off, .want = MIN(len, (uint64_t)NBD_MAX_EFFECT),
+                      .alloc.runs = g_array_new(FALSE, FALSE, sizeof(NbdStatusRun)),
+                      .depth.runs = g_array_new(FALSE, FALSE, sizeof(NbdStatusRun)) };
+    int ret = nbdc_request(c, off, r.want, NULL, r.want, submit_status, &r);
+
+    if (ret == 0) {
+        ret = combine(&r, runs);
+    }
+    g_array_unref(r.alloc.runs);
+    g_array_unref(r.depth.runs);
+    return ret;
+}
+
 int nbdc_status(NbdClient *c, uint64_t off, uint64_t len, uint64_t *pnum, BdrvStatus *status)
 {
-    StatusReply r = { .want = MIN(len, (uint64_t)NBD_MAX_EFFECT) };
+    uint64_t gen;
 
     if (!c->exp.has_allocation) {
         *pnum = len;
         *status = BDRV_STATUS_DATA;
         return 0;
     }
-    int ret = nbdc_request(c, off, r.want, NULL, r.want, submit_status, &r);
-    return ret < 0 ? ret : combine(&r, pnum, status);
+    if (nbdc_cache_lookup(&c->status_cache, off, len, pnum, status, &gen)) {
+        return 0;
+    }
+    GArray *runs = g_array_new(FALSE, FALSE, sizeof(NbdStatusRun));
+    int ret = ask_server(c, off, len, runs);
+    if (ret == 0) {
+        NbdStatusRun first = g_array_index(runs, NbdStatusRun, 0);
+        *pnum = MIN(first.end - off, len);
+        *status = first.status;
+        nbdc_cache_store(&c->status_cache, gen, off, runs);
+    }
+    g_array_unref(runs);
+    return ret;
 }

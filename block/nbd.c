@@ -70,6 +70,7 @@ static int nbdc_open(BlockDriverState *bs, const BlockOptions *opts, GError **er
     }
     c->want_conns = opts->connections ? (int)opts->connections : NBD_DEFAULT_CONNS;
     c->uri = g_strdup(opts->filename);
+    nbdc_cache_init(&c->status_cache);
     c->timeout_us = (gint64)(opts->timeout ? opts->timeout : NBD_DEFAULT_TIMEOUT_S) *
                     G_USEC_PER_SEC;
     struct nbd_handle *h = nbdc_conn_connect(c, -1, &err);
@@ -79,6 +80,7 @@ static int nbdc_open(BlockDriverState *bs, const BlockOptions *opts, GError **er
     }
     if (!h) {
         g_propagate_error(errp, err);
+        nbdc_cache_destroy(&c->status_cache);
         g_free(c->uri);
         return -EIO;
     }
@@ -92,6 +94,7 @@ static void nbdc_close_node(BlockDriverState *bs)
     NbdClient *c = bdrv_opaque(bs);
 
     nbdc_keeper_stop_all(c);
+    nbdc_cache_destroy(&c->status_cache);
     g_free(c->uri);
 }
 
@@ -147,7 +150,9 @@ static int nbdc_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size
     if (off > c->exp.size || len > c->exp.size - off) {
         return -ENOSPC;         /* an export cannot grow */
     }
+    nbdc_cache_forget(&c->status_cache);
     int ret = nbdc_request(c, off, len, (void *)buf, c->exp.max_payload, submit_write, &nflags);
+    nbdc_cache_forget(&c->status_cache);
     return flush_if_fua_emulated(bs, flags, ret);
 }
 
@@ -204,7 +209,9 @@ static int nbdc_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, 
     }
     uint32_t nflags = fua_flag(c, flags) | (fast ? LIBNBD_CMD_FLAG_FAST_ZERO : 0) |
                       (flags & BDRV_REQ_MAY_UNMAP ? 0 : LIBNBD_CMD_FLAG_NO_HOLE);
+    nbdc_cache_forget(&c->status_cache);
     int ret = nbdc_request(c, off, len, NULL, NBD_MAX_EFFECT, submit_zero, &nflags);
+    nbdc_cache_forget(&c->status_cache);
     return flush_if_fua_emulated(bs, flags, ret);
 }
 
@@ -216,7 +223,10 @@ static int nbdc_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
     if (!c->exp.can_trim) {
         return -ENOTSUP;
     }
-    return nbdc_request(c, off, len, NULL, NBD_MAX_EFFECT, submit_trim, NULL);
+    nbdc_cache_forget(&c->status_cache);
+    int ret = nbdc_request(c, off, len, NULL, NBD_MAX_EFFECT, submit_trim, NULL);
+    nbdc_cache_forget(&c->status_cache);
+    return ret;
 }
 
 static int nbdc_block_status(BlockDriverState *bs, uint64_t off, uint64_t len,

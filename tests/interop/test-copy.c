@@ -50,6 +50,39 @@ static void test_sparse_random(void)
     ns_free(s);
 }
 
+/* A sparse export of hundreds of runs costs a block-status request per
+ * reply, not one per run (the NBD driver keeps a reply's runs). */
+static void test_status_requests(void)
+{
+    if (!need_tools()) {
+        return;
+    }
+    g_autofree char *log = qtest_path("st.log");
+    g_autofree char *dst = qtest_path("st.raw");
+    g_autofree char *args = g_strdup_printf("--filter=log sparse-random 64M seed=3 "
+                                            "runlength=16384 logfile=%s", log);
+    NbdServer *s = ns_nbdkit("st", args);
+    g_autofree char *map = qt_run("nbdinfo --map %s", s->uri);
+    g_auto(GStrv) map_lines = g_strsplit(map, "\n", -1);
+    unsigned runs = g_strv_length(map_lines) - 1;
+
+    CopyRun r = copy_tool("-f", "raw", s->uri, dst, NULL);
+    copy_expect(&r, 0, NULL);
+    copy_run_clear(&r);
+    g_autofree char *text = NULL;
+    g_assert_true(g_file_get_contents(log, &text, NULL, NULL));
+    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+    unsigned requests = 0;
+    for (char **l = lines; *l; l++) {
+        requests += strstr(*l, " Extents id=") && g_str_has_suffix(*l, "...");
+    }
+    g_test_message("%u runs, %u block-status requests", runs, requests);
+    g_assert_cmpuint(runs, >, 200);
+    g_assert_cmpuint(requests, <=, 4);
+    g_assert_true(qt_compare(s->uri, "raw", dst, "raw"));
+    ns_free(s);
+}
+
 /* nbdkit data: a pattern with zero runs inside the data, which become
  * holes although the server calls everything data. */
 static void test_data_source(void)
@@ -300,6 +333,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/copy/source/sparse-random", test_sparse_random);
     g_test_add_func("/copy/source/data", test_data_source);
+    g_test_add_func("/copy/source/status-requests", test_status_requests);
     g_test_add_func("/copy/target/qemu-nbd", test_to_qemu_nbd);
     g_test_add_func("/copy/target/nbdkit-memory", test_to_nbdkit_memory);
     g_test_add_func("/copy/images", test_qemu_img_images);

@@ -38,7 +38,7 @@ ALL_TESTS := $(foreach k,$(TEST_KINDS),$($(k)_TESTS))
 CPPFLAGS += -Iinclude -MMD -MP
 
 .PHONY: all tests check check-unit check-qtest check-interop demo deps clean install bench asan \
-        bench-tls
+        bench-tls bench-copy
 all: $(BUILD)/config.mak $(BUILD)/blkmigd $(if $(TOOL_SRCS),$(BUILD)/blkmig)
 
 $(BUILD)/config.mak: configure
@@ -88,6 +88,11 @@ demo: deps
 bench: deps
 	$(MAKE) all
 	tests/bench/run.sh
+
+# blkmig copy against cp, qemu-img convert and nbdcopy (tests/bench/copy.sh).
+bench-copy: deps
+	$(MAKE) all
+	tests/bench/copy.sh
 
 # What TLS costs on loopback (plain vs x509 vs PSK sessions, 1 MiB writes).
 # Unlike the helpers run.sh builds on its own, it links libblkmig.

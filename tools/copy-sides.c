@@ -205,6 +205,9 @@ static char *make_temp(const char *dest, GError **errp)
 
 static bool open_new(CopyTarget *t, const CopyCmdOptions *o, uint64_t size, GError **errp)
 {
+    if (size == 0 && strcmp(o->src, "-") != 0) {
+        return fail(errp, "'%s' is empty (0 bytes): there is nothing to copy", o->src);
+    }
     if (size == 0) {
         return fail(errp, "a new target needs the source's size: give --size for a "
                     "source on a pipe, or write into an existing target (-n, an NBD URI)");
@@ -229,6 +232,9 @@ static bool open_new(CopyTarget *t, const CopyCmdOptions *o, uint64_t size, GErr
 static bool open_existing(CopyTarget *t, const CopyCmdOptions *o, const struct stat *st,
                           uint64_t size, GError **errp)
 {
+    if (S_ISDIR(st->st_mode)) {
+        return fail(errp, "'%s' is a directory: DEST names the image itself", o->dst);
+    }
     if (o->target_exists) {
         return open_in_place(t, o, errp);
     }
@@ -239,6 +245,9 @@ static bool open_existing(CopyTarget *t, const CopyCmdOptions *o, const struct s
     if (o->overwrite) {
         t->may_replace = true;
         return open_new(t, o, size, errp);
+    }
+    if (!S_ISREG(st->st_mode)) {
+        return fail(errp, "'%s' exists and is not a regular file: -n writes into it", o->dst);
     }
     return fail(errp, "'%s' exists and is not empty: blkmig copy never replaces it unless "
                 "told (-n writes into it, --overwrite replaces it once the copy is complete)",

@@ -122,8 +122,8 @@ command_for() {
     local system=$1 from=$2 to=$3 n=
     [ "${to#nbd}" != "$to" ] && n=-n
     case "$system" in
-    blkmig) echo "$BLKMIG copy $from $to" ;;
-    blkmig-r1) echo "$BLKMIG copy --requests 1 $from $to" ;;
+    blkmig) echo "$BLKMIG copy -O raw $from $to" ;;
+    blkmig-r1) echo "$BLKMIG copy -O raw --requests 1 $from $to" ;;
     cp) echo "cp --sparse=always $from $to" ;;
     qemu-img) echo "qemu-img convert $n -W -m 16 -f raw -O raw $from $to" ;;
     nbdcopy) echo "nbdcopy --flush $from $to" ;;

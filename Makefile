@@ -5,7 +5,7 @@
 BUILD ?= build
 -include $(BUILD)/config.mak
 
-LIB_DIRS := util block jobs migration migration/block migration/qemu qapi nbd
+LIB_DIRS := util block jobs copy migration migration/block migration/qemu qapi nbd
 LIB_SRCS := $(sort $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 SYS_SRCS := $(sort $(wildcard system/*.c))
 TOOL_SRCS := $(sort $(wildcard tools/*.c))
@@ -64,7 +64,7 @@ FUZZ_CORPUS_TEST := tests/fuzz/libfuzzer/corpus.sh
 export FUZZ_BIN := $(abspath $(FUZZ_BUILD))
 
 .PHONY: all tests check check-unit check-qtest check-interop demo deps clean install bench asan \
-        bench-tls bench-converge bench-stream fuzz fuzz-targets faults
+        bench-tls bench-converge bench-stream bench-copy fuzz fuzz-targets faults
 all: $(BUILD)/config.mak $(BUILD)/blkmigd $(if $(TOOL_SRCS),$(BUILD)/blkmig)
 
 $(BUILD)/config.mak: configure
@@ -146,6 +146,11 @@ bench: deps
 bench-converge: deps
 	$(MAKE) all
 	tests/bench/converge.sh
+
+# blkmig copy against cp, qemu-img convert and nbdcopy (tests/bench/copy.sh).
+bench-copy: deps
+	$(MAKE) all
+	tests/bench/copy.sh
 
 # What TLS costs on loopback (plain vs x509 vs PSK sessions, 1 MiB writes).
 # Unlike the helpers run.sh builds on its own, it links libblkmig.

@@ -61,6 +61,7 @@ extern const BlockDriver bdrv_file;     /* file-posix.c: the protocol */
 extern const BlockDriver bdrv_raw;      /* raw-format.c */
 extern const BlockDriver bdrv_qcow2;    /* qcow2.c */
 extern const BlockDriver bdrv_nbd;      /* nbd.c: NBD client (libnbd) */
+extern const BlockDriver bdrv_vmdk;     /* vmdk.c: read-only */
 
 /* nbd.c: is FILENAME an NBD URI (nbd://, nbd+unix://, nbds://, ...),
  * opened by bdrv_nbd rather than as a local file? */

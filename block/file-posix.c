@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "aio-native.h"
+#include "write-behind.h"
 #include "block-int.h"
 
 #define ZERO_BUF_SIZE (1024 * 1024)
@@ -24,6 +25,7 @@ typedef struct FileState {
     int fd_buffered;
     uint64_t size;      /* atomic; grows with writes past the end */
     AioNative *aio;     /* aio=native, else NULL */
+    WriteBehind *wb;    /* BlockOptions.write_behind, else NULL */
     /* The last data extent SEEK_HOLE found, [data_start, data_end).  On
      * some file systems (tmpfs) SEEK_HOLE walks every page up to the hole,
      * so probing each chunk of a fully written file anew is quadratic.
@@ -79,6 +81,8 @@ static void file_close(BlockDriverState *bs)
 
     aio_native_free(s->aio);
     s->aio = NULL;
+    write_behind_free(s->wb);
+    s->wb = NULL;
     if (s->fd_buffered >= 0) {
         close(s->fd_buffered);
     }
@@ -106,6 +110,9 @@ static bool file_open_fds(FileState *s, const BlockOptions *opts, GError **errp)
         if (!s->aio) {
             return false;
         }
+    }
+    if (opts->write_behind && !opts->cache_none && !opts->read_only) {
+        s->wb = write_behind_new(s->fd);
     }
     return true;
 }
@@ -235,6 +242,9 @@ static int file_write_data(FileState *s, uint64_t off, const void *buf, size_t l
     }
     if (ret == 0) {
         file_note_end(s, off + len);
+    }
+    if (ret == 0 && s->wb) {
+        write_behind_note(s->wb, off, len);
     }
     return ret;
 }

@@ -2,7 +2,7 @@
  *
  *   nbd.c           the BlockDriver: open, close, the requests, URI test
  *   nbd-status.c    block status: base:allocation, qemu:allocation-depth
- *   nbd-status-cache.c  a read-only export's block status, remembered
+ *   nbd-status-cache.c  the runs of the last status reply
  *   nbd-request.c   a request on one connection: split and submit
  *   nbd-drive.c     waiting for the replies: the caller that drives the
  *                   connection, the callers that wait, the timeout
@@ -20,7 +20,8 @@
  * connection thus waits for its reply itself, with no thread in between
  * (as with a pool of handles), while many callers still share one
  * connection (as with a dispatch thread).  With multi-conn the requests
- * go to the least busy of NBD_MAX_CONNS connections.
+ * go to the least busy of its connections (NBD_DEFAULT_CONNS unless the
+ * drive asks for another number).
  *
  * Failure: a request not answered within the timeout makes its
  * connection drop (the socket is shut down, libnbd fails every command on
@@ -39,8 +40,10 @@
 
 /* BlockOptions.timeout when 0: seconds a connect or a request may take. */
 #define NBD_DEFAULT_TIMEOUT_S 30
-/* Connections per drive when the server advertises multi-conn. */
-#define NBD_MAX_CONNS 4
+/* Connections per drive when the server advertises multi-conn: the
+ * default, and the most BlockOptions.connections may ask for. */
+#define NBD_DEFAULT_CONNS 4
+#define NBD_MAX_CONNS 16
 /* Reconnect attempts start this far apart and double up to the maximum;
  * each attempt is bounded by the timeout. */
 #define NBD_BACKOFF_MIN_MS 100
@@ -68,6 +71,20 @@ typedef struct NbdExport {
 } NbdExport;
 
 typedef struct NbdClient NbdClient;
+
+/* One run of a block-status reply, as the cache keeps it. */
+typedef struct NbdStatusRun {
+    uint64_t end;
+    BdrvStatus status;
+} NbdStatusRun;
+
+/* The runs of the last block-status reply (nbd-status-cache.c). */
+typedef struct NbdStatusCache {
+    GMutex lock;
+    uint64_t gen;             /* bumped by every change the node makes */
+    uint64_t start;           /* where the first run starts */
+    GArray *runs;             /* NbdStatusRun, ends ascending */
+} NbdStatusCache;
 
 /* One connection and its keeper thread. */
 typedef struct NbdConn {
@@ -103,36 +120,16 @@ typedef struct NbdTls {
     bool verify_peer;
 } NbdTls;
 
-/* nbd-status-cache.c: a read-only export's block status, remembered. */
-typedef struct NbdStatusRun {
-    uint64_t off, len;
-    BdrvStatus status;
-} NbdStatusRun;
-
-typedef struct NbdStatusCache {
-    GMutex lock;
-    GArray *runs;             /* NbdStatusRun, contiguous, by offset */
-} NbdStatusCache;
-
-void nbdc_cache_init(NbdStatusCache *c);
-void nbdc_cache_clear(NbdStatusCache *c);
-/* The run at OFF (at most LEN) when remembered. */
-bool nbdc_cache_lookup(NbdStatusCache *c, uint64_t off, uint64_t len, uint64_t *pnum,
-                       BdrvStatus *status);
-/* Append a run to RUNS (merged with the last when alike; bounded). */
-void nbdc_cache_add(GArray *runs, uint64_t off, uint64_t len, BdrvStatus status);
-/* Remember RUNS (taken) instead of what was remembered before. */
-void nbdc_cache_store(NbdStatusCache *c, GArray *runs);
-
 struct NbdClient {
     char *uri;
     NbdTls tls;
     NbdExport exp;
-    NbdStatusCache cache;     /* read-only exports only */
     gint64 timeout_us;
     gint stopping;            /* atomic: close() runs */
     guint next;               /* atomic: round robin over connections */
     int nconns;
+    int want_conns;           /* with multi-conn: BlockOptions.connections */
+    NbdStatusCache status_cache;
     NbdConn conns[NBD_MAX_CONNS];
 };
 
@@ -189,6 +186,16 @@ typedef int64_t (*NbdSubmitFn)(struct nbd_handle *h, uint64_t off, uint64_t len,
  * all: 0, or a negative errno (-EIO for a lost or timed-out connection). */
 int nbdc_request(NbdClient *c, uint64_t off, uint64_t len, void *buf, uint64_t max,
                 NbdSubmitFn submit, void *opaque);
+
+/* nbd-status-cache.c: the cache of block-status runs.  A lookup that
+ * misses gives the generation a reply must still match to be stored;
+ * forget is called before and after every write, zero and trim. */
+void nbdc_cache_init(NbdStatusCache *sc);
+void nbdc_cache_destroy(NbdStatusCache *sc);
+bool nbdc_cache_lookup(NbdStatusCache *sc, uint64_t off, uint64_t len, uint64_t *pnum,
+                       BdrvStatus *status, uint64_t *gen);
+void nbdc_cache_store(NbdStatusCache *sc, uint64_t gen, uint64_t start, GArray *runs);
+void nbdc_cache_forget(NbdStatusCache *sc);
 
 /* nbd-status.c: the driver's block_status. */
 int nbdc_status(NbdClient *c, uint64_t off, uint64_t len, uint64_t *pnum, BdrvStatus *status);

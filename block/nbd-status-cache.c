@@ -1,81 +1,71 @@
-/* The block status of a read-only export, remembered.  One
- * NBD_CMD_BLOCK_STATUS over a long range returns every extent in it for
- * little more than the cost of one, and a stream job asks for every run
- * of its template in turn: answering those from here saves a round trip
- * per run (over a loaded machine's loopback, most of the planning time).
- * Only exports the server marks read-only are remembered: nothing this
- * client does changes them, and a template behind a backing file must not
- * change under its users anyway.  The runs cover one range without gaps,
- * adjacent runs differ; a question outside the range is a miss. */
+/* The NBD driver's block-status cache: a server answers a status request
+ * with many runs, and a walk (a copy of a sparse export) would otherwise
+ * ask again for each one, a round trip per run.  The runs of the last
+ * reply are kept and answer later questions inside them.  Every write,
+ * zero or trim this node sends drops them, before it goes and after it
+ * is answered; a reply that raced with one is not kept (generation). */
 #include "nbd-int.h"
 
-/* Bound on the runs kept (a reply's extents beyond it are dropped). */
-#define MAX_RUNS 65536
-
-void nbdc_cache_init(NbdStatusCache *c)
+void nbdc_cache_init(NbdStatusCache *sc)
 {
-    g_mutex_init(&c->lock);
-    c->runs = g_array_new(FALSE, FALSE, sizeof(NbdStatusRun));
+    g_mutex_init(&sc->lock);
+    sc->runs = g_array_new(FALSE, FALSE, sizeof(NbdStatusRun));
 }
 
-void nbdc_cache_clear(NbdStatusCache *c)
+void nbdc_cache_destroy(NbdStatusCache *sc)
 {
-    g_array_unref(c->runs);
-    g_mutex_clear(&c->lock);
+    g_array_unref(sc->runs);
+    g_mutex_clear(&sc->lock);
 }
 
-/* Index of the run holding OFF, or -1 (lock held). */
-static gint find_run(NbdStatusCache *c, uint64_t off)
+/* The run holding OFF: binary search over the runs' ends. */
+static const NbdStatusRun *find_run(const NbdStatusCache *sc, uint64_t off)
 {
-    gint lo = 0, hi = (gint)c->runs->len - 1;
+    guint lo = 0, hi = sc->runs->len;
 
-    while (lo <= hi) {
-        gint mid = (lo + hi) / 2;
-        const NbdStatusRun *r = &g_array_index(c->runs, NbdStatusRun, mid);
-        if (off < r->off) {
-            hi = mid - 1;
-        } else if (off >= r->off + r->len) {
+    if (off < sc->start) {
+        return NULL;
+    }
+    while (lo < hi) {
+        guint mid = (lo + hi) / 2;
+        if (g_array_index(sc->runs, NbdStatusRun, mid).end <= off) {
             lo = mid + 1;
         } else {
-            return mid;
+            hi = mid;
         }
     }
-    return -1;
+    return lo < sc->runs->len ? &g_array_index(sc->runs, NbdStatusRun, lo) : NULL;
 }
 
-bool nbdc_cache_lookup(NbdStatusCache *c, uint64_t off, uint64_t len, uint64_t *pnum,
-                       BdrvStatus *status)
+bool nbdc_cache_lookup(NbdStatusCache *sc, uint64_t off, uint64_t len, uint64_t *pnum,
+                       BdrvStatus *status, uint64_t *gen)
 {
-    g_mutex_lock(&c->lock);
-    gint i = find_run(c, off);
-    if (i >= 0) {
-        const NbdStatusRun *r = &g_array_index(c->runs, NbdStatusRun, i);
-        *pnum = MIN(len, r->off + r->len - off);
+    g_mutex_lock(&sc->lock);
+    const NbdStatusRun *r = find_run(sc, off);
+    if (r) {
+        *pnum = MIN(r->end - off, len);
         *status = r->status;
     }
-    g_mutex_unlock(&c->lock);
-    return i >= 0;
+    *gen = sc->gen;
+    g_mutex_unlock(&sc->lock);
+    return r != NULL;
 }
 
-void nbdc_cache_add(GArray *runs, uint64_t off, uint64_t len, BdrvStatus status)
+void nbdc_cache_store(NbdStatusCache *sc, uint64_t gen, uint64_t start, GArray *runs)
 {
-    NbdStatusRun *last = runs->len ? &g_array_index(runs, NbdStatusRun, runs->len - 1) : NULL;
-
-    if (len == 0 || runs->len >= MAX_RUNS) {
-        return;
+    g_mutex_lock(&sc->lock);
+    if (sc->gen == gen) {
+        g_array_set_size(sc->runs, 0);
+        g_array_append_vals(sc->runs, runs->data, runs->len);
+        sc->start = start;
     }
-    if (last && last->status == status && last->off + last->len == off) {
-        last->len += len;
-        return;
-    }
-    NbdStatusRun r = { off, len, status };
-    g_array_append_val(runs, r);
+    g_mutex_unlock(&sc->lock);
 }
 
-void nbdc_cache_store(NbdStatusCache *c, GArray *runs)
+void nbdc_cache_forget(NbdStatusCache *sc)
 {
-    g_mutex_lock(&c->lock);
-    g_array_unref(c->runs);
-    c->runs = runs;
-    g_mutex_unlock(&c->lock);
+    g_mutex_lock(&sc->lock);
+    g_array_set_size(sc->runs, 0);
+    sc->gen++;
+    g_mutex_unlock(&sc->lock);
 }

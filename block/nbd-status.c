@@ -1,29 +1,29 @@
-/* Block status of an NBD export: NBD_CMD_BLOCK_STATUS for the contexts
- * the server negotiated, asking for one extent, or, for a read-only
- * export, for every extent of a long range, which nbd-status-cache.c keeps
- * to answer the next questions.  base:allocation decides DATA or ZERO:
+/* Block status of an NBD export: one NBD_CMD_BLOCK_STATUS for the
+ * contexts the server negotiated.  base:allocation decides DATA or ZERO:
  * only the zero bit makes a run ZERO, since NBD says a hole without it
  * may read as anything.  qemu:allocation-depth (qemu-nbd -A) adds what
  * no layer of a remote chain allocates (depth 0): this node answers
  * BACKING there, which the block layer, finding no backing node below,
- * reports as UNALLOCATED. */
+ * reports as UNALLOCATED.  A reply's runs are kept (nbd-status-cache.c),
+ * so a walk asks once per reply, not once per run. */
 #include "nbd-int.h"
 
 #include <errno.h>
 #include <string.h>
 
-/* The first run of one context's reply. */
-typedef struct StatusRun {
+/* Runs of one reply kept for the cache: plenty for a walk, bounded
+ * whatever the server sends. */
+#define STATUS_MAX_RUNS 4096
+
+/* One context's runs. */
+typedef struct ContextRuns {
     bool seen;
-    uint64_t len;
-    BdrvStatus status;
-} StatusRun;
+    GArray *runs;               /* NbdStatusRun */
+} ContextRuns;
 
 typedef struct StatusReply {
-    uint64_t want;              /* the request's length */
-    bool remember;              /* keep every extent (read-only export) */
-    StatusRun alloc, depth;
-    GArray *alloc_all, *depth_all;  /* remember: (length, flags) pairs */
+    uint64_t off, want;         /* the request */
+    ContextRuns alloc, depth;
 } StatusReply;
 
 static BdrvStatus alloc_status(uint32_t flags)
@@ -36,152 +36,121 @@ static BdrvStatus depth_status(uint32_t depth)
     return depth == 0 ? BDRV_STATUS_BACKING : BDRV_STATUS_DATA;
 }
 
-/* Merge the leading ENTRIES (length, flags pairs) that map to the same
- * status, up to WANT bytes. */
-static void first_run(StatusRun *run, const uint32_t *entries, size_t nr, uint64_t want,
-                      BdrvStatus (*map)(uint32_t))
+/* Append [.., END) with STATUS, merged into the last run when alike. */
+static void add_run(GArray *runs, uint64_t end, BdrvStatus status)
 {
-    run->seen = true;
-    run->len = 0;
-    if (nr < 2) {
-        return;
+    NbdStatusRun *last = runs->len ? &g_array_index(runs, NbdStatusRun, runs->len - 1) : NULL;
+
+    if (last && last->status == status) {
+        last->end = end;
+    } else {
+        NbdStatusRun r = { end, status };
+        g_array_append_val(runs, r);
     }
-    run->status = map(entries[1]);
-    for (size_t i = 0; i + 1 < nr && run->len < want; i += 2) {
-        if (map(entries[i + 1]) != run->status) {
-            break;
-        }
-        run->len += entries[i];
-    }
-    run->len = MIN(run->len, want);
 }
 
-static void keep_entries(GArray **all, const uint32_t *entries, size_t nr)
+/* The ENTRIES (length, flags pairs) from the request's offset, clipped to
+ * what was asked; a zero length (a broken server) ends them. */
+static void collect(ContextRuns *cr, const StatusReply *r, const uint32_t *entries, size_t nr,
+                    BdrvStatus (*map)(uint32_t))
 {
-    if (!*all) {
-        *all = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+    uint64_t pos = r->off, end = r->off + r->want;
+
+    cr->seen = true;
+    g_array_set_size(cr->runs, 0);
+    for (size_t i = 0; i + 1 < nr && pos < end && entries[i]; i += 2) {
+        if (cr->runs->len == STATUS_MAX_RUNS) {
+            break;
+        }
+        pos = MIN(pos + entries[i], end);
+        add_run(cr->runs, pos, map(entries[i + 1]));
     }
-    g_array_append_vals(*all, entries, (guint)(nr & ~(size_t)1));
 }
 
 static int extent_cb(void *opaque, const char *context, uint64_t off, uint32_t *entries,
                      size_t nr, int *error)
 {
     StatusReply *r = opaque;
-    bool alloc = strcmp(context, LIBNBD_CONTEXT_BASE_ALLOCATION) == 0;
 
-    if (!alloc && strcmp(context, NBD_CTX_DEPTH) != 0) {
-        return 0;
-    }
-    if (r->remember) {
-        keep_entries(alloc ? &r->alloc_all : &r->depth_all, entries, nr);
-    } else if (alloc) {
-        first_run(&r->alloc, entries, nr, r->want, alloc_status);
-    } else {
-        first_run(&r->depth, entries, nr, r->want, depth_status);
+    if (strcmp(context, LIBNBD_CONTEXT_BASE_ALLOCATION) == 0) {
+        collect(&r->alloc, r, entries, nr, alloc_status);
+    } else if (strcmp(context, NBD_CTX_DEPTH) == 0) {
+        collect(&r->depth, r, entries, nr, depth_status);
     }
     return 0;
 }
 
-/* One extent (REQ_ONE: the server stops there; a full list of a long
- * range costs it far more), or every extent (to be remembered). */
 static int64_t submit_status(struct nbd_handle *h, uint64_t off, uint64_t len, void *buf,
                              nbd_completion_callback cb, void *opaque)
 {
-    StatusReply *r = opaque;
     nbd_extent_callback ecb = { .callback = extent_cb, .user_data = opaque };
-    return nbd_aio_block_status(h, len, off, ecb, cb,
-                                r->remember ? 0 : LIBNBD_CMD_FLAG_REQ_ONE);
+    return nbd_aio_block_status(h, len, off, ecb, cb, 0);
 }
 
-/* base:allocation's run, shortened and marked BACKING by the depth's. */
-static int combine(const StatusReply *r, uint64_t *pnum, BdrvStatus *status)
+static NbdStatusRun run_at(const ContextRuns *cr, guint i)
 {
-    if (!r->alloc.seen || r->alloc.len == 0) {
+    return g_array_index(cr->runs, NbdStatusRun, i);
+}
+
+/* base:allocation's runs, cut where the depth's runs change and marked
+ * BACKING where no layer allocates; into OUT. */
+static int combine(const StatusReply *r, GArray *out)
+{
+    guint i = 0, j = 0;
+
+    if (!r->alloc.seen || r->alloc.runs->len == 0) {
         return -EIO;            /* the server left out the context it agreed to */
     }
-    *pnum = r->alloc.len;
-    *status = r->alloc.status;
-    if (r->depth.seen && r->depth.len > 0) {
-        *pnum = MIN(*pnum, r->depth.len);
-        if (r->depth.status == BDRV_STATUS_BACKING) {
-            *status = BDRV_STATUS_BACKING;
-        }
+    if (!r->depth.seen || r->depth.runs->len == 0) {
+        g_array_append_vals(out, r->alloc.runs->data, r->alloc.runs->len);
+        return 0;
+    }
+    while (i < r->alloc.runs->len && j < r->depth.runs->len) {
+        NbdStatusRun a = run_at(&r->alloc, i), d = run_at(&r->depth, j);
+        uint64_t end = MIN(a.end, d.end);
+        add_run(out, end, d.status == BDRV_STATUS_BACKING ? BDRV_STATUS_BACKING : a.status);
+        i += a.end == end;
+        j += d.end == end;
     }
     return 0;
 }
 
-/* ---- Every extent of a read-only export, remembered ---- */
-
-/* The length of the extent after *I of ENTRIES, or 0 past the end. */
-static uint64_t next_extent(const GArray *entries, guint *i)
+/* Ask the server about [off, off+len); all the runs into RUNS. */
+static int ask_server(NbdClient *c, uint64_t off, uint64_t len, GArray *runs)
 {
-    return ++*i < entries->len / 2 ? g_array_index(entries, uint32_t, 2 * *i) : 0;
-}
-
-/* The runs of R's extents from OFF: base:allocation's status, BACKING
- * where qemu:allocation-depth says no layer has the data. */
-static GArray *all_runs(const StatusReply *r, uint64_t off)
-{
-    GArray *runs = g_array_new(FALSE, FALSE, sizeof(NbdStatusRun));
-    const GArray *a = r->alloc_all, *d = r->depth_all;
-    guint ia = 0, id = 0;
-    uint64_t la = a->len >= 2 ? g_array_index(a, uint32_t, 0) : 0;
-    uint64_t ld = !d ? UINT64_MAX : d->len >= 2 ? g_array_index(d, uint32_t, 0) : 0;
-
-    while (la > 0 && ld > 0) {
-        uint64_t n = MIN(la, ld);
-        bool unallocated = d && g_array_index(d, uint32_t, 2 * id + 1) == 0;
-        BdrvStatus st = alloc_status(g_array_index(a, uint32_t, 2 * ia + 1));
-        nbdc_cache_add(runs, off, n, unallocated ? BDRV_STATUS_BACKING : st);
-        off += n;
-        la = la > n ? la - n : next_extent(a, &ia);
-        ld = !d ? UINT64_MAX : ld > n ? ld - n : next_extent(d, &id);
-    }
-    return runs;
-}
-
-static void free_lists(StatusReply *r)
-{
-    if (r->alloc_all) {
-        g_array_unref(r->alloc_all);
-    }
-    if (r->depth_all) {
-        g_array_unref(r->depth_all);
-    }
-}
-
-static int remembered_status(NbdClient *c, uint64_t off, uint64_t len, uint64_t *pnum,
-                             BdrvStatus *status)
-{
-    if (nbdc_cache_lookup(&c->cache, off, len, pnum, status)) {
-        return 0;
-    }
-    StatusReply r = { .want = MIN(c->exp.size - off, (uint64_t)NBD_MAX_EFFECT),
-                      .remember = true };
+    StatusReply r = { .off = off, .want = MIN(len, (uint64_t)NBD_MAX_EFFECT),
+                      .alloc.runs = g_array_new(FALSE, FALSE, sizeof(NbdStatusRun)),
+                      .depth.runs = g_array_new(FALSE, FALSE, sizeof(NbdStatusRun)) };
     int ret = nbdc_request(c, off, r.want, NULL, r.want, submit_status, &r);
-    if (ret == 0 && r.alloc_all) {
-        nbdc_cache_store(&c->cache, all_runs(&r, off));
+
+    if (ret == 0) {
+        ret = combine(&r, runs);
     }
-    free_lists(&r);
-    if (ret == 0 && !nbdc_cache_lookup(&c->cache, off, len, pnum, status)) {
-        ret = -EIO;             /* the server left out the context it agreed to */
-    }
+    g_array_unref(r.alloc.runs);
+    g_array_unref(r.depth.runs);
     return ret;
 }
 
 int nbdc_status(NbdClient *c, uint64_t off, uint64_t len, uint64_t *pnum, BdrvStatus *status)
 {
-    StatusReply r = { .want = MIN(len, (uint64_t)NBD_MAX_EFFECT) };
+    uint64_t gen;
 
     if (!c->exp.has_allocation) {
         *pnum = len;
         *status = BDRV_STATUS_DATA;
         return 0;
     }
-    if (c->exp.read_only) {
-        return remembered_status(c, off, len, pnum, status);
+    if (nbdc_cache_lookup(&c->status_cache, off, len, pnum, status, &gen)) {
+        return 0;
     }
-    int ret = nbdc_request(c, off, r.want, NULL, r.want, submit_status, &r);
-    return ret < 0 ? ret : combine(&r, pnum, status);
+    GArray *runs = g_array_new(FALSE, FALSE, sizeof(NbdStatusRun));
+    int ret = ask_server(c, off, len, runs);
+    if (ret == 0) {
+        NbdStatusRun first = g_array_index(runs, NbdStatusRun, 0);
+        *pnum = MIN(first.end - off, len);
+        *status = first.status;
+        nbdc_cache_store(&c->status_cache, gen, off, runs);
+    }
+    g_array_unref(runs);
+    return ret;
 }

@@ -49,7 +49,7 @@ static void apply_export(BlockDriverState *bs, const NbdExport *exp)
  * background, and one the server refuses is not retried. */
 static void start_conns(NbdClient *c, struct nbd_handle *h)
 {
-    c->nconns = c->exp.can_multi_conn ? NBD_MAX_CONNS : 1;
+    c->nconns = c->exp.can_multi_conn ? c->want_conns : 1;
     for (int i = 0; i < c->nconns; i++) {
         c->conns[i].client = c;
         c->conns[i].index = i;
@@ -99,7 +99,15 @@ static int nbdc_open(BlockDriverState *bs, const BlockOptions *opts, GError **er
     if (!nbd_tls_from_options(&c->tls, opts, errp)) {
         return -EINVAL;
     }
+    if (opts->connections > NBD_MAX_CONNS) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "'%s': at most %d NBD connections, not %u", opts->filename,
+                    NBD_MAX_CONNS, opts->connections);
+        return -EINVAL;
+    }
+    c->want_conns = opts->connections ? (int)opts->connections : NBD_DEFAULT_CONNS;
     c->uri = g_strdup(opts->filename);
+    nbdc_cache_init(&c->status_cache);
     c->timeout_us = (gint64)(opts->timeout ? opts->timeout : NBD_DEFAULT_TIMEOUT_S) *
                     G_USEC_PER_SEC;
     struct nbd_handle *h = nbdc_conn_connect(c, -1, &err);
@@ -109,12 +117,12 @@ static int nbdc_open(BlockDriverState *bs, const BlockOptions *opts, GError **er
     }
     if (!h) {
         g_propagate_error(errp, err);
+        nbdc_cache_destroy(&c->status_cache);
         g_free(c->uri);
         nbd_tls_clear(&c->tls);
         return -EIO;
     }
     apply_export(bs, &c->exp);
-    nbdc_cache_init(&c->cache);
     start_conns(c, h);
     return 0;
 }
@@ -124,7 +132,7 @@ static void nbdc_close_node(BlockDriverState *bs)
     NbdClient *c = bdrv_opaque(bs);
 
     nbdc_keeper_stop_all(c);
-    nbdc_cache_clear(&c->cache);
+    nbdc_cache_destroy(&c->status_cache);
     g_free(c->uri);
     nbd_tls_clear(&c->tls);
 }
@@ -181,7 +189,9 @@ static int nbdc_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size
     if (off > c->exp.size || len > c->exp.size - off) {
         return -ENOSPC;         /* an export cannot grow */
     }
+    nbdc_cache_forget(&c->status_cache);
     int ret = nbdc_request(c, off, len, (void *)buf, c->exp.max_payload, submit_write, &nflags);
+    nbdc_cache_forget(&c->status_cache);
     return flush_if_fua_emulated(bs, flags, ret);
 }
 
@@ -238,7 +248,9 @@ static int nbdc_pwrite_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, 
     }
     uint32_t nflags = fua_flag(c, flags) | (fast ? LIBNBD_CMD_FLAG_FAST_ZERO : 0) |
                       (flags & BDRV_REQ_MAY_UNMAP ? 0 : LIBNBD_CMD_FLAG_NO_HOLE);
+    nbdc_cache_forget(&c->status_cache);
     int ret = nbdc_request(c, off, len, NULL, NBD_MAX_EFFECT, submit_zero, &nflags);
+    nbdc_cache_forget(&c->status_cache);
     return flush_if_fua_emulated(bs, flags, ret);
 }
 
@@ -250,7 +262,10 @@ static int nbdc_discard(BlockDriverState *bs, uint64_t off, uint64_t len)
     if (!c->exp.can_trim) {
         return -ENOTSUP;
     }
-    return nbdc_request(c, off, len, NULL, NBD_MAX_EFFECT, submit_trim, NULL);
+    nbdc_cache_forget(&c->status_cache);
+    int ret = nbdc_request(c, off, len, NULL, NBD_MAX_EFFECT, submit_trim, NULL);
+    nbdc_cache_forget(&c->status_cache);
+    return ret;
 }
 
 static int nbdc_block_status(BlockDriverState *bs, uint64_t off, uint64_t len,

@@ -9,7 +9,7 @@
 #include "block-int.h"
 
 /* The formats users may name, in probing order after the best score. */
-const BlockDriver *const bdrv_formats[] = { &bdrv_raw, &bdrv_qcow2 };
+const BlockDriver *const bdrv_formats[] = { &bdrv_raw, &bdrv_qcow2, &bdrv_vmdk };
 const size_t bdrv_n_formats = G_N_ELEMENTS(bdrv_formats);
 
 static const BlockDriver *find_format(const char *name)
@@ -132,8 +132,10 @@ static BlockDriverState *open_protocol(const BlockOptions *opts, GError **errp)
 {
     BlockOptions fo = {
         .filename = opts->filename, .cache_none = opts->cache_none,
+        .write_behind = opts->write_behind,
         .aio_native = opts->aio_native, .read_only = opts->read_only,
         .timeout = opts->timeout, .tls_creds = opts->tls_creds,
+        .connections = opts->connections,
     };
     BlockDriverState *file = node_new(&fo, protocol_for(opts->filename));
 
@@ -242,6 +244,12 @@ BlockDriverState *bdrv_open_node(const BlockOptions *opts, BlockDriverState *par
                     node_name(opts));
         return NULL;
     }
+    if (opts->create && !drv->create) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "Drive '%s': blkmig reads %s images but cannot create them",
+                    node_name(opts), drv->format_name);
+        return NULL;
+    }
     if (opts->create && drv->create(opts, &made, errp) < 0) {
         bdrv_create_undo(opts->filename, &made);
         return NULL;
@@ -320,6 +328,7 @@ BlockDriverState *bdrv_open_backing(BlockDriverState *bs, const char *filename,
         .filename = path, .format = format ? format : "auto", .read_only = true,
         .cache_none = bs->opts.cache_none, .aio_native = bs->opts.aio_native,
         .timeout = bs->opts.timeout, .tls_creds = bs->opts.tls_creds,
+        .connections = bs->opts.connections,
     };
 
     if (check_chain(bs, path, errp)) {

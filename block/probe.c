@@ -3,8 +3,8 @@
  * table below names formats blkmig knows by their magic but cannot open,
  * so that such an image is refused instead of being taken for raw, and a
  * probed raw image can refuse a write that would make it look like one.
- * A vmdk driver, when it comes, gets a probe function and leaves the
- * table. */
+ * (vmdk has a driver, whose probe also claims the vmdk kinds it does not
+ * read, so that its open can refuse them by name.) */
 #include <gio/gio.h>
 #include <string.h>
 
@@ -22,9 +22,6 @@ typedef struct ForeignMagic {
 static const ForeignMagic foreign[] = {
     MAGIC("qcow", 0, "QFI\xfb"),                 /* version 1, or unknown */
     MAGIC("qed", 0, "QED\0"),
-    MAGIC("vmdk", 0, "KDMV"),
-    MAGIC("vmdk", 0, "COWD"),
-    MAGIC("vmdk", 0, "# Disk DescriptorFile"),
     MAGIC("vdi", 0x40, "\x7f\x10\xda\xbe"),
     MAGIC("vpc", 0, "conectix"),
     MAGIC("vhdx", 0, "vhdxfile"),

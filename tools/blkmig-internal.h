@@ -40,5 +40,6 @@ void catch_interrupts(void);
 int cmd_qmp(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_stream(int argc, char **argv);
+int cmd_copy(int argc, char **argv);
 
 #endif

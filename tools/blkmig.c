@@ -3,9 +3,11 @@
  *   blkmig qmp SOCKET COMMAND [ARGUMENTS-JSON]
  *   blkmig migrate --src SOCKET [--dst SOCKET] --uri URI [options]
  *   blkmig stream --qmp SOCKET --device ID [--speed BYTES] [--wait]
+ *   blkmig copy [options] SOURCE DEST
  *
- * Everything goes through QMP (qapi/qmp-client), exactly as a management
- * layer would drive the daemons.  This file picks the command; each
+ * The daemon commands go through QMP (qapi/qmp-client), exactly as a
+ * management layer would drive the daemons; copy runs the copy engine
+ * (copy/) in the tool itself.  This file picks the command; each
  * command lives in a file of its own (cmd-*.c). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +28,11 @@ static const char main_help[] =
     "                 run a live block migration and show its progress\n"
     "  stream --qmp SOCKET --device ID [--speed BYTES] [--wait]\n"
     "                 pull a drive's backing chain into it (block-stream)\n"
+    "  copy [OPTIONS] SOURCE DEST\n"
+    "                 copy a disk image (files, NBD URIs, stdin/stdout), thin\n"
     "\n"
     "SOCKET is unix:PATH, tcp:HOST:PORT, or a bare path (a unix socket).\n"
-    "Every command reaches a QMP socket served over TLS with --tls-creds DIR\n"
+    "qmp, migrate and stream reach a QMP socket served over TLS with --tls-creds DIR\n"
     "(x509) or --tls-psk DIR (pre-shared key); see their --help.\n"
     "\n"
     "Options:\n"
@@ -46,6 +50,7 @@ static const Command commands[] = {
     { "qmp", cmd_qmp },
     { "migrate", cmd_migrate },
     { "stream", cmd_stream },
+    { "copy", cmd_copy },
 };
 
 int main(int argc, char **argv)

@@ -267,3 +267,27 @@ const char *const *buffer_is_zero_variant_names(void)
     };
     return names;
 }
+
+/* The length of the block of BUF at disk offset OFF: up to the next GRAIN
+ * boundary, or the end. */
+static size_t block_len(size_t len, uint64_t off, size_t grain)
+{
+    size_t to_boundary = grain - (size_t)(off & (grain - 1));
+    return to_boundary < len ? to_boundary : len;
+}
+
+size_t buffer_zero_run(const void *buf, size_t len, uint64_t off, size_t grain, bool *zero)
+{
+    const uint8_t *p = buf;
+    size_t run = block_len(len, off, grain);
+
+    *zero = buffer_is_zero(p, run);
+    while (run < len) {
+        size_t n = block_len(len - run, off + run, grain);
+        if (buffer_is_zero(p + run, n) != *zero) {
+            break;
+        }
+        run += n;
+    }
+    return run;
+}

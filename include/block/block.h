@@ -42,6 +42,11 @@ typedef struct BlockOptions {
                               * empty one (block/create.c has the rule) */
     bool overwrite;          /* with create: erase an existing non-empty file */
     bool cache_none;         /* O_DIRECT; buffers must be bdrv_buf_align()ed */
+    /* Files without cache_none: each write starts its own writeback at
+     * once, and past a window the writer waits for the oldest to reach
+     * the disk (block/write-behind.h), so the disk works while more is
+     * written and a flush at the end finds little left: for bulk copies. */
+    bool write_behind;
     bool aio_native;         /* libaio instead of plain pread/pwrite */
     bool read_only;
     /* qcow2: the backing image.  With create it is recorded in the new
@@ -64,6 +69,9 @@ typedef struct BlockOptions {
      * drive's own layer (whole clusters, only where it is still
      * unallocated); needs a writable drive. */
     bool copy_on_read;
+    /* NBD: connections to a server that allows several (multi-conn),
+     * 1 .. 16; 0 = the driver's default (4).  A backing node inherits it. */
+    uint32_t connections;
 } BlockOptions;
 
 /* Open a drive and register it under opts->id.  Fails if the id is taken,

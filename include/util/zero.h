@@ -4,10 +4,19 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* True when all LEN bytes at BUF are zero (LEN 0 is zero).  Uses the
  * fastest implementation this CPU supports, chosen once on first use. */
 bool buffer_is_zero(const void *buf, size_t len);
+
+/* The leading run of BUF (LEN bytes, lying at offset OFF of a disk) made
+ * of blocks that are all zero, or all not zero: blocks are GRAIN bytes
+ * (a power of two) aligned to the disk, so the first and last may be
+ * partial.  Returns the run's length (> 0 when LEN > 0) and sets *ZERO.
+ * Copies split what they read into such runs: data to write, zeroes to
+ * punch. */
+size_t buffer_zero_run(const void *buf, size_t len, uint64_t off, size_t grain, bool *zero);
 
 /* Byte-at-a-time reference used by tests to check buffer_is_zero. */
 bool buffer_is_zero_plain(const void *buf, size_t len);

@@ -114,12 +114,12 @@ static void test_auto_foreign(Fixture *f, gconstpointer data)
     GError *err = NULL;
     make_raw(f, MiB);
     BlockDriverState *bs = open_fmt(f, "raw", &err);
-    g_assert_cmpint(bdrv_pwrite(bs, 0, "KDMV\1\0\0\0", 8, 0), ==, 0);
+    g_assert_cmpint(bdrv_pwrite(bs, 0, "conectix", 8, 0), ==, 0);
     bdrv_close(bs);
 
     g_assert_null(open_fmt(f, "auto", &err));
     g_assert_error(err, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED);
-    g_assert_nonnull(strstr(err->message, "vmdk"));
+    g_assert_nonnull(strstr(err->message, "vpc"));
     g_clear_error(&err);
     bs = open_fmt(f, "raw", &err);          /* format=raw still opens it */
     g_assert_no_error(err);

@@ -217,6 +217,31 @@ static void test_big_sweep(void)
     g_free(mem);
 }
 
+/* Runs of a buffer split at a 4 KiB grain that is aligned to a disk
+ * offset, not to the buffer: the first and last blocks are partial. */
+static void test_zero_runs(void)
+{
+    enum { GRAIN = 4096, LEN = 10 * GRAIN };
+    unsigned char *buf = g_malloc0(LEN);
+    bool zero;
+    uint64_t off = 3 * GRAIN - 100;        /* the buffer starts 100 bytes before a block */
+
+    g_assert_cmpuint(buffer_zero_run(buf, LEN, off, GRAIN, &zero), ==, LEN);
+    g_assert_true(zero);
+    buf[100 + GRAIN + 5] = 1;              /* in the second whole block */
+    g_assert_cmpuint(buffer_zero_run(buf, LEN, off, GRAIN, &zero), ==, 100 + GRAIN);
+    g_assert_true(zero);
+    g_assert_cmpuint(buffer_zero_run(buf + 100 + GRAIN, LEN - 100 - GRAIN, off + 100 + GRAIN,
+                                     GRAIN, &zero), ==, GRAIN);
+    g_assert_false(zero);
+    buf[0] = 1;                            /* the partial head block */
+    g_assert_cmpuint(buffer_zero_run(buf, LEN, off, GRAIN, &zero), ==, 100);
+    g_assert_false(zero);
+    g_assert_cmpuint(buffer_zero_run(buf, 50, off, GRAIN, &zero), ==, 50);
+    g_assert_cmpuint(buffer_zero_run(buf, 0, off, GRAIN, &zero), ==, 0);
+    g_free(buf);
+}
+
 /* GB/s of FN over LEN zero bytes, repeated for at least 50 ms. */
 static double zero_speed(ZeroFn fn, const unsigned char *buf, size_t len)
 {
@@ -263,6 +288,7 @@ int main(int argc, char **argv)
     g_test_add_func("/zero/exact-allocations", test_exact_allocations);
     g_test_add_func("/zero/large", test_large);
     g_test_add_func("/zero/big-sweep", test_big_sweep);
+    g_test_add_func("/zero/runs", test_zero_runs);
     g_test_add_func("/zero/speed", test_speed);
     return g_test_run();
 }

@@ -22,16 +22,22 @@
 #define JOURNAL_HEADER 40               /* magic, version, id, size, count */
 
 /* A full source disk (no holes: every byte costs wire), a destination
- * with block-resume waiting, a source with GUEST_ARGS and block-resume
- * at 100 MiB/s, and the migration started. */
-static void start(Migration *m, const char *guest_args)
+ * waiting and a source with GUEST_ARGS. */
+static void start_daemons(Migration *m, const char *guest_args)
 {
     mf_make_src_disk(m, DISK_SIZE, 7, 1, MIB);
     qtest_disk_fill(m->src_disk, DISK_SIZE, 7);
     m->uri = qtest_tcp_uri();
     m->dst = mf_start_dst(m, "dst", DISK_SIZE);
-    qtest_set_caps(m->dst, "block-resume", NULL);
     m->src = mf_start_src(m, guest_args);
+}
+
+/* The daemons, block-resume on both sides, 100 MiB/s, the migration
+ * started. */
+static void start(Migration *m, const char *guest_args)
+{
+    start_daemons(m, guest_args);
+    qtest_set_caps(m->dst, "block-resume", NULL);
     qtest_set_caps(m->src, "block", "zero-blocks", "events", "block-resume", NULL);
     qtest_set_params(m->src, "\"max-bandwidth\": " LINK);
     qtest_migrate_start(m->src, m->uri);
@@ -40,7 +46,7 @@ static void start(Migration *m, const char *guest_args)
 static uint64_t transferred(QTestDaemon *d)
 {
     JsonNode *info = qtest_query_migrate(d);
-    uint64_t bytes = qtest_json_int(info, "disk.transferred");
+    uint64_t bytes = qtest_json_get(info, "disk") ? qtest_json_int(info, "disk.transferred") : 0;
 
     json_node_unref(info);
     return bytes;
@@ -250,6 +256,96 @@ static void test_journal_mismatch(void)
     mf_free(&m);
 }
 
+/* A source nobody resumes gives up after resume-timeout, saying so, its
+ * guest running; one that is cancelled while paused is cancelled. */
+static void test_resume_timeout_and_cancel(void)
+{
+    Migration m = { 0 };
+    JsonNode *info;
+
+    if (skip_unless_root()) {
+        return;
+    }
+    start(&m, "");
+    qtest_set_params(m.src, "\"resume-timeout\": 2");
+    cut_and_pause(&m);
+    info = qtest_migrate_wait(m.src, MF_STATE_TIMEOUT_MS);
+    g_assert_cmpstr(qtest_json_str(info, "status"), ==, "failed");
+    mf_assert_contains(qtest_json_str(info, "error-desc"),
+                       "not resumed within resume-timeout (2 s) after the migration paused");
+    json_node_unref(info);
+    mf_assert_runstate(m.src, "running");
+    mf_free(&m);
+
+    start(&m, "");
+    cut_and_pause(&m);
+    json_node_unref(qtest_qmp_ok(m.src, "{\"execute\": \"migrate_cancel\"}"));
+    info = qtest_migrate_wait(m.src, MF_STATE_TIMEOUT_MS);
+    g_assert_cmpstr(qtest_json_str(info, "status"), ==, "cancelled");
+    json_node_unref(info);
+    mf_assert_runstate(m.src, "running");
+    mf_free(&m);
+}
+
+static char *qmp_uri(QTestDaemon *d)
+{
+    return g_strdup_printf("unix:%s", qtest_daemon_qmp_path(d));
+}
+
+/* blkmig migrate --retries sets block-resume on both sides and resumes
+ * by itself each time the link drops (twice here). */
+static void test_cli_retries(void)
+{
+    Migration m = { 0 };
+    g_autofree char *src = NULL, *dst = NULL, *err = NULL;
+    QTestTool t;
+
+    if (skip_unless_root()) {
+        return;
+    }
+    start_daemons(&m, "");
+    src = qmp_uri(m.src);
+    dst = qmp_uri(m.dst);
+    t = qtest_tool_start("retries.log", (char *[]){ "migrate", "--src", src, "--dst", dst,
+                         "--uri", m.uri, "--bandwidth", LINK, "--retries", "3", NULL }, 300);
+    wait_transferred(m.src, CUT_AT);
+    cut_link(m.uri);
+    wait_transferred(m.src, DISK_SIZE * 7 / 10);
+    cut_link(m.uri);
+    g_assert_cmpint(qtest_tool_wait(&t), ==, 0);
+    err = qtest_tool_errors(&t);
+    g_test_message("blkmig migrate said: %s", err);
+    mf_assert_contains(err, "connection lost; resumed (retry 2)");
+    mf_assert_identical(m.src_disk, m.dst_disk);
+    qtest_tool_clear(&t);
+    mf_free(&m);
+}
+
+/* blkmig migrate --resume continues a paused migration: migrate-recover
+ * on the destination, migrate resume on the source, then it follows it. */
+static void test_cli_resume(void)
+{
+    Migration m = { 0 };
+    g_autofree char *src = NULL, *dst = NULL;
+    QTestTool t;
+
+    if (skip_unless_root()) {
+        return;
+    }
+    start(&m, "");
+    cut_and_pause(&m);
+    src = qmp_uri(m.src);
+    dst = qmp_uri(m.dst);
+    g_free(m.uri);
+    m.uri = qtest_tcp_uri();
+    t = qtest_tool_start("resume.log", (char *[]){ "migrate", "--src", src, "--dst", dst,
+                         "--uri", m.uri, "--resume", NULL }, 300);
+    g_assert_cmpint(qtest_tool_wait(&t), ==, 0);
+    mf_assert_identical(m.src_disk, m.dst_disk);
+    qtest_tool_clear(&t);
+    mf_free(&m);
+}
+
 /* The capability is checked at the start, where it cannot work. */
 static void test_refused_combinations(void)
 {
@@ -278,5 +374,8 @@ int main(int argc, char **argv)
     g_test_add_func("/resume/link-loss", test_link_loss);
     g_test_add_func("/resume/destination-restart", test_destination_restart);
     g_test_add_func("/resume/journal-mismatch", test_journal_mismatch);
+    g_test_add_func("/resume/resume-timeout-and-cancel", test_resume_timeout_and_cancel);
+    g_test_add_func("/resume/cli-retries", test_cli_retries);
+    g_test_add_func("/resume/cli-resume", test_cli_resume);
     return g_test_run();
 }

@@ -287,11 +287,6 @@ static void test_resume_timeout_and_cancel(void)
     mf_free(&m);
 }
 
-static char *qmp_uri(QTestDaemon *d)
-{
-    return g_strdup_printf("unix:%s", qtest_daemon_qmp_path(d));
-}
-
 /* blkmig migrate --retries sets block-resume on both sides and resumes
  * by itself each time the link drops (twice here). */
 static void test_cli_retries(void)
@@ -304,8 +299,8 @@ static void test_cli_retries(void)
         return;
     }
     start_daemons(&m, "");
-    src = qmp_uri(m.src);
-    dst = qmp_uri(m.dst);
+    src = qtest_daemon_qmp_uri(m.src);
+    dst = qtest_daemon_qmp_uri(m.dst);
     t = qtest_tool_start("retries.log", (char *[]){ "migrate", "--src", src, "--dst", dst,
                          "--uri", m.uri, "--bandwidth", LINK, "--retries", "3", NULL }, 300);
     wait_transferred(m.src, CUT_AT);
@@ -334,8 +329,8 @@ static void test_cli_resume(void)
     }
     start(&m, "");
     cut_and_pause(&m);
-    src = qmp_uri(m.src);
-    dst = qmp_uri(m.dst);
+    src = qtest_daemon_qmp_uri(m.src);
+    dst = qtest_daemon_qmp_uri(m.dst);
     g_free(m.uri);
     m.uri = qtest_tcp_uri();
     t = qtest_tool_start("resume.log", (char *[]){ "migrate", "--src", src, "--dst", dst,

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "migration/migration.h"
+#include "migration/options.h"
 #include "migration/savevm.h"
 #include "migration-internal.h"
 #include "util/sockets.h"
@@ -170,7 +171,23 @@ static void report_durable(void *opaque, uint64_t bytes)
     g_mutex_unlock(&in.rp_lock);
 }
 
-static const SaveVMLoadContext load_context = { .report_durable = report_durable };
+/* block-resume: the handler's map of what we hold, before the resumed
+ * stream goes on. */
+static bool send_resume_map(void *opaque, const uint8_t *map, size_t len)
+{
+    bool sent;
+
+    g_mutex_lock(&in.rp_lock);
+    sent = in.rp != NULL;
+    if (sent) {
+        return_path_send_resume_map(in.rp, map, len);
+    }
+    g_mutex_unlock(&in.rp_lock);
+    return sent;
+}
+
+static const SaveVMLoadContext load_context = { .report_durable = report_durable,
+                                                .send_resume_map = send_resume_map };
 
 /* A writer on F's socket for the return path (NULL if none can be had). */
 static MigStream *return_path_writer(MigStream *f)
@@ -301,10 +318,35 @@ static void reply_to_source(MigStream *f, const char *error)
     }
 }
 
+/* block-resume: the load failed only because its connection was lost,
+ * and a handler keeps what it received for a resumed load. */
+static bool pauses(MigStream *f, bool is_socket, GError *err)
+{
+    return err && f && is_socket && mig_cap_enabled(MIG_CAP_BLOCK_RESUME) &&
+           mig_stream_error(f) && !migration_incoming_failed(NULL) && savevm_load_resumable();
+}
+
+static bool incoming_paused(void)
+{
+    bool paused;
+
+    g_mutex_lock(&in.lock);
+    paused = in.status == MIG_STATUS_PAUSED;
+    g_mutex_unlock(&in.lock);
+    return paused;
+}
+
 static void finish(MigStream *f, bool is_socket, GError *err)
 {
     MigrationVmOps ops = migration_get_vm_ops();
     bool ok = err == NULL;
+
+    if (pauses(f, is_socket, err)) {
+        /* The guest waits; migrate-recover listens again. */
+        g_warning("incoming migration paused: %s", err->message);
+        set_status(MIG_STATUS_PAUSED, err->message);
+        return;
+    }
 
     if (!ok) {
         g_warning("incoming migration failed: %s", err->message);
@@ -403,7 +445,8 @@ static gpointer incoming_thread(gpointer opaque)
     bool connected = false;
 
     if (run->kind == MIG_CHANNEL_SOCKET) {
-        while (!socket_incoming(run, &connected) && listen_again(run, connected)) {
+        while (!socket_incoming(run, &connected) && !incoming_paused() &&
+               listen_again(run, connected)) {
         }
     } else {
         file_incoming(run);
@@ -461,6 +504,21 @@ static bool incoming_start(const char *uri, bool relisten, GError **errp)
 
 bool migration_incoming_start(const char *uri, GError **errp)
 {
+    return incoming_start(uri, false, errp);
+}
+
+bool migration_incoming_recover(const char *uri, GError **errp)
+{
+    bool paused;
+
+    g_mutex_lock(&in.lock);
+    paused = in.status == MIG_STATUS_PAUSED && !in.busy;
+    g_mutex_unlock(&in.lock);
+    if (!paused) {
+        g_set_error(errp, MIG_ERROR, 0,
+                    "Migrate recover can only be run when the incoming migration is paused");
+        return false;
+    }
     return incoming_start(uri, false, errp);
 }
 

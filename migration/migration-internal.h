@@ -104,6 +104,11 @@ bool mig_channel_secure_incoming(MigStream *f, GError **errp);
  * they are by sending DEVICE_SIZE records).  The source counts what it
  * sent beyond that as part of the downtime. */
 #define MIG_RP_MSG_DURABLE 0x0101
+/* blkmig, block-resume: a resumed load's handler map (opaque to the core;
+ * as many pieces as it takes), then RESUME_END (empty), before anything
+ * else of the resumed stream is loaded. */
+#define MIG_RP_MSG_RESUME_MAP 0x0102
+#define MIG_RP_MSG_RESUME_END 0x0103
 
 typedef struct ReturnPath ReturnPath;
 /* Source: read messages from FD (owned by the return path; another fd
@@ -120,6 +125,10 @@ char *return_path_wait_error(ReturnPath *rp, gint64 timeout_us);
 bool return_path_dest_refused(ReturnPath *rp);
 /* The last DURABLE count the destination sent; false when none came. */
 bool return_path_durable(ReturnPath *rp, uint64_t *bytes);
+/* block-resume: the whole resume map once RESUME_END came (within
+ * TIMEOUT_US); NULL with *errp (code MIG_ERROR_IO when the connection
+ * failed or nothing came) otherwise. */
+GByteArray *return_path_wait_resume_map(ReturnPath *rp, gint64 timeout_us, GError **errp);
 /* Stops the reader thread and frees. */
 void return_path_free(ReturnPath *rp);
 /* Destination: send on OUT (a writer on the migration socket). */
@@ -128,6 +137,8 @@ void return_path_send_error(MigStream *out, const char *text);
 /* One DURABLE message, flushed at once (OUT's link-timeout bounds how
  * long a source that reads nothing can hold it up). */
 void return_path_send_durable(MigStream *out, uint64_t bytes);
+/* The map in RESUME_MAP pieces, then RESUME_END, flushed. */
+void return_path_send_resume_map(MigStream *out, const uint8_t *map, size_t len);
 
 /* channel-handlers.c: the registered channel handlers (savevm.h), for
  * the incoming side. */

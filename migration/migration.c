@@ -25,6 +25,7 @@ const char *mig_status_name(MigrationStatus s)
         [MIG_STATUS_CANCELLED] = "cancelled",
         [MIG_STATUS_COMPLETED] = "completed",
         [MIG_STATUS_FAILED] = "failed",
+        [MIG_STATUS_PAUSED] = "paused",
     };
     return (unsigned)s < G_N_ELEMENTS(names) ? names[s] : "unknown";
 }

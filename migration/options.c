@@ -17,6 +17,7 @@ static const char *const cap_names[MIG_CAP__MAX] = {
     [MIG_CAP_MULTIFD] = "multifd",
     [MIG_CAP_COMPRESS] = "compress",
     [MIG_CAP_AUTO_CONVERGE] = "auto-converge",
+    [MIG_CAP_BLOCK_RESUME] = "block-resume",
 };
 
 static const char *const copy_mode_names[MIG_COPY_MODE__MAX] = {
@@ -48,6 +49,7 @@ static MigrationParameters params = {
     .compress_algorithm = MIG_COMPRESS_ZSTD,
     .max_inflight = MIG_DEFAULT_MAX_INFLIGHT,
     .link_timeout = MIG_DEFAULT_LINK_TIMEOUT,
+    .resume_timeout = MIG_DEFAULT_RESUME_TIMEOUT,
     .block_copy_mode = MIG_COPY_MODE_BACKGROUND,
     .timeout_action = MIG_TIMEOUT_ACTION_CANCEL,
     .cpu_throttle_initial = MIG_DEFAULT_CPU_THROTTLE_INITIAL,
@@ -242,6 +244,10 @@ static bool params_check_engine(const MigrationParametersUpdate *u, GError **err
         (u->p.link_timeout < 1 || u->p.link_timeout > MIG_MAX_LINK_TIMEOUT)) {
         return range_error(errp, "link-timeout", 1, MIG_MAX_LINK_TIMEOUT, " seconds");
     }
+    if (u->has_resume_timeout &&
+        (u->p.resume_timeout < 1 || u->p.resume_timeout > MIG_MAX_TIMEOUT)) {
+        return range_error(errp, "resume-timeout", 1, MIG_MAX_TIMEOUT, " seconds");
+    }
     return true;
 }
 
@@ -340,6 +346,9 @@ static void apply_engine_locked(const MigrationParametersUpdate *u)
     }
     if (u->has_link_timeout) {
         params.link_timeout = u->p.link_timeout;
+    }
+    if (u->has_resume_timeout) {
+        params.resume_timeout = u->p.resume_timeout;
     }
     if (u->has_block_incremental) {
         params.block_incremental = u->p.block_incremental;

@@ -47,6 +47,10 @@ typedef struct Outgoing {
      * at any moment: cancelling or resuming here could run it twice. */
     bool handed_over;
     MigStream *f;               /* while the thread runs; for cancel */
+    /* block-resume: the new connection migration_resume hands the paused
+     * thread (cond wakes it, and a cancel). */
+    MigStream *resume_f;
+    GCond cond;
     char *uri;                  /* of the last migration started */
     GThread *thread;            /* joined by the next start or shutdown */
 } Outgoing;
@@ -73,11 +77,15 @@ typedef struct MigrationRun {
     bool vm_stopped;
     bool was_running;
     gint64 stop_us;
+    /* Progress when the last resume began: the destination's DURABLE
+     * counts start from zero on each connection. */
+    uint64_t durable_base;
 } MigrationRun;
 
 static bool status_is_active(MigrationStatus s)
 {
-    return s == MIG_STATUS_SETUP || s == MIG_STATUS_ACTIVE || s == MIG_STATUS_CANCELLING;
+    return s == MIG_STATUS_SETUP || s == MIG_STATUS_ACTIVE || s == MIG_STATUS_CANCELLING ||
+           s == MIG_STATUS_PAUSED;
 }
 
 bool migration_is_active(void)
@@ -212,7 +220,11 @@ static void update_bandwidth(MigrationRun *run, bool bulk_done)
 /* Disk bytes the destination has made durable, as it reports them. */
 static bool dest_durable(MigrationRun *run, uint64_t *durable)
 {
-    return run->rp && return_path_durable(run->rp, durable);
+    if (!run->rp || !return_path_durable(run->rp, durable)) {
+        return false;
+    }
+    *durable += run->durable_base;
+    return true;
 }
 
 /* The destination's durable bytes per second over windows of at least
@@ -485,12 +497,141 @@ static void run_finish(MigrationRun *run, bool ok, GError *err)
     migration_notify_status(final);
 }
 
+/* ---- block-resume: pausing and resuming ---- */
+
+/* A lost connection before the switchover pauses the migration when
+ * block-resume is on, every handler can pause, and the destination did
+ * not say it failed (then it is not waiting to be resumed). */
+static bool may_pause(MigrationRun *run, GError *err)
+{
+    char *dest;
+
+    if (!mig_cap_enabled(MIG_CAP_BLOCK_RESUME) || run->kind != MIG_CHANNEL_SOCKET ||
+        cancel_requested() || g_error_matches(err, MIG_ERROR, MIG_ERROR_CANCELLED) ||
+        g_error_matches(err, MIG_ERROR, MIG_ERROR_TIMEOUT) || !savevm_state_can_pause()) {
+        return false;
+    }
+    if (!g_error_matches(err, MIG_ERROR, MIG_ERROR_IO) && !(run->f && mig_stream_error(run->f))) {
+        return false;
+    }
+    dest = run->rp ? return_path_wait_error(run->rp, DEST_ERROR_GRACE_US) : NULL;
+    g_free(dest);
+    return dest == NULL;
+}
+
+/* Close the connections, let the handlers keep what a resume needs, and
+ * say why we are paused. */
+static void pause_migration(MigrationRun *run, const char *why)
+{
+    release_channel(run);
+    run->f = NULL;
+    savevm_state_pause();
+    g_mutex_lock(&out.lock);
+    out.status = MIG_STATUS_PAUSED;
+    out.announce_cancel = false;
+    g_free(out.error_desc);
+    out.error_desc = g_strdup_printf("paused: lost the connection to the destination: %s", why);
+    out.expected_downtime_ms = 0;
+    g_mutex_unlock(&out.lock);
+    g_warning("migration %s", out.error_desc);
+    migration_notify_status(MIG_STATUS_PAUSED);
+}
+
+/* The new connection of migrate resume:true; NULL with *errp after a
+ * cancel, or once resume-timeout passed. */
+static MigStream *wait_for_resume(GError **errp)
+{
+    MigrationParameters params;
+    MigStream *f;
+    gint64 deadline;
+
+    mig_params_get(&params);
+    deadline = g_get_monotonic_time() + params.resume_timeout * G_USEC_PER_SEC;
+    g_mutex_lock(&out.lock);
+    while (!out.cancel_requested && !out.resume_f &&
+           g_cond_wait_until(&out.cond, &out.lock, deadline)) {
+    }
+    f = g_steal_pointer(&out.resume_f);
+    if (out.cancel_requested) {
+        set_cancelled_error(errp);
+        out.f = NULL;
+        mig_stream_close(g_steal_pointer(&f));
+    } else if (!f) {
+        g_set_error(errp, MIG_ERROR, 0, "not resumed within resume-timeout (%" G_GUINT64_FORMAT
+                    " s) after the migration %s", params.resume_timeout, out.error_desc);
+    }
+    g_mutex_unlock(&out.lock);
+    return f;
+}
+
+/* The measurements start again: the new destination load counts from 0. */
+static void reset_run(MigrationRun *run, MigStream *f)
+{
+    run->f = f;
+    run->kind = MIG_CHANNEL_SOCKET;
+    run->dest_rate = 0;
+    run->dest_window_start_us = 0;
+    run->dirty_windows = 0;
+    run->bandwidth_measured = false;
+    run->in_dirty_phase = false;
+}
+
+/* Header and the handlers' resume START sections, then the destination's
+ * map of what it holds, which the handlers turn into what to send. */
+static bool resume_setup(MigrationRun *run, GError **errp)
+{
+    g_autofree char *uri = migration_outgoing_uri();
+    GByteArray *map;
+    int ret;
+
+    if (!mig_channel_secure_outgoing(run->f, uri, errp) || !start_return_path(run, errp)) {
+        return false;
+    }
+    if (savevm_state_header(run->f, errp) < 0 || savevm_state_resume_setup(run->f, errp) < 0 ||
+        mig_stream_flush(run->f) < 0) {
+        if (errp && !*errp) {
+            g_set_error(errp, MIG_ERROR, MIG_ERROR_IO, "writing the migration stream "
+                        "failed: %s", mig_stream_error_msg(run->f));
+        }
+        return false;
+    }
+    map = return_path_wait_resume_map(run->rp, ACK_TIMEOUT_US, errp);
+    if (!map) {
+        return false;
+    }
+    ret = savevm_state_resume_map(map->data, map->len, errp);
+    g_byte_array_unref(map);
+    run->durable_base = savevm_state_progress();
+    status_transition(MIG_STATUS_SETUP, MIG_STATUS_ACTIVE);
+    return ret == 0;
+}
+
+static bool run_paused(MigrationRun *run, GError **errp)
+{
+    g_autofree char *why = g_strdup(*errp ? (*errp)->message : "connection lost");
+    MigStream *f;
+
+    g_clear_error(errp);
+    pause_migration(run, why);
+    f = wait_for_resume(errp);
+    if (!f) {
+        return false;
+    }
+    reset_run(run, f);
+    g_message("migration: resuming");
+    return resume_setup(run, errp);
+}
+
 static gpointer migration_thread(gpointer opaque)
 {
     MigrationRun *run = opaque;
     GError *err = NULL;
-    bool ok = run_setup(run, &err) && run_iterations(run, &err) &&
-              run_switchover(run, &err);
+    bool ok = run_setup(run, &err) && run_iterations(run, &err);
+
+    while (!ok && may_pause(run, err)) {
+        ok = run_paused(run, &err) && run_iterations(run, &err);
+    }
+    ok = ok && run_switchover(run, &err);
 
     run_finish(run, ok, err);
     g_clear_error(&err);
@@ -541,6 +682,17 @@ static bool check_capabilities(const char *uri, GError **errp)
                         mig_cap_name(extensions[i]));
             return false;
         }
+    }
+    if (mig_cap_enabled(MIG_CAP_BLOCK_RESUME) &&
+        (mig_cap_enabled(MIG_CAP_QEMU_COMPAT) || !mig_cap_enabled(MIG_CAP_RETURN_PATH))) {
+        g_set_error(errp, MIG_ERROR, 0, "Capability 'block-resume' needs 'return-path' and "
+                    "cannot be combined with 'qemu-compat'");
+        return false;
+    }
+    if (mig_cap_enabled(MIG_CAP_BLOCK_RESUME) && mig_cap_enabled(MIG_CAP_MULTIFD)) {
+        g_set_error(errp, MIG_ERROR, 0, "Capability 'block-resume' cannot be combined with "
+                    "'multifd' yet");
+        return false;
     }
     if (mig_cap_enabled(MIG_CAP_MULTIFD) && g_str_has_prefix(uri, "file:")) {
         g_set_error(errp, MIG_ERROR, 0,
@@ -619,6 +771,60 @@ bool migration_start_with_block(const char *uri, bool incremental, GError **errp
     return true;
 }
 
+/* Hand the paused thread STREAM to URI; false when it is not paused (any
+ * more) or a resume is already under way. */
+static bool hand_over_resume(const char *uri, MigStream *stream)
+{
+    bool paused;
+
+    g_mutex_lock(&out.lock);
+    paused = out.status == MIG_STATUS_PAUSED && !out.resume_f && !out.cancel_requested;
+    if (paused) {
+        out.resume_f = stream;
+        out.f = stream;
+        out.status = MIG_STATUS_SETUP;
+        out.announce_cancel = true;
+        g_free(out.uri);
+        out.uri = g_strdup(uri);
+        g_cond_broadcast(&out.cond);
+    }
+    g_mutex_unlock(&out.lock);
+    return paused;
+}
+
+bool migration_resume(const char *uri, GError **errp)
+{
+    MigChannelKind kind;
+    MigrationStatus status;
+    int fd;
+
+    g_mutex_lock(&out.lock);
+    status = out.status;
+    g_mutex_unlock(&out.lock);
+    if (status != MIG_STATUS_PAUSED) {
+        g_set_error(errp, MIG_ERROR, 0, "Cannot resume if there is no paused migration");
+        return false;
+    }
+    if (g_str_has_prefix(uri, "file:") || !mig_channel_tls_check(uri, true, errp)) {
+        if (errp && !*errp) {
+            g_set_error(errp, MIG_ERROR, 0, "A migration can only resume over a socket");
+        }
+        return false;
+    }
+    fd = mig_channel_open_outgoing(uri, &kind, errp);
+    if (fd < 0) {
+        return false;
+    }
+    MigStream *f = mig_channel_stream_new(fd, true);
+    if (!hand_over_resume(uri, f)) {
+        mig_stream_close(f);
+        g_set_error(errp, MIG_ERROR, 0, "Cannot resume if there is no paused migration");
+        return false;
+    }
+    migration_notify_status(MIG_STATUS_SETUP);
+    return true;
+}
+
 /* out.lock held.  When the cancel is to be announced, the migration
  * thread gets CANCEL_GRACE_US, unthrottled, to reach a section boundary
  * and say so; the stream is shut down then (or at once otherwise). */
@@ -645,11 +851,13 @@ void migration_cancel(void)
     if (out.handed_over) {
         g_message("migrate_cancel ignored: the destination has the whole stream "
                   "and is about to confirm");
-    } else if (out.status == MIG_STATUS_SETUP || out.status == MIG_STATUS_ACTIVE) {
+    } else if (out.status == MIG_STATUS_SETUP || out.status == MIG_STATUS_ACTIVE ||
+               out.status == MIG_STATUS_PAUSED) {
         out.status = MIG_STATUS_CANCELLING;
         out.cancel_requested = true;
         changed = true;
         stop_stream_locked();
+        g_cond_broadcast(&out.cond);
     }
     g_mutex_unlock(&out.lock);
     if (changed) {

@@ -6,6 +6,9 @@
 #include "util/bswap.h"
 
 #define RP_MAX_PAYLOAD 0xffff
+/* A resume map bigger than this is refused (4 bytes per MiB of disk:
+ * 64 MiB covers 16 TiB of drives). */
+#define RP_MAX_RESUME_MAP (64u << 20)
 
 struct ReturnPath {
     MigStream *in;              /* reader on a dup of the socket; owned */
@@ -19,7 +22,27 @@ struct ReturnPath {
     char *dest_error;           /* text of an ERROR message */
     bool has_durable;
     uint64_t durable;           /* the last DURABLE count */
+    GByteArray *resume_map;     /* RESUME_MAP payloads so far */
+    bool resume_end;            /* RESUME_END came */
+    bool resume_too_big;
 };
+
+/* A piece of the destination's resume map, or its end. */
+static void add_resume_map(ReturnPath *rp, bool end, const uint8_t *payload, uint16_t len)
+{
+    g_mutex_lock(&rp->lock);
+    if (!rp->resume_map) {
+        rp->resume_map = g_byte_array_new();
+    }
+    if (rp->resume_map->len + len > RP_MAX_RESUME_MAP) {
+        rp->resume_too_big = true;
+    } else {
+        g_byte_array_append(rp->resume_map, payload, len);
+    }
+    rp->resume_end |= end;
+    g_cond_broadcast(&rp->cond);
+    g_mutex_unlock(&rp->lock);
+}
 
 /* Returns false when the reader should stop (SHUT, end or error). */
 static bool handle_message(ReturnPath *rp, uint16_t type, const uint8_t *payload,
@@ -49,6 +72,10 @@ static bool handle_message(ReturnPath *rp, uint16_t type, const uint8_t *payload
             rp->durable = ld_be64(payload);
             g_mutex_unlock(&rp->lock);
         }
+        return true;
+    case MIG_RP_MSG_RESUME_MAP:
+    case MIG_RP_MSG_RESUME_END:
+        add_resume_map(rp, type == MIG_RP_MSG_RESUME_END, payload, len);
         return true;
     default:
         /* Unknown messages are skipped so newer destinations can add
@@ -148,6 +175,34 @@ bool return_path_wait_ack(ReturnPath *rp, gint64 timeout_us, GError **errp)
     return ok;
 }
 
+static bool has_resume_map(ReturnPath *rp)
+{
+    return rp->resume_end || rp->dest_error;
+}
+
+GByteArray *return_path_wait_resume_map(ReturnPath *rp, gint64 timeout_us, GError **errp)
+{
+    GByteArray *map = NULL;
+
+    g_mutex_lock(&rp->lock);
+    wait_locked(rp, g_get_monotonic_time() + timeout_us, has_resume_map);
+    if (rp->dest_error) {
+        g_set_error(errp, MIG_ERROR, 0, "destination failed: %s", rp->dest_error);
+    } else if (rp->resume_too_big) {
+        g_set_error(errp, MIG_ERROR, 0, "the destination's resume map is larger than %u bytes",
+                    RP_MAX_RESUME_MAP);
+    } else if (rp->resume_end) {
+        map = g_steal_pointer(&rp->resume_map);
+        map = map ? map : g_byte_array_new();
+    } else {
+        g_set_error(errp, MIG_ERROR, MIG_ERROR_IO, "the destination sent no resume map "
+                    "within %" G_GINT64_FORMAT " s%s%s", timeout_us / G_USEC_PER_SEC,
+                    rp->ended ? ": " : "", rp->ended ? mig_stream_error_msg(rp->in) : "");
+    }
+    g_mutex_unlock(&rp->lock);
+    return map;
+}
+
 bool return_path_dest_refused(ReturnPath *rp)
 {
     bool refused;
@@ -189,6 +244,9 @@ void return_path_free(ReturnPath *rp)
     g_thread_join(rp->thread);
     mig_stream_close(rp->in);
     g_free(rp->dest_error);
+    if (rp->resume_map) {
+        g_byte_array_unref(rp->resume_map);
+    }
     g_cond_clear(&rp->cond);
     g_mutex_clear(&rp->lock);
     g_free(rp);
@@ -224,5 +282,19 @@ void return_path_send_durable(MigStream *out, uint64_t bytes)
     mig_put_be16(out, MIG_RP_MSG_DURABLE);
     mig_put_be16(out, 8);
     mig_put_be64(out, bytes);
+    mig_stream_flush(out);
+}
+
+void return_path_send_resume_map(MigStream *out, const uint8_t *map, size_t len)
+{
+    for (size_t off = 0; off < len; off += RP_MAX_PAYLOAD) {
+        size_t n = MIN(len - off, RP_MAX_PAYLOAD);
+
+        mig_put_be16(out, MIG_RP_MSG_RESUME_MAP);
+        mig_put_be16(out, n);
+        mig_put_buffer(out, map + off, n);
+    }
+    mig_put_be16(out, MIG_RP_MSG_RESUME_END);
+    mig_put_be16(out, 0);
     mig_stream_flush(out);
 }

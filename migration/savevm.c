@@ -308,6 +308,72 @@ void savevm_state_cleanup(void)
     }
 }
 
+/* ---- source: block-resume ---- */
+
+/* Handlers that write a START section must know how to pause. */
+bool savevm_state_can_pause(void)
+{
+    g_autoptr(GPtrArray) list = entries();
+
+    for (guint i = 0; i < list->len; i++) {
+        SaveStateEntry *se = list->pdata[i];
+        if (se->in_migration && is_iterative(se) &&
+            (!se->ops.save_pause || !se->ops.save_resume_setup || !se->ops.save_resume_map)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void savevm_state_pause(void)
+{
+    g_autoptr(GPtrArray) list = entries();
+
+    for (guint i = 0; i < list->len; i++) {
+        SaveStateEntry *se = list->pdata[i];
+        if (se->in_migration && se->ops.save_pause) {
+            se->ops.save_pause(se->opaque);
+        }
+    }
+}
+
+int savevm_state_resume_setup(MigStream *f, GError **errp)
+{
+    g_autoptr(GPtrArray) list = entries();
+
+    for (guint i = 0; i < list->len; i++) {
+        SaveStateEntry *se = list->pdata[i];
+        GError *local = NULL;
+
+        if (!se->in_migration || !se->ops.save_resume_setup) {
+            continue;
+        }
+        put_section_header(f, QEMU_VM_SECTION_START, se);
+        if (se->ops.save_resume_setup(f, se->opaque, &local) < 0) {
+            return save_failed(f, se, "resume setup", errp, local);
+        }
+        put_section_footer(f, se);
+        if (mig_stream_error(f)) {
+            return save_failed(f, se, "resume setup", errp, NULL);
+        }
+    }
+    return 0;
+}
+
+int savevm_state_resume_map(const uint8_t *map, size_t len, GError **errp)
+{
+    g_autoptr(GPtrArray) list = entries();
+
+    for (guint i = 0; i < list->len; i++) {
+        SaveStateEntry *se = list->pdata[i];
+        if (se->in_migration && se->ops.save_resume_map &&
+            se->ops.save_resume_map(se->opaque, map, len, errp) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- destination ---- */
 
 typedef struct LoadState {
@@ -596,10 +662,16 @@ static void report_nothing(void *opaque, uint64_t bytes)
 {
 }
 
+static bool send_no_map(void *opaque, const uint8_t *map, size_t len)
+{
+    return false;
+}
+
 /* Every handler's load_setup. */
 static void load_setup_all(LoadState *ls, const SaveVMLoadContext *ctx)
 {
-    static const SaveVMLoadContext silent = { .report_durable = report_nothing };
+    static const SaveVMLoadContext silent = { .report_durable = report_nothing,
+                                              .send_resume_map = send_no_map };
 
     for (guint i = 0; i < ls->list->len; i++) {
         SaveStateEntry *se = ls->list->pdata[i];
@@ -640,4 +712,17 @@ int savevm_load(MigStream *f, const SaveVMLoadContext *ctx, GError **errp)
     g_hash_table_unref(ls.by_id);
     g_ptr_array_unref(ls.list);
     return ret;
+}
+
+bool savevm_load_resumable(void)
+{
+    g_autoptr(GPtrArray) list = entries();
+
+    for (guint i = 0; i < list->len; i++) {
+        SaveStateEntry *se = list->pdata[i];
+        if (se->ops.load_resumable && se->ops.load_resumable(se->opaque)) {
+            return true;
+        }
+    }
+    return false;
 }

@@ -217,6 +217,8 @@ static bool parse_engine_params(JsonObject *args, MigrationParametersUpdate *u, 
                      &u->p.compress_zstd_level, errp) &&
            param_u64(args, "max-inflight", &u->has_max_inflight, &u->p.max_inflight, errp) &&
            param_u64(args, "link-timeout", &u->has_link_timeout, &u->p.link_timeout, errp) &&
+           param_u64(args, "resume-timeout", &u->has_resume_timeout, &u->p.resume_timeout,
+                     errp) &&
            param_algorithm(args, u, errp);
 }
 
@@ -235,7 +237,7 @@ static JsonNode *migrate_set_parameters(JsonObject *args, GError **errp)
     if (!qmp_args_only(args, errp, "max-bandwidth", "downtime-limit", "dirty-granularity",
                        "block-incremental", "multifd-channels", "compress-level",
                        "compress-zstd-level", "compress-algorithm", "max-inflight",
-                       "link-timeout", "tls-creds", "tls-hostname", "tls-authz",
+                       "link-timeout", "resume-timeout", "tls-creds", "tls-hostname", "tls-authz",
                        "block-copy-mode", "progress-timeout", "completion-timeout",
                        "timeout-action", "cpu-throttle-initial", "cpu-throttle-increment",
                        "max-cpu-throttle", "throttle-trigger-threshold", NULL) ||
@@ -287,6 +289,7 @@ static JsonNode *query_migrate_parameters(JsonObject *args, GError **errp)
                                   mig_compress_algorithm_name(p.compress_algorithm));
     json_object_set_int_member(obj, "max-inflight", (gint64)p.max_inflight);
     json_object_set_int_member(obj, "link-timeout", (gint64)p.link_timeout);
+    json_object_set_int_member(obj, "resume-timeout", (gint64)p.resume_timeout);
     MigrationTlsParameters tls;
     mig_tls_params_get(&tls);
     json_object_set_string_member(obj, "tls-creds", tls.creds);

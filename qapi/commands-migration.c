@@ -38,8 +38,9 @@ static bool migrate_allowed(const MigrateArgs *m, GError **errp)
     const char *why = NULL;
 
     if (m->resume) {
-        why = "Cannot resume if there is no paused migration";
-    } else if (migration_incoming_pending()) {
+        return true;    /* migration_resume says whether one is paused */
+    }
+    if (migration_incoming_pending()) {
         why = "Guest is waiting for an incoming migration";
     } else if (migration_is_active()) {
         why = MIGRATION_ACTIVE_MSG;
@@ -58,7 +59,9 @@ static JsonNode *migrate(JsonObject *args, GError **errp)
     if (!parse_migrate_args(args, &m, errp) || !migrate_allowed(&m, errp)) {
         return NULL;
     }
-    if (m.blk || m.inc) {
+    if (m.resume) {
+        migration_resume(m.uri, errp);
+    } else if (m.blk || m.inc) {
         migration_start_with_block(m.uri, m.inc, errp);
     } else {
         migration_start(m.uri, errp);
@@ -90,6 +93,19 @@ static JsonNode *migrate_incoming(JsonObject *args, GError **errp)
         qmp_set_error(errp, QMP_ERR_GENERIC, "The incoming migration has already been started");
     } else {
         migration_incoming_start(uri, errp);
+    }
+    return NULL;
+}
+
+/* block-resume: a paused incoming migration listens on "uri" again. */
+static JsonNode *migrate_recover(JsonObject *args, GError **errp)
+{
+    if (!qmp_args_only(args, errp, "uri", NULL)) {
+        return NULL;
+    }
+    const char *uri = qmp_arg_str(args, "uri", true, errp);
+    if (uri) {
+        migration_incoming_recover(uri, errp);
     }
     return NULL;
 }
@@ -131,7 +147,8 @@ static JsonObject *migration_info_object(const MigrationInfo *info)
     if (info->has_times) {
         add_times(obj, info);
     }
-    if (info->status == MIG_STATUS_FAILED && info->error_desc) {
+    if ((info->status == MIG_STATUS_FAILED || info->status == MIG_STATUS_PAUSED) &&
+        info->error_desc) {
         json_object_set_string_member(obj, "error-desc", info->error_desc);
     }
     if (info->has_disk) {
@@ -161,5 +178,6 @@ void qmp_register_migration_commands(void)
     qmp_register_command("migrate", migrate);
     qmp_register_command("migrate_cancel", migrate_cancel);
     qmp_register_command("migrate-incoming", migrate_incoming);
+    qmp_register_command("migrate-recover", migrate_recover);
     qmp_register_command("query-migrate", query_migrate);
 }

@@ -9,12 +9,16 @@
 
 #include "blkmig-internal.h"
 #include "migrate-report.h"
+#include "migrate-resume.h"
 #include "qapi/qmp.h"
 #include "util/size.h"
 #include "tls-opts.h"
 
 #define PROGRESS_INTERVAL_US (500 * 1000)
 #define DST_WAIT_TIMEOUT_US (60 * G_USEC_PER_SEC)
+/* --retries: at most this many, and this long between two attempts. */
+#define MAX_RETRIES 1000
+#define RETRY_INTERVAL_US (2 * G_USEC_PER_SEC)
 /* The daemon's limit for progress-timeout and completion-timeout. */
 #define MAX_TIMEOUT_S (7 * 24 * 3600)
 
@@ -56,6 +60,13 @@ static const char migrate_help[] =
     "                         disks (KubeVirt's completionTimeoutPerGiB)\n"
     "  --on-timeout ACTION    cancel (the migration fails, the guest runs on) or\n"
     "                         write-blocking (switch --copy-mode and finish)\n"
+    "  --resume               continue a paused migration (capability\n"
+    "                         block-resume, its connection lost): migrate-recover\n"
+    "                         URI on --dst when given, then migrate URI with\n"
+    "                         resume on the source; capabilities stay as they are\n"
+    "  --retries N            turn block-resume on at both sides (needs --dst) and,\n"
+    "                         each time the connection is lost before the\n"
+    "                         switchover, resume as --resume does, up to N times\n"
     "  --json                 one JSON object per line instead of the view:\n"
     "                         {\"type\": \"progress\", ...} then {\"type\": \"result\", ...}\n"
     TLS_OPTIONS_HELP
@@ -78,6 +89,8 @@ typedef struct MigrateOptions {
     bool zero_blocks;
     bool auto_converge;
     bool json;
+    bool resume;
+    uint64_t retries;
     bool has_max_bandwidth, has_downtime_limit, has_progress_timeout, has_per_gib;
     uint64_t max_bandwidth, downtime_limit, progress_timeout, per_gib;
     const char *copy_mode;
@@ -86,7 +99,8 @@ typedef struct MigrateOptions {
 
 enum {
     OPT_SRC = 256, OPT_DST, OPT_URI, OPT_ZERO, OPT_BW, OPT_DOWNTIME, OPT_COPY_MODE,
-    OPT_AUTO_CONVERGE, OPT_PROGRESS_TIMEOUT, OPT_PER_GIB, OPT_ON_TIMEOUT, OPT_JSON
+    OPT_AUTO_CONVERGE, OPT_PROGRESS_TIMEOUT, OPT_PER_GIB, OPT_ON_TIMEOUT, OPT_JSON,
+    OPT_RESUME, OPT_RETRIES
 };
 
 static void parse_bandwidth(const char *arg, MigrateOptions *o)
@@ -148,6 +162,8 @@ static void take_option(int ch, MigrateOptions *o)
         o->on_timeout = parse_word("--on-timeout", optarg, "cancel", "write-blocking");
         break;
     case OPT_JSON: o->json = true; break;
+    case OPT_RESUME: o->resume = true; break;
+    case OPT_RETRIES: o->retries = parse_number("--retries", optarg, 0, MAX_RETRIES); break;
     case 'h':
         fputs(migrate_help, stdout);
         exit(EXIT_DONE);
@@ -175,6 +191,8 @@ static void parse_migrate_options(int argc, char **argv, MigrateOptions *o)
         { "completion-timeout-per-gib", required_argument, NULL, OPT_PER_GIB },
         { "on-timeout", required_argument, NULL, OPT_ON_TIMEOUT },
         { "json", no_argument, NULL, OPT_JSON },
+        { "resume", no_argument, NULL, OPT_RESUME },
+        { "retries", required_argument, NULL, OPT_RETRIES },
         { "help", no_argument, NULL, 'h' },
         TLS_LONG_OPTIONS,
         { NULL, 0, NULL, 0 },
@@ -189,6 +207,9 @@ static void parse_migrate_options(int argc, char **argv, MigrateOptions *o)
     }
     if (!o->src || !o->uri) {
         usage_error(migrate_help, "--src and --uri are required");
+    }
+    if (o->retries && !o->dst) {
+        usage_error(migrate_help, "--retries needs --dst (the destination listens again)");
     }
 }
 
@@ -272,16 +293,51 @@ static bool is_final(const char *status)
                       !strcmp(status, "cancelled"));
 }
 
+/* What --retries has left, and when it may try again. */
+typedef struct Retries {
+    QmpClient *dst;
+    const char *uri;
+    uint64_t left, done;
+    gint64 next_us;
+} Retries;
+
+/* The source paused: once the destination did too, resume (one retry). */
+static void retry_paused(QmpClient *src, Retries *r, MigrateReport *report)
+{
+    GError *err = NULL;
+    g_autofree char *note = NULL;
+
+    if (!r->left || g_get_monotonic_time() < r->next_us || !migrate_resume_is_paused(r->dst)) {
+        return;
+    }
+    r->left--;
+    r->done++;
+    r->next_us = g_get_monotonic_time() + RETRY_INTERVAL_US;
+    if (migrate_resume(src, r->dst, r->uri, &err)) {
+        note = g_strdup_printf("connection lost; resumed (retry %" G_GUINT64_FORMAT ")",
+                               r->done);
+    } else {
+        note = g_strdup_printf("connection lost; resuming failed (retry %" G_GUINT64_FORMAT
+                               "): %s", r->done, err->message);
+        g_error_free(err);
+    }
+    migrate_report_note(report, note);
+}
+
 /* Poll the source until the migration ends; returns the last query-migrate. */
-static JsonNode *follow_migration(QmpClient *src, MigrateReport *report)
+static JsonNode *follow_migration(QmpClient *src, Retries *retries, MigrateReport *report)
 {
     bool cancel_sent = false;
 
     for (;;) {
         JsonNode *info = execute_or_die(src, "query-migrate", NULL);
+        const char *status = jstr(info, "status");
         migrate_report_progress(report, info);
-        if (is_final(jstr(info, "status"))) {
+        if (is_final(status)) {
             return info;
+        }
+        if (status && !strcmp(status, "paused") && !cancel_sent) {
+            retry_paused(src, retries, report);
         }
         json_node_unref(info);
         if (blkmig_interrupted && !cancel_sent) {
@@ -337,6 +393,28 @@ static void start_migration(QmpClient *src, const char *uri)
     json_object_unref(args);
 }
 
+/* --resume: continue the paused migration; or set up and start one. */
+static void begin(QmpClient *src, QmpClient *dst, const MigrateOptions *o)
+{
+    GError *err = NULL;
+
+    if (!o->resume) {
+        set_capabilities(src, o);
+        if (o->retries) {
+            migrate_resume_enable(src);
+            migrate_resume_enable(dst);
+        }
+    }
+    set_parameters(src, o);
+    catch_interrupts();
+    if (!o->resume) {
+        start_migration(src, o->uri);
+    } else if (!migrate_resume(src, dst, o->uri, &err)) {
+        fprintf(stderr, "blkmig: resume: %s\n", err->message);
+        exit(EXIT_FAILED);
+    }
+}
+
 int cmd_migrate(int argc, char **argv)
 {
     MigrateOptions o = { 0 };
@@ -344,13 +422,11 @@ int cmd_migrate(int argc, char **argv)
 
     QmpClient *src = open_or_die(o.src);
     QmpClient *dst = o.dst ? open_or_die(o.dst) : NULL;
-    set_capabilities(src, &o);
-    set_parameters(src, &o);
-    catch_interrupts();
-    start_migration(src, o.uri);
+    Retries retries = { .dst = dst, .uri = o.uri, .left = o.retries };
+    begin(src, dst, &o);
 
     MigrateReport *report = migrate_report_new(o.json);
-    JsonNode *final = follow_migration(src, report);
+    JsonNode *final = follow_migration(src, &retries, report);
     int code = exit_code(jstr(final, "status"));
     g_autofree char *destination = NULL;
     if (code == EXIT_DONE && dst) {

@@ -73,6 +73,34 @@
  *                      image at the destination (an overlay on the same
  *                      base as the source's), else the migration fails at
  *                      once naming the drive.
+ *                      2 RESUME, P = 17 (capability block-resume, both
+ *                      sides): 16-byte migration id (random, chosen when
+ *                      the migration starts) and u8 mode: 0 a new
+ *                      migration (the destination counts, per 1 MiB chunk
+ *                      of each drive, the DEVICE_BLOCK records it applied,
+ *                      and keeps the counts of what it flushed in a
+ *                      journal beside each drive file,
+ *                      FILE.blkmig-resume); 1 the same migration resumed
+ *                      on a new connection after the old one was lost.
+ *                      With mode 1 the destination flushes, then answers
+ *                      on the return path with its resume map (below) in
+ *                      RESUME_MAP messages and RESUME_END before it loads
+ *                      anything else; the source waits for it and marks
+ *                      dirty every chunk below its bulk cursor whose count
+ *                      differs from the records it sent, or that had a
+ *                      unit in flight.  A chunk's records travel in order
+ *                      on one connection, so equal counts mean the
+ *                      destination holds its latest contents.  A
+ *                      destination without block-resume refuses the
+ *                      option; block-resume is refused with multifd and
+ *                      qemu-compat.
+ *
+ * Resume map (return path, block-resume): u8 version 1, u8 resumed (1:
+ * counts follow; 0: the destination holds nothing it can vouch for, e.g.
+ * its journal did not match: the source sends everything again), be16
+ * length R + R bytes saying why not (UTF-8, R = 0 when resumed), be32
+ * drive count D, then per drive u8 len + drive id, be64 chunk count N,
+ * N x be32 records applied and flushed per 1 MiB chunk.
  *
  * With qemu-compat no OPTION is sent, and block-incremental is QEMU 7.2's:
  * a bulk chunk of which the top layer holds nothing (no data, no zero
@@ -122,6 +150,9 @@
 
 /* OPTION records: the codes and the largest payload. */
 #define BLK_MIG_OPTION_INCREMENTAL 1
+#define BLK_MIG_OPTION_RESUME      2
+#define BLK_MIG_RESUME_ID_LEN      16
+#define BLK_MIG_RESUME_MAP_VERSION 1
 #define BLK_MIG_OPTION_MAX_PAYLOAD 4096
 
 /* COMPRESSED records: the algorithm byte and the slack allowed over the

@@ -16,6 +16,10 @@ typedef enum {
     MIG_STATUS_CANCELLED,
     MIG_STATUS_COMPLETED,
     MIG_STATUS_FAILED,
+    /* block-resume: the connection was lost before the switchover; the
+     * source guest runs on, the destination keeps what it received, and
+     * both wait to be resumed (migrate resume / migrate-recover). */
+    MIG_STATUS_PAUSED,
 } MigrationStatus;
 
 const char *mig_status_name(MigrationStatus s);
@@ -100,7 +104,12 @@ bool migration_start(const char *uri, GError **errp);
  * parameter too ("inc": true): they go back off when the migration
  * reaches a final status, or at once when it does not start. */
 bool migration_start_with_block(const char *uri, bool incremental, GError **errp);
-/* Request cancel of the active outgoing migration; no-op otherwise. */
+/* block-resume: reconnect a paused outgoing migration to URI (QMP migrate
+ * with "resume": true).  Fails at once when none is paused or the
+ * connection is refused (it stays paused then). */
+bool migration_resume(const char *uri, GError **errp);
+/* Request cancel of the active (or paused) outgoing migration; no-op
+ * otherwise. */
 void migration_cancel(void);
 
 /* Listen for (tcp:, unix:) or read (file:) an incoming migration.  The
@@ -109,6 +118,9 @@ bool migration_incoming_start(const char *uri, GError **errp);
 /* The same, and after a failed or cancelled socket migration listen on
  * URI again with the guest still waiting (blkmigd --incoming URI). */
 bool migration_incoming_start_relistening(const char *uri, GError **errp);
+/* block-resume: listen on URI for the source of a paused incoming
+ * migration (QMP migrate-recover); fails unless one is paused. */
+bool migration_incoming_recover(const char *uri, GError **errp);
 /* True while an incoming migration is expected or running. */
 bool migration_incoming_pending(void);
 

@@ -16,6 +16,7 @@ typedef enum {
     MIG_CAP_MULTIFD,        /* block records on multifd-channels extra connections */
     MIG_CAP_COMPRESS,       /* COMPRESSED records (compress-algorithm/-level) */
     MIG_CAP_AUTO_CONVERGE,  /* throttle guest writes while dirtying outpaces the link */
+    MIG_CAP_BLOCK_RESUME,   /* blkmig: a lost connection pauses; resume sends what is missing */
     MIG_CAP__MAX
 } MigrationCapability;
 
@@ -71,6 +72,7 @@ typedef struct MigrationParameters {
     MigrationCopyMode block_copy_mode;  /* blkmig; default background */
     uint64_t progress_timeout;  /* blkmig: s without a new least remaining; 0 = none */
     uint64_t completion_timeout;    /* blkmig: s from start to completion; 0 = none */
+    uint64_t resume_timeout;    /* blkmig: s a paused source waits for a resume; default 600 */
     MigrationTimeoutAction timeout_action;  /* blkmig; default cancel */
     /* auto-converge (QEMU's names): percent of the guest's write
      * throughput withheld, first and per step, and at most; the percent
@@ -110,6 +112,9 @@ typedef struct MigrationParameters {
 #define MIG_MAX_LINK_TIMEOUT 3600
 /* progress-timeout and completion-timeout: a week at most. */
 #define MIG_MAX_TIMEOUT (7 * 24 * 3600)
+/* block-resume: how long a paused source waits to be resumed before it
+ * fails (the guest keeps running either way). */
+#define MIG_DEFAULT_RESUME_TIMEOUT 600
 #define MIG_DEFAULT_CPU_THROTTLE_INITIAL 20
 #define MIG_DEFAULT_CPU_THROTTLE_INCREMENT 10
 #define MIG_DEFAULT_MAX_CPU_THROTTLE 99
@@ -143,6 +148,7 @@ typedef struct MigrationParametersUpdate {
     bool has_block_copy_mode, has_progress_timeout, has_completion_timeout;
     bool has_timeout_action, has_cpu_throttle_initial, has_cpu_throttle_increment;
     bool has_max_cpu_throttle, has_throttle_trigger_threshold;
+    bool has_resume_timeout;
     MigrationParameters p;
     const char *tls_creds;      /* NULL: unchanged; "" unsets */
     const char *tls_hostname;

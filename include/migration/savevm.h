@@ -61,6 +61,11 @@ typedef struct SaveVMLoadContext {
      * blkmig source), nothing otherwise.  Any thread; it does not block
      * longer than the link-timeout. */
     void (*report_durable)(void *opaque, uint64_t bytes);
+    /* block-resume: send the source the handler's resume map (what this
+     * side holds, in the handler's own encoding): RESUME_MAP messages of
+     * LEN bytes in all, then RESUME_END.  Returns false when there is no
+     * return path (a file load, a QEMU source).  Load thread. */
+    bool (*send_resume_map)(void *opaque, const uint8_t *map, size_t len);
     void *opaque;
 } SaveVMLoadContext;
 
@@ -113,6 +118,20 @@ typedef struct SaveVMHandlers {
     void (*cleanup)(void *opaque);
     /* Optional: whether to include the handler in this migration. */
     bool (*is_active)(void *opaque);
+    /* block-resume (optional; a migration whose handlers lack them never
+     * pauses).  Source: the connection was lost before the switchover;
+     * stop sending but keep what a resume needs (the guest runs on, its
+     * writes still tracked).  Migration thread. */
+    void (*save_pause)(void *opaque);
+    /* Source: contents of the START section on the new connection of a
+     * resumed migration (instead of save_setup). */
+    int (*save_resume_setup)(MigStream *f, void *opaque, GError **errp);
+    /* Source: the destination's resume map (load context's
+     * send_resume_map) arrived: plan to send what it lacks. */
+    int (*save_resume_map)(void *opaque, const uint8_t *map, size_t len, GError **errp);
+    /* Destination: the load that just failed on a lost connection can be
+     * continued by a later one (its handler keeps what it received). */
+    bool (*load_resumable)(void *opaque);
 } SaveVMHandlers;
 
 void savevm_register(const char *idstr, uint32_t instance, uint32_t version,
@@ -169,6 +188,16 @@ int savevm_state_complete(MigStream *f, GError **errp);
  * blkmig destination only).  Returns 0 or -1 when it could not be sent. */
 int savevm_state_cancel(MigStream *f);
 void savevm_state_cleanup(void);
+/* block-resume, source side: whether every handler of the migration can
+ * pause; each one's save_pause; on the new connection the START sections
+ * (save_resume_setup), then the destination's map for each
+ * (save_resume_map).  0 or -1 with *errp set. */
+bool savevm_state_can_pause(void);
+void savevm_state_pause(void);
+int savevm_state_resume_setup(MigStream *f, GError **errp);
+int savevm_state_resume_map(const uint8_t *map, size_t len, GError **errp);
+/* Destination: a handler can continue the load that just failed. */
+bool savevm_load_resumable(void);
 
 /* Destination: read a whole stream, validating every header and footer;
  * CTX (NULL: report nothing) goes to every handler's load_setup.

@@ -144,6 +144,13 @@ static void apply_item(BlkApplier *a, BlkApplyItem *it)
         } else {
             add_zeroes(a, it->bs, it->offset, it->len);
         }
+        if (blk_resume_load_resumable()) {
+            /* Counted once written: zeroes are not held back. */
+            flush_zeroes(a);
+            if (!has_error(a)) {
+                blk_resume_load_applied(it->bs, it->offset);
+            }
+        }
         load_flusher_written(a->flusher, it->len);
     }
     if (it->data) {

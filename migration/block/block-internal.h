@@ -124,6 +124,37 @@ bool multifd_recv_wait_all(GError **errp);
 /* Stop every channel; returns once none applies records any more. */
 void multifd_recv_abort(void);
 
+/* ---- block-resume ---- */
+
+/* resume-journal.c: the journal beside a drive file (NULL path: the drive
+ * is no local file). */
+char *blk_resume_journal_path(BlockDriverState *bs);
+bool blk_resume_journal_write(const char *path, const uint8_t *id, uint64_t size,
+                              const uint32_t *counts, uint64_t n, GError **errp);
+/* The N counts, or NULL with *errp when the journal is missing or was not
+ * written for migration ID and a drive of SIZE bytes ("resume journal
+ * PATH refused: ..."). */
+uint32_t *blk_resume_journal_read(const char *path, const uint8_t *id, uint64_t size,
+                                  uint64_t *n, GError **errp);
+void blk_resume_journal_remove(const char *path);
+
+/* resume-load.c: the destination's counts of records applied per chunk. */
+/* A RESUME option (block-migration.h): a new migration, or a resumed one
+ * (then the map goes to the source through CTX). */
+bool blk_resume_load_option(const uint8_t *payload, uint32_t len,
+                            const SaveVMLoadContext *ctx, GError **errp);
+/* No resumable migration any more (completed, or a new one without
+ * block-resume): the counts and every drive's journal go. */
+void blk_resume_load_forget(void);
+bool blk_resume_load_resumable(void);
+/* A record for the chunk at OFFSET of BS was written. */
+void blk_resume_load_applied(BlockDriverState *bs, uint64_t offset);
+/* Before a flush: the counts it will make durable (NULL when no journal
+ * is due, unless FORCE); after it succeeded, commit writes the journals
+ * (and frees SNAP; NULL is fine). */
+GPtrArray *blk_resume_load_snapshot(bool force);
+void blk_resume_load_commit(GPtrArray *snap);
+
 /* ---- source: chunks, records, the read pipeline, multifd ---- */
 
 /* One block record (include/migration/block-migration.h): what the
@@ -325,6 +356,21 @@ void blk_mirror_done(BlkMirror *m, BlkChunkJob *job, bool sent);
 bool blk_mirror_is_empty(BlkMirror *m);
 /* Disk bytes of the units not yet done. */
 uint64_t blk_mirror_pending(BlkMirror *m);
+
+/* resume-save.c: the source's counts of records sent per chunk (see
+ * there).  start: a new migration with block-resume on DEVS (and a new
+ * migration id); stop: none any more. */
+void blk_resume_save_start(GPtrArray *devs);
+void blk_resume_save_stop(void);
+/* The migration id into ID; false when block-resume is off. */
+bool blk_resume_save_id(uint8_t *id);
+/* A unit of JOB's chunk cleared dirty bits (order lock held). */
+void blk_resume_note_taken(const BlkChunkJob *job);
+/* JOB's records were handed to the wire (SENT), or it was dropped. */
+void blk_resume_note_sent(const BlkChunkJob *job, bool sent);
+/* The destination's resume map: every chunk of DEVS below the bulk
+ * cursor that it lacks is marked dirty.  0, or -1 with *errp. */
+int blk_resume_apply_map(GPtrArray *devs, const uint8_t *map, size_t len, GError **errp);
 
 /* converge.c: auto-converge. */
 typedef struct BlkConverge BlkConverge;

@@ -60,8 +60,16 @@ static gpointer flusher_thread(gpointer opaque)
 
         fl->flush_started = covered;
         g_mutex_unlock(&fl->lock);
-        if (blk_flush_all_drives("block migration", &error) && report) {
-            fl->ctx->report_durable(fl->ctx->opaque, covered);
+        /* block-resume: the journals count what this flush makes durable. */
+        GPtrArray *counted = blk_resume_load_snapshot(false);
+        if (blk_flush_all_drives("block migration", &error)) {
+            blk_resume_load_commit(g_steal_pointer(&counted));
+            if (report) {
+                fl->ctx->report_durable(fl->ctx->opaque, covered);
+            }
+        }
+        if (counted) {
+            g_ptr_array_unref(counted);
         }
         g_mutex_lock(&fl->lock);
         if (error && !fl->error) {

@@ -32,6 +32,7 @@ typedef struct LoadShared {
     unsigned sections;          /* sections of the main connection loaded */
     bool sized;                 /* a DEVICE_SIZE record came */
     bool incremental;           /* the INCREMENTAL option came */
+    bool resume;                /* the RESUME option came (block-resume) */
 } LoadShared;
 
 static LoadShared load;
@@ -103,6 +104,7 @@ static void load_start(void)
     load.sections = 0;
     load.sized = false;
     load.incremental = false;
+    load.resume = false;
 }
 
 /* ---- checks ---- */
@@ -234,6 +236,10 @@ static int load_device_size(BlkLoader *l, MigStream *f, BlkRecord *r, GError **e
                          "be an overlay on the same base image (format=qcow2,backing=BASE)",
                          r->id);
     }
+    if (!load.sized && !load.resume) {
+        /* A migration that cannot be resumed: old journals mean nothing. */
+        blk_resume_load_forget();
+    }
     load.sized = true;
     /* Only blkmig sends this: its return path understands progress. */
     load_flusher_report_progress(load.flusher);
@@ -295,6 +301,10 @@ static int load_option(BlkLoader *l, MigStream *f, BlkRecord *r, GError **errp)
     if (misplaced) {
         return load_fail(l, errp, NULL, "OPTION record at stream offset %" G_GUINT64_FORMAT
                          " %s", r->stream_offset, misplaced);
+    }
+    if (code == BLK_MIG_OPTION_RESUME) {
+        load.resume = true;
+        return blk_resume_load_option(payload, len, load.ctx, errp) ? 0 : -1;
     }
     if (code != BLK_MIG_OPTION_INCREMENTAL) {
         return load_fail(l, errp, NULL, "unknown stream option %u at stream offset %"
@@ -540,7 +550,12 @@ int block_load_finish(void *opaque, GError **errp)
     if (load_flusher_stop(fl, errp) < 0) {
         return -1;
     }
-    return blk_flush_all_drives("block migration", errp) ? 0 : -1;
+    if (!blk_flush_all_drives("block migration", errp)) {
+        return -1;
+    }
+    /* Everything is here and durable: nothing to resume any more. */
+    blk_resume_load_forget();
+    return 0;
 }
 
 void block_load_cleanup(void)

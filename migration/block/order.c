@@ -115,6 +115,7 @@ void blk_order_enter_locked(BlkOrder *o, BlkChunkJob *job)
 {
     job->seq = ++o->next_seq;
     g_queue_push_tail(chunk_queue(o, job, true), job);
+    blk_resume_note_taken(job);
 }
 
 bool blk_order_is_first_locked(BlkOrder *o, const BlkChunkJob *job)

@@ -236,6 +236,7 @@ static void account_transferred(uint64_t bytes)
  * the two.  Any thread. */
 static void job_sent(BlkChunkJob *job, bool sent, uint64_t wire_bytes, void *opaque)
 {
+    blk_resume_note_sent(job, sent);
     g_mutex_lock(&blk.lock);
     if (!job->mirrored) {
         blk.inflight -= job->walked;
@@ -275,6 +276,22 @@ static void put_option(MigStream *f, uint32_t code)
     mig_put_be64(f, BLK_MIG_FLAG_OPTION);
     mig_put_be32(f, code);
     mig_put_be32(f, 0);
+}
+
+/* block-resume: the RESUME option with this migration's id; MODE 0 for
+ * a new migration, 1 for a resumed one.  Nothing when it is off. */
+static void put_resume_option(MigStream *f, uint8_t mode)
+{
+    uint8_t id[BLK_MIG_RESUME_ID_LEN];
+
+    if (!blk_resume_save_id(id)) {
+        return;
+    }
+    mig_put_be64(f, BLK_MIG_FLAG_OPTION);
+    mig_put_be32(f, BLK_MIG_OPTION_RESUME);
+    mig_put_be32(f, sizeof(id) + 1);
+    mig_put_buffer(f, id, sizeof(id));
+    mig_put_u8(f, mode);
 }
 
 static void put_progress(MigStream *f, int percent)
@@ -575,19 +592,13 @@ static void free_write_blocking(void)
     g_clear_pointer(&blk.order, blk_order_free);
 }
 
-static void blk_mig_cleanup(void *opaque)
+/* Nothing is sent any more: guest writes, channels, the pipeline and
+ * write-blocking let go; the drives and their dirty bitmaps stay. */
+static void stop_sending(void)
 {
     BlkPipeline *pipeline;
     MultifdSend *multifd;
 
-    block_load_cleanup();
-    g_mutex_lock(&blk.lock);
-    if (blk.devs) {
-        blk.remaining_at_end = remaining_locked();
-        blk.stats.dirty_rate = blk_passes_dirty_rate(&blk.passes, guest_written_locked());
-        blk.stats.pass = blk.passes.pass;
-    }
-    g_mutex_unlock(&blk.lock);
     release_guest();
     /* Channels hand their jobs back to the pipeline (and the mirror):
      * they go first.  QMP looks at them (pending) under the lock. */
@@ -602,6 +613,20 @@ static void blk_mig_cleanup(void *opaque)
     blk.inflight = 0;
     g_mutex_unlock(&blk.lock);
     free_write_blocking();
+}
+
+static void blk_mig_cleanup(void *opaque)
+{
+    block_load_cleanup();
+    g_mutex_lock(&blk.lock);
+    if (blk.devs) {
+        blk.remaining_at_end = remaining_locked();
+        blk.stats.dirty_rate = blk_passes_dirty_rate(&blk.passes, guest_written_locked());
+        blk.stats.pass = blk.passes.pass;
+    }
+    g_mutex_unlock(&blk.lock);
+    stop_sending();
+    blk_resume_save_stop();
     g_mutex_lock(&blk.lock);
     g_clear_pointer(&blk.devs, g_ptr_array_unref);
     g_mutex_unlock(&blk.lock);
@@ -655,29 +680,48 @@ static bool setup_multifd(MigStream *f, const MigrationParameters *params, GErro
     return true;
 }
 
-static void reset_state(GPtrArray *devs, const MigrationParameters *params)
+/* blk.lock held: whether the bulk phase has walked every drive. */
+static bool bulk_walked_locked(void)
 {
-    g_mutex_lock(&blk.lock);
-    blk.devs = devs;
+    for (guint i = 0; i < blk.devs->len; i++) {
+        BlkMigDevice *dev = blk.devs->pdata[i];
+        if (dev->bulk_cursor < dev->size) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* blk.lock held: the parts that sending needs, new (at setup, and again
+ * when a paused migration resumes: the drives and counts stay). */
+static void start_sending_locked(const MigrationParameters *params)
+{
     chunk_options(params, &blk.opts);
     blk.pipeline = blk_pipeline_new(&blk.opts, params->max_inflight);
-    blk.bulk_done = devs->len == 0;
+    blk.bulk_done = bulk_walked_locked();
     blk.bulk_sent = blk.bulk_done;
     blk.dirty_dev = 0;
     blk.dirty_cursor = 0;
-    blk.progress = -1;
-    blk.processed = 0;
     blk.inflight = 0;
-    blk.remaining_at_end = 0;
-    blk.stats = (MigrationDiskStats){ 0 };
-    for (guint i = 0; i < devs->len; i++) {
-        blk.stats.total += ((BlkMigDevice *)devs->pdata[i])->size;
-    }
     blk.order = blk_order_new();
     blk.mirror = blk_mirror_new(blk.order, &blk.opts, params->max_inflight, blk.pipeline);
     blk.converge = blk_converge_new();
     blk.max_record = 0;
     blk.write_blocking = false;
+}
+
+static void reset_state(GPtrArray *devs, const MigrationParameters *params)
+{
+    g_mutex_lock(&blk.lock);
+    blk.devs = devs;
+    blk.progress = -1;
+    blk.processed = 0;
+    blk.remaining_at_end = 0;
+    blk.stats = (MigrationDiskStats){ 0 };
+    for (guint i = 0; i < devs->len; i++) {
+        blk.stats.total += ((BlkMigDevice *)devs->pdata[i])->size;
+    }
+    start_sending_locked(params);
     g_mutex_unlock(&blk.lock);
 }
 
@@ -717,6 +761,20 @@ static void start_guest_writes(void)
     migration_notify_pass(1);
 }
 
+/* The options (RESUME with MODE) and every drive's size. */
+static void put_setup_records(MigStream *f, uint8_t mode)
+{
+    if (blk.opts.incremental && !blk.opts.whole_chunks) {
+        put_option(f, BLK_MIG_OPTION_INCREMENTAL);
+    }
+    put_resume_option(f, mode);
+    for (guint i = 0; i < blk.devs->len && !blk.opts.whole_chunks; i++) {
+        BlkMigDevice *dev = blk.devs->pdata[i];
+        put_record_header(f, dev, 0, BLK_MIG_FLAG_DEVICE_SIZE);
+        mig_put_be64(f, dev->size);
+    }
+}
+
 static int blk_mig_save_setup(MigStream *f, void *opaque, GError **errp)
 {
     MigrationParameters params;
@@ -730,14 +788,10 @@ static int blk_mig_save_setup(MigStream *f, void *opaque, GError **errp)
         return -1;
     }
     reset_state(devs, &params);
-    if (blk.opts.incremental && !blk.opts.whole_chunks) {
-        put_option(f, BLK_MIG_OPTION_INCREMENTAL);
+    if (mig_cap_enabled(MIG_CAP_BLOCK_RESUME) && !blk.opts.whole_chunks) {
+        blk_resume_save_start(devs);
     }
-    for (guint i = 0; i < devs->len && !blk.opts.whole_chunks; i++) {
-        BlkMigDevice *dev = devs->pdata[i];
-        put_record_header(f, dev, 0, BLK_MIG_FLAG_DEVICE_SIZE);
-        mig_put_be64(f, dev->size);
-    }
+    put_setup_records(f, 0);
     if (!setup_multifd(f, &params, errp)) {
         return -1;
     }
@@ -859,6 +913,47 @@ static int blk_mig_save_complete(MigStream *f, void *opaque, GError **errp)
     return ret < 0 || mig_stream_error(f) ? -1 : 0;
 }
 
+/* ---- block-resume ---- */
+
+/* The connection was lost: stop sending; the drives, their dirty bitmaps
+ * (still tracking the guest) and the record counts stay. */
+static void blk_mig_save_pause(void *opaque)
+{
+    stop_sending();
+}
+
+/* A resumed migration's setup part: new senders, the RESUME option
+ * (mode 1) and the sizes again.  The bulk phase goes on from its cursor. */
+static int blk_mig_save_resume_setup(MigStream *f, void *opaque, GError **errp)
+{
+    MigrationParameters params;
+    uint64_t start = mig_stream_bytes(f);
+
+    if (!blk.devs) {
+        g_set_error(errp, MIG_ERROR, 0, "block migration was not set up");
+        return -1;
+    }
+    mig_params_get(&params);
+    g_mutex_lock(&blk.lock);
+    start_sending_locked(&params);
+    g_mutex_unlock(&blk.lock);
+    put_setup_records(f, 1);
+    start_guest_writes();
+    mig_put_be64(f, BLK_MIG_FLAG_EOS);
+    account_transferred(mig_stream_bytes(f) - start);
+    return mig_stream_error(f) ? -1 : 0;
+}
+
+static int blk_mig_save_resume_map(void *opaque, const uint8_t *map, size_t len, GError **errp)
+{
+    return blk_resume_apply_map(blk.devs, map, len, errp);
+}
+
+static bool blk_mig_load_resumable(void *opaque)
+{
+    return blk_resume_load_resumable();
+}
+
 static uint64_t blk_mig_save_progress(void *opaque)
 {
     return block_migration_processed_bytes();
@@ -882,6 +977,10 @@ static const SaveVMHandlers blk_mig_handlers = {
     .load_finish = block_load_finish,
     .cleanup = blk_mig_cleanup,
     .is_active = blk_mig_is_active,
+    .save_pause = blk_mig_save_pause,
+    .save_resume_setup = blk_mig_save_resume_setup,
+    .save_resume_map = blk_mig_save_resume_map,
+    .load_resumable = blk_mig_load_resumable,
 };
 
 void block_migration_register(void)

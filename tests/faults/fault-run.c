@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "faults.h"
+#include "qapi/qmp-client.h"
 
 #define DISK_SIZE (32 * MIB)
 #define PORT 4444
@@ -27,6 +28,11 @@
 /* Beyond any fault's hold plus link-timeout: a run that has not ended
  * by then hangs. */
 #define END_TIMEOUT_S 120
+/* block-resume: how long a paused source waits for the resume. */
+#define RESUME_TIMEOUT_S 5
+/* ...and how often the suite tries to reconnect it meanwhile (the link
+ * may still be down). */
+#define RESUME_RETRY_US (500 * 1000)
 /* A destination that has not heard of the migration when the source
  * gave up is given this long to hear of it. */
 #define DST_GRACE_US (2 * G_USEC_PER_SEC)
@@ -120,17 +126,18 @@ static void start_daemons(Run *r, uint32_t seed)
         qtest_set_params(side(r, i), "\"link-timeout\": %d", LINK_TIMEOUT_S);
     }
     qtest_set_caps(r->m.src, "block", "zero-blocks", NULL);
-    if (seed % 3 == 0) {
-        qtest_set_caps(r->m.src, "multifd", NULL);
-    }
     if (has_capability(r->m.src, "block-checksum")) {
         qtest_set_caps(r->m.src, "block-checksum", NULL);
     }
-    r->resume = has_capability(r->m.src, "block-resume") &&
+    /* A third of the runs use multifd, which block-resume refuses. */
+    r->resume = seed % 3 != 0 && has_capability(r->m.src, "block-resume") &&
                 has_capability(r->m.dst, "block-resume");
     if (r->resume) {
         qtest_set_caps(r->m.src, "block-resume", NULL);
         qtest_set_caps(r->m.dst, "block-resume", NULL);
+        qtest_set_params(r->m.src, "\"resume-timeout\": %d", RESUME_TIMEOUT_S);
+    } else if (seed % 3 == 0) {
+        qtest_set_caps(r->m.src, "multifd", NULL);
     }
     qtest_set_params(r->m.src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, BANDWIDTH);
 }
@@ -297,7 +304,8 @@ static bool wait_end(Run *r, SideEnd *s, SideEnd *d)
         read_side(r, 1, d);
         bool src_done = is_final(s->status) || !strcmp(s->status, "paused");
         src_end = src_done ? (src_end ? src_end : g_get_monotonic_time()) : 0;
-        bool dst_quiet = !strcmp(d->status, "none") &&
+        /* "setup": listening (again, after migrate-recover), no source came. */
+        bool dst_quiet = (!strcmp(d->status, "none") || !strcmp(d->status, "setup")) &&
                          g_get_monotonic_time() - src_end > DST_GRACE_US;
         if (src_done && (is_final(d->status) || dst_quiet || !strcmp(d->status, "paused"))) {
             return true;
@@ -309,14 +317,79 @@ static bool wait_end(Run *r, SideEnd *s, SideEnd *d)
     }
 }
 
-/* block-resume: the destination listens again, the source reconnects. */
-static void resume(Run *r)
+/* block-resume after a SIGKILL: the destination starts again on the
+ * disk it had (no create=on), listening. */
+static void restart_destination(Run *r)
 {
-    json_node_unref(qtest_qmp_ok(r->m.dst, "{\"execute\": \"migrate-recover\", "
-                                 "\"arguments\": {\"uri\": \"%s\"}}", r->m.uri));
-    json_node_unref(qtest_qmp_ok(r->m.src, "{\"execute\": \"migrate\", \"arguments\": "
-                                 "{\"uri\": \"%s\", \"resume\": true}}", r->m.uri));
-    r->resumed = true;
+    qtest_daemon_kill(g_steal_pointer(&r->m.dst));
+    r->m.dst = qtest_daemon_start_prefixed(r->net->prefix[1], "dst2",
+                                           "--drive id=" MF_DRIVE_ID ",file=%s --incoming %s",
+                                           r->m.dst_disk, r->m.uri);
+    r->dead[1] = false;
+    qtest_set_params(r->m.dst, "\"link-timeout\": %d", LINK_TIMEOUT_S);
+    qtest_set_caps(r->m.dst, "block-resume", NULL);
+}
+
+/* COMMAND on D; false (logged) when it refused. */
+static bool try_qmp(QTestDaemon *d, const char *command)
+{
+    JsonNode *reply = qtest_qmp(d, "%s", command);
+    const char *cls, *desc;
+    bool refused = qmp_reply_is_error(reply, &cls, &desc);
+
+    if (refused) {
+        g_test_message("%s refused: %s", command, desc);
+    }
+    json_node_unref(reply);
+    return !refused;
+}
+
+static bool source_paused(Run *r)
+{
+    SideEnd s = { 0 };
+    bool paused;
+
+    read_side(r, 0, &s);
+    paused = s.alive && !strcmp(s.status, "paused");
+    side_end_clear(&s);
+    return paused;
+}
+
+/* block-resume, the source paused: a destination that paused listens
+ * again (one that was killed starts again) and the source reconnects,
+ * as often as it takes while it stays paused.  A destination that
+ * failed cannot be resumed: the source gives up after resume-timeout. */
+static void resume(Run *r, const SideEnd *d)
+{
+    g_autofree char *recover = g_strdup_printf("{\"execute\": \"migrate-recover\", "
+                                               "\"arguments\": {\"uri\": \"%s\"}}", r->m.uri);
+    g_autofree char *migrate = g_strdup_printf("{\"execute\": \"migrate\", \"arguments\": "
+                                               "{\"uri\": \"%s\", \"resume\": true}}",
+                                               r->m.uri);
+
+    if (r->dead[1]) {
+        restart_destination(r);
+    } else if (strcmp(d->status, "paused") || !try_qmp(r->m.dst, recover)) {
+        return;
+    }
+    while (!(r->resumed = try_qmp(r->m.src, migrate)) && source_paused(r)) {
+        g_usleep(RESUME_RETRY_US);
+    }
+}
+
+/* Until the source left "paused" (resumed and ended, or gave up after
+ * resume-timeout).  False on a hang. */
+static bool wait_unpaused(Run *r, SideEnd *s, SideEnd *d)
+{
+    gint64 deadline = g_get_monotonic_time() + END_TIMEOUT_S * G_USEC_PER_SEC;
+
+    while (wait_end(r, s, d) && !strcmp(s->status, "paused")) {
+        if (g_get_monotonic_time() > deadline) {
+            return false;
+        }
+        g_usleep(POLL_US);
+    }
+    return strcmp(s->status, "paused") != 0;
 }
 
 static bool disks_identical(Run *r)
@@ -373,8 +446,8 @@ static void finish(Run *r)
     bool ended = wait_end(r, &s, &d);
 
     if (ended && r->resume && !strcmp(s.status, "paused")) {
-        resume(r);
-        ended = wait_end(r, &s, &d);
+        resume(r, &d);
+        ended = wait_unpaused(r, &s, &d);
     }
     r->res.outcome = ended ? judge(r, &s, &d) : OUT_HUNG;
     r->res.detail = describe(&s, &d);

@@ -51,6 +51,8 @@ void qtest_daemon_kill(QTestDaemon *d);
 void qtest_daemon_quit(QTestDaemon *d);
 bool qtest_daemon_alive(QTestDaemon *d);
 const char *qtest_daemon_qmp_path(QTestDaemon *d);
+/* "unix:PATH" of its QMP socket, as blkmig takes it (caller frees). */
+char *qtest_daemon_qmp_uri(QTestDaemon *d);
 /* Log file of the daemon (its stderr), for messages on failure. */
 const char *qtest_daemon_log(QTestDaemon *d);
 

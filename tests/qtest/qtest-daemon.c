@@ -336,6 +336,11 @@ const char *qtest_daemon_qmp_path(QTestDaemon *d)
     return d->qmp_path;
 }
 
+char *qtest_daemon_qmp_uri(QTestDaemon *d)
+{
+    return g_strdup_printf("unix:%s", d->qmp_path);
+}
+
 const char *qtest_daemon_log(QTestDaemon *d)
 {
     return d->log_path;

@@ -10,11 +10,6 @@
 #define TOOL_TIMEOUT_S 120
 #define FAST_GUEST "--workload drive=" MF_DRIVE_ID ",pattern=randwrite,bs=4k,rate=0,seed=21"
 
-static char *qmp_uri(QTestDaemon *d)
-{
-    return g_strdup_printf("unix:%s", qtest_daemon_qmp_path(d));
-}
-
 /* Daemons over a disk of SIZE with some data and the guest GUEST. */
 static void start(Migration *m, uint64_t size, const char *guest)
 {
@@ -29,7 +24,7 @@ static void start(Migration *m, uint64_t size, const char *guest)
  * frees) gets stdout. */
 static int migrate(Migration *m, const char *log, char **extra, char **out)
 {
-    g_autofree char *src = qmp_uri(m->src), *dst = qmp_uri(m->dst);
+    g_autofree char *src = qtest_daemon_qmp_uri(m->src), *dst = qtest_daemon_qmp_uri(m->dst);
     g_autoptr(GPtrArray) args = g_ptr_array_new();
     QTestTool t;
     int status;
@@ -188,8 +183,8 @@ static void test_interrupt(void)
     JsonNode *info;
 
     start(&m, 256 * MIB, FAST_GUEST);
-    src = qmp_uri(m.src);
-    dst = qmp_uri(m.dst);
+    src = qtest_daemon_qmp_uri(m.src);
+    dst = qtest_daemon_qmp_uri(m.dst);
     t = qtest_tool_start("interrupt.log", (char *[]){ "migrate", "--src", src, "--dst", dst,
                          "--uri", m.uri, "--bandwidth", "16M", NULL }, TOOL_TIMEOUT_S);
     json_node_unref(qtest_migrate_wait_status(m.src, "active", MF_STATE_TIMEOUT_MS));

@@ -73,6 +73,24 @@
  *                      image at the destination (an overlay on the same
  *                      base as the source's), else the migration fails at
  *                      once naming the drive.
+ *                      2 CHECKSUM, P = 0 (capability block-checksum):
+ *                      every DEVICE_BLOCK record without ZERO_BLOCK
+ *                      carries 16 more bytes right after its drive id
+ *                      (and span length with SPAN), before the COMPRESSED
+ *                      fields: the XXH3-128 digest (util/checksum,
+ *                      canonical big-endian) seeded with the record's
+ *                      byte offset, over the U uncompressed bytes of its
+ *                      payload (U as for COMPRESSED; the zero padding of
+ *                      a drive's last sector included).  The destination
+ *                      checks it before anything of the record is queued
+ *                      for writing and fails the migration naming the
+ *                      drive and the offset when it differs.  Zero
+ *                      records carry none: they have no payload, and a
+ *                      header damaged in flight either breaks the
+ *                      framing or misplaces a zero range, which the
+ *                      switchover comparison (include/migration/
+ *                      disk-verify.h) catches.  Multifd channels carry
+ *                      the same records, checksums included.
  *
  * With qemu-compat no OPTION is sent, and block-incremental is QEMU 7.2's:
  * a bulk chunk of which the top layer holds nothing (no data, no zero
@@ -122,6 +140,7 @@
 
 /* OPTION records: the codes and the largest payload. */
 #define BLK_MIG_OPTION_INCREMENTAL 1
+#define BLK_MIG_OPTION_CHECKSUM    2
 #define BLK_MIG_OPTION_MAX_PAYLOAD 4096
 
 /* COMPRESSED records: the algorithm byte and the slack allowed over the

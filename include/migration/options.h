@@ -16,6 +16,8 @@ typedef enum {
     MIG_CAP_MULTIFD,        /* block records on multifd-channels extra connections */
     MIG_CAP_COMPRESS,       /* COMPRESSED records (compress-algorithm/-level) */
     MIG_CAP_AUTO_CONVERGE,  /* throttle guest writes while dirtying outpaces the link */
+    MIG_CAP_BLOCK_CHECKSUM, /* blkmig: checksummed data records, hash lists compared
+                             * at switchover (ignored with qemu-compat) */
     MIG_CAP__MAX
 } MigrationCapability;
 

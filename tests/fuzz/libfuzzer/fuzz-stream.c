@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "migration/savevm.h"
+#include "migration/disk-verify.h"
 #include "migration/storage-check.h"
 #include "../stream-fuzz.h"
 #include "harness.h"
@@ -56,6 +57,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
     fuzz_init();
     setup_env();
+    disk_verify_register();
     storage_check_register();
     env.no_watchdog = true;
     if (seeds) {

@@ -15,14 +15,20 @@
  *     u8 len + drive id
  *     be64 size S             the drive's size in bytes
  *     ceil(S / 1 MiB) times:  16 bytes, the XXH3-128 digest (util/checksum,
- *                             big-endian) seeded with the salt of the
- *                             guest-visible bytes of one 1 MiB chunk, in
- *                             order (the last one: its part inside S)
+ *                             big-endian) seeded with the salt of one
+ *                             1 MiB chunk, in order: over each 4 KiB
+ *                             block of the chunk (counted from its start;
+ *                             the last one of the drive may be shorter,
+ *                             nothing beyond S) whose guest-visible bytes
+ *                             are not all zero, its be64 drive offset and
+ *                             then its bytes
  *
- * Holes cost no read: a chunk that block status reports as reading zero
- * takes the digest of zeroes, computed once.  The source writes each
- * digest as it computes it and the destination compares each as it
- * comes, so both sides hash at the same time.
+ * Zero blocks feed nothing, so zeroes hash alike however either side
+ * stores them (a hole, a zero cluster, written zeroes), and holes cost
+ * no read: block status finds them, and a chunk that reads as zero takes
+ * the digest of nothing, computed once.  The source flushes the digests
+ * every 32 chunks and the destination compares each as it comes, so both
+ * sides hash at the same time.
  *
  * The destination first waits until every block record (main connection
  * and multifd channels) is written, then hashes the same chunks of its

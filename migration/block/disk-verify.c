@@ -10,8 +10,12 @@
 #include "migration/disk-verify.h"
 #include "migration/options.h"
 #include "block-internal.h"
+#include "util/zero.h"
 
 #define WHAT "disk verification"
+/* Digests go out at least this often (in chunks), so the destination
+ * hashes its chunks while the source hashes the next ones. */
+#define FLUSH_CHUNKS 32
 
 /* Source: what the last migration listed, for disk.verified. */
 static _Atomic uint64_t listed_bytes;
@@ -23,17 +27,19 @@ typedef struct ChunkHasher {
     BlockDriverState *bs;
     uint64_t size;              /* what is hashed: the source's size */
     uint64_t salt;
-    uint8_t *buf;
+    uint8_t *buf;               /* the chunk being hashed */
     uint64_t zero_end;          /* block status said: zeroes up to here */
-    ChecksumDigest zero;        /* of a whole chunk of zeroes */
+    ChecksumDigest zero;        /* of a chunk of zeroes */
 } ChunkHasher;
 
 static void hasher_init(ChunkHasher *h, BlockDriverState *bs, uint64_t size, uint64_t salt)
 {
+    Checksum *c = checksum_new(salt);
+
     *h = (ChunkHasher){ .bs = bs, .size = size, .salt = salt };
     h->buf = bdrv_buf_alloc(bs, BLK_CHUNK);
-    memset(h->buf, 0, BLK_CHUNK);
-    checksum_buffer(salt, h->buf, BLK_CHUNK, &h->zero);
+    checksum_digest(c, &h->zero);       /* zero blocks feed nothing */
+    checksum_free(c);
 }
 
 static void hasher_destroy(ChunkHasher *h)
@@ -58,26 +64,69 @@ static bool reads_zero(ChunkHasher *h, uint64_t off, uint64_t len)
     return pnum >= len;
 }
 
-/* The digest of the chunk at OFF; -1 with *errp when the read fails. */
+/* One run of the chunk at CHUNK into the buffer: read if data, else
+ * zeroes. */
+static int load_extent(ChunkHasher *h, uint64_t chunk, const BdrvExtent *e, GError **errp)
+{
+    uint8_t *at = h->buf + (e->off - chunk);
+    int ret;
+
+    if (e->status != BDRV_STATUS_DATA) {
+        memset(at, 0, e->len);
+        return 0;
+    }
+    ret = bdrv_pread(h->bs, e->off, at, e->len);
+    if (ret < 0) {
+        g_set_error(errp, MIG_ERROR, 0, WHAT ": reading drive '%s' at offset %" G_GUINT64_FORMAT
+                    " failed: %s", bdrv_get_id(h->bs), e->off, g_strerror(-ret));
+        return -1;
+    }
+    return 0;
+}
+
+/* The chunk at OFF, LEN bytes, into the buffer, reading only its data. */
+static int load_chunk(ChunkHasher *h, uint64_t off, uint64_t len, GError **errp)
+{
+    BdrvWalk w;
+    BdrvExtent e;
+    int ret;
+
+    bdrv_walk_init(&w, h->bs, off, len, BDRV_WALK_GUEST, BDRV_WALK_ERROR_AS_DATA);
+    while ((ret = bdrv_walk_next(&w, &e)) > 0 && load_extent(h, off, &e, errp) == 0) {
+    }
+    if (ret < 0) {
+        g_set_error(errp, MIG_ERROR, 0, WHAT ": block status of drive '%s' at offset %"
+                    G_GUINT64_FORMAT " failed: %s", bdrv_get_id(h->bs), off, g_strerror(-ret));
+    }
+    return ret == 0 ? 0 : -1;
+}
+
+/* The digest of the chunk at OFF: its 4 KiB blocks that are not all
+ * zero, each after its offset, so that zeroes hash alike however either
+ * side stores them (hole, zero cluster, written zeroes) and cost no
+ * hashing; -1 with *errp when a read fails. */
 static int hash_chunk(ChunkHasher *h, uint64_t off, ChecksumDigest *out, GError **errp)
 {
     uint64_t len = MIN((uint64_t)BLK_CHUNK, h->size - off);
-    int ret;
+    Checksum *c;
 
-    if (reads_zero(h, off, len) && len == BLK_CHUNK) {
+    if (reads_zero(h, off, len)) {
         *out = h->zero;
         return 0;
     }
-    ret = bdrv_pread(h->bs, off, h->buf, len);
-    if (ret < 0) {
-        g_set_error(errp, MIG_ERROR, 0, WHAT ": reading drive '%s' at offset %" G_GUINT64_FORMAT
-                    " failed: %s", bdrv_get_id(h->bs), off, g_strerror(-ret));
+    if (load_chunk(h, off, len, errp) < 0) {
         return -1;
     }
-    checksum_buffer(h->salt, h->buf, len, out);
-    if (len < BLK_CHUNK) {
-        memset(h->buf, 0, BLK_CHUNK);   /* the buffer stays zero for the next */
+    c = checksum_new(h->salt);
+    for (uint64_t pos = 0; pos < len; pos += BLK_GRAIN) {
+        uint64_t n = MIN((uint64_t)BLK_GRAIN, len - pos);
+        if (!buffer_is_zero(h->buf + pos, n)) {
+            checksum_update_be64(c, off + pos);
+            checksum_update(c, h->buf + pos, n);
+        }
     }
+    checksum_digest(c, out);
+    checksum_free(c);
     return 0;
 }
 
@@ -102,6 +151,9 @@ static bool put_drive(MigStream *f, BlockDriverState *bs, uint64_t salt, GError 
         ok = hash_chunk(&h, off, &d, errp) == 0;
         if (ok) {
             mig_put_buffer(f, d.bytes, CHECKSUM_LEN);
+        }
+        if (ok && (off / BLK_CHUNK) % FLUSH_CHUNKS == FLUSH_CHUNKS - 1) {
+            mig_stream_flush(f);
         }
     }
     hasher_destroy(&h);

@@ -161,6 +161,16 @@ static bool put_drive(MigStream *f, BlockDriverState *bs, uint64_t salt, GError 
     return ok;
 }
 
+/* Whether the destination answers before the source completes (a
+ * socket migration with a return path), so that completed means
+ * compared. */
+static bool destination_confirms(void)
+{
+    g_autofree char *uri = migration_outgoing_uri();
+
+    return uri && !g_str_has_prefix(uri, "file:") && mig_cap_enabled(MIG_CAP_RETURN_PATH);
+}
+
 /* Guest stopped, every block record sent: every drive's list. */
 static int verify_save_complete(MigStream *f, void *opaque, GError **errp)
 {
@@ -168,7 +178,7 @@ static int verify_save_complete(MigStream *f, void *opaque, GError **errp)
     uint64_t salt = (uint64_t)g_random_int() << 32 | g_random_int();
 
     listed_bytes = 0;
-    confirmed_by_ack = mig_cap_enabled(MIG_CAP_RETURN_PATH);
+    confirmed_by_ack = destination_confirms();
     mig_put_be64(f, salt);
     mig_put_be32(f, g_list_length(drives));
     for (GList *l = drives; l; l = l->next) {

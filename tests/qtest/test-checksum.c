@@ -184,6 +184,34 @@ static void test_clean_compress(void)
     check_clean("compress");
 }
 
+/* ---- saved streams ---- */
+
+/* A stream saved to a file carries the checksums and the hash lists and
+ * loads; the source cannot know that it was verified: verified 0. */
+static void test_file_stream(void)
+{
+    Migration m = { 0 };
+    uint64_t size = 24 * MIB;
+    g_autofree char *stream = qtest_path("cksum.stream");
+    g_autofree char *file_uri = g_strconcat("file:", stream, NULL);
+    JsonNode *info;
+
+    mf_make_src_disk(&m, size, 9, 12, 128 * KIB);
+    m.src = mf_start_src(&m, "");
+    qtest_set_caps(m.src, "block", "zero-blocks", "block-checksum", NULL);
+    qtest_migrate_start(m.src, file_uri);
+    info = qtest_migrate_wait(m.src, MF_MIGRATE_TIMEOUT_MS);
+    g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");
+    g_assert_cmpint(qtest_json_int(info, "disk.verified"), ==, 0);
+    json_node_unref(info);
+    m.uri = g_strdup(file_uri);
+    m.dst = mf_start_dst(&m, "dst", size);
+    json_node_unref(qtest_migrate_wait_status(m.dst, "completed", MF_MIGRATE_TIMEOUT_MS));
+    mf_assert_identical(m.src_disk, m.dst_disk);
+    unlink(stream);
+    mf_free(&m);
+}
+
 /* ---- qemu-compat ---- */
 
 /* block-checksum is ignored with qemu-compat: the saved stream holds
@@ -226,6 +254,7 @@ int main(int argc, char **argv)
     g_test_add_func("/checksum/clean", test_clean);
     g_test_add_func("/checksum/clean-multifd", test_clean_multifd);
     g_test_add_func("/checksum/clean-compress", test_clean_compress);
+    g_test_add_func("/checksum/file-stream", test_file_stream);
     g_test_add_func("/checksum/qemu-compat-ignores", test_qemu_compat_ignores);
     return g_test_run();
 }

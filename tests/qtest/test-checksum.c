@@ -184,6 +184,32 @@ static void test_clean_compress(void)
     check_clean("compress");
 }
 
+/* The operator's tool: `blkmig migrate --checksum` turns it on and
+ * says what was verified. */
+static void test_tool(void)
+{
+    Migration m = { 0 };
+    uint64_t size = 16 * MIB;
+    g_autofree char *src = NULL, *dst = NULL, *out = NULL, *want = NULL;
+    QTestTool t;
+
+    mf_make_src_disk(&m, size, 3, 8, 256 * KIB);
+    m.uri = qtest_tcp_uri();
+    m.dst = mf_start_dst(&m, "dst", size);
+    m.src = mf_start_src(&m, "");
+    src = g_strdup_printf("unix:%s", qtest_daemon_qmp_path(m.src));
+    dst = g_strdup_printf("unix:%s", qtest_daemon_qmp_path(m.dst));
+    t = qtest_tool_start("checksum-tool.log", (char *[]){ "migrate", "--src", src, "--dst", dst,
+                         "--uri", m.uri, "--zero-blocks", "--checksum", NULL }, 120);
+    g_assert_cmpint(qtest_tool_wait(&t), ==, 0);
+    out = qtest_tool_output(&t);
+    want = g_strdup_printf("disk verified:    %" G_GUINT64_FORMAT " bytes", size);
+    mf_assert_contains(out, want);
+    mf_assert_identical(m.src_disk, m.dst_disk);
+    qtest_tool_clear(&t);
+    mf_free(&m);
+}
+
 /* ---- saved streams ---- */
 
 /* A stream saved to a file carries the checksums and the hash lists and
@@ -254,6 +280,7 @@ int main(int argc, char **argv)
     g_test_add_func("/checksum/clean", test_clean);
     g_test_add_func("/checksum/clean-multifd", test_clean_multifd);
     g_test_add_func("/checksum/clean-compress", test_clean_compress);
+    g_test_add_func("/checksum/tool", test_tool);
     g_test_add_func("/checksum/file-stream", test_file_stream);
     g_test_add_func("/checksum/qemu-compat-ignores", test_qemu_compat_ignores);
     return g_test_run();

@@ -30,6 +30,11 @@
  * every 32 chunks and the destination compares each as it comes, so both
  * sides hash at the same time.
  *
+ * The destination reports what it has compared and found equal on the
+ * return path (VERIFIED, every 32 chunks and at the end: the source's
+ * disk.verified; while these come the source keeps waiting for its
+ * acknowledgement, however long the comparison takes).
+ *
  * The destination first waits until every block record (main connection
  * and multifd channels) is written, then hashes the same chunks of its
  * drive of that id (which may be larger) and fails the load at the first

@@ -61,6 +61,11 @@ typedef struct SaveVMLoadContext {
      * blkmig source), nothing otherwise.  Any thread; it does not block
      * longer than the link-timeout. */
     void (*report_durable)(void *opaque, uint64_t bytes);
+    /* Tell the source that BYTES (a running total of disk bytes) were
+     * compared with its digests and found equal: one VERIFIED message,
+     * under the same conditions; while they come the source waits for
+     * the acknowledgement however long the comparison takes. */
+    void (*report_verified)(void *opaque, uint64_t bytes);
     void *opaque;
 } SaveVMLoadContext;
 

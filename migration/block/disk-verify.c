@@ -3,7 +3,6 @@
  * drive at switchover, and the destination, once everything it received
  * is written, compares its own and fails at the first range that
  * differs. */
-#include <stdatomic.h>
 #include <string.h>
 
 #include "block/block.h"
@@ -17,9 +16,9 @@
  * hashes its chunks while the source hashes the next ones. */
 #define FLUSH_CHUNKS 32
 
-/* Source: what the last migration listed, for disk.verified. */
-static _Atomic uint64_t listed_bytes;
-static _Atomic bool confirmed_by_ack;   /* the source waits for the destination's answer */
+/* Destination: how the load reports to the source (load thread). */
+static const SaveVMLoadContext *load_ctx;
+static uint64_t compared;       /* bytes compared and equal in this load */
 
 /* ---- hashing a drive chunk by chunk (both sides) ---- */
 
@@ -157,18 +156,7 @@ static bool put_drive(MigStream *f, BlockDriverState *bs, uint64_t salt, GError 
         }
     }
     hasher_destroy(&h);
-    listed_bytes += ok ? size : 0;
     return ok;
-}
-
-/* Whether the destination answers before the source completes (a
- * socket migration with a return path), so that completed means
- * compared. */
-static bool destination_confirms(void)
-{
-    g_autofree char *uri = migration_outgoing_uri();
-
-    return uri && !g_str_has_prefix(uri, "file:") && mig_cap_enabled(MIG_CAP_RETURN_PATH);
 }
 
 /* Guest stopped, every block record sent: every drive's list. */
@@ -177,8 +165,6 @@ static int verify_save_complete(MigStream *f, void *opaque, GError **errp)
     g_autoptr(GList) drives = bdrv_list();
     uint64_t salt = (uint64_t)g_random_int() << 32 | g_random_int();
 
-    listed_bytes = 0;
-    confirmed_by_ack = destination_confirms();
     mig_put_be64(f, salt);
     mig_put_be32(f, g_list_length(drives));
     for (GList *l = drives; l; l = l->next) {
@@ -187,15 +173,6 @@ static int verify_save_complete(MigStream *f, void *opaque, GError **errp)
         }
     }
     return mig_stream_error(f) ? -1 : 0;
-}
-
-/* disk.verified: what the destination compared, known once it confirmed
- * the migration (it fails the load at any difference). */
-static void verify_query(void *opaque, MigrationInfo *info)
-{
-    if (info->has_disk && info->status == MIG_STATUS_COMPLETED && confirmed_by_ack) {
-        info->disk.verified = listed_bytes;
-    }
 }
 
 /* ---- destination ---- */
@@ -233,6 +210,16 @@ static BlockDriverState *our_drive(const char *id, uint64_t size, GError **errp)
     return bs;
 }
 
+/* LEN more bytes compared equal; the source hears of it when REPORT
+ * (disk.verified, and it keeps waiting for the acknowledgement). */
+static void note_compared(uint64_t len, bool report)
+{
+    compared += len;
+    if (report && load_ctx && load_ctx->report_verified) {
+        load_ctx->report_verified(load_ctx->opaque, compared);
+    }
+}
+
 /* The chunks of ours against the source's digests, as they come; the
  * first run of chunks that differ goes to *BAD_OFF, *BAD_LEN. */
 static int compare_chunks(MigStream *f, ChunkHasher *h, uint64_t *bad_off, uint64_t *bad_len,
@@ -253,6 +240,7 @@ static int compare_chunks(MigStream *f, ChunkHasher *h, uint64_t *bad_off, uint6
             if (*bad_len) {
                 break;
             }
+            note_compared(len, off / BLK_CHUNK % FLUSH_CHUNKS == FLUSH_CHUNKS - 1);
             continue;
         }
         *bad_off = *bad_len ? *bad_off : off;
@@ -302,15 +290,24 @@ static int verify_load_state(MigStream *f, void *opaque, int version_id, GError 
     if (!block_load_wait_written(errp)) {
         return -1;
     }
+    compared = 0;
     for (uint32_t i = 0; i < count && ret == 0; i++) {
         ret = compare_drive(f, salt, errp);
+    }
+    if (ret == 0) {
+        note_compared(0, true);
     }
     return ret;
 }
 
+static void verify_load_setup(void *opaque, const SaveVMLoadContext *ctx)
+{
+    load_ctx = ctx;
+}
+
 static const SaveVMHandlers verify_handlers = {
     .save_complete = verify_save_complete,
-    .query = verify_query,
+    .load_setup = verify_load_setup,
     .load_state = verify_load_state,
     .is_active = verify_is_active,
 };

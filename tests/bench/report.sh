@@ -231,7 +231,9 @@ END {
     for (ci = 0; ci < 2; ci++) {
         im = ci ? "full" : "sparse"
         ck = K("blkmig+cksum", im); bk = K("blkmig", im)
-        if (ok(bk) && ok(ck))
+        if (!ok(bk) || !ok(ck))
+            target(ok(bk) ? lacking(ck) : lacking(bk), im, "blkmig+cksum time / blkmig time", whynot2(ck, "blkmig+cksum " im, bk, "blkmig " im) " (target <= 1.05)")
+        else
             target_ratio(im, "blkmig+cksum time / blkmig time", "blkmig+cksum", T[ck], "blkmig", T[bk], 1.05)
     }
     tl = K("blkmig+tls", "live"); bl = K("blkmig", "live")

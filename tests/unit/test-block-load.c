@@ -267,11 +267,13 @@ static void checksummed_stream(GByteArray *b, uint8_t *chunk, bool flip)
     checksum_buffer(1 * MiB, chunk, CHUNK, &sum);
     chunk[4096] ^= flip ? 0x80 : 0;
     rec_option(b, BLK_MIG_OPTION_CHECKSUM, 0);
-    rec_zero(b, "disk0", 0);                    /* zero records carry none */
     sb_put64(b, 1 * MiB | BLK_MIG_FLAG_DEVICE_BLOCK);
     sb_put_name(b, "disk0");
     g_byte_array_append(b, sum.bytes, CHECKSUM_LEN);
     g_byte_array_append(b, chunk, CHUNK);
+    /* Zero records carry none (after the data record: a rejected load
+     * must not have applied anything before it either). */
+    rec_zero(b, "disk0", 0);
     sb_block_stream_end(b);
 }
 

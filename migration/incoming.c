@@ -186,8 +186,18 @@ static bool send_resume_map(void *opaque, const uint8_t *map, size_t len)
     return sent;
 }
 
+static void report_verified(void *opaque, uint64_t bytes)
+{
+    g_mutex_lock(&in.rp_lock);
+    if (in.rp && in.rp_reporting) {
+        return_path_send_verified(in.rp, bytes);
+    }
+    g_mutex_unlock(&in.rp_lock);
+}
+
 static const SaveVMLoadContext load_context = { .report_durable = report_durable,
-                                                .send_resume_map = send_resume_map };
+                                                .send_resume_map = send_resume_map,
+                                                .report_verified = report_verified };
 
 /* A writer on F's socket for the return path (NULL if none can be had). */
 static MigStream *return_path_writer(MigStream *f)

@@ -109,14 +109,19 @@ bool mig_channel_secure_incoming(MigStream *f, GError **errp);
  * else of the resumed stream is loaded. */
 #define MIG_RP_MSG_RESUME_MAP 0x0102
 #define MIG_RP_MSG_RESUME_END 0x0103
+/* blkmig: be64 disk bytes the destination has compared with the source's
+ * digests so far (disk verification, block-checksum); while they come
+ * the source keeps waiting for the acknowledgement. */
+#define MIG_RP_MSG_VERIFIED 0x0104
 
 typedef struct ReturnPath ReturnPath;
 /* Source: read messages from FD (owned by the return path; another fd
  * on MAIN's socket, through MAIN's TLS session if it has one) in a
  * thread.  A destination ERROR shuts MAIN down so a blocked sender stops. */
 ReturnPath *return_path_start(int fd, MigStream *main);
-/* Wait up to TIMEOUT_US for SHUT(0); false with *errp set otherwise.
- * Ends early when the connection closes or the stream is shut down. */
+/* Wait for SHUT(0) until TIMEOUT_US passed without a VERIFIED message;
+ * false with *errp set otherwise.  Ends early when the connection closes
+ * or the stream is shut down. */
 bool return_path_wait_ack(ReturnPath *rp, gint64 timeout_us, GError **errp);
 /* The destination's error text if one arrives within TIMEOUT_US (caller
  * frees), else NULL. */
@@ -129,6 +134,8 @@ bool return_path_durable(ReturnPath *rp, uint64_t *bytes);
  * TIMEOUT_US); NULL with *errp (code MIG_ERROR_IO when the connection
  * failed or nothing came) otherwise. */
 GByteArray *return_path_wait_resume_map(ReturnPath *rp, gint64 timeout_us, GError **errp);
+/* The last VERIFIED count (0 when none came). */
+uint64_t return_path_verified(ReturnPath *rp);
 /* Stops the reader thread and frees. */
 void return_path_free(ReturnPath *rp);
 /* Destination: send on OUT (a writer on the migration socket). */
@@ -139,6 +146,8 @@ void return_path_send_error(MigStream *out, const char *text);
 void return_path_send_durable(MigStream *out, uint64_t bytes);
 /* The map in RESUME_MAP pieces, then RESUME_END, flushed. */
 void return_path_send_resume_map(MigStream *out, const uint8_t *map, size_t len);
+/* One VERIFIED message, flushed at once (bounded the same way). */
+void return_path_send_verified(MigStream *out, uint64_t bytes);
 
 /* channel-handlers.c: the registered channel handlers (savevm.h), for
  * the incoming side. */

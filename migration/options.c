@@ -18,6 +18,7 @@ static const char *const cap_names[MIG_CAP__MAX] = {
     [MIG_CAP_COMPRESS] = "compress",
     [MIG_CAP_AUTO_CONVERGE] = "auto-converge",
     [MIG_CAP_BLOCK_RESUME] = "block-resume",
+    [MIG_CAP_BLOCK_CHECKSUM] = "block-checksum",
 };
 
 static const char *const copy_mode_names[MIG_COPY_MODE__MAX] = {

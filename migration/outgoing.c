@@ -51,6 +51,8 @@ typedef struct Outgoing {
      * thread (cond wakes it, and a cancel). */
     MigStream *resume_f;
     GCond cond;
+    ReturnPath *rp;             /* while the thread runs; for query */
+    uint64_t verified;          /* the destination's last VERIFIED count */
     char *uri;                  /* of the last migration started */
     GThread *thread;            /* joined by the next start or shutdown */
 } Outgoing;
@@ -409,6 +411,10 @@ static void release_channel(MigrationRun *run)
     MigStream *f;
 
     /* The return path uses the stream: it goes first. */
+    g_mutex_lock(&out.lock);
+    out.verified = run->rp ? return_path_verified(run->rp) : out.verified;
+    out.rp = NULL;
+    g_mutex_unlock(&out.lock);
     g_clear_pointer(&run->rp, return_path_free);
     g_mutex_lock(&out.lock);
     f = out.f;
@@ -666,6 +672,9 @@ static bool start_return_path(MigrationRun *run, GError **errp)
         return false;
     }
     run->rp = return_path_start(fd, run->f);
+    g_mutex_lock(&out.lock);
+    out.rp = run->rp;
+    g_mutex_unlock(&out.lock);
     return true;
 }
 
@@ -743,6 +752,7 @@ bool migration_start(const char *uri, GError **errp)
                           !mig_cap_enabled(MIG_CAP_QEMU_COMPAT);
     out.switching_over = false;
     out.handed_over = false;
+    out.verified = 0;
     out.f = run->f;
     g_free(out.uri);
     out.uri = g_strdup(uri);
@@ -867,6 +877,8 @@ void migration_cancel(void)
 
 bool outgoing_query(MigrationInfo *info)
 {
+    uint64_t verified;
+
     g_mutex_lock(&out.lock);
     if (!out.started) {
         g_mutex_unlock(&out.lock);
@@ -880,9 +892,13 @@ bool outgoing_query(MigrationInfo *info)
                        ? (g_get_monotonic_time() - out.start_us) / 1000 : out.total_ms;
     info->downtime = out.downtime_ms;
     info->expected_downtime = out.expected_downtime_ms;
+    verified = out.rp ? return_path_verified(out.rp) : out.verified;
     g_mutex_unlock(&out.lock);
     /* The handlers' parts ("disk"), outside our lock. */
     savevm_state_query(info);
+    if (info->has_disk) {
+        info->disk.verified = verified;
+    }
     return true;
 }
 

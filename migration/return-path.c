@@ -25,6 +25,8 @@ struct ReturnPath {
     GByteArray *resume_map;     /* RESUME_MAP payloads so far */
     bool resume_end;            /* RESUME_END came */
     bool resume_too_big;
+    uint64_t verified;          /* the last VERIFIED count */
+    gint64 verified_us;         /* when it came (0: never) */
 };
 
 /* A piece of the destination's resume map, or its end. */
@@ -64,6 +66,15 @@ static bool handle_message(ReturnPath *rp, uint16_t type, const uint8_t *payload
         /* The destination gave up: stop the sender rather than let it
          * push data nobody reads. */
         mig_stream_shutdown(rp->main);
+        return true;
+    case MIG_RP_MSG_VERIFIED:
+        if (len == 8) {
+            g_mutex_lock(&rp->lock);
+            rp->verified = ld_be64(payload);
+            rp->verified_us = g_get_monotonic_time();
+            g_cond_broadcast(&rp->cond);     /* the ack wait starts again */
+            g_mutex_unlock(&rp->lock);
+        }
         return true;
     case MIG_RP_MSG_DURABLE:
         if (len == 8) {
@@ -145,12 +156,27 @@ static bool has_error(ReturnPath *rp)
     return rp->dest_error != NULL;
 }
 
+/* rp->lock held: wait for the verdict until TIMEOUT_US passed since the
+ * start or since the last VERIFIED message, whichever is later. */
+static void wait_verdict_locked(ReturnPath *rp, gint64 timeout_us)
+{
+    gint64 start = g_get_monotonic_time();
+
+    while (!rp->ended && !has_verdict(rp)) {
+        gint64 deadline = MAX(start, rp->verified_us) + timeout_us;
+        if (!g_cond_wait_until(&rp->cond, &rp->lock, deadline) &&
+            g_get_monotonic_time() >= MAX(start, rp->verified_us) + timeout_us) {
+            break;
+        }
+    }
+}
+
 bool return_path_wait_ack(ReturnPath *rp, gint64 timeout_us, GError **errp)
 {
     bool ok = false;
 
     g_mutex_lock(&rp->lock);
-    wait_locked(rp, g_get_monotonic_time() + timeout_us, has_verdict);
+    wait_verdict_locked(rp, timeout_us);
     if (rp->dest_error) {
         g_set_error(errp, MIG_ERROR, 0, "destination failed: %s", rp->dest_error);
     } else if (rp->got_shut && rp->shut_status == 0) {
@@ -224,6 +250,16 @@ bool return_path_durable(ReturnPath *rp, uint64_t *bytes)
     return has;
 }
 
+uint64_t return_path_verified(ReturnPath *rp)
+{
+    uint64_t bytes;
+
+    g_mutex_lock(&rp->lock);
+    bytes = rp->verified;
+    g_mutex_unlock(&rp->lock);
+    return bytes;
+}
+
 char *return_path_wait_error(ReturnPath *rp, gint64 timeout_us)
 {
     char *text;
@@ -277,9 +313,9 @@ void return_path_send_error(MigStream *out, const char *text)
     mig_stream_flush(out);
 }
 
-void return_path_send_durable(MigStream *out, uint64_t bytes)
+static void send_count(MigStream *out, uint16_t type, uint64_t bytes)
 {
-    mig_put_be16(out, MIG_RP_MSG_DURABLE);
+    mig_put_be16(out, type);
     mig_put_be16(out, 8);
     mig_put_be64(out, bytes);
     mig_stream_flush(out);
@@ -297,4 +333,14 @@ void return_path_send_resume_map(MigStream *out, const uint8_t *map, size_t len)
     mig_put_be16(out, MIG_RP_MSG_RESUME_END);
     mig_put_be16(out, 0);
     mig_stream_flush(out);
+}
+
+void return_path_send_durable(MigStream *out, uint64_t bytes)
+{
+    send_count(out, MIG_RP_MSG_DURABLE, bytes);
+}
+
+void return_path_send_verified(MigStream *out, uint64_t bytes)
+{
+    send_count(out, MIG_RP_MSG_VERIFIED, bytes);
 }

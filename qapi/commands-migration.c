@@ -123,6 +123,7 @@ static JsonObject *disk_info(const MigrationDiskStats *d)
     json_object_set_double_member(disk, "mbps", d->mbps);
     json_object_set_int_member(disk, "dirty-rate", (gint64)d->dirty_rate);
     json_object_set_int_member(disk, "pass", (gint64)d->pass);
+    json_object_set_int_member(disk, "verified", (gint64)d->verified);
     return disk;
 }
 

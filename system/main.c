@@ -7,6 +7,7 @@
 #include "block/block.h"
 #include "jobs/job.h"
 #include "migration/block-migration.h"
+#include "migration/disk-verify.h"
 #include "migration/migration.h"
 #include "migration/qemu-sections.h"
 #include "migration/storage-check.h"
@@ -52,6 +53,7 @@ static void install_hooks(const BlkmigdConfig *cfg)
 {
     /* The handlers of the migration stream, in section order. */
     block_migration_register();
+    disk_verify_register();
     storage_check_register();
     qemu_sections_register(vm_ops_source_runstate, NULL);
     if (cfg->machine) {

@@ -53,6 +53,8 @@ static const char migrate_help[] =
     "                         passes) or write-blocking (a guest write to a copied\n"
     "                         range is sent before it completes: always finishes)\n"
     "  --auto-converge        throttle guest writes while they outpace the link\n"
+    "  --checksum             verify end to end (capability block-checksum):\n"
+    "                         checksummed records, disks compared at switchover\n"
     "  --progress-timeout S   give up (see --on-timeout) when what is left to send\n"
     "                         has not fallen by a second's sending for S seconds\n"
     "  --completion-timeout-per-gib S\n"
@@ -88,6 +90,7 @@ typedef struct MigrateOptions {
     const char *uri;
     bool zero_blocks;
     bool auto_converge;
+    bool checksum;
     bool json;
     bool resume;
     uint64_t retries;
@@ -100,7 +103,7 @@ typedef struct MigrateOptions {
 enum {
     OPT_SRC = 256, OPT_DST, OPT_URI, OPT_ZERO, OPT_BW, OPT_DOWNTIME, OPT_COPY_MODE,
     OPT_AUTO_CONVERGE, OPT_PROGRESS_TIMEOUT, OPT_PER_GIB, OPT_ON_TIMEOUT, OPT_JSON,
-    OPT_RESUME, OPT_RETRIES
+    OPT_RESUME, OPT_RETRIES, OPT_CHECKSUM
 };
 
 static void parse_bandwidth(const char *arg, MigrateOptions *o)
@@ -150,6 +153,7 @@ static void take_option(int ch, MigrateOptions *o)
         o->copy_mode = parse_word("--copy-mode", optarg, "background", "write-blocking");
         break;
     case OPT_AUTO_CONVERGE: o->auto_converge = true; break;
+    case OPT_CHECKSUM: o->checksum = true; break;
     case OPT_PROGRESS_TIMEOUT:
         o->progress_timeout = parse_number("--progress-timeout", optarg, 0, MAX_TIMEOUT_S);
         o->has_progress_timeout = true;
@@ -187,6 +191,7 @@ static void parse_migrate_options(int argc, char **argv, MigrateOptions *o)
         { "downtime-limit", required_argument, NULL, OPT_DOWNTIME },
         { "copy-mode", required_argument, NULL, OPT_COPY_MODE },
         { "auto-converge", no_argument, NULL, OPT_AUTO_CONVERGE },
+        { "checksum", no_argument, NULL, OPT_CHECKSUM },
         { "progress-timeout", required_argument, NULL, OPT_PROGRESS_TIMEOUT },
         { "completion-timeout-per-gib", required_argument, NULL, OPT_PER_GIB },
         { "on-timeout", required_argument, NULL, OPT_ON_TIMEOUT },
@@ -230,6 +235,9 @@ static void set_capabilities(QmpClient *src, const MigrateOptions *o)
     add_capability(caps, "zero-blocks", o->zero_blocks);
     if (o->auto_converge) {
         add_capability(caps, "auto-converge", true);
+    }
+    if (o->checksum) {
+        add_capability(caps, "block-checksum", true);
     }
     json_object_set_array_member(args, "capabilities", caps);
     json_node_unref(execute_or_die(src, "migrate-set-capabilities", args));

@@ -187,6 +187,10 @@ static void print_summary(JsonNode *info, const char *destination)
     printf("disk transferred: %" G_GINT64_FORMAT " bytes (%.1f MiB)\n",
            jint(info, "disk.transferred"), mib(jint(info, "disk.transferred")));
     printf("disk remaining:   %" G_GINT64_FORMAT " bytes\n", jint(info, "disk.remaining"));
+    if (jint(info, "disk.verified")) {
+        printf("disk verified:    %" G_GINT64_FORMAT " bytes (compared at switchover)\n",
+               jint(info, "disk.verified"));
+    }
     printf("records:          %" G_GINT64_FORMAT " zero, %" G_GINT64_FORMAT " data\n",
            jint(info, "disk.zero-blocks"), jint(info, "disk.data-blocks"));
     printf("passes:           %" G_GINT64_FORMAT " (dirty rate %.1f MiB/s)\n",

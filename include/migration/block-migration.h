@@ -94,6 +94,24 @@
  *                      destination without block-resume refuses the
  *                      option; block-resume is refused with multifd and
  *                      qemu-compat.
+ *                      3 CHECKSUM, P = 0 (capability block-checksum):
+ *                      every DEVICE_BLOCK record without ZERO_BLOCK
+ *                      carries 16 more bytes right after its drive id
+ *                      (and span length with SPAN), before the COMPRESSED
+ *                      fields: the XXH3-128 digest (util/checksum,
+ *                      canonical big-endian) seeded with the record's
+ *                      byte offset, over the U uncompressed bytes of its
+ *                      payload (U as for COMPRESSED; the zero padding of
+ *                      a drive's last sector included).  The destination
+ *                      checks it before anything of the record is queued
+ *                      for writing and fails the migration naming the
+ *                      drive and the offset when it differs.  Zero
+ *                      records carry none: they have no payload, and a
+ *                      header damaged in flight either breaks the
+ *                      framing or misplaces a zero range, which the
+ *                      switchover comparison (include/migration/
+ *                      disk-verify.h) catches.  Multifd channels carry
+ *                      the same records, checksums included.
  *
  * Resume map (return path, block-resume): u8 version 1, u8 resumed (1:
  * counts follow; 0: the destination holds nothing it can vouch for, e.g.
@@ -153,6 +171,7 @@
 #define BLK_MIG_OPTION_RESUME      2
 #define BLK_MIG_RESUME_ID_LEN      16
 #define BLK_MIG_RESUME_MAP_VERSION 1
+#define BLK_MIG_OPTION_CHECKSUM    3
 #define BLK_MIG_OPTION_MAX_PAYLOAD 4096
 
 /* COMPRESSED records: the algorithm byte and the slack allowed over the

@@ -41,6 +41,9 @@ typedef struct MigrationDiskStats {
                                  * (the running one until a pass ended) */
     uint64_t pass;              /* 1: the bulk copy; n + 1: the n-th dirty pass
                                  * (walks of less than a second count as one) */
+    uint64_t verified;          /* block-checksum: disk bytes the destination
+                                 * compared at switchover and found equal (set
+                                 * once it confirmed the migration) */
 } MigrationDiskStats;
 
 typedef struct MigrationInfo {

@@ -17,6 +17,8 @@ typedef enum {
     MIG_CAP_COMPRESS,       /* COMPRESSED records (compress-algorithm/-level) */
     MIG_CAP_AUTO_CONVERGE,  /* throttle guest writes while dirtying outpaces the link */
     MIG_CAP_BLOCK_RESUME,   /* blkmig: a lost connection pauses; resume sends what is missing */
+    MIG_CAP_BLOCK_CHECKSUM, /* blkmig: checksummed data records, hash lists compared
+                             * at switchover (ignored with qemu-compat) */
     MIG_CAP__MAX
 } MigrationCapability;
 

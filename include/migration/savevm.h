@@ -66,6 +66,11 @@ typedef struct SaveVMLoadContext {
      * LEN bytes in all, then RESUME_END.  Returns false when there is no
      * return path (a file load, a QEMU source).  Load thread. */
     bool (*send_resume_map)(void *opaque, const uint8_t *map, size_t len);
+    /* Tell the source that BYTES (a running total of disk bytes) were
+     * compared with its digests and found equal: one VERIFIED message,
+     * under the same conditions; while they come the source waits for
+     * the acknowledgement however long the comparison takes. */
+    void (*report_verified)(void *opaque, uint64_t bytes);
     void *opaque;
 } SaveVMLoadContext;
 

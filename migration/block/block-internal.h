@@ -41,6 +41,9 @@ uint64_t block_migration_processed_bytes(void);
 void block_load_setup(const SaveVMLoadContext *ctx);
 int block_load_state(MigStream *f, void *opaque, int version_id, GError **errp);
 int block_load_finish(void *opaque, GError **errp);
+/* Wait until every record loaded so far (main connection and channels)
+ * is written; false with *errp set when a write or a channel failed. */
+bool block_load_wait_written(GError **errp);
 /* Ends a load that failed (called from the handler's cleanup). */
 void block_load_cleanup(void);
 
@@ -168,6 +171,8 @@ typedef struct BlkRecord {
     uint8_t algo;               /* source: BLK_MIG_COMPRESS_* with COMPRESSED */
     const uint8_t *data;        /* source: payload unless ZERO_BLOCK */
     uint32_t data_len;          /* source: payload bytes (compressed length with COMPRESSED) */
+    bool has_sum;               /* carries a checksum (the CHECKSUM option) */
+    ChecksumDigest sum;         /* of the uncompressed payload, seeded with offset */
     /* Destination only. */
     uint64_t stream_offset;     /* where the record starts */
     const char *id;             /* its drive id, as read (NUL-terminated) */
@@ -178,6 +183,9 @@ typedef struct BlkRecord {
 uint64_t blk_record_wire_size(const char *id, const BlkRecord *r);
 /* Put R for drive ID on F (errors latch in F). */
 void blk_record_put(MigStream *f, const char *id, const BlkRecord *r);
+/* The checksum of a data record at OFFSET over its LEN uncompressed
+ * bytes DATA: what the source sends and the destination recomputes. */
+void blk_record_checksum(uint64_t offset, const void *data, size_t len, ChecksumDigest *out);
 
 /* chunk.c: a unit of work of the read pipeline: the parts of one
  * 1 MiB chunk to send, then what to send for them. */
@@ -198,6 +206,14 @@ int storage_sample_digest(BlockDriverState *bs, const GArray *ranges, uint64_t s
  * of all its drives (DEVICE_SIZE), so a drive it never named is not on the
  * source.  Load thread only; the record ends with the load. */
 void storage_check_note_loaded(const char *id, bool listed);
+/* storage-check.c: the drive entries of blkmig's own sections (the
+ * storage check, disk verification): u8 len + drive id, be64 size.  WHAT
+ * starts error messages.  Reading checks the id (no NUL, UTF-8); -1 with
+ * *errp set on a bad id or a stream error. */
+bool blk_section_put_drive(MigStream *f, BlockDriverState *bs, const char *what,
+                           GError **errp);
+int blk_section_read_drive(MigStream *f, const char *what, char id[256], uint64_t *size,
+                           GError **errp);
 
 typedef struct BlkExtent {
     uint64_t off;
@@ -210,6 +226,7 @@ typedef struct BlkChunkOptions {
     bool zero_blocks;           /* zeroes may travel as ZERO_BLOCK */
     bool incremental;           /* block-incremental: the top layer only */
     bool compress;
+    bool checksum;              /* block-checksum: data records carry digests */
     CompressAlgo compress_algo;
     int compress_level;
 } BlkChunkOptions;

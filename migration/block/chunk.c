@@ -386,6 +386,22 @@ static void pieces_to_records(BlkChunkJob *job, GArray *pieces, Compressor *c)
     }
 }
 
+/* block-checksum: each data record's digest, over its data as read
+ * (before compression). */
+static void add_checksums(BlkChunkJob *job)
+{
+    uint8_t *base = job->buf ? job->buf : zero_chunk;
+
+    for (guint i = 0; i < job->records->len; i++) {
+        BlkRecord *r = &g_array_index(job->records, BlkRecord, i);
+        if (!(r->flags & BLK_MIG_FLAG_ZERO_BLOCK)) {
+            r->has_sum = true;
+            blk_record_checksum(r->offset, at(job, base, r->offset), r->len, &r->sum);
+            job->wire_bytes += CHECKSUM_LEN;
+        }
+    }
+}
+
 void blk_chunk_prepare(BlkChunkJob *job, const BlkChunkOptions *o, Compressor *c)
 {
     g_autoptr(GArray) pieces = NULL;
@@ -397,5 +413,8 @@ void blk_chunk_prepare(BlkChunkJob *job, const BlkChunkOptions *o, Compressor *c
     pieces = g_array_new(false, false, sizeof(Piece));
     if (make_pieces(job, o, pieces) && pieces->len) {
         pieces_to_records(job, pieces, c);
+        if (o->checksum) {
+            add_checksums(job);
+        }
     }
 }

@@ -1,6 +1,7 @@
 /* The "block" savevm handler, destination side: read and validate each
- * record in full (decompressing it if needed) before anything of it
- * reaches a disk, then queue it for the connection's writer thread.  The
+ * record in full (decompressing it and checking its checksum if needed)
+ * before anything of it reaches a disk, then queue it for the
+ * connection's writer thread.  The
  * main connection and every multifd channel decode this way; the load
  * ends only when all of them have written everything. */
 #include <errno.h>
@@ -33,6 +34,7 @@ typedef struct LoadShared {
     bool sized;                 /* a DEVICE_SIZE record came */
     bool incremental;           /* the INCREMENTAL option came */
     bool resume;                /* the RESUME option came (block-resume) */
+    bool checksum;              /* the CHECKSUM option came: data records carry one */
 } LoadShared;
 
 static LoadShared load;
@@ -105,6 +107,7 @@ static void load_start(void)
     load.sized = false;
     load.incremental = false;
     load.resume = false;
+    load.checksum = false;
 }
 
 /* ---- checks ---- */
@@ -306,15 +309,20 @@ static int load_option(BlkLoader *l, MigStream *f, BlkRecord *r, GError **errp)
         load.resume = true;
         return blk_resume_load_option(payload, len, load.ctx, errp) ? 0 : -1;
     }
-    if (code != BLK_MIG_OPTION_INCREMENTAL) {
+    if (code != BLK_MIG_OPTION_INCREMENTAL && code != BLK_MIG_OPTION_CHECKSUM) {
         return load_fail(l, errp, NULL, "unknown stream option %u at stream offset %"
                          G_GUINT64_FORMAT " (from a newer source?)", code, r->stream_offset);
     }
     if (len != 0) {
-        return load_fail(l, errp, NULL, "INCREMENTAL option at stream offset %"
-                         G_GUINT64_FORMAT " has a %u-byte payload", r->stream_offset, len);
+        return load_fail(l, errp, NULL, "%s option at stream offset %" G_GUINT64_FORMAT
+                         " has a %u-byte payload", code == BLK_MIG_OPTION_CHECKSUM
+                         ? "CHECKSUM" : "INCREMENTAL", r->stream_offset, len);
     }
-    load.incremental = true;
+    if (code == BLK_MIG_OPTION_CHECKSUM) {
+        load.checksum = true;
+    } else {
+        load.incremental = true;
+    }
     return 0;
 }
 
@@ -422,6 +430,36 @@ static int read_payload(BlkLoader *l, MigStream *f, const BlkRecord *r, uint32_t
     return ret;
 }
 
+/* CHECKSUM: the digest the source computed (before the payload). */
+static int read_checksum(BlkLoader *l, MigStream *f, BlkRecord *r, GError **errp)
+{
+    mig_get_buffer(f, r->sum.bytes, CHECKSUM_LEN);
+    if (mig_stream_error(f)) {
+        return load_fail(l, errp, f, "reading record at stream offset %" G_GUINT64_FORMAT,
+                         r->stream_offset);
+    }
+    r->has_sum = true;
+    return 0;
+}
+
+/* The payload read (ULEN bytes at IT's data) against the record's
+ * checksum; on a mismatch nothing of it is applied. */
+static int verify_checksum(BlkLoader *l, const BlkRecord *r, uint32_t ulen,
+                           BlkApplyItem *it, GError **errp)
+{
+    ChecksumDigest ours;
+
+    blk_record_checksum(r->offset, it->data, ulen, &ours);
+    if (memcmp(ours.bytes, r->sum.bytes, CHECKSUM_LEN) == 0) {
+        return 0;
+    }
+    blk_apply_budget_release(load.budget, it->data, it->data_cap);
+    return load_fail(l, errp, NULL, "drive '%s': checksum mismatch in the record of %u bytes "
+                     "at offset %" G_GUINT64_FORMAT " (stream offset %" G_GUINT64_FORMAT
+                     "): the data was damaged on the way; nothing of it was applied",
+                     r->id, ulen, r->offset, r->stream_offset);
+}
+
 static int load_device_block(BlkLoader *l, MigStream *f, BlkRecord *r, GError **errp)
 {
     BlkApplyItem it = { 0 };
@@ -441,12 +479,19 @@ static int load_device_block(BlkLoader *l, MigStream *f, BlkRecord *r, GError **
     if ((r->flags & BLK_MIG_FLAG_SPAN) && read_span(l, f, r, size, &ulen, errp) < 0) {
         return -1;
     }
+    if (load.checksum && !(r->flags & BLK_MIG_FLAG_ZERO_BLOCK) &&
+        read_checksum(l, f, r, errp) < 0) {
+        return -1;
+    }
     /* Only the part inside the disk is applied (the last chunk of a disk
      * is whole on the wire). */
     it.bs = r->bs;
     it.offset = r->offset;
     it.len = MIN(ulen, size - r->offset);
     if (!(r->flags & BLK_MIG_FLAG_ZERO_BLOCK) && read_payload(l, f, r, ulen, &it, errp) < 0) {
+        return -1;
+    }
+    if (r->has_sum && verify_checksum(l, r, ulen, &it, errp) < 0) {
         return -1;
     }
     return blk_applier_push(l->applier, &it, errp) ? 0 : -1;
@@ -536,14 +581,19 @@ bool block_load_channel_next(BlkLoader *l, MigStream *f, bool *end, GError **err
 
 /* ---- the end ---- */
 
+bool block_load_wait_written(GError **errp)
+{
+    if (load.main && !blk_applier_drain(load.main->applier, errp)) {
+        return false;
+    }
+    return multifd_recv_wait_all(errp);
+}
+
 int block_load_finish(void *opaque, GError **errp)
 {
     LoadFlusher *fl;
 
-    if (load.main && !blk_applier_drain(load.main->applier, errp)) {
-        return -1;
-    }
-    if (!multifd_recv_wait_all(errp)) {
+    if (!block_load_wait_written(errp)) {
         return -1;
     }
     fl = g_steal_pointer(&load.flusher);

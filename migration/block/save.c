@@ -643,6 +643,8 @@ static void chunk_options(const MigrationParameters *params, BlkChunkOptions *o)
         .incremental = params->block_incremental,
     };
     o->compress = mig_cap_enabled(MIG_CAP_COMPRESS) && !o->whole_chunks;
+    /* qemu-compat ignores it: QEMU 7.2's records have no room for one. */
+    o->checksum = mig_cap_enabled(MIG_CAP_BLOCK_CHECKSUM) && !o->whole_chunks;
     o->compress_algo = zlib ? COMPRESS_ZLIB : COMPRESS_ZSTD;
     /* QEMU's compress-level 0 means "fastest" here: level 1. */
     o->compress_level = zlib ? MAX((int)params->compress_level, 1)
@@ -766,6 +768,9 @@ static void put_setup_records(MigStream *f, uint8_t mode)
 {
     if (blk.opts.incremental && !blk.opts.whole_chunks) {
         put_option(f, BLK_MIG_OPTION_INCREMENTAL);
+    }
+    if (blk.opts.checksum) {
+        put_option(f, BLK_MIG_OPTION_CHECKSUM);
     }
     put_resume_option(f, mode);
     for (guint i = 0; i < blk.devs->len && !blk.opts.whole_chunks; i++) {

@@ -44,19 +44,29 @@ static bool check_is_active(void *opaque)
     return !mig_cap_enabled(MIG_CAP_BLOCK) && !mig_cap_enabled(MIG_CAP_QEMU_COMPAT);
 }
 
+bool blk_section_put_drive(MigStream *f, BlockDriverState *bs, const char *what,
+                           GError **errp)
+{
+    const char *id = bdrv_get_id(bs);
+
+    if (strlen(id) > 255) {
+        g_set_error(errp, MIG_ERROR, 0, "%s: drive id '%s' is longer than 255 bytes",
+                    what, id);
+        return false;
+    }
+    mig_put_u8(f, strlen(id));
+    mig_put_buffer(f, id, strlen(id));
+    mig_put_be64(f, bdrv_getlength(bs));
+    return true;
+}
+
 /* One drive's entry: flushed first, so a destination on the same storage
  * reads what the stopped guest wrote. */
 static bool put_drive(MigStream *f, BlockDriverState *bs, uint64_t salt, GError **errp)
 {
-    const char *id = bdrv_get_id(bs);
     g_autoptr(GArray) ranges = NULL;
     ChecksumDigest digest;
 
-    if (strlen(id) > 255) {
-        g_set_error(errp, MIG_ERROR, 0, "storage check: drive id '%s' is longer than "
-                    "255 bytes", id);
-        return false;
-    }
     if (!blk_flush_drive(bs, "storage check", errp)) {
         return false;
     }
@@ -64,9 +74,9 @@ static bool put_drive(MigStream *f, BlockDriverState *bs, uint64_t salt, GError 
     if (storage_sample_digest(bs, ranges, salt, &digest, errp) < 0) {
         return false;
     }
-    mig_put_u8(f, strlen(id));
-    mig_put_buffer(f, id, strlen(id));
-    mig_put_be64(f, bdrv_getlength(bs));
+    if (!blk_section_put_drive(f, bs, "storage check", errp)) {
+        return false;
+    }
     mig_put_be32(f, ranges->len);
     for (guint i = 0; i < ranges->len; i++) {
         const BlkRange *r = &g_array_index(ranges, BlkRange, i);
@@ -144,19 +154,37 @@ static int read_ranges(MigStream *f, CheckEntry *e, GError **errp)
     return 0;
 }
 
-static int read_entry(MigStream *f, CheckEntry *e, GError **errp)
+int blk_section_read_drive(MigStream *f, const char *what, char id[256], uint64_t *size,
+                           GError **errp)
 {
     uint8_t len = mig_get_u8(f);
+    const char *bad = NULL;
 
-    mig_get_buffer(f, e->id, len);
-    e->id[len] = '\0';
-    e->size = mig_get_be64(f);
-    if (!mig_stream_error(f) && memchr(e->id, '\0', len)) {
-        return check_fail(f, errp, "drive id with a NUL byte");
+    mig_get_buffer(f, id, len);
+    id[len] = '\0';
+    *size = mig_get_be64(f);
+    if (mig_stream_error(f)) {
+        g_set_error(errp, MIG_ERROR, 0, "%s: reading the entry of a drive: %s", what,
+                    mig_stream_error_msg(f));
+        return -1;
     }
-    if (!mig_stream_error(f) && !g_utf8_validate(e->id, -1, NULL)) {
+    if (memchr(id, '\0', len)) {
+        bad = "with a NUL byte";
+    } else if (!g_utf8_validate(id, -1, NULL)) {
         /* Error texts go out as JSON: only valid UTF-8. */
-        return check_fail(f, errp, "drive id that is not UTF-8");
+        bad = "that is not UTF-8";
+    }
+    if (bad) {
+        g_set_error(errp, MIG_ERROR, 0, "%s: drive id %s", what, bad);
+        return -1;
+    }
+    return 0;
+}
+
+static int read_entry(MigStream *f, CheckEntry *e, GError **errp)
+{
+    if (blk_section_read_drive(f, "storage check", e->id, &e->size, errp) < 0) {
+        return -1;
     }
     if (read_ranges(f, e, errp) < 0) {
         return -1;

@@ -226,6 +226,16 @@ END {
         target(ok(b) ? lacking(tl) : lacking(b), "sparse", "blkmig+tls time / blkmig time", whynot2(tl, "blkmig+tls sparse", b, "blkmig sparse") " (target <= 1.25)")
     else
         target_ratio("sparse", "blkmig+tls time / blkmig time", "blkmig+tls", T[tl], "blkmig", T[b], 1.25)
+    # What end-to-end checksums cost (block-checksum: on by default only
+    # if under 5%).
+    for (ci = 0; ci < 2; ci++) {
+        im = ci ? "full" : "sparse"
+        ck = K("blkmig+cksum", im); bk = K("blkmig", im)
+        if (!ok(bk) || !ok(ck))
+            target(ok(bk) ? lacking(ck) : lacking(bk), im, "blkmig+cksum time / blkmig time", whynot2(ck, "blkmig+cksum " im, bk, "blkmig " im) " (target <= 1.05)")
+        else
+            target_ratio(im, "blkmig+cksum time / blkmig time", "blkmig+cksum", T[ck], "blkmig", T[bk], 1.05)
+    }
     tl = K("blkmig+tls", "live"); bl = K("blkmig", "live")
     if (ok(bl) && ok(tl))
         target("info", "live", "blkmig+tls time / blkmig time", sprintf("blkmig+tls %.3f s / blkmig %.3f s = %.3f", T[tl], T[bl], T[tl] / T[bl]))

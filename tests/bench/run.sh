@@ -15,8 +15,9 @@
 #   BENCH_DATA_PCT [10]     share of the sparse images holding data
 #   BENCH_WORKLOAD [drive=disk0,pattern=randwrite,bs=4k,rate=50]
 #                           blkmigd --workload of the live-image runs
-#   BENCH_SYSTEMS [blkmig blkmig+zstd blkmig+multifd blkmig+inc blkmig+tls mirror mirror+top legacy qemu-img nbdcopy cp tcp]
+#   BENCH_SYSTEMS [blkmig blkmig+zstd blkmig+multifd blkmig+inc blkmig+tls blkmig+cksum mirror mirror+top legacy qemu-img nbdcopy cp tcp]
 #                           blkmig+zstd: capability compress (zstd level 1);
+#                           blkmig+cksum: capability block-checksum;
 #                           blkmig+multifd: capability multifd, 2 channels;
 #                           blkmig+inc (block-incremental) and mirror+top
 #                           (sync=top): the qcow2 image only;
@@ -54,7 +55,7 @@ SIZE=${BENCH_SIZE:-4G}
 REPS=${BENCH_REPS:-3}
 DATA_PCT=${BENCH_DATA_PCT:-10}
 WORKLOAD=${BENCH_WORKLOAD:-drive=disk0,pattern=randwrite,bs=4k,rate=50}
-SYSTEMS=${BENCH_SYSTEMS:-blkmig blkmig+zstd blkmig+multifd blkmig+inc blkmig+tls mirror mirror+top legacy qemu-img nbdcopy cp tcp}
+SYSTEMS=${BENCH_SYSTEMS:-blkmig blkmig+zstd blkmig+multifd blkmig+inc blkmig+tls blkmig+cksum mirror mirror+top legacy qemu-img nbdcopy cp tcp}
 IMAGES=${BENCH_IMAGES:-sparse full live qcow2}
 LEGACY_BWS=${BENCH_LEGACY_BWS:-1G 512M 256M}
 LEGACY_LONG=${BENCH_LEGACY_LONG:-20}
@@ -363,6 +364,7 @@ declare -A BLKMIG_VARIANTS=(
     [multifd]='{"capabilities": [{"capability": "multifd", "state": true}]}|{"multifd-channels": 2}'
     [inc]='{"capabilities": []}|{"block-incremental": true}'
     [tls]='{"capabilities": []}|{"tls-creds": "tls0"}'
+    [cksum]='{"capabilities": [{"capability": "block-checksum", "state": true}]}|{}'
 )
 
 # blkmig_drives IMAGE SRC VARIANT: the --drive of the source (SRC_DRIVE)

@@ -8,6 +8,7 @@
 
 #include "block/block.h"
 #include "migration/block-migration.h"
+#include "migration/disk-verify.h"
 #include "migration/options.h"
 #include "migration/qemu-sections.h"
 #include "migration/savevm.h"
@@ -29,6 +30,8 @@ Flavour flavours[NFLAVOURS] = {
     { "qemu-compat", .qemu_compat = true },
     { "zstd", .zero_blocks = true, .compress = true, .algo = MIG_COMPRESS_ZSTD, .fuzz = true },
     { "zlib", .zero_blocks = true, .compress = true, .algo = MIG_COMPRESS_ZLIB, .fuzz = true },
+    { "checksum", .zero_blocks = true, .compress = true, .algo = MIG_COMPRESS_ZSTD,
+      .checksum = true, .fuzz = true },
 };
 
 FuzzEnv env;
@@ -101,6 +104,7 @@ static void set_caps(const Flavour *fl)
     mig_cap_set(MIG_CAP_ZERO_BLOCKS, fl && fl->zero_blocks);
     mig_cap_set(MIG_CAP_QEMU_COMPAT, fl && fl->qemu_compat);
     mig_cap_set(MIG_CAP_COMPRESS, fl && fl->compress);
+    mig_cap_set(MIG_CAP_BLOCK_CHECKSUM, fl && fl->checksum);
     g_assert_true(mig_params_apply(&u, &err));
     g_assert_no_error(err);
 }
@@ -180,6 +184,7 @@ void setup_env(void)
         make_pattern(i);
     }
     block_migration_register();
+    disk_verify_register();
     qemu_sections_register(NULL, NULL);
     env.fuzzed = g_ptr_array_new();
     for (guint i = 0; i < NFLAVOURS; i++) {

@@ -44,6 +44,9 @@ static void map_block_payload(StreamMap *m, const SdRecord *r)
     if (r->flags & BLK_MIG_FLAG_ZERO_BLOCK) {
         return;
     }
+    if (r->sum_pos) {
+        map_field(m, r->sum_pos, 16);       /* block-checksum digest */
+    }
     if (r->flags & BLK_MIG_FLAG_COMPRESSED) {
         Span data = { r->data_pos, r->data_len };
 
@@ -86,6 +89,10 @@ static void map_section(StreamMap *m, const SdStream *s, const SdSection *sec)
         map_name(m, sec->idstr_pos, sec->idstr_len);
         map_field(m, after, 4);
         map_field(m, after + 4, 4);
+    }
+    if (sec->is_verify) {
+        map_field(m, sec->verify_pos, 12);  /* salt, drive count */
+        g_array_append_val(m->cuts, sec->verify_end);
     }
     for (guint i = 0; i < sec->n_records; i++) {
         map_record(m, sd_record(s, sec->first_record + i));

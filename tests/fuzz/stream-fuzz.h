@@ -57,12 +57,13 @@ typedef struct Flavour {
     bool qemu_compat;
     bool compress;
     MigrationCompressAlgorithm algo;
+    bool checksum;              /* block-checksum: digests, disk verification */
     bool fuzz;                  /* mutated (qemu-compat: whole 1 MiB chunks, slow) */
     GBytes *stream;
     StreamMap *map;
 } Flavour;
 
-#define NFLAVOURS 4
+#define NFLAVOURS 5
 extern Flavour flavours[NFLAVOURS];
 
 typedef struct FuzzEnv {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "migration/block-migration.h"
+#include "migration/disk-verify.h"
 #include "migration/savevm.h"
 #include "util/bswap.h"
 
@@ -86,6 +87,9 @@ static bool take_block_payload(Walk *w, SdRecord *r)
         return true;
     }
     r->data_len = r->length;
+    if (w->out->checksummed && !take(w, 16, &r->sum_pos)) {
+        return false;
+    }
     if (r->flags & BLK_MIG_FLAG_COMPRESSED) {
         if (!take_u8(w, &r->comp_pos, &algo) || !take_be32(w, &r->comp_len_pos, &v)) {
             return false;
@@ -101,9 +105,12 @@ static bool take_record_body(Walk *w, SdRecord *r)
         return take(w, 4 + BLK_MIG_MULTIFD_ID_LEN, &r->channels_pos);
     }
     if (r->flags & BLK_MIG_FLAG_OPTION) {
-        uint32_t len;
-        return take_be32(w, &r->option_pos, &len) && take_be32(w, NULL, &len) &&
-               take(w, len, NULL);
+        uint32_t code, len;
+        if (!take_be32(w, &r->option_pos, &code) || !take_be32(w, NULL, &len)) {
+            return false;
+        }
+        w->out->checksummed |= code == BLK_MIG_OPTION_CHECKSUM;
+        return take(w, len, NULL);
     }
     if (!(r->flags & (BLK_MIG_FLAG_DEVICE_SIZE | BLK_MIG_FLAG_DEVICE_BLOCK))) {
         return true;
@@ -154,10 +161,35 @@ static bool take_section_header(Walk *w, SdSection *s)
         !take_be32(w, NULL, &s->instance) || !take_be32(w, NULL, &s->version)) {
         return false;
     }
-    if (s->idstr_len != 5 || memcmp(w->buf + s->idstr_pos + 1, "block", 5) != 0) {
+    s->is_verify = s->idstr_len == strlen(DISK_VERIFY_IDSTR) &&
+                   memcmp(w->buf + s->idstr_pos + 1, DISK_VERIFY_IDSTR, s->idstr_len) == 0;
+    if (!s->is_verify &&
+        (s->idstr_len != 5 || memcmp(w->buf + s->idstr_pos + 1, "block", 5) != 0)) {
         g_set_error(w->errp, SD_ERROR, 0, "section at byte %zu is not \"block\"", s->type_pos);
         return false;
     }
+    return true;
+}
+
+/* The body of "blkmig-disk-verify": salt, count, drives and digests. */
+static bool take_verify_body(Walk *w, SdSection *s)
+{
+    uint32_t count;
+
+    if (!take(w, 8, &s->verify_pos) || !take_be32(w, NULL, &count)) {
+        return false;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        size_t name_pos, name_len, size_pos;
+        if (!take_name(w, &name_pos, &name_len) || !take(w, 8, &size_pos)) {
+            return false;
+        }
+        uint64_t size = ld_be64(w->buf + size_pos);
+        if (!take(w, (size + BLK_MIG_CHUNK_SIZE - 1) / BLK_MIG_CHUNK_SIZE * 16, NULL)) {
+            return false;
+        }
+    }
+    s->verify_end = w->pos;
     return true;
 }
 
@@ -172,7 +204,10 @@ static bool take_section(Walk *w, SdSection *s)
     if (!take_section_header(w, s)) {
         return false;
     }
-    while (!(flags & BLK_MIG_FLAG_EOS)) {
+    if (s->is_verify && !take_verify_body(w, s)) {
+        return false;
+    }
+    while (!s->is_verify && !(flags & BLK_MIG_FLAG_EOS)) {
         if (!take_record(w, w->out->sections->len, &flags)) {
             return false;
         }
@@ -262,6 +297,7 @@ bool sd_decode(const guint8 *buf, size_t len, SdStream *out, GError **errp)
     out->records = g_array_new(FALSE, TRUE, sizeof(SdRecord));
     out->eof_pos = 0;
     out->has_configuration = false;
+    out->checksummed = false;
     if (!walk_stream(&w)) {
         sd_stream_clear(out);
         return false;

@@ -19,6 +19,11 @@ typedef struct SdSection {
     size_t idstr_len;
     uint32_t instance, version;     /* START/FULL */
     size_t footer_pos;      /* the 0x7e byte */
+    /* "blkmig-disk-verify" (no records): be64 salt, be32 drive count,
+     * then per drive a name, be64 size and its digests. */
+    bool is_verify;
+    size_t verify_pos;      /* the be64 salt */
+    size_t verify_end;      /* one past the last digest */
     guint first_record;     /* index into SdStream.records */
     guint n_records;
 } SdSection;
@@ -34,6 +39,7 @@ typedef struct SdRecord {
     size_t channels_pos;    /* CHANNELS: be32 count, then the id */
     size_t option_pos;      /* OPTION: be32 code, be32 length, the payload */
     size_t span_len_pos;    /* SPAN: the be32 length (0: none) */
+    size_t sum_pos;         /* CHECKSUM option: the 16-byte digest (0: none) */
     size_t comp_pos;        /* COMPRESSED: the algorithm byte (0: none) */
     size_t comp_len_pos;    /* COMPRESSED: the be32 compressed length */
     uint64_t length;        /* DEVICE_BLOCK: disk bytes the record covers */
@@ -48,11 +54,13 @@ typedef struct SdStream {
     size_t eof_pos;         /* the EOF byte: blkmig's 0x10, the last of the stream,
                              * or QEMU's 0x00, the device description after it */
     bool has_configuration; /* a configuration section (qemu-compat) */
+    bool checksummed;       /* the CHECKSUM option came: data records carry digests */
 } SdStream;
 
 /* Decode LEN bytes into *OUT (cleared first).  False with *ERRP naming the
  * position when the bytes cannot be walked (bad magic, a section other
- * than "block", a field past the end, bytes after EOF). */
+ * than "block" or "blkmig-disk-verify", a field past the end, bytes
+ * after EOF). */
 bool sd_decode(const guint8 *buf, size_t len, SdStream *out, GError **errp);
 /* sd_decode that fails the test on an undecodable stream. */
 void sd_decode_or_die(const guint8 *buf, size_t len, SdStream *out);

@@ -157,6 +157,22 @@ void qtest_disk_fill(const char *path, uint64_t size, uint64_t seed);
 char *qtest_tool_path(void);
 
 
+/* ---- A TCP proxy (qtest-proxy.c) ---- */
+
+/* Forwards every connection to its port on to TARGET_URI (tcp:HOST:PORT
+ * on this host), both ways, until stopped. */
+typedef struct QTestProxy QTestProxy;
+QTestProxy *qtest_proxy_start(const char *target_uri);
+/* "tcp:127.0.0.1:PORT" to connect to instead of the target (borrowed). */
+const char *qtest_proxy_uri(QTestProxy *p);
+/* XOR MASK into the byte at OFFSET that connection CONN (0: the first
+ * accepted) carries towards the target.  Call before it connects. */
+void qtest_proxy_corrupt(QTestProxy *p, unsigned conn, uint64_t offset, uint8_t mask);
+/* Whether that byte went through (damaged). */
+bool qtest_proxy_corrupted(QTestProxy *p);
+/* Close every connection and free P. */
+void qtest_proxy_stop(QTestProxy *p);
+
 /* ---- Network namespaces (qtest-netns.c) ---- */
 
 /* Run the shell command FMT; true when it exits 0.  A failure's output

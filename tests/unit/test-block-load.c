@@ -14,6 +14,7 @@
 #include "migration/block-migration.h"
 #include "migration/options.h"
 #include "migration/savevm.h"
+#include "util/checksum.h"
 #include "../lib/drives.h"
 #include "../lib/files.h"
 #include "../lib/stream-bytes.h"
@@ -254,6 +255,53 @@ static void test_bad_options(Fixture *fx, gconstpointer data)
     }
 }
 
+/* CHECKSUM (option 3): a data record carries, after its drive id, the
+ * XXH3-128 of its payload seeded with its offset.  FLIP: a payload byte
+ * damaged after the digest was taken. */
+static void checksummed_stream(GByteArray *b, uint8_t *chunk, bool flip)
+{
+    ChecksumDigest sum;
+
+    memset(chunk, 0x5a, CHUNK);
+    chunk[77] = 1;
+    checksum_buffer(1 * MiB, chunk, CHUNK, &sum);
+    chunk[4096] ^= flip ? 0x80 : 0;
+    rec_option(b, BLK_MIG_OPTION_CHECKSUM, 0);
+    sb_put64(b, 1 * MiB | BLK_MIG_FLAG_DEVICE_BLOCK);
+    sb_put_name(b, "disk0");
+    g_byte_array_append(b, sum.bytes, CHECKSUM_LEN);
+    g_byte_array_append(b, chunk, CHUNK);
+    /* Zero records carry none (after the data record: a rejected load
+     * must not have applied anything before it either). */
+    rec_zero(b, "disk0", 0);
+    sb_block_stream_end(b);
+}
+
+static void test_checksum_record(Fixture *fx, gconstpointer data)
+{
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
+    g_autofree uint8_t *chunk = g_malloc(CHUNK);
+    g_autofree uint8_t *contents = NULL;
+    gsize len;
+
+    checksummed_stream(b, chunk, false);
+    g_assert_no_error(sb_load_file(fx->stream_path, b));
+    contents = tf_read_file(fx->disk_path, &len);
+    g_assert_cmpmem(contents + 1 * MiB, CHUNK, chunk, CHUNK);
+}
+
+/* A payload damaged on the way fails the load naming the drive and the
+ * offset, and nothing of the record reaches the disk. */
+static void test_checksum_mismatch(Fixture *fx, gconstpointer data)
+{
+    g_autoptr(GByteArray) b = sb_block_stream_begin();
+    g_autofree uint8_t *chunk = g_malloc(CHUNK);
+
+    checksummed_stream(b, chunk, true);
+    assert_rejected(fx, b, "block migration: drive 'disk0': checksum mismatch in the record "
+                    "of 1048576 bytes at offset 1048576 (stream offset");
+}
+
 /* OPTION belongs to the setup part (the START section) only. */
 static void test_option_in_part(Fixture *fx, gconstpointer data)
 {
@@ -442,7 +490,7 @@ static void save_drives(Fixture *fx, BlockDriverState **src)
 
 static void test_roundtrip(Fixture *fx, gconstpointer data)
 {
-    bool zero_blocks = GPOINTER_TO_INT(data);
+    bool zero_blocks = GPOINTER_TO_INT(data) & 1;
     BlockDriverState *src[2];
     char *src_path[2], *dst_path[2];
     uint64_t wire_with_data;
@@ -451,6 +499,7 @@ static void test_roundtrip(Fixture *fx, gconstpointer data)
     bdrv_close_all();
     mig_cap_set(MIG_CAP_BLOCK, true);
     mig_cap_set(MIG_CAP_ZERO_BLOCKS, zero_blocks);
+    mig_cap_set(MIG_CAP_BLOCK_CHECKSUM, GPOINTER_TO_INT(data) & 2);
     for (int i = 0; i < 2; i++) {
         src_path[i] = drive_path("src", layout[i].id);
         dst_path[i] = drive_path("dst", layout[i].id);
@@ -537,6 +586,9 @@ int main(int argc, char **argv)
     ADD("bad/truncated-header", test_truncated_header, NULL);
     ADD("roundtrip/zero-blocks", test_roundtrip, GINT_TO_POINTER(1));
     ADD("roundtrip/no-zero-blocks", test_roundtrip, GINT_TO_POINTER(0));
+    ADD("roundtrip/checksum", test_roundtrip, GINT_TO_POINTER(3));
+    ADD("checksum/record", test_checksum_record, NULL);
+    ADD("checksum/mismatch", test_checksum_mismatch, NULL);
     ret = g_test_run();
     g_rmdir(tmpdir);
     g_free(tmpdir);

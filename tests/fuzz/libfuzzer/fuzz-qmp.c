@@ -31,6 +31,7 @@
 #include "migration/migration.h"
 #include "migration/options.h"
 #include "migration/savevm.h"
+#include "migration/disk-verify.h"
 #include "migration/storage-check.h"
 #include "qapi/qmp.h"
 #include "system/runstate.h"
@@ -130,6 +131,7 @@ static void install_blkmigd(void)
     const char *why = NULL;
 
     block_migration_register();
+    disk_verify_register();
     storage_check_register();
     runstate_set_event_sink(forward_runstate_event, NULL);
     system_set_shutdown_handler(count_shutdown);

@@ -1,8 +1,8 @@
 /* libFuzzer target: the migration stream loader.  Each input is a whole
- * stream, loaded by savevm_load (with the block and storage-check
- * handlers blkmigd registers) into the two destination drives of the
- * stream fuzz test, which tests/fuzz/stream-fuzz-env.c sets up on
- * $TMPDIR (tmpfs: /dev/shm unless TMPDIR says otherwise).  The load is
+ * stream, loaded by savevm_load (with the block, disk verification and
+ * storage-check handlers blkmigd registers) into the two destination
+ * drives of the stream fuzz test, which tests/fuzz/stream-fuzz-env.c
+ * sets up on $TMPDIR (tmpfs: /dev/shm unless TMPDIR says otherwise).  The load is
  * judged as test-stream-fuzz judges its mutations (stream-fuzz-load.c):
  * success, or failure with a specific message; no drive changes size and
  * no other file is touched.  The destinations get their pattern back

@@ -214,6 +214,12 @@ bool blk_section_put_drive(MigStream *f, BlockDriverState *bs, const char *what,
                            GError **errp);
 int blk_section_read_drive(MigStream *f, const char *what, char id[256], uint64_t *size,
                            GError **errp);
+/* A section's body on the source, guest stopped: a fresh random be64
+ * salt, be32 drive count, then PUT's entry for every drive.  0, or -1
+ * with *errp set. */
+typedef bool (*BlkSectionPutEntry)(MigStream *f, BlockDriverState *bs, uint64_t salt,
+                                   GError **errp);
+int blk_section_put_drives(MigStream *f, BlkSectionPutEntry put, GError **errp);
 
 typedef struct BlkExtent {
     uint64_t off;

@@ -162,17 +162,7 @@ static bool put_drive(MigStream *f, BlockDriverState *bs, uint64_t salt, GError 
 /* Guest stopped, every block record sent: every drive's list. */
 static int verify_save_complete(MigStream *f, void *opaque, GError **errp)
 {
-    g_autoptr(GList) drives = bdrv_list();
-    uint64_t salt = (uint64_t)g_random_int() << 32 | g_random_int();
-
-    mig_put_be64(f, salt);
-    mig_put_be32(f, g_list_length(drives));
-    for (GList *l = drives; l; l = l->next) {
-        if (!put_drive(f, l->data, salt, errp)) {
-            return -1;
-        }
-    }
-    return mig_stream_error(f) ? -1 : 0;
+    return blk_section_put_drives(f, put_drive, errp);
 }
 
 /* ---- destination ---- */

@@ -87,8 +87,7 @@ static bool put_drive(MigStream *f, BlockDriverState *bs, uint64_t salt, GError 
     return true;
 }
 
-/* Guest stopped: every drive's entry. */
-static int check_save_complete(MigStream *f, void *opaque, GError **errp)
+int blk_section_put_drives(MigStream *f, BlkSectionPutEntry put, GError **errp)
 {
     g_autoptr(GList) drives = bdrv_list();
     uint64_t salt = (uint64_t)g_random_int() << 32 | g_random_int();
@@ -96,11 +95,17 @@ static int check_save_complete(MigStream *f, void *opaque, GError **errp)
     mig_put_be64(f, salt);
     mig_put_be32(f, g_list_length(drives));
     for (GList *l = drives; l; l = l->next) {
-        if (!put_drive(f, l->data, salt, errp)) {
+        if (!put(f, l->data, salt, errp)) {
             return -1;
         }
     }
     return mig_stream_error(f) ? -1 : 0;
+}
+
+/* Guest stopped: every drive's entry. */
+static int check_save_complete(MigStream *f, void *opaque, GError **errp)
+{
+    return blk_section_put_drives(f, put_drive, errp);
 }
 
 /* ---- destination ---- */

@@ -227,17 +227,6 @@ void interop_assert_extents_equal(GArray *expected, GArray *actual, const char *
     g_assert_true(same);
 }
 
-void interop_file_fill(const char *path, uint64_t off, uint64_t len, uint8_t byte)
-{
-    g_autofree uint8_t *buf = g_malloc(len);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-    g_assert_cmpint(fd, >=, 0);
-    memset(buf, byte, len);
-    g_assert_cmpint(pwrite(fd, buf, len, off), ==, (ssize_t)len);
-    close(fd);
-}
-
 bool interop_file_has(const char *path, uint64_t off, uint64_t len, uint8_t byte)
 {
     g_autofree uint8_t *buf = g_malloc(len);

@@ -44,8 +44,8 @@ void interop_extent_add(GArray *extents, uint64_t offset, uint64_t length, bool 
 /* Asserts both layouts are identical, printing both on mismatch. */
 void interop_assert_extents_equal(GArray *expected, GArray *actual, const char *what);
 
-/* Fill LEN bytes at OFF of PATH with BYTE / read them back and compare. */
-void interop_file_fill(const char *path, uint64_t off, uint64_t len, uint8_t byte);
+/* Whether the LEN bytes at OFF of PATH all hold BYTE (qtest_disk_set
+ * writes them). */
 bool interop_file_has(const char *path, uint64_t off, uint64_t len, uint8_t byte);
 
 #endif

@@ -38,7 +38,7 @@ static NbdServer *serve_file(const char *name, uint64_t size, uint8_t fill)
     g_autofree char *path = qtest_path(file);
 
     qtest_disk_create(path, size);
-    interop_file_fill(path, 0, size, fill);
+    qtest_disk_set(path, 0, size, fill);
     g_autofree char *args = g_strdup_printf("-f raw %s", path);
     return ns_qemu_nbd(name, args);
 }

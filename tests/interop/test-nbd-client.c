@@ -160,7 +160,7 @@ static void test_qemu_nbd_raw_io(void)
         return;
     }
     qtest_disk_create(path, size);
-    interop_file_fill(path, 0, 2 * MiB, 0x5a);
+    qtest_disk_set(path, 0, 2 * MiB, 0x5a);
     memset(model, 0x5a, 2 * MiB);
     g_autofree char *args = g_strdup_printf("-f raw --discard=unmap %s", path);
     NbdServer *s = ns_qemu_nbd("rawio", args);
@@ -527,9 +527,9 @@ static void test_overlay_on_nbd(void)
         return;
     }
     qtest_disk_create(base, size);
-    interop_file_fill(base, 0, MiB, 0x61);
-    interop_file_fill(base, 2 * MiB + 4096, 300 * 1024, 0x62);
-    interop_file_fill(base, 20 * MiB, 3 * MiB, 0x63);
+    qtest_disk_set(base, 0, MiB, 0x61);
+    qtest_disk_set(base, 2 * MiB + 4096, 300 * 1024, 0x62);
+    qtest_disk_set(base, 20 * MiB, 3 * MiB, 0x63);
     g_autofree uint8_t *orig = tf_read_file(base, &len);
     g_autofree uint8_t *model = g_memdup2(orig, len);
     g_autofree char *args = g_strdup_printf("-r -f raw %s", base);

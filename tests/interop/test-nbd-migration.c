@@ -56,7 +56,7 @@ static void test_fio_live_migration(void)
     }
     qtest_disk_create(src_img, DISK_SIZE);
     qtest_disk_scatter(src_img, 7, 48, MiB);
-    interop_file_fill(src_img, MARK_OFF, MARK_LEN, 0x5c);
+    qtest_disk_set(src_img, MARK_OFF, MARK_LEN, 0x5c);
 
     dst = qtest_daemon_start("mig-dst", "--drive id=disk0,file=%s,size=%" G_GUINT64_FORMAT
                              ",create=on --nbd unix:%s --incoming %s",

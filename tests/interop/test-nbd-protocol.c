@@ -34,7 +34,7 @@ static void fixture_start(Fixture *f, const char *name)
     f->sock = qtest_path(sock);
     qtest_disk_create(f->img, DISK_SIZE);
     qtest_disk_create(f->ro_img, DISK_SIZE);
-    interop_file_fill(f->img, DATA_OFF, DATA_LEN, 0x5a);
+    qtest_disk_set(f->img, DATA_OFF, DATA_LEN, 0x5a);
     f->d = qtest_daemon_start(name, "--drive id=disk0,file=%s --drive id=disk1,file=%s,"
                               "read-only=on --nbd unix:%s", f->img, f->ro_img, f->sock);
     qtest_wait_runstate(f->d, "running", 10000);
@@ -146,18 +146,18 @@ static void test_writes(void)
         }
     }
     /* NO_HOLE: zeroes that stay allocated; FAST_ZERO: done or ENOTSUP. */
-    interop_file_fill(f.img, 2 * DATA_OFF, DATA_LEN, 0x77);
+    qtest_disk_set(f.img, 2 * DATA_OFF, DATA_LEN, 0x77);
     g_assert_cmpuint(raw_cmd(c, RAW_FLAG_NO_HOLE, RAW_CMD_WRITE_ZEROES, 2 * DATA_OFF,
                              DATA_LEN, NULL, NULL), ==, 0);
     g_assert_true(interop_file_has(f.img, 2 * DATA_OFF, DATA_LEN, 0));
-    interop_file_fill(f.img, 3 * DATA_OFF, DATA_LEN, 0x77);
+    qtest_disk_set(f.img, 3 * DATA_OFF, DATA_LEN, 0x77);
     err = raw_cmd(c, RAW_FLAG_FAST_ZERO, RAW_CMD_WRITE_ZEROES, 3 * DATA_OFF, DATA_LEN,
                   NULL, NULL);
     g_assert_true(err == 0 || err == RAW_ENOTSUP);
     g_assert_true(interop_file_has(f.img, 3 * DATA_OFF, DATA_LEN, err ? 0x77 : 0));
 
     /* Trim: reads back as zeroes on a raw file. */
-    interop_file_fill(f.img, 4 * DATA_OFF, DATA_LEN, 0x77);
+    qtest_disk_set(f.img, 4 * DATA_OFF, DATA_LEN, 0x77);
     g_assert_cmpuint(raw_cmd(c, 0, RAW_CMD_TRIM, 4 * DATA_OFF, DATA_LEN, NULL, NULL), ==, 0);
     g_assert_cmpuint(raw_cmd(c, 0, RAW_CMD_READ, 4 * DATA_OFF, DATA_LEN, NULL, buf), ==, 0);
     g_assert_true(all_bytes(buf, DATA_LEN, 0));

@@ -196,9 +196,9 @@ static void test_qemu_io(void)
         return;
     }
     qtest_disk_create(img, 64 * MiB);
-    interop_file_fill(img, 1 * MiB, MiB, 0x77);     /* to be discarded */
-    interop_file_fill(img, 4 * MiB, MiB, 0x77);     /* zeroed with unmap */
-    interop_file_fill(img, 6 * MiB, MiB, 0x77);     /* zeroed, kept allocated */
+    qtest_disk_set(img, 1 * MiB, MiB, 0x77);     /* to be discarded */
+    qtest_disk_set(img, 4 * MiB, MiB, 0x77);     /* zeroed with unmap */
+    qtest_disk_set(img, 6 * MiB, MiB, 0x77);     /* zeroed, kept allocated */
     fixture_start(&f, "qio", img, NULL);
 
     g_assert_cmpint(interop_run(&out, &err, "qemu-io", "-f", "raw", f.uri,
@@ -344,7 +344,7 @@ static void test_stop_cont(void)
         return;
     }
     qtest_disk_create(img, 8 * MiB);
-    interop_file_fill(img, 0, 4096, 0x44);
+    qtest_disk_set(img, 0, 4096, 0x44);
     fixture_start(&f, "stop", img, NULL);
 
     json_node_unref(qtest_qmp_ok(f.d, "{\"execute\": \"stop\"}"));

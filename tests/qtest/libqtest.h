@@ -143,6 +143,8 @@ JsonNode *qtest_migrate_wait_status(QTestDaemon *d, const char *status, int time
 /* Bytes in the 4 KiB blocks of PATH that hold any non-zero byte: the least
  * a migration must carry when it sends no zeroes and no compression. */
 uint64_t qtest_disk_nonzero_bytes(const char *path);
+/* Write LEN bytes of BYTE at OFF into the existing file PATH. */
+void qtest_disk_set(const char *path, uint64_t off, uint64_t len, uint8_t byte);
 /* Copy SRC to DST keeping holes (only data extents are written). */
 void qtest_disk_copy(const char *src, const char *dst);
 /* File size in bytes (asserts it exists). */

@@ -248,6 +248,17 @@ bool qtest_files_equal(const char *a, const char *b, uint64_t *first_diff)
     return diff == UINT64_MAX;
 }
 
+void qtest_disk_set(const char *path, uint64_t off, uint64_t len, uint8_t byte)
+{
+    g_autofree uint8_t *buf = g_malloc(len);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+    g_assert_cmpint(fd, >=, 0);
+    memset(buf, byte, len);
+    g_assert_cmpint(pwrite(fd, buf, len, off), ==, (ssize_t)len);
+    close(fd);
+}
+
 void qtest_disk_copy(const char *src, const char *dst)
 {
     uint64_t size = qtest_file_size(src);

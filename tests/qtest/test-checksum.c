@@ -56,17 +56,6 @@ static bool range_is_zero(const char *path, uint64_t off, uint64_t len)
     return zero;
 }
 
-static void write_pattern(const char *path, uint64_t off, uint64_t len, int byte)
-{
-    g_autofree uint8_t *buf = g_malloc(len);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-    g_assert_cmpint(fd, >=, 0);
-    memset(buf, byte, len);
-    g_assert_cmpint(pwrite(fd, buf, len, off), ==, (ssize_t)len);
-    close(fd);
-}
-
 /* ---- a bit flipped in flight ---- */
 
 /* One byte in the middle of the first data record (chunk 0, 1 MiB of
@@ -132,7 +121,7 @@ static void test_altered_destination(void)
         g_assert_cmpint(g_get_monotonic_time(), <, deadline);
         g_usleep(MF_POLL_US);
     }
-    write_pattern(m.dst_disk, 4 * CHUNK + 8 * KIB, 4 * KIB, 0xa5);
+    qtest_disk_set(m.dst_disk, 4 * CHUNK + 8 * KIB, 4 * KIB, 0xa5);
     mf_expect_refused(&m, "disk verification: drive 'disk0': 1048576 bytes at offset 4194304 "
                       "differ from the source's", "the guest does not start here");
     mf_free(&m);
@@ -148,10 +137,10 @@ static void check_clean(const char *extra_cap)
 
     mf_make_src_disk(&m, size, 7, 24, 96 * KIB);
     /* Data that compresses, so compressed records are checked too. */
-    write_pattern(m.src_disk, 40 * MIB, 3 * MIB, 0x5a);
+    qtest_disk_set(m.src_disk, 40 * MIB, 3 * MIB, 0x5a);
     /* Zeroes written at the source arrive as holes: they must compare
      * equal all the same. */
-    write_pattern(m.src_disk, 30 * MIB + 4 * KIB, 2 * MIB, 0);
+    qtest_disk_set(m.src_disk, 30 * MIB + 4 * KIB, 2 * MIB, 0);
     m.uri = qtest_tcp_uri();
     m.dst = mf_start_dst(&m, "dst", size);
     m.src = mf_start_src(&m, "");

@@ -27,17 +27,6 @@
 
 /* ---- helpers ---- */
 
-static void write_block(const char *path, uint64_t off, uint64_t len, int byte)
-{
-    g_autofree uint8_t *buf = g_malloc(len);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-    g_assert_cmpint(fd, >=, 0);
-    memset(buf, byte, len);
-    g_assert_cmpint(pwrite(fd, buf, len, off), ==, (ssize_t)len);
-    close(fd);
-}
-
 /* The migration (capabilities CAP, may be NULL) from a source with
  * SRC_DRIVES to a destination with DST_DRIVES begins (the framework's,
  * with this file's longer waits for states). */
@@ -121,7 +110,7 @@ static void test_sparse_source_empty_destination(void)
     qtest_disk_create(b, GIB);
     for (size_t i = 0; i < G_N_ELEMENTS(data_at); i++) {
         g_assert_cmpuint(data_at[i] % (GIB / 32), >=, 64 * KIB);
-        write_block(a, data_at[i], 4 * KIB, 0x5a + i);
+        qtest_disk_set(a, data_at[i], 4 * KIB, 0x5a + i);
     }
     for (int round = 0; round < 3; round++) {
         Migration m;

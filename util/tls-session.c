@@ -1,8 +1,9 @@
 /* A TLS session on a connected socket: set-up from credentials, the
- * transport GnuTLS reads and writes through (never blocking: waits are
- * the callers' poll()s, so one session serves blocking threads and event
- * loops alike), the handshake and its messages, and what the handshake
- * tells about the peer. */
+ * transport GnuTLS reads and writes through (ciphertext read ahead, the
+ * records of one send gathered; never blocking: waits are the callers'
+ * poll()s, so one session serves blocking threads and event loops alike),
+ * the handshake and its messages, and what the handshake tells about the
+ * peer. */
 #include "tls-internal.h"
 
 #include <errno.h>

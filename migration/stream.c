@@ -44,8 +44,7 @@ typedef struct MigTls {
     int fd;
 } MigTls;
 
-/* TLS records carry at most this much: a big write's header is padded
- * to it (mig_put_buffer). */
+/* TLS records carry at most this much: big writes are cut at it. */
 #define TLS_RECORD 16384
 
 /* What the latched error says of the connection. */
@@ -527,13 +526,12 @@ static void rate_limit_refund(MigStream *f, size_t unused)
 
 /* ---- writing ---- */
 
-/* TLS records (a few, util/tls gathers them into one system call) from
- * the first piece of IOV, at most LIMIT bytes but never fewer than a send
- * that would have blocked tried: like sendmsg, with any error but EAGAIN
- * latched. */
+/* One TLS record from the first piece of IOV, at most LIMIT bytes but
+ * never fewer than a send that would have blocked tried: like sendmsg,
+ * with any error but EAGAIN latched. */
 static ssize_t tls_write_some(MigStream *f, const struct iovec *iov, size_t limit)
 {
-    size_t len = MIN(iov->iov_len, MAX(limit, f->tls_again));
+    size_t len = MIN(iov->iov_len, MAX(MIN(limit, TLS_RECORD), f->tls_again));
     GError *err = NULL;
     ssize_t n = tls_session_send(f->tls->session, iov->iov_base, len, &err);
 

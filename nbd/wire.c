@@ -59,7 +59,7 @@ static bool would_block(NBDConn *c, short events, int stall_ms)
     return wait_ready(c->fd, events, stall_ms);
 }
 
-/* Through TLS: a record in or a few out like recv(2)/sendmsg(2) (a send
+/* Through TLS: one record in or out like recv(2)/sendmsg(2) (a send
  * takes the first piece of MSG only; a retry after EAGAIN passes the same
  * bytes, as util/tls.h wants), waiting for the socket unless DONTWAIT, at
  * most io_timeout_ms (then EAGAIN, a failure for a blocking call). */

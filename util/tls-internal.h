@@ -3,7 +3,6 @@
 #define UTIL_TLS_INTERNAL_H
 
 #include <gnutls/gnutls.h>
-#include <stdint.h>
 
 #include "util/tls.h"
 
@@ -94,28 +93,8 @@ struct TlsSession {
     bool handshake_done;
     int recv_errno;             /* of the last failed socket call, per direction */
     int send_errno;
-    uint8_t *ahead;             /* ciphertext read from the socket, not yet */
-    size_t ahead_pos;           /* taken by GnuTLS: ahead[ahead_pos..ahead_len) */
-    size_t ahead_len;
-    bool gathering;             /* GnuTLS's records go to behind, not out */
-    uint8_t *behind;            /* records gathered, sent from behind_pos */
-    size_t behind_pos;
-    size_t behind_len;
-    size_t behind_plain;        /* the caller's bytes those records carry */
 };
 
-/* Records of one send are gathered (up to this much) and go to the
- * socket in one system call rather than one each. */
-#define TLS_WRITE_BEHIND_SIZE (4 * TLS_RECORD_WIRE_MAX)
-/* A record on the wire at most: header, 16 KiB and TLS 1.2's expansion. */
-#define TLS_RECORD_WIRE_MAX (5 + 16384 + 2048)
-/* Send the gathered records without waiting: true once all are out, else
- * false with send_errno set (EAGAIN: the socket is full). */
-bool tls_session_write_behind_flush(TlsSession *s);
-/* How many bytes of records may still be gathered. */
-size_t tls_session_write_behind_room(const TlsSession *s);
-/* Bytes read from the socket that GnuTLS has not taken yet. */
-size_t tls_session_read_ahead(const TlsSession *s);
 /* What a received alert most likely means, for the refused side:
  * ": it does not accept our certificate ..." or "". */
 const char *tls_alert_hint(const TlsSession *s, gnutls_alert_description_t alert);

@@ -81,64 +81,27 @@ ssize_t tls_session_recv(TlsSession *s, void *buf, size_t len, GError **errp)
     }
 }
 
-/* Records for the first bytes of BUF, gathered while they surely fit:
- * the bytes they carry, or a GnuTLS error (a fatal one even after some). */
-static ssize_t gather_records(TlsSession *s, const uint8_t *buf, size_t len)
-{
-    size_t done = 0;
-    ssize_t n = 0;
-
-    s->gathering = true;
-    while (done < len && tls_session_write_behind_room(s) >= TLS_RECORD_WIRE_MAX) {
-        n = gnutls_record_send(s->handle, buf + done, len - done);
-        if (n <= 0 && n != GNUTLS_E_INTERRUPTED) {
-            break;
-        }
-        done += n > 0 ? (size_t)n : 0;
-    }
-    s->gathering = false;
-    if (n < 0 && (done == 0 || n != GNUTLS_E_AGAIN)) {
-        return n;
-    }
-    return (ssize_t)done;
-}
-
-static ssize_t send_failed(TlsSession *s, int ret, GError **errp)
-{
-    if (ret == GNUTLS_E_AGAIN) {
-        errno = EAGAIN;
-    } else {
-        tls_io_error(s, ret, false, errp);
-    }
-    return -1;
-}
-
-/* The records of up to TLS_WRITE_BEHIND_SIZE bytes go out in one system
- * call.  Those the socket does not take at once stay gathered, and the
- * caller hears EAGAIN: its retry (the same bytes, as GnuTLS wants too)
- * sends them and is told the bytes they carry. */
 ssize_t tls_session_send(TlsSession *s, const void *buf, size_t len, GError **errp)
 {
-    ssize_t n = (ssize_t)s->behind_plain;
-
-    if (n == 0 && len > 0) {
-        n = gather_records(s, buf, len);
-        if (n < 0) {
-            return send_failed(s, (int)n, errp);
+    for (;;) {
+        ssize_t n = gnutls_record_send(s->handle, buf, len);
+        if (n >= 0) {
+            return n;
         }
-        s->behind_plain = (size_t)n;
+        if (n == GNUTLS_E_AGAIN) {
+            errno = EAGAIN;
+            return -1;
+        }
+        if (n != GNUTLS_E_INTERRUPTED) {
+            tls_io_error(s, (int)n, false, errp);
+            return -1;
+        }
     }
-    if (!tls_session_write_behind_flush(s)) {
-        bool full = s->send_errno == EAGAIN || s->send_errno == EWOULDBLOCK;
-        return send_failed(s, full ? GNUTLS_E_AGAIN : GNUTLS_E_PUSH_ERROR, errp);
-    }
-    s->behind_plain = 0;
-    return n;
 }
 
 size_t tls_session_pending(TlsSession *s)
 {
-    return gnutls_record_check_pending(s->handle) + tls_session_read_ahead(s);
+    return gnutls_record_check_pending(s->handle);
 }
 
 ssize_t tls_session_read(TlsSession *s, void *buf, size_t len, int timeout_ms,

@@ -1,118 +1,41 @@
 /* A TLS session on a connected socket: set-up from credentials, the
- * transport GnuTLS reads and writes through (ciphertext read ahead, the
- * records of one send gathered; never blocking: waits are the callers'
- * poll()s, so one session serves blocking threads and event loops alike),
- * the handshake and its messages, and what the handshake tells about the
- * peer. */
+ * transport GnuTLS reads and writes through (never blocking: waits are
+ * the callers' poll()s, so one session serves blocking threads and event
+ * loops alike), the handshake and its messages, and what the handshake
+ * tells about the peer. */
 #include "tls-internal.h"
 
 #include <errno.h>
 #include <poll.h>
-#include <string.h>
 #include <sys/socket.h>
 
 #include "util/sockets.h"
 
 /* How long a failed blocking handshake lets the peer read our alert. */
 #define REFUSED_DRAIN_MS 1000
-/* Ciphertext is taken from the socket this much at a time and handed to
- * GnuTLS from memory: it asks for each record's 5-byte header, then for
- * its body, which would cost two system calls per 16 KiB record. */
-#define READ_AHEAD_SIZE (64 * 1024)
 
 /* ---- transport ---- */
 
-/* Records gathered while a send gathers (tls-io.c): false when not
- * gathering or when LEN does not fit. */
-static bool write_behind_take(TlsSession *s, const void *buf, size_t len)
-{
-    if (!s->gathering || s->behind_len + len > TLS_WRITE_BEHIND_SIZE) {
-        return false;
-    }
-    if (!s->behind) {
-        s->behind = g_malloc(TLS_WRITE_BEHIND_SIZE);
-    }
-    memcpy(s->behind + s->behind_len, buf, len);
-    s->behind_len += len;
-    return true;
-}
-
-bool tls_session_write_behind_flush(TlsSession *s)
-{
-    while (s->behind_pos < s->behind_len) {
-        ssize_t n = send(s->fd, s->behind + s->behind_pos, s->behind_len - s->behind_pos,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && errno != EINTR) {
-            s->send_errno = errno;
-            return false;
-        }
-        s->behind_pos += n > 0 ? (size_t)n : 0;
-    }
-    s->behind_pos = s->behind_len = 0;
-    return true;
-}
-
-size_t tls_session_write_behind_room(const TlsSession *s)
-{
-    return TLS_WRITE_BEHIND_SIZE - s->behind_len;
-}
-
-/* What GnuTLS sends: gathered, or after what was gathered before it. */
 static ssize_t transport_push(gnutls_transport_ptr_t ptr, const void *buf, size_t len)
 {
     TlsSession *s = ptr;
-    ssize_t n;
+    ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
-    if (write_behind_take(s, buf, len)) {
-        return (ssize_t)len;
-    }
-    if (!tls_session_write_behind_flush(s)) {
-        return -1;
-    }
-    n = send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
         s->send_errno = errno;
     }
     return n;
 }
 
-/* Refill the empty read-ahead buffer: what recv() says. */
-static ssize_t read_ahead(TlsSession *s)
-{
-    ssize_t n;
-
-    if (!s->ahead) {
-        s->ahead = g_malloc(READ_AHEAD_SIZE);
-    }
-    n = recv(s->fd, s->ahead, READ_AHEAD_SIZE, MSG_DONTWAIT);
-    if (n < 0) {
-        s->recv_errno = errno;
-    }
-    s->ahead_pos = 0;
-    s->ahead_len = n > 0 ? (size_t)n : 0;
-    return n;
-}
-
 static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
 {
     TlsSession *s = ptr;
-    size_t n;
+    ssize_t n = recv(s->fd, buf, len, MSG_DONTWAIT);
 
-    if (s->ahead_pos == s->ahead_len) {
-        ssize_t got = read_ahead(s);
-        if (got <= 0) {
-            return got;
-        }
+    if (n < 0) {
+        s->recv_errno = errno;
     }
-    n = MIN(len, s->ahead_len - s->ahead_pos);
-    memcpy(buf, s->ahead + s->ahead_pos, n);
-    s->ahead_pos += n;
-    return (ssize_t)n;
-}
-
-size_t tls_session_read_ahead(const TlsSession *s)
-{
-    return s->ahead_len - s->ahead_pos;
+    return n;
 }
 
 /* GnuTLS asks whether to read before it reads, with its own timeouts;
@@ -221,8 +144,6 @@ void tls_session_free(TlsSession *s)
     g_free(s->peer_identity);
     g_free(s->cipher);
     g_free(s->refusal);
-    g_free(s->ahead);
-    g_free(s->behind);
     g_free(s);
 }
 

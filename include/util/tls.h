@@ -149,14 +149,12 @@ const char *tls_session_peer_identity(const TlsSession *s);
 const char *tls_session_cipher(const TlsSession *s);
 
 /* One attempt, like recv()/send() on a non-blocking socket: bytes moved
- * (a receive takes one record, a send at most 4, 64 KiB, in one system
- * call), 0 at the end of the stream (close_notify, or the peer closed the
- * socket), or -1 with errno: EAGAIN when it would block (errp untouched;
- * wait for POLLOUT and call again: a send with the same buffer, at least
- * as long; what it sent meanwhile is then counted), else EPIPE,
- * ECONNRESET, EIO... with errp set.  Received bytes (decrypted, or read
- * ahead of GnuTLS) may be buffered inside the session, where poll()
- * cannot see them: call recv before waiting, or check pending. */
+ * (a send moves at most one record, 16 KiB), 0 at the end of the stream
+ * (close_notify, or the peer closed the socket), or -1 with errno: EAGAIN
+ * when it would block (errp untouched; wait and call again: a send with
+ * the same buffer, at least as long), else EPIPE, ECONNRESET, EIO... with
+ * errp set.  Decrypted bytes may be buffered inside the session, where
+ * poll() cannot see them: call recv before waiting, or check pending. */
 ssize_t tls_session_recv(TlsSession *s, void *buf, size_t len, GError **errp);
 ssize_t tls_session_send(TlsSession *s, const void *buf, size_t len, GError **errp);
 size_t tls_session_pending(TlsSession *s);

@@ -5,7 +5,7 @@
  * silent peer, a peer that is not TLS), each with a clear message on both
  * sides and within the handshake timeout; then data: partial reads, large
  * and gathered writes, both directions at once, the end of the stream,
- * records sent and read several at a time, a send into a full socket. */
+ * a send into a full socket. */
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
@@ -586,32 +586,6 @@ static void test_io_pending(void)
     pair_close(&p);
 }
 
-/* A send takes several records at once (they leave in one system call),
- * and a receive takes from the socket what arrived behind its record:
- * that waits in the session, where poll() cannot see it, and pending
- * counts it. */
-static void test_io_records_gathered(void)
-{
-    Pair p;
-    size_t len = 4 * 16384;
-    g_autofree uint8_t *data = pattern(len, 5);
-    uint8_t first[16384];
-    GError *err = NULL;
-
-    pair_open(&p);
-    ssize_t n = tls_session_send(p.cli.s, data, len, &err);
-    g_assert_no_error(err);
-    g_assert_cmpint(n, >, (ssize_t)sizeof(first));
-    g_assert_cmpint(tls_session_read(p.srv.s, first, sizeof(first), TIMEOUT_MS, &err), ==,
-                    sizeof(first));
-    g_assert_cmpmem(first, sizeof(first), data, sizeof(first));
-    g_assert_cmpuint(tls_session_pending(p.srv.s), >, 0);
-    g_autofree uint8_t *rest = read_exactly(p.srv.s, n - sizeof(first), len);
-    g_assert_cmpmem(rest, n - sizeof(first), data + sizeof(first), n - sizeof(first));
-    g_assert_cmpuint(tls_session_pending(p.srv.s), ==, 0);
-    pair_close(&p);
-}
-
 typedef struct Drain {
     TlsSession *s;
     size_t len;
@@ -626,9 +600,9 @@ static gpointer drain_thread(gpointer data)
     return NULL;
 }
 
-/* Records gathered that the full socket does not take: the send says
- * EAGAIN, and its retries with the same bytes (once the peer reads)
- * report them, so that every byte arrives once, in order. */
+/* A send into a full socket says EAGAIN, and its retries with the same
+ * bytes (once the peer reads) go on where it stopped, so that every byte
+ * arrives once, in order. */
 static void test_io_send_when_full(void)
 {
     Pair p;
@@ -748,7 +722,6 @@ int main(int argc, char **argv)
     g_test_add_func("/tls/io/end", test_io_end);
     g_test_add_func("/tls/io/pending", test_io_pending);
     g_test_add_func("/tls/io/timeout", test_io_timeout);
-    g_test_add_func("/tls/io/records-gathered", test_io_records_gathered);
     g_test_add_func("/tls/io/send-when-full", test_io_send_when_full);
     rc = g_test_run();
     user_objects_clear();

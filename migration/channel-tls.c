@@ -156,6 +156,11 @@ bool mig_channel_secure_incoming(MigStream *f, GError **errp)
     if (ok && creds && starts_plain(f)) {
         ok = refuse_plain_source(f, errp);
     } else if (ok && creds) {
+        /* Before the handshake: our flights go out in several sends, and
+         * with Nagle's algorithm a later one waited for the source's
+         * delayed ACK (setup took 45-70 ms instead of 2-5 ms with ECDSA
+         * keys on loopback). */
+        mig_channel_set_nodelay(mig_stream_fd(f));
         ok = mig_stream_start_tls(f, creds, NULL, *p.authz ? p.authz : NULL,
                                   handshake_timeout_ms(), &err);
         if (ok) {

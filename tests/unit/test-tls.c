@@ -4,8 +4,10 @@
  * certificate, host name, tls-authz, PSK mismatch, unknown PSK user, a
  * silent peer, a peer that is not TLS), each with a clear message on both
  * sides and within the handshake timeout; then data: partial reads, large
- * and gathered writes, both directions at once, the end of the stream. */
+ * and gathered writes, both directions at once, the end of the stream,
+ * a send into a full socket. */
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -584,6 +586,57 @@ static void test_io_pending(void)
     pair_close(&p);
 }
 
+typedef struct Drain {
+    TlsSession *s;
+    size_t len;
+    uint8_t *got;
+} Drain;
+
+static gpointer drain_thread(gpointer data)
+{
+    Drain *d = data;
+
+    d->got = read_exactly(d->s, d->len, 65536);
+    return NULL;
+}
+
+/* A send into a full socket says EAGAIN, and its retries with the same
+ * bytes (once the peer reads) go on where it stopped, so that every byte
+ * arrives once, in order. */
+static void test_io_send_when_full(void)
+{
+    Pair p;
+    size_t len = 4 * 1024 * 1024, sent = 0;
+    g_autofree uint8_t *data = pattern(len, 6);
+    GError *err = NULL;
+    ssize_t n;
+
+    pair_open(&p);
+    while ((n = tls_session_send(p.cli.s, data + sent, len - sent, &err)) > 0) {
+        sent += (size_t)n;
+    }
+    g_assert_cmpint(n, ==, -1);
+    g_assert_cmpint(errno, ==, EAGAIN);
+    g_assert_cmpuint(sent, <, len);
+    Drain d = { p.srv.s, len, NULL };
+    GThread *t = g_thread_new("drain", drain_thread, &d);
+    while (sent < len) {
+        struct pollfd pfd = { .fd = p.cli.fd, .events = POLLOUT };
+        n = tls_session_send(p.cli.s, data + sent, len - sent, &err);
+        g_assert_no_error(err);
+        if (n < 0) {
+            g_assert_cmpint(errno, ==, EAGAIN);
+            g_assert_cmpint(poll(&pfd, 1, TIMEOUT_MS), ==, 1);
+        }
+        sent += n > 0 ? (size_t)n : 0;
+    }
+    g_thread_join(t);
+    g_assert_cmpuint(sent, ==, len);
+    g_assert_cmpmem(d.got, len, data, len);
+    g_free(d.got);
+    pair_close(&p);
+}
+
 static void test_io_timeout(void)
 {
     Pair p;
@@ -669,6 +722,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tls/io/end", test_io_end);
     g_test_add_func("/tls/io/pending", test_io_pending);
     g_test_add_func("/tls/io/timeout", test_io_timeout);
+    g_test_add_func("/tls/io/send-when-full", test_io_send_when_full);
     rc = g_test_run();
     user_objects_clear();
     remove_tmp();

@@ -137,9 +137,15 @@ demo: deps
 	$(MAKE) all
 	scripts/demo.sh $(DEMO_ARGS)
 
+# Every benchmark in one go: the migration table (run.sh), then streaming,
+# a write-heavy guest's migration and disk copies, each against QEMU's
+# tools in the same run.  Each also has a target of its own below.  A
+# failing one does not stop the others; bench fails if any did.
+BENCH_SCRIPTS = tests/bench/run.sh "tests/bench/stream.sh $(STREAM_BENCH_ARGS)" \
+                tests/bench/converge.sh tests/bench/copy.sh
 bench: deps
 	$(MAKE) all
-	tests/bench/run.sh
+	@rc=0; for b in $(BENCH_SCRIPTS); do $$b || rc=1; done; exit $$rc
 
 # A write-heavy guest (fio through NBD) during a migration, per copy mode,
 # against QEMU's write-blocking drive-mirror (tests/bench/converge.sh).

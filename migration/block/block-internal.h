@@ -214,6 +214,10 @@ bool blk_section_put_drive(MigStream *f, BlockDriverState *bs, const char *what,
                            GError **errp);
 int blk_section_read_drive(MigStream *f, const char *what, char id[256], uint64_t *size,
                            GError **errp);
+/* A section's load error: "WHAT: message", with F's stream error after
+ * it when F failed.  Returns -1. */
+int blk_section_failv(MigStream *f, GError **errp, const char *what, const char *fmt,
+                      va_list ap) G_GNUC_PRINTF(4, 0);
 /* A section's body on the source, guest stopped: a fresh random be64
  * salt, be32 drive count, then PUT's entry for every drive.  0, or -1
  * with *errp set. */

@@ -171,16 +171,10 @@ static int G_GNUC_PRINTF(3, 4)
 verify_fail(MigStream *f, GError **errp, const char *fmt, ...)
 {
     va_list ap;
-    g_autofree char *msg = NULL;
 
     va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
+    blk_section_failv(f, errp, WHAT, fmt, ap);
     va_end(ap);
-    if (f && mig_stream_error(f)) {
-        g_set_error(errp, MIG_ERROR, 0, WHAT ": %s: %s", msg, mig_stream_error_msg(f));
-    } else {
-        g_set_error(errp, MIG_ERROR, 0, WHAT ": %s", msg);
-    }
     return -1;
 }
 

@@ -118,20 +118,27 @@ typedef struct CheckEntry {
     ChecksumDigest digest;
 } CheckEntry;
 
+int blk_section_failv(MigStream *f, GError **errp, const char *what, const char *fmt,
+                      va_list ap)
+{
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+
+    if (f && mig_stream_error(f)) {
+        g_set_error(errp, MIG_ERROR, 0, "%s: %s: %s", what, msg, mig_stream_error_msg(f));
+    } else {
+        g_set_error(errp, MIG_ERROR, 0, "%s: %s", what, msg);
+    }
+    return -1;
+}
+
 static int G_GNUC_PRINTF(3, 4)
 check_fail(MigStream *f, GError **errp, const char *fmt, ...)
 {
     va_list ap;
-    g_autofree char *msg = NULL;
 
     va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
+    blk_section_failv(f, errp, "storage check", fmt, ap);
     va_end(ap);
-    if (f && mig_stream_error(f)) {
-        g_set_error(errp, MIG_ERROR, 0, "storage check: %s: %s", msg, mig_stream_error_msg(f));
-    } else {
-        g_set_error(errp, MIG_ERROR, 0, "storage check: %s", msg);
-    }
     return -1;
 }
 

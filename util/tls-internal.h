@@ -6,10 +6,18 @@
 
 #include "util/tls.h"
 
-/* GnuTLS's default set with ChaCha20 moved last, so that AES-GCM (AES-NI)
- * is chosen also where TLS 1.3 needs a SHA-256 suite (PSK); PSK
- * credentials add the PSK key exchanges, as QEMU does. */
-#define TLS_DEFAULT_PRIORITY "NORMAL:-CHACHA20-POLY1305:+CHACHA20-POLY1305"
+/* GnuTLS's NORMAL: the same protocols, key exchanges, signatures and
+ * ciphers, with the ciphers in GnuTLS's PERFORMANCE order for AES-NI
+ * machines: AES-128-GCM first (NORMAL puts AES-256-GCM first: four more
+ * AES rounds per block, for no protection a migration link needs), then
+ * AES-256-GCM and ChaCha20, then CCM and CBC.  PERFORMANCE itself also
+ * moves static RSA key exchange first in TLS 1.2, losing forward secrecy,
+ * hence the explicit list.  The initiating side's order picks the suite
+ * (GnuTLS servers follow the client's), so a QEMU peer on NORMAL still
+ * gets AES-256-GCM from us.  PSK credentials add the PSK key exchanges,
+ * as QEMU does. */
+#define TLS_DEFAULT_PRIORITY "NORMAL:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:" \
+    "+CHACHA20-POLY1305:+AES-128-CCM:+AES-256-CCM:+AES-128-CBC:+AES-256-CBC"
 #define TLS_PSK_PRIORITY_EXTRA ":+ECDHE-PSK:+DHE-PSK:+PSK"
 /* The username a PSK client uses when none is given (QEMU's). */
 #define TLS_PSK_DEFAULT_USER "qemu"

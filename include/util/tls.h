@@ -145,7 +145,7 @@ short tls_session_wait_events(TlsSession *s);
  * name of its certificate ("CN=...,O=..."), or the PSK username; NULL
  * when it showed none.  Verified only with verify-peer=on (or PSK). */
 const char *tls_session_peer_identity(const TlsSession *s);
-/* Protocol and cipher, e.g. "(TLS1.3)-(ECDHE-SECP256R1)-...-(AES-256-GCM)". */
+/* Protocol and cipher, e.g. "(TLS1.3)-(ECDHE-SECP256R1)-...-(AES-128-GCM)". */
 const char *tls_session_cipher(const TlsSession *s);
 
 /* One attempt, like recv()/send() on a non-blocking socket: bytes moved

@@ -134,6 +134,7 @@ END {
     hdr = sprintf("%-20s %-7s %4s %8s %15s %8s %9s %9s %9s %9s %8s %-9s %s", "system", "image", "runs", "time s", "(min-max)", "x blkmig", "durable s", "durable x", "wire MiB", "dst MiB", "RSS MiB", "identical", "notes")
     print "blkmig benchmark: " size " images, median of " reps " runs; times are wall-clock seconds" > txt
     if ("scratch" in meta) print "scratch: " meta["scratch"] > txt
+    if ("load" in meta) print "load: " meta["load"] > txt
     else print "scratch: file system not recorded; runs.tsv from an older run.sh, whose \"dst sync\" ran only after the servers had stopped (their flush at exit untimed)" > txt
     print "time s: until the system reports the copy done.  durable s: per run, time + `sync DST` (fsync of the destination file," > txt
     print "  timed at once, before any server stops; shown as \"dst sync\"), then the median; tcp-loopback (no destination): its time." > txt

@@ -67,6 +67,7 @@ KEEP=${BENCH_KEEP:-0}
 QEMU=qemu-system-x86_64
 
 START=$(date +%s.%N)
+LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 mkdir -p "$OUT"
 [ -z "${BENCH_DIR:-}" ] || mkdir -p "$BENCH_DIR"
 W=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/blkmig-bench.XXXXXX") || exit 1
@@ -751,26 +752,71 @@ make_images
 # which run only there.
 qcow2_system() { case "$1" in blkmig|blkmig+inc|mirror|mirror+top) return 0 ;; esac; return 1; }
 qcow2_only() { case "$1" in blkmig+inc|mirror+top) return 0 ;; esac; return 1; }
+# Whether SYS runs on IMAGE: 0 yes, 1 not there (no row), 2 not there but
+# shown as an n/a row (the live image runs only the systems listed here).
+runs_on() {
+    if [ "$1" = qcow2 ]; then
+        qcow2_system "$2" && return 0 || return 1
+    fi
+    qcow2_only "$2" && return 1
+    [ "$1" != live ] && return 0
+    case "$2" in blkmig|blkmig+tls) return 0 ;; esac
+    return 2
+}
+# The n/a row of SYS on the live image.
+live_na_row() {
+    case "$1" in
+    blkmig+*) na_row "$1" "variants run on the sparse and full images only (time budget)" ;;
+    mirror) na_row qemu-mirror ;;
+    legacy) na_row qemu-legacy ;;
+    tcp) na_row tcp-loopback ;;
+    *) na_row "$1" ;;
+    esac
+}
+
+# blkmig and its variants (the blkmig* systems of SYSTEMS that run on
+# IMAGE) rep by rep in turn: blkmig, blkmig+tls, ..., then the next rep.
+# Their ratios to blkmig are targets, and a load that changes during the
+# bench then weighs on both sides of each ratio alike.
+bench_blkmig_family() {
+    local image=$1 sys rep family=()
+    local -A stop=()
+    for sys in $SYSTEMS; do
+        case "$sys" in blkmig|blkmig+*) runs_on "$image" "$sys" && family+=("$sys") ;; esac
+    done
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for sys in "${family[@]}"; do
+            [ -n "${stop[$sys]:-}" ] && continue
+            if [ "$sys" = blkmig ]; then
+                bench_blkmig "$image" "$rep"
+            else
+                bench_blkmig "$image" "$rep" "${sys#blkmig+}"
+            fi
+            too_long "$LONG" && stop[$sys]=1
+        done
+    done
+}
+
+for sys in $SYSTEMS; do
+    case "$sys" in
+    blkmig+*) [ -n "${BLKMIG_VARIANTS[${sys#blkmig+}]:-}" ] ||
+        { echo "bench: unknown blkmig variant '$sys' (${!BLKMIG_VARIANTS[*]})" >&2; exit 2; } ;;
+    esac
+done
 
 for image in $IMAGES; do
+    family_done=
     for sys in $SYSTEMS; do
-        if [ "$image" = qcow2 ]; then
-            qcow2_system "$sys" || continue
-        elif qcow2_only "$sys"; then
-            continue
-        fi
-        if [ "$image" = live ]; then
-            case "$sys" in
-            blkmig|blkmig+tls) ;;
-            blkmig+*) na_row "$sys" "variants run on the sparse and full images only (time budget)"; continue ;;
-            mirror) na_row qemu-mirror; continue ;;
-            legacy) na_row qemu-legacy; continue ;;
-            tcp) na_row tcp-loopback; continue ;;
-            *) na_row "$sys"; continue ;;
-            esac
-        fi
+        runs_on "$image" "$sys"
+        case $? in
+        1) continue ;;
+        2) live_na_row "$sys"; continue ;;
+        esac
         case "$sys" in
-        blkmig|mirror|cp|tcp)
+        blkmig|blkmig+*)
+            [ -z "$family_done" ] && bench_blkmig_family "$image"
+            family_done=1 ;;
+        mirror|cp|tcp)
             for ((rep = 1; rep <= REPS; rep++)); do
                 "bench_$sys" "$image" "$rep"
                 too_long "$LONG" && break
@@ -778,13 +824,6 @@ for image in $IMAGES; do
         mirror+*)
             for ((rep = 1; rep <= REPS; rep++)); do
                 bench_mirror "$image" "$rep" "${sys#mirror+}"
-                too_long "$LONG" && break
-            done ;;
-        blkmig+*)
-            [ -n "${BLKMIG_VARIANTS[${sys#blkmig+}]:-}" ] ||
-                { echo "bench: unknown blkmig variant '$sys' (${!BLKMIG_VARIANTS[*]})" >&2; exit 2; }
-            for ((rep = 1; rep <= REPS; rep++)); do
-                bench_blkmig "$image" "$rep" "${sys#blkmig+}"
                 too_long "$LONG" && break
             done ;;
         qemu-img|nbdcopy)
@@ -821,6 +860,7 @@ bench_nbd_iops() {
 }
 
 bench_nbd_iops
+meta load "1-minute load average $LOAD0 at the start, $(cut -d' ' -f1 /proc/loadavg) at the end on $(nproc) CPUs (other work shares them: ratios within one run are what compare)"
 "$ROOT/tests/bench/report.sh" "$RUNS" "$OUT" "$SIZE" "$REPS"
 if [ -s "$OUT/nbd-iops.txt" ]; then
     { echo; cat "$OUT/nbd-iops.txt"; } | tee -a "$OUT/results.txt"

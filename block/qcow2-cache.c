@@ -190,6 +190,11 @@ int qcow2_cache_get_empty(Qcow2Cache *c, uint64_t offset, Qcow2Table **tp)
     return 0;
 }
 
+bool qcow2_cache_is_dirty(const Qcow2Cache *c)
+{
+    return c->ndirty > 0;
+}
+
 void qcow2_cache_put(Qcow2Cache *c, Qcow2Table *t)
 {
     g_assert(t->pins > 0);

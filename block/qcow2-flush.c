@@ -75,13 +75,33 @@ int qcow2_bound_frees(Qcow2State *s)
 }
 
 /* The guest's flush: metadata written under the lock, the sync (the slow
- * part) outside it, then the frees that became durable. */
+ * part) outside it, then the frees that became durable.  Writing dirty L2
+ * tables needs the refcount blocks synced first (rule 1), and that sync
+ * runs under the lock; so when it is due, the data written so far is
+ * synced before the lock is taken, which leaves the sync under it only
+ * what came in meanwhile (it was most of a flush's time, every writer
+ * waiting). */
+/* Would writing the metadata now sync under the lock (dirty L2 tables
+ * after refcount changes)? */
+static bool sync_under_lock_due(Qcow2State *s)
+{
+    g_mutex_lock(&s->lock);
+    bool due = qcow2_cache_is_dirty(s->l2_cache) &&
+               (s->refcounts_unsynced || qcow2_cache_is_dirty(s->rb_cache));
+    g_mutex_unlock(&s->lock);
+    return due;
+}
+
 int qcow2_flush(BlockDriverState *bs)
 {
     Qcow2State *s = bdrv_opaque(bs);
 
     if (s->read_only) {
         return 0;
+    }
+    int pre = sync_under_lock_due(s) ? bdrv_flush(s->file) : 0;
+    if (pre < 0) {
+        return pre;
     }
     g_mutex_lock(&s->lock);
     uint64_t seq = s->unlink_seq;

@@ -221,6 +221,8 @@ void qcow2_cache_put(Qcow2Cache *c, Qcow2Table *t);
 void qcow2_cache_dirty(Qcow2Table *t, uint32_t lo, uint32_t hi);
 /* Writes every dirty table (after the dependencies of an L2 cache). */
 int qcow2_cache_writeback(Qcow2Cache *c);
+/* Does the cache hold a table not yet written back? */
+bool qcow2_cache_is_dirty(const Qcow2Cache *c);
 /* Forgets the table at OFFSET (freed), dirty or not. */
 void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset);
 

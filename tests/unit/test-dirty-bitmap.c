@@ -160,6 +160,7 @@ static void test_disabled(Fixture *f, gconstpointer data)
 
 typedef struct Writer {
     DirtyBitmap *bm;
+    gint *snapshots;                    /* the reader's count */
     guint32 seed;
     bool marked[CGRANULES];
 } Writer;
@@ -168,8 +169,20 @@ typedef struct Reader {
     DirtyBitmap *bm;
     gint *stop;
     bool seen[CGRANULES];
-    unsigned snapshots;
+    gint snapshots;
 } Reader;
+
+/* Wait until the reader has taken a snapshot since now, so that marks and
+ * snapshots interleave however busy the machine is (a reader left
+ * unscheduled until the writers end would test nothing). */
+static void wait_for_snapshot(gint *snapshots)
+{
+    gint seen = g_atomic_int_get(snapshots);
+
+    while (g_atomic_int_get(snapshots) == seen) {
+        g_usleep(100);
+    }
+}
 
 static gpointer writer_thread(gpointer opaque)
 {
@@ -187,6 +200,9 @@ static gpointer writer_thread(gpointer opaque)
         if (i % 64 == 0) {
             g_thread_yield();           /* let the reader interleave */
         }
+        if (i == MARKS_PER_WRITER / 3 || i == MARKS_PER_WRITER * 2 / 3) {
+            wait_for_snapshot(w->snapshots);
+        }
     }
     g_rand_free(rand);
     return NULL;
@@ -201,7 +217,7 @@ static void collect_snapshot(Reader *r)
     for (uint64_t g = bitmap_find_next_set(out, n, 0); g < n; g = bitmap_find_next_set(out, n, g + 1)) {
         r->seen[g] = true;
     }
-    r->snapshots++;
+    g_atomic_int_inc(&r->snapshots);
 }
 
 static gpointer reader_thread(gpointer opaque)
@@ -233,6 +249,7 @@ static void test_concurrent(Fixture *f, gconstpointer data)
     for (int i = 0; i < NWRITERS; i++) {
         memset(&writers[i], 0, sizeof(writers[i]));
         writers[i].bm = bm;
+        writers[i].snapshots = &reader.snapshots;
         writers[i].seed = 1000 + (guint32)i;
         threads[i] = g_thread_new("writer", writer_thread, &writers[i]);
     }

@@ -60,7 +60,8 @@ static const char copy_help[] =
     "  --connections N        NBD connections per side on multi-conn servers (1-16,\n"
     "                         default 4)\n"
     "  --requests N           requests in flight, each read and then written by its\n"
-    "                         own thread (1-64, default 16)\n"
+    "                         own thread (1-64; default 2 between local files,\n"
+    "                         16 with an NBD side or a stream)\n"
     "  --request-size SIZE    bytes per request (4 KiB multiples, 4k-32M, default 1M)\n"
     "  -p                     show a progress bar on stderr (plain lines when stderr\n"
     "                         is not a terminal)\n"
@@ -273,11 +274,23 @@ static void open_ends(const CopyCmdOptions *o, CopyEnd *src, CopyEnd *base, Copy
     }
 }
 
+/* --requests, or the default for the sides: between local files, where
+ * the CPU copies every byte, COPY_DEFAULT_LOCAL_REQUESTS; else (an NBD
+ * side, a stream) the engine's, which keeps a server busy. */
+static unsigned requests_for(const CopyCmdOptions *o, const CopyEnd *src, const CopyEnd *base,
+                             const CopyTarget *t)
+{
+    bool local = src->is_local && t->end.is_local && (!o->base || base->is_local);
+
+    return o->requests ? o->requests : local ? COPY_DEFAULT_LOCAL_REQUESTS : 0;
+}
+
 static CopyOutcome run_copy(const CopyCmdOptions *o, CopyEnd *src, CopyEnd *base,
                             CopyTarget *t, CopyStats *stats, GError **errp)
 {
     CopyRun r = { .o = o, .last_percent = -1 };
-    CopyParams p = { .requests = o->requests, .request_size = o->request_size,
+    CopyParams p = { .requests = requests_for(o, src, base, t),
+                     .request_size = o->request_size,
                      .target_is_zero = o->target_is_zero || t->is_new,
                      .base = base->side, .verify = o->verify,
                      .flush_interval = t->is_remote ? REMOTE_FLUSH_INTERVAL : 0,

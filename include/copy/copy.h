@@ -32,6 +32,13 @@
 
 /* Defaults and limits of CopyParams. */
 #define COPY_DEFAULT_REQUESTS 16
+/* What a caller gives between two local files: there every byte is
+ * copied by a CPU (page cache to buffer to page cache), and more workers
+ * than a small host's cores only contend (for the CPUs, and for the
+ * target's inode lock, which each buffered write takes); two overlap one
+ * worker's read with the other's write.  Measured on 2 cores, 4 GiB of
+ * data: 16 workers 2.64 s, 2 workers 2.31 s, 1 worker 2.67 s. */
+#define COPY_DEFAULT_LOCAL_REQUESTS 2
 #define COPY_MAX_REQUESTS 64
 #define COPY_DEFAULT_REQUEST_SIZE (1u << 20)
 #define COPY_MIN_REQUEST_SIZE (4u << 10)

@@ -75,8 +75,11 @@ static const char copy_help[] =
     "(Ctrl-C, SIGTERM); 64 on a usage error.\n";
 
 /* An NBD server gets a flush every so many bytes, so that one caching
- * its writes has little left to write back at the end. */
-#define REMOTE_FLUSH_INTERVAL (256u << 20)
+ * its writes has little left to write back at the end: the final flush
+ * is what the copy waits for.  qemu-nbd --cache=writeback, 4 GiB with
+ * 410 MiB of data, medians of 7: every 256 MiB 0.44 s, 64 MiB 0.36 s,
+ * 32 MiB 0.37 s; all data, no difference (5.9 s). */
+#define REMOTE_FLUSH_INTERVAL (64u << 20)
 
 enum {
     OPT_TARGET_IS_ZERO = 256, OPT_BASE, OPT_VERIFY, OPT_SIZE, OPT_CONNECTIONS, OPT_REQUESTS,

@@ -7,6 +7,7 @@
  *   base.c          where the base sits in the source's backing chain
  *   side-drive.c    a side on a drive of the block layer
  *   side-stream.c   a side on a byte stream (pipe, stdin, stdout)
+ *   map-guard.c     a SIGBUS while scanning a mapped source: a read error
  *
  * Threads: copy_run's thread plans nothing itself; it starts the workers,
  * reports progress and waits.  Each worker takes the next item from the
@@ -26,6 +27,10 @@ typedef struct CopySideOps {
     /* 0, or a negative errno with *errp saying why (without the offset:
      * the caller adds where). */
     int (*read)(CopySide *s, uint64_t off, void *buf, size_t len, GError **errp);
+    /* The bytes at [off, off+len) without a copy (a mapped local file), or
+     * NULL: read them.  NULL ops: the side never maps. */
+    const void *(*map)(CopySide *s, uint64_t off, size_t len);
+    void (*unmap)(CopySide *s, const void *p, size_t len);
     int (*write)(CopySide *s, uint64_t off, const void *buf, size_t len, GError **errp);
     /* Make [off, off+len) read as zeroes, deallocating where it can. */
     int (*zero)(CopySide *s, uint64_t off, uint64_t len, GError **errp);
@@ -137,6 +142,11 @@ void copy_note_mismatch(Copy *c, uint64_t off, uint64_t len);
 
 /* worker.c: the body of a worker thread (DATA is the Copy). */
 gpointer copy_worker(gpointer data);
+
+/* map-guard.c: buffer_zero_run over P, bytes of a mapped source at OFF:
+ * *RUN and *ZERO as it gives them, or false when touching P raised
+ * SIGBUS (the mapped file shrank or cannot be read). */
+bool copy_mapped_zero_run(const uint8_t *p, size_t len, uint64_t off, size_t *run, bool *zero);
 
 /* base.c: the depth (1 = the source itself) at which the source's chain
  * holds the image BASE is, or 0 when it does not. */

@@ -9,7 +9,9 @@
  * data become write-zeroes (or nothing, on a target known to read as
  * zeroes).  Several requests run at once, each read and then written by
  * its own worker thread, so reads and writes overlap; the NBD driver
- * spreads them over its connections.
+ * spreads them over its connections.  A source that can map its bytes
+ * (a raw image on a local file: bdrv_map_read) is not read into a buffer
+ * at all: its page cache is checked for zeroes and written from.
  *
  * With a base, the target already holds the base's contents and only the
  * ranges where the source differs are written: when the base is in the

@@ -3,15 +3,18 @@
  * target that holds old data, qcow2 targets, delta copies against a base
  * (from block status in a backing chain, or by comparing), verify, byte
  * streams in and out, bad parameters refused before anything is touched,
- * and a cancel. */
+ * a cancel, and a mapped source that shrinks. */
 #include <errno.h>
+#include <fcntl.h>
 #include <gio/gio.h>
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "copy/copy.h"
+#include "../../copy/copy-int.h"
 #include "../lib/drives.h"
 #include "../lib/files.h"
 #include "../lib/qemu-tools.h"
@@ -439,6 +442,36 @@ static void test_cancel(Fixture *f, gconstpointer data)
     close(p[1]);
 }
 
+/* A mapped source that shrinks under the scan for zeroes: the SIGBUS
+ * of touching its lost pages is a failed read, not the end of the
+ * process, and the next scan works as before. */
+static void test_mapped_source_shrinks(Fixture *f, gconstpointer data)
+{
+    uint8_t block[2 * BLOCK];
+    int fd = open(f->src, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    size_t run = 0;
+    bool zero = true;
+
+    g_assert_cmpint(fd, >=, 0);
+    memset(block, 0x5a, sizeof(block));
+    g_assert_cmpint(pwrite(fd, block, sizeof(block), 0), ==, sizeof(block));
+    const uint8_t *p = mmap(NULL, sizeof(block), PROT_READ, MAP_SHARED, fd, 0);
+    g_assert_true(p != MAP_FAILED);
+    g_assert_true(copy_mapped_zero_run(p, sizeof(block), 0, &run, &zero));
+    g_assert_cmpuint(run, ==, sizeof(block));
+    g_assert_false(zero);
+
+    g_assert_cmpint(ftruncate(fd, 0), ==, 0);
+    g_assert_false(copy_mapped_zero_run(p, sizeof(block), 0, &run, &zero));
+
+    g_assert_cmpint(ftruncate(fd, sizeof(block)), ==, 0);     /* a hole now */
+    g_assert_true(copy_mapped_zero_run(p, sizeof(block), 0, &run, &zero));
+    g_assert_cmpuint(run, ==, sizeof(block));
+    g_assert_true(zero);
+    munmap((void *)p, sizeof(block));
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -453,5 +486,6 @@ int main(int argc, char **argv)
     ADD("/copy/stream/target", test_stream_target);
     ADD("/copy/invalid", test_invalid);
     ADD("/copy/cancel", test_cancel);
+    ADD("/copy/mapped-source-shrinks", test_mapped_source_shrinks);
     return g_test_run();
 }

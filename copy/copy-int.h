@@ -77,6 +77,7 @@ typedef struct PlanCursor {
     BdrvExtent ext;             /* the current run */
     uint64_t left;              /* bytes of it not handed out yet */
     uint64_t end;
+    uint64_t at;                /* a lazy cursor (cursor_seek): where it is */
 } PlanCursor;
 
 typedef struct CopyPlan {
@@ -89,11 +90,15 @@ typedef struct CopyPlan {
     uint64_t pair_end;          /* the second cursor's end (the base's size) */
     PlanCursor a;               /* the source */
     PlanCursor b;               /* the base or the target */
+    /* PLAN_COPY onto a drive not known to read as zeroes: its status,
+     * asked only at the source's zero runs, so that where it reads as
+     * zeroes already nothing is written. */
+    PlanCursor target;
     bool stopped;
 } CopyPlan;
 
 /* Plan MODE over [0, SIZE) of A; B is the base (DELTA: only its size
- * matters; COMPARE) or the target (VERIFY), else NULL. */
+ * matters; COMPARE) or the target (COPY, VERIFY). */
 void plan_init(CopyPlan *p, CopyPlanMode mode, CopySide *a, CopySide *b, uint64_t size,
                uint64_t max_item, bool target_zero, int base_depth);
 void plan_destroy(CopyPlan *p);

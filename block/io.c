@@ -107,6 +107,22 @@ int bdrv_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
     return ret;
 }
 
+/* ---- Mapped reads ---- */
+
+const void *bdrv_map_read(BlockDriverState *bs, uint64_t off, size_t len)
+{
+    if (!bs->drv->map_read || len == 0 || check_request(bs, off, len) < 0 ||
+        bs->opts.copy_on_read) {
+        return NULL;
+    }
+    return bs->drv->map_read(bs, off, len);
+}
+
+void bdrv_unmap_read(BlockDriverState *bs, const void *p, size_t len)
+{
+    bs->drv->unmap_read(bs, p, len);
+}
+
 /* ---- Writes ---- */
 
 /* Fill the partly covered first and last blocks of the window from disk.

@@ -74,6 +74,16 @@ static int raw_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
     return bdrv_pread(bs->file, off, buf, len);
 }
 
+static const void *raw_map_read(BlockDriverState *bs, uint64_t off, size_t len)
+{
+    return bdrv_map_read(bs->file, off, len);
+}
+
+static void raw_unmap_read(BlockDriverState *bs, const void *p, size_t len)
+{
+    bdrv_unmap_read(bs->file, p, len);
+}
+
 /* What the first sector would hold after writing BUF at OFF: the name of
  * the format it would look like, or NULL; < 0 when it cannot be read. */
 static int sector0_after(BlockDriverState *bs, uint64_t off, const void *buf, size_t len,
@@ -160,6 +170,8 @@ const BlockDriver bdrv_raw = {
     .close = raw_close,
     .getlength = raw_getlength,
     .pread = raw_pread,
+    .map_read = raw_map_read,
+    .unmap_read = raw_unmap_read,
     .pwrite = raw_pwrite,
     .flush = raw_flush,
     .pwrite_zeroes = raw_pwrite_zeroes,

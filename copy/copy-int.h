@@ -7,6 +7,7 @@
  *   base.c          where the base sits in the source's backing chain
  *   side-drive.c    a side on a drive of the block layer
  *   side-stream.c   a side on a byte stream (pipe, stdin, stdout)
+ *   map-guard.c     a SIGBUS while scanning a mapped source: a read error
  *
  * Threads: copy_run's thread plans nothing itself; it starts the workers,
  * reports progress and waits.  Each worker takes the next item from the
@@ -26,6 +27,10 @@ typedef struct CopySideOps {
     /* 0, or a negative errno with *errp saying why (without the offset:
      * the caller adds where). */
     int (*read)(CopySide *s, uint64_t off, void *buf, size_t len, GError **errp);
+    /* The bytes at [off, off+len) without a copy (a mapped local file), or
+     * NULL: read them.  NULL ops: the side never maps. */
+    const void *(*map)(CopySide *s, uint64_t off, size_t len);
+    void (*unmap)(CopySide *s, const void *p, size_t len);
     int (*write)(CopySide *s, uint64_t off, const void *buf, size_t len, GError **errp);
     /* Make [off, off+len) read as zeroes, deallocating where it can. */
     int (*zero)(CopySide *s, uint64_t off, uint64_t len, GError **errp);
@@ -72,6 +77,7 @@ typedef struct PlanCursor {
     BdrvExtent ext;             /* the current run */
     uint64_t left;              /* bytes of it not handed out yet */
     uint64_t end;
+    uint64_t at;                /* a lazy cursor (cursor_seek): where it is */
 } PlanCursor;
 
 typedef struct CopyPlan {
@@ -84,11 +90,15 @@ typedef struct CopyPlan {
     uint64_t pair_end;          /* the second cursor's end (the base's size) */
     PlanCursor a;               /* the source */
     PlanCursor b;               /* the base or the target */
+    /* PLAN_COPY onto a drive not known to read as zeroes: its status,
+     * asked only at the source's zero runs, so that where it reads as
+     * zeroes already nothing is written. */
+    PlanCursor target;
     bool stopped;
 } CopyPlan;
 
 /* Plan MODE over [0, SIZE) of A; B is the base (DELTA: only its size
- * matters; COMPARE) or the target (VERIFY), else NULL. */
+ * matters; COMPARE) or the target (COPY, VERIFY). */
 void plan_init(CopyPlan *p, CopyPlanMode mode, CopySide *a, CopySide *b, uint64_t size,
                uint64_t max_item, bool target_zero, int base_depth);
 void plan_destroy(CopyPlan *p);
@@ -137,6 +147,11 @@ void copy_note_mismatch(Copy *c, uint64_t off, uint64_t len);
 
 /* worker.c: the body of a worker thread (DATA is the Copy). */
 gpointer copy_worker(gpointer data);
+
+/* map-guard.c: buffer_zero_run over P, bytes of a mapped source at OFF:
+ * *RUN and *ZERO as it gives them, or false when touching P raised
+ * SIGBUS (the mapped file shrank or cannot be read). */
+bool copy_mapped_zero_run(const uint8_t *p, size_t len, uint64_t off, size_t *run, bool *zero);
 
 /* base.c: the depth (1 = the source itself) at which the source's chain
  * holds the image BASE is, or 0 when it does not. */

@@ -259,7 +259,7 @@ static void copy_pass(Copy *c, const CopyParams *p, bool *cancelled)
     int depth = c->base ? copy_base_depth(c->src, c->base) : 0;
     CopyPlanMode mode = !c->base ? PLAN_COPY : depth ? PLAN_DELTA : PLAN_COMPARE;
 
-    run_pass(c, p, mode, c->base, depth, cancelled);
+    run_pass(c, p, mode, c->base ? c->base : c->dst, depth, cancelled);
 }
 
 CopyOutcome copy_run(CopySide *src, CopySide *dst, const CopyParams *p, CopyStats *stats,

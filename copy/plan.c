@@ -1,9 +1,11 @@
 /* The copy's plan: the block status of the source (and of the base or the
  * target, walked in step) turned into work items, handed out in offset
  * order under one lock.  Holes and zero runs become zero items, or
- * nothing at all when the target reads as zeroes already; ranges that
- * need no work (the same as the base, zero on both sides) are only
- * counted.  A side without block status (a stream) is one data run. */
+ * nothing at all where the target reads as zeroes already (all of it,
+ * or what the target's own block status says, asked at those runs only:
+ * a sparse NBD export or -n file gets no write-zeroes over its holes);
+ * ranges that need no work (the same as the base, zero on both sides)
+ * are only counted.  A side without block status (a stream) is one data run. */
 #include "copy-int.h"
 
 /* The longest zero item: one write-zeroes call, and a progress step. */
@@ -33,6 +35,24 @@ static uint64_t cursor_run(PlanCursor *c, uint64_t pos, BdrvExtent *e)
     return c->left;
 }
 
+/* The run of lazy cursor C at POS (at or past where it is): its walk
+ * goes forward over what lies between, and the length left from POS is
+ * returned. */
+static uint64_t cursor_seek(PlanCursor *c, uint64_t pos, BdrvExtent *e)
+{
+    for (;;) {
+        uint64_t n = cursor_run(c, c->at, e);
+        if (c->at + n > pos) {
+            c->left -= pos - c->at;
+            n -= pos - c->at;
+            c->at = pos;
+            return n;
+        }
+        c->at += n;
+        c->left = 0;
+    }
+}
+
 void plan_init(CopyPlan *p, CopyPlanMode mode, CopySide *a, CopySide *b, uint64_t size,
                uint64_t max_item, bool target_zero, int base_depth)
 {
@@ -40,9 +60,12 @@ void plan_init(CopyPlan *p, CopyPlanMode mode, CopySide *a, CopySide *b, uint64_
                      .target_zero = target_zero, .base_depth = base_depth };
     g_mutex_init(&p->lock);
     cursor_init(&p->a, a, size, mode == PLAN_DELTA ? BDRV_WALK_DEPTH : BDRV_WALK_GUEST);
-    p->pair_end = b ? MIN(size, b->size) : size;
+    p->pair_end = b && mode != PLAN_COPY ? MIN(size, b->size) : size;
     if (mode == PLAN_COMPARE || mode == PLAN_VERIFY) {
         cursor_init(&p->b, b, p->pair_end, BDRV_WALK_GUEST);
+    }
+    if (mode == PLAN_COPY && !target_zero) {
+        cursor_init(&p->target, b, size, BDRV_WALK_GUEST);
     }
 }
 
@@ -69,6 +92,22 @@ static bool same_as_base(const CopyPlan *p, const BdrvExtent *e)
            (e->depth == 0 || e->depth >= p->base_depth);
 }
 
+/* At a zero run of the source at p->pos, N long: does the target read as
+ * zeroes there already?  N is cut at the end of the target's run. */
+static bool target_reads_zero(CopyPlan *p, uint64_t *n)
+{
+    BdrvExtent t;
+
+    if (p->target_zero) {
+        return true;
+    }
+    if (!p->target.has_status) {
+        return false;
+    }
+    *n = MIN(*n, cursor_seek(&p->target, p->pos, &t));
+    return t.status != BDRV_STATUS_DATA;
+}
+
 /* Copy and delta items, and what follows the base's end in a compare. */
 static bool next_copy(CopyPlan *p, CopyItem *it, uint64_t *skipped)
 {
@@ -80,7 +119,7 @@ static bool next_copy(CopyPlan *p, CopyItem *it, uint64_t *skipped)
         if (p->mode == PLAN_DELTA && p->pos < p->pair_end) {
             n = MIN(n, p->pair_end - p->pos);
         }
-        if (same_as_base(p, &e) || (!data && p->target_zero)) {
+        if (same_as_base(p, &e) || (!data && target_reads_zero(p, &n))) {
             take(p, n, false);
             *skipped += n;
             continue;

@@ -16,6 +16,16 @@ static int drive_read(CopySide *s, uint64_t off, void *buf, size_t len, GError *
     return fail(bdrv_pread(s->bs, off, buf, len), errp);
 }
 
+static const void *drive_map(CopySide *s, uint64_t off, size_t len)
+{
+    return bdrv_map_read(s->bs, off, len);
+}
+
+static void drive_unmap(CopySide *s, const void *p, size_t len)
+{
+    bdrv_unmap_read(s->bs, p, len);
+}
+
 static int drive_write(CopySide *s, uint64_t off, const void *buf, size_t len, GError **errp)
 {
     return fail(bdrv_pwrite(s->bs, off, buf, len, 0), errp);
@@ -42,6 +52,8 @@ static void drive_free(CopySide *s)
 
 static const CopySideOps drive_ops = {
     .read = drive_read,
+    .map = drive_map,
+    .unmap = drive_unmap,
     .write = drive_write,
     .zero = drive_zero,
     .flush = drive_flush,

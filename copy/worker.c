@@ -1,6 +1,6 @@
 /* A copy worker: takes items from the plan and does them with its own
- * buffers.  A copy item is read, split at 4 KiB into runs of data and of
- * zeroes, and each run written as what it is; a compare item writes only
+ * buffers.  A copy item is read (or mapped), split at 4 KiB into runs of
+ * data and of zeroes, and each run written as what it is; a compare item writes only
  * the blocks where the source differs from the base; a verify item hashes
  * both sides.  Any failure names the side, the offset and the length. */
 #include <errno.h>
@@ -90,26 +90,80 @@ static bool put_zeroes(Copy *c, uint64_t off, uint64_t len, bool target_zero)
 
 /* ---- Copy and zero items ---- */
 
-static bool do_copy(Worker *w, const CopyItem *it)
+/* The item's source bytes: mapped where the source can map them (a local
+ * raw file: the page cache itself, no copy into a buffer), else read into
+ * the worker's buffer.  *MAPPED says which, for release_source. */
+static const uint8_t *source_bytes(Worker *w, const CopyItem *it, bool *mapped)
 {
     Copy *c = w->c;
+    const uint8_t *p = c->src->ops->map ? c->src->ops->map(c->src, it->off, it->len) : NULL;
+
+    *mapped = p != NULL;
+    if (p) {
+        copy_count(&c->read, it->len);
+        return p;
+    }
+    return side_read(c, c->src, "reading the source", it->off, w->a, it->len) ? w->a : NULL;
+}
+
+static void release_source(Worker *w, const CopyItem *it, const uint8_t *p, bool mapped)
+{
+    if (mapped) {
+        w->c->src->ops->unmap(w->c->src, p, it->len);
+    }
+}
+
+/* The run of data or of zeroes at POS of the item's bytes DATA; a
+ * mapping that cannot be read any more fails the copy there. */
+static bool next_run(Copy *c, const CopyItem *it, const uint8_t *data, bool mapped,
+                     uint64_t pos, size_t *n, bool *zero)
+{
+    uint64_t off = it->off + pos, left = it->len - pos;
+
+    if (!mapped) {
+        *n = buffer_zero_run(data + pos, left, off, COPY_ZERO_GRAIN, zero);
+        return true;
+    }
+    if (copy_mapped_zero_run(data + pos, left, off, n, zero)) {
+        return true;
+    }
+    fail_at(c, "reading the source", off, left, g_error_new_literal(G_IO_ERROR,
+            G_IO_ERROR_FAILED, "it shrank or cannot be read (SIGBUS on its memory map)"));
+    return false;
+}
+
+/* DATA (the item's bytes) split at 4 KiB into runs of data and of zeroes,
+ * each written as what it is. */
+static bool put_runs(Copy *c, const CopyItem *it, const uint8_t *data, bool mapped)
+{
     uint64_t pos = 0;
 
-    if (!side_read(c, c->src, "reading the source", it->off, w->a, it->len)) {
-        return false;
-    }
     while (pos < it->len) {
         bool zero;
-        size_t n = buffer_zero_run(w->a + pos, it->len - pos, it->off + pos, COPY_ZERO_GRAIN,
-                                   &zero);
+        size_t n;
+        if (!next_run(c, it, data, mapped, pos, &n, &zero)) {
+            return false;
+        }
         bool ok = zero ? put_zeroes(c, it->off + pos, n, c->target_zero)
-                       : put_data(c, it->off + pos, w->a + pos, n);
+                       : put_data(c, it->off + pos, data + pos, n);
         if (!ok) {
             return false;
         }
         pos += n;
     }
     return true;
+}
+
+static bool do_copy(Worker *w, const CopyItem *it)
+{
+    bool mapped;
+    const uint8_t *data = source_bytes(w, it, &mapped);
+    bool ok = data && put_runs(w->c, it, data, mapped);
+
+    if (data) {
+        release_source(w, it, data, mapped);
+    }
+    return ok;
 }
 
 /* ---- Compare items (a base) ---- */

@@ -42,7 +42,8 @@ static const char copy_help[] =
     "    copy is complete.\n"
     "Written in place (-n, an NBD URI), DEST holds old and new data mixed after a\n"
     "failure or Ctrl-C: it is not a copy; copy again.  Zero ranges are written as\n"
-    "zeroes there unless --target-is-zero says DEST reads as zeroes already.\n"
+    "zeroes there, except where DEST's block status says it reads as zeroes\n"
+    "already, or nowhere when --target-is-zero says all of it does.\n"
     "\n"
     "Options:\n"
     "  -f FMT                 SOURCE's format: raw, qcow2, vmdk (default: probed)\n"
@@ -60,7 +61,8 @@ static const char copy_help[] =
     "  --connections N        NBD connections per side on multi-conn servers (1-16,\n"
     "                         default 4)\n"
     "  --requests N           requests in flight, each read and then written by its\n"
-    "                         own thread (1-64, default 16)\n"
+    "                         own thread (1-64; default 2 between local files,\n"
+    "                         16 with an NBD side or a stream)\n"
     "  --request-size SIZE    bytes per request (4 KiB multiples, 4k-32M, default 1M)\n"
     "  -p                     show a progress bar on stderr (plain lines when stderr\n"
     "                         is not a terminal)\n"
@@ -74,8 +76,11 @@ static const char copy_help[] =
     "(Ctrl-C, SIGTERM); 64 on a usage error.\n";
 
 /* An NBD server gets a flush every so many bytes, so that one caching
- * its writes has little left to write back at the end. */
-#define REMOTE_FLUSH_INTERVAL (256u << 20)
+ * its writes has little left to write back at the end: the final flush
+ * is what the copy waits for.  qemu-nbd --cache=writeback, 4 GiB with
+ * 410 MiB of data, medians of 7: every 256 MiB 0.44 s, 64 MiB 0.36 s,
+ * 32 MiB 0.37 s; all data, no difference (5.9 s). */
+#define REMOTE_FLUSH_INTERVAL (64u << 20)
 
 enum {
     OPT_TARGET_IS_ZERO = 256, OPT_BASE, OPT_VERIFY, OPT_SIZE, OPT_CONNECTIONS, OPT_REQUESTS,
@@ -273,11 +278,23 @@ static void open_ends(const CopyCmdOptions *o, CopyEnd *src, CopyEnd *base, Copy
     }
 }
 
+/* --requests, or the default for the sides: between local files, where
+ * the CPU copies every byte, COPY_DEFAULT_LOCAL_REQUESTS; else (an NBD
+ * side, a stream) the engine's, which keeps a server busy. */
+static unsigned requests_for(const CopyCmdOptions *o, const CopyEnd *src, const CopyEnd *base,
+                             const CopyTarget *t)
+{
+    bool local = src->is_local && t->end.is_local && (!o->base || base->is_local);
+
+    return o->requests ? o->requests : local ? COPY_DEFAULT_LOCAL_REQUESTS : 0;
+}
+
 static CopyOutcome run_copy(const CopyCmdOptions *o, CopyEnd *src, CopyEnd *base,
                             CopyTarget *t, CopyStats *stats, GError **errp)
 {
     CopyRun r = { .o = o, .last_percent = -1 };
-    CopyParams p = { .requests = o->requests, .request_size = o->request_size,
+    CopyParams p = { .requests = requests_for(o, src, base, t),
+                     .request_size = o->request_size,
                      .target_is_zero = o->target_is_zero || t->is_new,
                      .base = base->side, .verify = o->verify,
                      .flush_interval = t->is_remote ? REMOTE_FLUSH_INTERVAL : 0,

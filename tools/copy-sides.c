@@ -46,7 +46,7 @@ static BlockDriverState *open_drive(BlockOptions *bo, GError **errp)
 
 static bool end_on_drive(CopyEnd *e, BlockOptions *bo, GError **errp)
 {
-    *e = (CopyEnd){ .bs = open_drive(bo, errp) };
+    *e = (CopyEnd){ .bs = open_drive(bo, errp), .is_local = !is_uri(bo->filename) };
     if (!e->bs) {
         return false;
     }

@@ -35,6 +35,7 @@ typedef struct CopyEnd {
     CopySide *side;             /* NULL: a pipe source whose size the
                                  * target gives (copy_stream_source) */
     bool is_stream;
+    bool is_local;              /* a drive on a local file, not NBD */
     uint64_t size;
 } CopyEnd;
 

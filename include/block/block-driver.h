@@ -38,6 +38,9 @@ typedef struct BlockDriver {
     void (*close)(BlockDriverState *bs);
     int64_t (*getlength)(BlockDriverState *bs);
     int (*pread)(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
+    /* bdrv_map_read / bdrv_unmap_read; NULL: this node cannot map. */
+    const void *(*map_read)(BlockDriverState *bs, uint64_t off, size_t len);
+    void (*unmap_read)(BlockDriverState *bs, const void *p, size_t len);
     int (*pwrite)(BlockDriverState *bs, uint64_t off, const void *buf, size_t len, int flags);
     int (*flush)(BlockDriverState *bs);
     int (*pwrite_zeroes)(BlockDriverState *bs, uint64_t off, uint64_t len, int flags);

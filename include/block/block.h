@@ -135,6 +135,15 @@ void bdrv_buf_free(void *buf);
  * not allowed either).  cache=none drives accept unaligned requests; the
  * generic layer bounces them through an aligned buffer. */
 int bdrv_pread(BlockDriverState *bs, uint64_t off, void *buf, size_t len);
+/* [off, off+len) of a raw image on a local file (not cache=none), mapped
+ * read-only with every page read in: a read without a copy out of the
+ * page cache, for bulk readers (blkmig copy).  NULL when the drive cannot
+ * map (another format, NBD, cache=none, copy-on-read) or a page cannot be
+ * read: bdrv_pread then says why.  Should the file shrink while mapped,
+ * touching a page past its new end raises SIGBUS (copy/map-guard.c turns
+ * that into a read error).  Give every mapping back with bdrv_unmap_read. */
+const void *bdrv_map_read(BlockDriverState *bs, uint64_t off, size_t len);
+void bdrv_unmap_read(BlockDriverState *bs, const void *p, size_t len);
 int bdrv_pwrite(BlockDriverState *bs, uint64_t off, const void *buf, size_t len, int flags);
 int bdrv_flush(BlockDriverState *bs);
 /* Writes zeroes; with BDRV_REQ_MAY_UNMAP the range becomes a hole where the

@@ -9,7 +9,9 @@
  * data become write-zeroes (or nothing, on a target known to read as
  * zeroes).  Several requests run at once, each read and then written by
  * its own worker thread, so reads and writes overlap; the NBD driver
- * spreads them over its connections.
+ * spreads them over its connections.  A source that can map its bytes
+ * (a raw image on a local file: bdrv_map_read) is not read into a buffer
+ * at all: its page cache is checked for zeroes and written from.
  *
  * With a base, the target already holds the base's contents and only the
  * ranges where the source differs are written: when the base is in the
@@ -32,6 +34,13 @@
 
 /* Defaults and limits of CopyParams. */
 #define COPY_DEFAULT_REQUESTS 16
+/* What a caller gives between two local files: there every byte is
+ * copied by a CPU (page cache to buffer to page cache), and more workers
+ * than a small host's cores only contend (for the CPUs, and for the
+ * target's inode lock, which each buffered write takes); two overlap one
+ * worker's read with the other's write.  Measured on 2 cores, 4 GiB of
+ * data: 16 workers 2.64 s, 2 workers 2.31 s, 1 worker 2.67 s. */
+#define COPY_DEFAULT_LOCAL_REQUESTS 2
 #define COPY_MAX_REQUESTS 64
 #define COPY_DEFAULT_REQUEST_SIZE (1u << 20)
 #define COPY_MIN_REQUEST_SIZE (4u << 10)

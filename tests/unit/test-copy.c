@@ -3,15 +3,18 @@
  * target that holds old data, qcow2 targets, delta copies against a base
  * (from block status in a backing chain, or by comparing), verify, byte
  * streams in and out, bad parameters refused before anything is touched,
- * and a cancel. */
+ * a cancel, and a mapped source that shrinks. */
 #include <errno.h>
+#include <fcntl.h>
 #include <gio/gio.h>
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "copy/copy.h"
+#include "../../copy/copy-int.h"
 #include "../lib/drives.h"
 #include "../lib/files.h"
 #include "../lib/qemu-tools.h"
@@ -165,6 +168,28 @@ static void test_existing_target(Fixture *f, gconstpointer data)
     assert_same_files(f->src, f->dst);
     assert_thin(f->dst, nonzero_bytes(f->src));
     g_assert_cmpuint(st.zeroed + st.written, ==, DISK);
+}
+
+/* A target that exists but reads as zeroes outside its first MiB: the
+ * source's holes get write-zeroes only there, where old data is;
+ * everywhere else the target's block status says nothing is needed. */
+static void test_existing_target_holes(Fixture *f, gconstpointer data)
+{
+    BlockDriverState *dst = create_image("d", f->dst, "raw", DISK);
+
+    td_write_drive(dst, 0, MiB, 99);
+    BlockDriverState *src = open_image("s", f->src, "raw", true);
+    CopyStats st = copy_drives(src, dst, &(CopyParams){ 0 }, COPY_DONE);
+    bdrv_close(src);
+    bdrv_close(dst);
+    assert_same_files(f->src, f->dst);
+    assert_thin(f->dst, nonzero_bytes(f->src));
+    /* Zeroes went to the first MiB and to zero blocks inside the source's
+     * data extents (found when read: ~1 MiB here); without the target's
+     * status it was every zero byte (31 MiB). */
+    g_assert_cmpuint(st.zeroed, <=, 3 * MiB);
+    g_assert_cmpuint(st.skipped, >=, DISK - nonzero_bytes(f->src) - 3 * MiB);
+    g_assert_cmpuint(st.zeroed + st.written + st.skipped, ==, DISK);
 }
 
 static void test_qcow2_target(Fixture *f, gconstpointer data)
@@ -439,6 +464,36 @@ static void test_cancel(Fixture *f, gconstpointer data)
     close(p[1]);
 }
 
+/* A mapped source that shrinks under the scan for zeroes: the SIGBUS
+ * of touching its lost pages is a failed read, not the end of the
+ * process, and the next scan works as before. */
+static void test_mapped_source_shrinks(Fixture *f, gconstpointer data)
+{
+    uint8_t block[2 * BLOCK];
+    int fd = open(f->src, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    size_t run = 0;
+    bool zero = true;
+
+    g_assert_cmpint(fd, >=, 0);
+    memset(block, 0x5a, sizeof(block));
+    g_assert_cmpint(pwrite(fd, block, sizeof(block), 0), ==, sizeof(block));
+    const uint8_t *p = mmap(NULL, sizeof(block), PROT_READ, MAP_SHARED, fd, 0);
+    g_assert_true(p != MAP_FAILED);
+    g_assert_true(copy_mapped_zero_run(p, sizeof(block), 0, &run, &zero));
+    g_assert_cmpuint(run, ==, sizeof(block));
+    g_assert_false(zero);
+
+    g_assert_cmpint(ftruncate(fd, 0), ==, 0);
+    g_assert_false(copy_mapped_zero_run(p, sizeof(block), 0, &run, &zero));
+
+    g_assert_cmpint(ftruncate(fd, sizeof(block)), ==, 0);     /* a hole now */
+    g_assert_true(copy_mapped_zero_run(p, sizeof(block), 0, &run, &zero));
+    g_assert_cmpuint(run, ==, sizeof(block));
+    g_assert_true(zero);
+    munmap((void *)p, sizeof(block));
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -446,6 +501,7 @@ int main(int argc, char **argv)
     ADD("/copy/new-target", test_new_target);
     ADD("/copy/request-shapes", test_request_shapes);
     ADD("/copy/existing-target", test_existing_target);
+    ADD("/copy/existing-target-holes", test_existing_target_holes);
     ADD("/copy/qcow2-target", test_qcow2_target);
     ADD("/copy/base/compare", test_base_compare);
     ADD("/copy/base/delta", test_base_delta);
@@ -453,5 +509,6 @@ int main(int argc, char **argv)
     ADD("/copy/stream/target", test_stream_target);
     ADD("/copy/invalid", test_invalid);
     ADD("/copy/cancel", test_cancel);
+    ADD("/copy/mapped-source-shrinks", test_mapped_source_shrinks);
     return g_test_run();
 }

@@ -365,6 +365,43 @@ static void test_read_back(Fixture *f, gconstpointer data)
     assert_reads_zero(bs, 4 * KiB, 8 * MiB - 4 * KiB);
 }
 
+/* bdrv_map_read gives the bytes bdrv_pread reads, at any offset (the
+ * mapping starts on a page boundary below it), holes as zeroes; nothing
+ * past the end, and nothing with cache=none (O_DIRECT keeps out of the
+ * page cache). */
+static void test_map_read(Fixture *f, gconstpointer data)
+{
+    const Mode *mode = data;
+    BlockDriverState *bs = open_drive(f, "d0", DRIVE_SIZE, data);
+    if (!bs) {
+        return;
+    }
+    write_runs(bs);
+    for (size_t i = 0; i < G_N_ELEMENTS(written); i++) {
+        uint64_t off = written[i].off + 512;            /* not on a page boundary */
+        size_t len = written[i].len - 512;
+        uint8_t *expect = g_malloc(len);
+        const uint8_t *p = bdrv_map_read(bs, off, len);
+        if (mode->cache_none) {
+            g_assert_null(p);
+            g_free(expect);
+            continue;
+        }
+        g_assert_nonnull(p);
+        fill_pattern(expect, len, off, (uint8_t)i);
+        g_assert_cmpmem(p, len, expect, len);
+        bdrv_unmap_read(bs, p, len);
+        g_free(expect);
+    }
+    const uint8_t *hole = bdrv_map_read(bs, 4 * KiB, MiB);
+    g_assert_true(mode->cache_none ? hole == NULL : buffer_is_zero(hole, MiB));
+    if (hole) {
+        bdrv_unmap_read(bs, hole, MiB);
+    }
+    g_assert_null(bdrv_map_read(bs, DRIVE_SIZE - 4 * KiB, 8 * KiB));
+    g_assert_null(bdrv_map_read(bs, DRIVE_SIZE, 4 * KiB));
+}
+
 static void test_write_zeroes_unmap(Fixture *f, gconstpointer data)
 {
     BlockDriverState *bs = open_drive(f, "d0", DRIVE_SIZE, data);
@@ -722,6 +759,7 @@ static void add_mode_tests(const char *name, const Mode *mode)
 {
     static const struct { const char *name; void (*fn)(Fixture *, gconstpointer); } tests[] = {
         { "read-back", test_read_back },
+        { "map-read", test_map_read },
         { "write-zeroes-unmap", test_write_zeroes_unmap },
         { "write-zeroes-no-unmap", test_write_zeroes_no_unmap },
         { "bounds", test_bounds },

@@ -9,6 +9,9 @@
 /* A resume map bigger than this is refused (4 bytes per MiB of disk:
  * 64 MiB covers 16 TiB of drives). */
 #define RP_MAX_RESUME_MAP (64u << 20)
+/* FLUSHED reports kept: the quickest of them is the flush's fixed cost,
+ * so one slow flush on a busy host does not hold a migration back. */
+#define RP_FLUSHES_KEPT 4
 
 struct ReturnPath {
     MigStream *in;              /* reader on a dup of the socket; owned */
@@ -27,6 +30,8 @@ struct ReturnPath {
     bool resume_too_big;
     uint64_t verified;          /* the last VERIFIED count */
     gint64 verified_us;         /* when it came (0: never) */
+    uint64_t flush_us[RP_FLUSHES_KEPT];    /* the last FLUSHED reports */
+    unsigned flushes;           /* reports so far */
 };
 
 /* A piece of the destination's resume map, or its end. */
@@ -73,6 +78,13 @@ static bool handle_message(ReturnPath *rp, uint16_t type, const uint8_t *payload
             rp->verified = ld_be64(payload);
             rp->verified_us = g_get_monotonic_time();
             g_cond_broadcast(&rp->cond);     /* the ack wait starts again */
+            g_mutex_unlock(&rp->lock);
+        }
+        return true;
+    case MIG_RP_MSG_FLUSHED:
+        if (len == 8) {
+            g_mutex_lock(&rp->lock);
+            rp->flush_us[rp->flushes++ % RP_FLUSHES_KEPT] = ld_be64(payload);
             g_mutex_unlock(&rp->lock);
         }
         return true;
@@ -260,6 +272,20 @@ uint64_t return_path_verified(ReturnPath *rp)
     return bytes;
 }
 
+bool return_path_flush_us(ReturnPath *rp, uint64_t *us)
+{
+    unsigned kept;
+
+    g_mutex_lock(&rp->lock);
+    kept = MIN(rp->flushes, RP_FLUSHES_KEPT);
+    *us = UINT64_MAX;
+    for (unsigned i = 0; i < kept; i++) {
+        *us = MIN(*us, rp->flush_us[i]);
+    }
+    g_mutex_unlock(&rp->lock);
+    return kept > 0;
+}
+
 char *return_path_wait_error(ReturnPath *rp, gint64 timeout_us)
 {
     char *text;
@@ -343,4 +369,9 @@ void return_path_send_durable(MigStream *out, uint64_t bytes)
 void return_path_send_verified(MigStream *out, uint64_t bytes)
 {
     send_count(out, MIG_RP_MSG_VERIFIED, bytes);
+}
+
+void return_path_send_flushed(MigStream *out, uint64_t us)
+{
+    send_count(out, MIG_RP_MSG_FLUSHED, us);
 }

@@ -5,14 +5,16 @@
  *
  * Two parts.  Moving the data: what is left to send goes at the
  * migration's measured bandwidth, and the destination makes it and
- * whatever it has not made durable yet durable at its own measured rate;
- * the slower of the two counts.  Fixed costs, which no amount of waiting
- * makes smaller: the destination's final flush, which comes after the
- * last byte (the quickest of its recent flushes, as it reports them), the
- * round trip until its acknowledgement (the kernel's smoothed RTT of the
- * connection), and what the last switchover of this process took beyond
- * its own estimate (stopping the guest, the last scan of the dirty
- * bitmaps, whatever else was not foreseen). */
+ * whatever it has not made durable yet durable at its own measured rate
+ * (the slower of the two counts); its final flush, which comes after the
+ * last byte, then writes back everything not durable there yet, at the
+ * rate its recent flushes did (as it reports them).  Fixed costs, which
+ * no amount of waiting makes smaller: that flush takes at least as long
+ * as the quickest of the recent ones, the acknowledgement takes a round
+ * trip (the kernel's smoothed RTT of the connection), and the last
+ * switchover of this process may have taken longer than its own estimate
+ * (stopping the guest, the last scan of the dirty bitmaps, whatever else
+ * was not foreseen): that overrun counts again. */
 #include "migration-internal.h"
 
 /* ms to move BYTES at RATE bytes/s. */
@@ -34,17 +36,34 @@ static uint64_t data_ms(const DowntimeInputs *in)
     return ms;
 }
 
+/* How much longer than its quickest flush the destination's final flush
+ * takes to write back everything not durable there yet, at the rate its
+ * recent flushes did. */
+static uint64_t flush_extra_ms(const DowntimeInputs *in)
+{
+    uint64_t least = (in->flush_us + 999) / 1000;
+    uint64_t unflushed = in->to_send + in->not_durable;
+    uint64_t ms = in->flush_rate && unflushed ? ms_at(unflushed, in->flush_rate) : 0;
+
+    return ms > least ? ms - least : 0;
+}
+
 void downtime_estimate(const DowntimeInputs *in, DowntimeEstimate *out)
 {
     bool moving = in->to_send || in->not_durable;
+    uint64_t least_flush_ms = (in->flush_us + 999) / 1000;
 
     *out = (DowntimeEstimate){ 0 };
     /* A destination that reports its flushes has not flushed yet: the
      * final flush's cost is unknown, and so is the downtime. */
     out->known = !(in->await_flush_report || (moving && !in->bandwidth));
-    out->flush_ms = (in->flush_us + 999) / 1000;
     out->overrun_ms = in->overrun_ms;
-    out->fixed_ms = out->flush_ms + (in->rtt_us + 999) / 1000 + in->overrun_ms;
-    out->data_ms = out->known ? data_ms(in) : 0;
+    out->fixed_ms = least_flush_ms + (in->rtt_us + 999) / 1000 + in->overrun_ms;
+    if (out->known) {
+        uint64_t extra = flush_extra_ms(in);
+
+        out->data_ms = data_ms(in) + extra;
+        out->flush_ms = least_flush_ms + extra;
+    }
     out->total_ms = out->data_ms + out->fixed_ms;
 }

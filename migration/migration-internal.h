@@ -70,15 +70,16 @@ typedef struct DowntimeInputs {
     uint64_t not_durable;       /* sent but not durable at the destination yet */
     uint64_t bandwidth;         /* bytes the migration moves per second (0: unknown) */
     uint64_t dest_rate;         /* bytes the destination makes durable per second, or 0 */
-    uint64_t flush_us;          /* the destination's final flush (0: it does not say) */
+    uint64_t flush_us;          /* the destination's final flush at least (0: it does not say) */
+    uint64_t flush_rate;        /* bytes its flushes make durable per second (0: unknown) */
     bool await_flush_report;    /* it will say, but has not yet */
     uint64_t rtt_us;            /* the connection's round trip */
     uint64_t overrun_ms;        /* the last switchover's cost beyond its estimate */
 } DowntimeInputs;
 typedef struct DowntimeEstimate {
     bool known;                 /* false until the inputs needed were measured */
-    uint64_t data_ms;           /* moving the data left */
-    uint64_t flush_ms;          /* the destination's final flush (part of fixed_ms) */
+    uint64_t data_ms;           /* moving the data left and writing it back */
+    uint64_t flush_ms;          /* the destination's final flush (in both parts) */
     uint64_t overrun_ms;        /* the last switchover's overrun (part of fixed_ms) */
     uint64_t fixed_ms;          /* what no waiting makes shorter */
     uint64_t total_ms;
@@ -165,10 +166,11 @@ bool return_path_durable(ReturnPath *rp, uint64_t *bytes);
 GByteArray *return_path_wait_resume_map(ReturnPath *rp, gint64 timeout_us, GError **errp);
 /* The last VERIFIED count (0 when none came). */
 uint64_t return_path_verified(ReturnPath *rp);
-/* The quickest of the destination's last few flushes (FLUSHED), in
- * microseconds: what its final flush costs at least; false when none
+/* The destination's last few flushes (FLUSHED): the quickest, in
+ * microseconds (what its final flush costs at least), and the bytes they
+ * made durable per second of flushing (0 when unknown); false when none
  * came. */
-bool return_path_flush_us(ReturnPath *rp, uint64_t *us);
+bool return_path_flush_cost(ReturnPath *rp, uint64_t *min_us, uint64_t *rate);
 /* Stops the reader thread and frees. */
 void return_path_free(ReturnPath *rp);
 /* Destination: send on OUT (a writer on the migration socket). */

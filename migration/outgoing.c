@@ -277,8 +277,8 @@ static void switchover_inputs(MigrationRun *run, DowntimeInputs *in)
 {
     uint64_t durable, processed = savevm_state_progress();
     bool reported = dest_durable(run, &durable);
-    uint64_t flush_us = 0;
-    bool flush_known = run->rp && return_path_flush_us(run->rp, &flush_us);
+    uint64_t flush_us = 0, flush_rate = 0;
+    bool flush_known = run->rp && return_path_flush_cost(run->rp, &flush_us, &flush_rate);
 
     in->to_send = savevm_state_pending();
     if (reported) {
@@ -292,6 +292,7 @@ static void switchover_inputs(MigrationRun *run, DowntimeInputs *in)
     in->dest_rate = run->dest_rate;
     /* A destination that sent DURABLE without FLUSHED predates it. */
     in->flush_us = flush_known ? flush_us : 0;
+    in->flush_rate = flush_rate;
     in->await_flush_report = !flush_known && !reported && dest_reports_flushes(run);
     in->rtt_us = run->kind == MIG_CHANNEL_SOCKET ? mig_channel_rtt_us(mig_stream_fd(run->f)) : 0;
     g_mutex_lock(&out.lock);

@@ -30,8 +30,11 @@ struct ReturnPath {
     bool resume_too_big;
     uint64_t verified;          /* the last VERIFIED count */
     gint64 verified_us;         /* when it came (0: never) */
-    uint64_t flush_us[RP_FLUSHES_KEPT];    /* the last FLUSHED reports */
-    unsigned flushes;           /* reports so far */
+    /* The last flushes: how long each took (FLUSHED) and how many bytes
+     * it made durable (the DURABLE after it, less the one before). */
+    uint64_t flush_us[RP_FLUSHES_KEPT];
+    uint64_t flush_bytes[RP_FLUSHES_KEPT];
+    unsigned flushes;           /* FLUSHED reports so far */
 };
 
 /* A piece of the destination's resume map, or its end. */
@@ -49,6 +52,18 @@ static void add_resume_map(ReturnPath *rp, bool end, const uint8_t *payload, uin
     rp->resume_end |= end;
     g_cond_broadcast(&rp->cond);
     g_mutex_unlock(&rp->lock);
+}
+
+/* rp->lock held: a DURABLE count, which the flush reported just before
+ * it (if any) made durable. */
+static void note_durable_locked(ReturnPath *rp, uint64_t durable)
+{
+    if (rp->flushes) {
+        rp->flush_bytes[(rp->flushes - 1) % RP_FLUSHES_KEPT] =
+            durable > rp->durable ? durable - rp->durable : 0;
+    }
+    rp->has_durable = true;
+    rp->durable = durable;
 }
 
 /* Returns false when the reader should stop (SHUT, end or error). */
@@ -84,6 +99,7 @@ static bool handle_message(ReturnPath *rp, uint16_t type, const uint8_t *payload
     case MIG_RP_MSG_FLUSHED:
         if (len == 8) {
             g_mutex_lock(&rp->lock);
+            rp->flush_bytes[rp->flushes % RP_FLUSHES_KEPT] = 0;
             rp->flush_us[rp->flushes++ % RP_FLUSHES_KEPT] = ld_be64(payload);
             g_mutex_unlock(&rp->lock);
         }
@@ -91,8 +107,7 @@ static bool handle_message(ReturnPath *rp, uint16_t type, const uint8_t *payload
     case MIG_RP_MSG_DURABLE:
         if (len == 8) {
             g_mutex_lock(&rp->lock);
-            rp->has_durable = true;
-            rp->durable = ld_be64(payload);
+            note_durable_locked(rp, ld_be64(payload));
             g_mutex_unlock(&rp->lock);
         }
         return true;
@@ -272,17 +287,21 @@ uint64_t return_path_verified(ReturnPath *rp)
     return bytes;
 }
 
-bool return_path_flush_us(ReturnPath *rp, uint64_t *us)
+bool return_path_flush_cost(ReturnPath *rp, uint64_t *min_us, uint64_t *rate)
 {
+    uint64_t bytes = 0, us = 0;
     unsigned kept;
 
     g_mutex_lock(&rp->lock);
     kept = MIN(rp->flushes, RP_FLUSHES_KEPT);
-    *us = UINT64_MAX;
+    *min_us = UINT64_MAX;
     for (unsigned i = 0; i < kept; i++) {
-        *us = MIN(*us, rp->flush_us[i]);
+        *min_us = MIN(*min_us, rp->flush_us[i]);
+        bytes += rp->flush_bytes[i];
+        us += rp->flush_us[i];
     }
     g_mutex_unlock(&rp->lock);
+    *rate = bytes && us ? (uint64_t)((double)bytes * G_USEC_PER_SEC / us) : 0;
     return kept > 0;
 }
 

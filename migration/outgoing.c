@@ -17,6 +17,10 @@
 #define BANDWIDTH_WINDOW_US (250 * 1000)
 /* The destination reports durable bytes every 32 MiB flushed. */
 #define DEST_RATE_WINDOW_US (1000 * 1000)
+/* How long after the bulk phase the switchover waits for a blkmig
+ * destination's first flush report (it flushes 50 ms after the data stops
+ * coming); one that does not report by then is taken not to. */
+#define FIRST_FLUSH_REPORT_US (3 * G_USEC_PER_SEC)
 /* Dirty-phase windows measured before the estimate is trusted. */
 #define BANDWIDTH_TRUSTED_WINDOWS 2
 #define ACK_TIMEOUT_US (60 * G_USEC_PER_SEC)
@@ -78,6 +82,7 @@ typedef struct MigrationRun {
     unsigned dirty_windows;     /* windows measured in the dirty phase */
     bool bandwidth_measured;    /* ...enough of them */
     bool in_dirty_phase;
+    gint64 dirty_phase_us;      /* when it began */
     gint64 window_start_us;
     uint64_t window_start_processed;
     MigLimits limits;
@@ -205,6 +210,7 @@ static void update_bandwidth(MigrationRun *run, bool bulk_done)
 
     if (bulk_done && !run->in_dirty_phase) {
         run->in_dirty_phase = true;
+        run->dirty_phase_us = g_get_monotonic_time();
         run->last_rate = 0;
         start_bandwidth_window(run);
         return;
@@ -262,12 +268,15 @@ static void update_dest_rate(MigrationRun *run)
     run->dest_window_start_durable = durable;
 }
 
-/* Whether the destination tells us how long its flushes take: a blkmig
- * destination (one that gets DEVICE_SIZE records, so not with
- * qemu-compat) over a return path, once it has data to flush. */
+/* Whether the destination should tell us how long its flushes take: a
+ * blkmig destination (one that gets DEVICE_SIZE records, so not with
+ * qemu-compat) over a return path, once it has data to flush; until
+ * FIRST_FLUSH_REPORT_US into the dirty phase. */
 static bool dest_reports_flushes(MigrationRun *run)
 {
-    return run->rp && !mig_cap_enabled(MIG_CAP_QEMU_COMPAT) && savevm_state_progress() > 0;
+    return run->rp && !mig_cap_enabled(MIG_CAP_QEMU_COMPAT) && savevm_state_progress() > 0 &&
+           (!run->in_dirty_phase ||
+            g_get_monotonic_time() - run->dirty_phase_us < FIRST_FLUSH_REPORT_US);
 }
 
 /* What the switchover would have to move if the guest stopped now: what

@@ -89,6 +89,17 @@ void mig_channel_set_nodelay(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }
 
+uint64_t mig_channel_rtt_us(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) {
+        return 0;
+    }
+    return ti.tcpi_rtt;
+}
+
 MigStream *mig_channel_stream_new(int fd, bool writer)
 {
     MigrationParameters params;

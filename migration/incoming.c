@@ -195,9 +195,19 @@ static void report_verified(void *opaque, uint64_t bytes)
     g_mutex_unlock(&in.rp_lock);
 }
 
+static void report_flushed(void *opaque, uint64_t us)
+{
+    g_mutex_lock(&in.rp_lock);
+    if (in.rp && in.rp_reporting) {
+        return_path_send_flushed(in.rp, us);
+    }
+    g_mutex_unlock(&in.rp_lock);
+}
+
 static const SaveVMLoadContext load_context = { .report_durable = report_durable,
                                                 .send_resume_map = send_resume_map,
-                                                .report_verified = report_verified };
+                                                .report_verified = report_verified,
+                                                .report_flushed = report_flushed };
 
 /* A writer on F's socket for the return path (NULL if none can be had). */
 static MigStream *return_path_writer(MigStream *f)

@@ -64,6 +64,28 @@ void mig_limits_start(MigLimits *l);
  * changes and it goes on. */
 bool mig_limits_check(MigLimits *l, uint64_t pending, uint64_t rate, GError **errp);
 
+/* downtime.c: what a switchover would cost if the guest stopped now. */
+typedef struct DowntimeInputs {
+    uint64_t to_send;           /* bytes still to send */
+    uint64_t not_durable;       /* sent but not durable at the destination yet */
+    uint64_t bandwidth;         /* bytes the migration moves per second (0: unknown) */
+    uint64_t dest_rate;         /* bytes the destination makes durable per second, or 0 */
+    uint64_t flush_us;          /* the destination's final flush at least (0: it does not say) */
+    uint64_t flush_rate;        /* bytes its flushes make durable per second (0: unknown) */
+    bool await_flush_report;    /* it will say, but has not yet */
+    uint64_t rtt_us;            /* the connection's round trip */
+    uint64_t overrun_ms;        /* the last switchover's cost beyond its estimate */
+} DowntimeInputs;
+typedef struct DowntimeEstimate {
+    bool known;                 /* false until the inputs needed were measured */
+    uint64_t data_ms;           /* moving the data left and writing it back */
+    uint64_t flush_ms;          /* the destination's final flush (in both parts) */
+    uint64_t overrun_ms;        /* the last switchover's overrun (part of fixed_ms) */
+    uint64_t fixed_ms;          /* what no waiting makes shorter */
+    uint64_t total_ms;
+} DowntimeEstimate;
+void downtime_estimate(const DowntimeInputs *in, DowntimeEstimate *out);
+
 /* channel.c: opening the transport named by a migration URI. */
 typedef enum { MIG_CHANNEL_SOCKET, MIG_CHANNEL_FILE } MigChannelKind;
 /* Connects (tcp:, unix:) or creates/truncates (file:); returns an fd. */
@@ -76,6 +98,9 @@ char *mig_channel_bound_uri(const char *uri, int listen_fd);
 /* Send small writes at once (TCP_NODELAY) from now on: for the last bytes
  * before switchover, whose latency is downtime.  No-op for other fds. */
 void mig_channel_set_nodelay(int fd);
+/* The kernel's smoothed round-trip time of the TCP connection FD in
+ * microseconds (0 for anything else). */
+uint64_t mig_channel_rtt_us(int fd);
 /* A stream (taking FD) for one connection of a migration: it fails
  * rather than wait once the link stalls for this side's link-timeout,
  * and TCP gives up on a dead peer as soon (keepalive, TCP_USER_TIMEOUT).
@@ -113,6 +138,11 @@ bool mig_channel_secure_incoming(MigStream *f, GError **errp);
  * digests so far (disk verification, block-checksum); while they come
  * the source keeps waiting for the acknowledgement. */
 #define MIG_RP_MSG_VERIFIED 0x0104
+/* blkmig: be64 microseconds the destination's last flush of its drives
+ * took, sent before the DURABLE it led to (to the same sources).  The
+ * source counts a flush like it in every downtime: the destination's
+ * final flush comes after the last byte. */
+#define MIG_RP_MSG_FLUSHED 0x0105
 
 typedef struct ReturnPath ReturnPath;
 /* Source: read messages from FD (owned by the return path; another fd
@@ -136,6 +166,11 @@ bool return_path_durable(ReturnPath *rp, uint64_t *bytes);
 GByteArray *return_path_wait_resume_map(ReturnPath *rp, gint64 timeout_us, GError **errp);
 /* The last VERIFIED count (0 when none came). */
 uint64_t return_path_verified(ReturnPath *rp);
+/* The destination's last few flushes (FLUSHED): the quickest, in
+ * microseconds (what its final flush costs at least), and the bytes they
+ * made durable per second of flushing (0 when unknown); false when none
+ * came. */
+bool return_path_flush_cost(ReturnPath *rp, uint64_t *min_us, uint64_t *rate);
 /* Stops the reader thread and frees. */
 void return_path_free(ReturnPath *rp);
 /* Destination: send on OUT (a writer on the migration socket). */
@@ -148,6 +183,8 @@ void return_path_send_durable(MigStream *out, uint64_t bytes);
 void return_path_send_resume_map(MigStream *out, const uint8_t *map, size_t len);
 /* One VERIFIED message, flushed at once (bounded the same way). */
 void return_path_send_verified(MigStream *out, uint64_t bytes);
+/* One FLUSHED message, flushed at once (bounded the same way). */
+void return_path_send_flushed(MigStream *out, uint64_t us);
 
 /* channel-handlers.c: the registered channel handlers (savevm.h), for
  * the incoming side. */

@@ -17,6 +17,10 @@
 #define BANDWIDTH_WINDOW_US (250 * 1000)
 /* The destination reports durable bytes every 32 MiB flushed. */
 #define DEST_RATE_WINDOW_US (1000 * 1000)
+/* How long after the bulk phase the switchover waits for a blkmig
+ * destination's first flush report (it flushes 50 ms after the data stops
+ * coming); one that does not report by then is taken not to. */
+#define FIRST_FLUSH_REPORT_US (3 * G_USEC_PER_SEC)
 /* Dirty-phase windows measured before the estimate is trusted. */
 #define BANDWIDTH_TRUSTED_WINDOWS 2
 #define ACK_TIMEOUT_US (60 * G_USEC_PER_SEC)
@@ -36,6 +40,12 @@ typedef struct Outgoing {
     int64_t total_ms;           /* once finished */
     int64_t downtime_ms;        /* once completed */
     int64_t expected_downtime_ms;
+    /* The last estimate did not fit downtime-limit while there was data
+     * to move (auto-converge throttles harder then). */
+    bool waits_for_data;
+    /* What the last switchover of this process took beyond its estimate:
+     * counted in the next one's estimate. */
+    uint64_t overrun_ms;
     bool cancel_requested;
     /* A cancel is announced on the stream (to a blkmig destination over a
      * socket) by cancel_deadline_us, unless it came once the guest was
@@ -72,10 +82,13 @@ typedef struct MigrationRun {
     unsigned dirty_windows;     /* windows measured in the dirty phase */
     bool bandwidth_measured;    /* ...enough of them */
     bool in_dirty_phase;
+    gint64 dirty_phase_us;      /* when it began */
     gint64 window_start_us;
     uint64_t window_start_processed;
     MigLimits limits;
     uint64_t switchover_bytes;  /* as the last round saw it */
+    DowntimeEstimate estimate;  /* ...and what moving them would cost */
+    bool warned_fixed;          /* said that the fixed costs alone are too long */
     bool vm_stopped;
     bool was_running;
     gint64 stop_us;
@@ -197,6 +210,7 @@ static void update_bandwidth(MigrationRun *run, bool bulk_done)
 
     if (bulk_done && !run->in_dirty_phase) {
         run->in_dirty_phase = true;
+        run->dirty_phase_us = g_get_monotonic_time();
         run->last_rate = 0;
         start_bandwidth_window(run);
         return;
@@ -254,42 +268,94 @@ static void update_dest_rate(MigrationRun *run)
     run->dest_window_start_durable = durable;
 }
 
-/* What the downtime would have to move if the guest stopped now: what is
- * still to send, and what was sent but is not durable at the destination
- * yet (or at least what the kernel still holds for it). */
-static uint64_t switchover_bytes(MigrationRun *run)
+/* Whether the destination should tell us how long its flushes take: a
+ * blkmig destination (one that gets DEVICE_SIZE records, so not with
+ * qemu-compat) over a return path, once it has data to flush; until
+ * FIRST_FLUSH_REPORT_US into the dirty phase. */
+static bool dest_reports_flushes(MigrationRun *run)
 {
-    uint64_t pending = savevm_state_pending();
-    uint64_t durable, processed;
-
-    if (dest_durable(run, &durable)) {
-        processed = savevm_state_progress();
-        return pending + (processed > durable ? processed - durable : 0);
-    }
-    return pending + mig_stream_unsent_bytes(run->f);
+    return run->rp && !mig_cap_enabled(MIG_CAP_QEMU_COMPAT) && savevm_state_progress() > 0 &&
+           (!run->in_dirty_phase ||
+            g_get_monotonic_time() - run->dirty_phase_us < FIRST_FLUSH_REPORT_US);
 }
 
-/* True once the handlers' bulk phase is over and what is left can be sent
- * within the downtime limit. */
+/* What the switchover would have to move if the guest stopped now: what
+ * is still to send, and what was sent but is not durable at the
+ * destination yet (or at least what the kernel still holds for it). */
+static void switchover_inputs(MigrationRun *run, DowntimeInputs *in)
+{
+    uint64_t durable, processed = savevm_state_progress();
+    bool reported = dest_durable(run, &durable);
+    uint64_t flush_us = 0, flush_rate = 0;
+    bool flush_known = run->rp && return_path_flush_cost(run->rp, &flush_us, &flush_rate);
+
+    in->to_send = savevm_state_pending();
+    if (reported) {
+        in->not_durable = processed > durable ? processed - durable : 0;
+    } else if (dest_reports_flushes(run)) {
+        in->not_durable = processed;
+    } else {
+        in->not_durable = mig_stream_unsent_bytes(run->f);
+    }
+    in->bandwidth = run->bandwidth;
+    in->dest_rate = run->dest_rate;
+    /* A destination that sent DURABLE without FLUSHED predates it. */
+    in->flush_us = flush_known ? flush_us : 0;
+    in->flush_rate = flush_rate;
+    in->await_flush_report = !flush_known && !reported && dest_reports_flushes(run);
+    in->rtt_us = run->kind == MIG_CHANNEL_SOCKET ? mig_channel_rtt_us(mig_stream_fd(run->f)) : 0;
+    g_mutex_lock(&out.lock);
+    in->overrun_ms = out.overrun_ms;
+    g_mutex_unlock(&out.lock);
+}
+
+/* Say once why the migration waits although nothing is left to move. */
+static void warn_fixed_costs(MigrationRun *run, uint64_t downtime_limit_ms)
+{
+    const DowntimeEstimate *e = &run->estimate;
+
+    if (run->warned_fixed || e->data_ms || !e->known || e->fixed_ms <= downtime_limit_ms) {
+        return;
+    }
+    run->warned_fixed = true;
+    g_message("migration: the switchover's fixed costs alone (%" G_GUINT64_FORMAT " ms, of "
+              "which the destination's flush %" G_GUINT64_FORMAT " ms) exceed downtime-limit "
+              "(%" G_GUINT64_FORMAT " ms): waiting; raise downtime-limit to finish",
+              e->fixed_ms, e->flush_ms, downtime_limit_ms);
+}
+
+/* True once the handlers' bulk phase is over and the switchover's whole
+ * expected downtime, data and fixed costs, fits the limit. */
 static bool ready_to_switch(MigrationRun *run, bool bulk_done, uint64_t downtime_limit_ms)
 {
-    uint64_t pending = switchover_bytes(run);
-    uint64_t bandwidth = run->bandwidth;
+    DowntimeInputs in;
+    DowntimeEstimate *e = &run->estimate;
+    bool fits;
 
-    run->switchover_bytes = pending;
     update_dest_rate(run);
-    if (run->dest_rate && run->dest_rate < bandwidth) {
-        bandwidth = run->dest_rate;
-    }
+    switchover_inputs(run, &in);
+    downtime_estimate(&in, e);
+    run->switchover_bytes = in.to_send + in.not_durable;
+    fits = bulk_done && e->known && e->total_ms <= downtime_limit_ms &&
+           (run->switchover_bytes == 0 || run->bandwidth_measured);
     g_mutex_lock(&out.lock);
-    out.expected_downtime_ms = bandwidth ? pending * 1000 / bandwidth : 0;
+    out.expected_downtime_ms = e->known ? e->total_ms : 0;
+    out.waits_for_data = bulk_done && !fits && e->data_ms > 0;
     g_mutex_unlock(&out.lock);
-    if (!bulk_done) {
-        return false;
+    if (bulk_done) {
+        warn_fixed_costs(run, downtime_limit_ms);
     }
-    return pending == 0 ||
-           (run->bandwidth_measured &&
-            (double)pending <= (double)bandwidth * downtime_limit_ms / 1000);
+    return fits;
+}
+
+bool migration_switchover_waits_for_data(void)
+{
+    bool waits;
+
+    g_mutex_lock(&out.lock);
+    waits = out.waits_for_data;
+    g_mutex_unlock(&out.lock);
+    return waits;
 }
 
 /* False once a cancel came, which lifted the limit for good. */
@@ -353,13 +419,19 @@ static bool run_switchover(MigrationRun *run, GError **errp)
         return set_cancelled_error(errp);
     }
     run->was_running = ops.guest_is_running && ops.guest_is_running(ops.opaque);
+    g_message("migration: stopping the guest, expected downtime %" G_GUINT64_FORMAT " ms "
+              "(%" G_GUINT64_FORMAT " ms to move %.1f MiB, %" G_GUINT64_FORMAT " ms fixed)",
+              run->estimate.total_ms, run->estimate.data_ms, run->switchover_bytes / 1048576.0,
+              run->estimate.fixed_ms);
+    /* The downtime starts with the stop (as QEMU counts it): waiting for
+     * the guest's writes in flight is part of it. */
+    run->stop_us = g_get_monotonic_time();
     /* Guest writes must not wait for this thread while it stops them. */
     savevm_state_stopping();
     if (ops.stop_for_switchover) {
         ops.stop_for_switchover(ops.opaque);
     }
     run->vm_stopped = true;
-    run->stop_us = g_get_monotonic_time();
     if (run->kind == MIG_CHANNEL_SOCKET) {
         mig_channel_set_nodelay(mig_stream_fd(run->f));
     }
@@ -498,7 +570,13 @@ static void run_finish(MigrationRun *run, bool ok, GError *err)
     out.error_desc = error_desc;
     out.total_ms = (now - out.start_us) / 1000;
     out.downtime_ms = ok ? (now - run->stop_us) / 1000 : 0;
+    if (ok) {
+        /* Against the estimate without the last overrun in it. */
+        uint64_t foreseen = run->estimate.total_ms - run->estimate.overrun_ms;
+        out.overrun_ms = (uint64_t)out.downtime_ms > foreseen ? out.downtime_ms - foreseen : 0;
+    }
     out.expected_downtime_ms = 0;
+    out.waits_for_data = false;
     g_mutex_unlock(&out.lock);
     migration_notify_status(final);
 }
@@ -538,6 +616,7 @@ static void pause_migration(MigrationRun *run, const char *why)
     g_free(out.error_desc);
     out.error_desc = g_strdup_printf("paused: lost the connection to the destination: %s", why);
     out.expected_downtime_ms = 0;
+    out.waits_for_data = false;
     g_mutex_unlock(&out.lock);
     g_warning("migration %s", out.error_desc);
     migration_notify_status(MIG_STATUS_PAUSED);

@@ -9,6 +9,9 @@
 /* A resume map bigger than this is refused (4 bytes per MiB of disk:
  * 64 MiB covers 16 TiB of drives). */
 #define RP_MAX_RESUME_MAP (64u << 20)
+/* FLUSHED reports kept: the quickest of them is the flush's fixed cost,
+ * so one slow flush on a busy host does not hold a migration back. */
+#define RP_FLUSHES_KEPT 4
 
 struct ReturnPath {
     MigStream *in;              /* reader on a dup of the socket; owned */
@@ -27,6 +30,11 @@ struct ReturnPath {
     bool resume_too_big;
     uint64_t verified;          /* the last VERIFIED count */
     gint64 verified_us;         /* when it came (0: never) */
+    /* The last flushes: how long each took (FLUSHED) and how many bytes
+     * it made durable (the DURABLE after it, less the one before). */
+    uint64_t flush_us[RP_FLUSHES_KEPT];
+    uint64_t flush_bytes[RP_FLUSHES_KEPT];
+    unsigned flushes;           /* FLUSHED reports so far */
 };
 
 /* A piece of the destination's resume map, or its end. */
@@ -44,6 +52,18 @@ static void add_resume_map(ReturnPath *rp, bool end, const uint8_t *payload, uin
     rp->resume_end |= end;
     g_cond_broadcast(&rp->cond);
     g_mutex_unlock(&rp->lock);
+}
+
+/* rp->lock held: a DURABLE count, which the flush reported just before
+ * it (if any) made durable. */
+static void note_durable_locked(ReturnPath *rp, uint64_t durable)
+{
+    if (rp->flushes) {
+        rp->flush_bytes[(rp->flushes - 1) % RP_FLUSHES_KEPT] =
+            durable > rp->durable ? durable - rp->durable : 0;
+    }
+    rp->has_durable = true;
+    rp->durable = durable;
 }
 
 /* Returns false when the reader should stop (SHUT, end or error). */
@@ -76,11 +96,18 @@ static bool handle_message(ReturnPath *rp, uint16_t type, const uint8_t *payload
             g_mutex_unlock(&rp->lock);
         }
         return true;
+    case MIG_RP_MSG_FLUSHED:
+        if (len == 8) {
+            g_mutex_lock(&rp->lock);
+            rp->flush_bytes[rp->flushes % RP_FLUSHES_KEPT] = 0;
+            rp->flush_us[rp->flushes++ % RP_FLUSHES_KEPT] = ld_be64(payload);
+            g_mutex_unlock(&rp->lock);
+        }
+        return true;
     case MIG_RP_MSG_DURABLE:
         if (len == 8) {
             g_mutex_lock(&rp->lock);
-            rp->has_durable = true;
-            rp->durable = ld_be64(payload);
+            note_durable_locked(rp, ld_be64(payload));
             g_mutex_unlock(&rp->lock);
         }
         return true;
@@ -260,6 +287,24 @@ uint64_t return_path_verified(ReturnPath *rp)
     return bytes;
 }
 
+bool return_path_flush_cost(ReturnPath *rp, uint64_t *min_us, uint64_t *rate)
+{
+    uint64_t bytes = 0, us = 0;
+    unsigned kept;
+
+    g_mutex_lock(&rp->lock);
+    kept = MIN(rp->flushes, RP_FLUSHES_KEPT);
+    *min_us = UINT64_MAX;
+    for (unsigned i = 0; i < kept; i++) {
+        *min_us = MIN(*min_us, rp->flush_us[i]);
+        bytes += rp->flush_bytes[i];
+        us += rp->flush_us[i];
+    }
+    g_mutex_unlock(&rp->lock);
+    *rate = bytes && us ? (uint64_t)((double)bytes * G_USEC_PER_SEC / us) : 0;
+    return kept > 0;
+}
+
 char *return_path_wait_error(ReturnPath *rp, gint64 timeout_us)
 {
     char *text;
@@ -343,4 +388,9 @@ void return_path_send_durable(MigStream *out, uint64_t bytes)
 void return_path_send_verified(MigStream *out, uint64_t bytes)
 {
     send_count(out, MIG_RP_MSG_VERIFIED, bytes);
+}
+
+void return_path_send_flushed(MigStream *out, uint64_t us)
+{
+    send_count(out, MIG_RP_MSG_FLUSHED, us);
 }

@@ -671,7 +671,8 @@ static bool send_no_map(void *opaque, const uint8_t *map, size_t len)
 static void load_setup_all(LoadState *ls, const SaveVMLoadContext *ctx)
 {
     static const SaveVMLoadContext silent = { .report_durable = report_nothing,
-                                              .send_resume_map = send_no_map };
+                                              .send_resume_map = send_no_map,
+                                              .report_flushed = report_nothing };
 
     for (guint i = 0; i < ls->list->len; i++) {
         SaveStateEntry *se = ls->list->pdata[i];

@@ -481,6 +481,27 @@ static size_t bucket_take(RateBucket *b, uint64_t rate, size_t want, double *wai
     return got;
 }
 
+gint64 mig_stream_rate_delay_us(MigStream *f, size_t bytes)
+{
+    RateBucket *b = f->rate;
+    uint64_t rate = atomic_load(&b->rate_limit);
+    uint64_t depth = MAX(rate / 10, 1);
+    double want;
+    gint64 delay = 0;
+
+    if (rate == 0) {
+        return 0;
+    }
+    want = MIN(f->len + bytes, depth);
+    g_mutex_lock(&b->lock);
+    bucket_refill(b, rate, depth);
+    if (b->tokens < want) {
+        delay = (gint64)((want - b->tokens) * G_USEC_PER_SEC / rate) + 1;
+    }
+    g_mutex_unlock(&b->lock);
+    return delay;
+}
+
 /* Wait until some of WANT bytes may be written and take their tokens.
  * Returns how many (at most the bucket depth), or 0 when cancelled. */
 static size_t rate_limit_take(MigStream *f, size_t want)

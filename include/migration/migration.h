@@ -129,6 +129,10 @@ bool migration_incoming_pending(void);
 
 void migration_query(MigrationInfo *out);
 bool migration_is_active(void);  /* setup, active or cancelling */
+/* Outgoing migration thread: the last switchover estimate did not fit
+ * downtime-limit while data was left to move, so a guest that dirtied
+ * less would let it finish sooner (auto-converge throttles harder). */
+bool migration_switchover_waits_for_data(void);
 
 /* The machine type of the configuration section (QEMU's -machine): sent
  * with qemu-compat, and what a stream's configuration section must name

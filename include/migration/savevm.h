@@ -71,6 +71,10 @@ typedef struct SaveVMLoadContext {
      * under the same conditions; while they come the source waits for
      * the acknowledgement however long the comparison takes. */
     void (*report_verified)(void *opaque, uint64_t bytes);
+    /* Tell the source how long a flush of every drive just took (US
+     * microseconds), before the report_durable it led to: one FLUSHED
+     * message, under the same conditions. */
+    void (*report_flushed)(void *opaque, uint64_t us);
     void *opaque;
 } SaveVMLoadContext;
 

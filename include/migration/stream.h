@@ -63,6 +63,9 @@ void mig_stream_set_error(MigStream *f, int err, const char *msg);
  * 1-second window carries at most the limit (+10% worst case).  Writes
  * are split as needed.  May be changed at any time from any thread. */
 void mig_stream_set_rate_limit(MigStream *f, uint64_t bytes_per_sec);
+/* Writer: how long (microseconds) the rate limit would hold up writing
+ * what is buffered plus BYTES more; 0 when they may go at once. */
+gint64 mig_stream_rate_delay_us(MigStream *f, size_t bytes);
 /* Make F take its tokens from WITH's bucket: the streams then share one
  * limit together (set on either).  For writers of one migration. */
 void mig_stream_share_rate_limit(MigStream *f, MigStream *with);

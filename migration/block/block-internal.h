@@ -309,6 +309,9 @@ void blk_pipeline_submit(BlkPipeline *p, BlkChunkJob *job);
 BlkChunkJob *blk_pipeline_pop_ready(BlkPipeline *p);
 /* The same without removing it (the sender, the only one that pops). */
 BlkChunkJob *blk_pipeline_peek_ready(BlkPipeline *p);
+/* JOB, out of its turn, if it is ready (removed from the pipeline); else
+ * false.  For a job a mirrored write waits for (the sender). */
+bool blk_pipeline_take(BlkPipeline *p, BlkChunkJob *job);
 bool blk_pipeline_is_empty(BlkPipeline *p);
 /* Wait up to TIMEOUT_US for a job to become ready or memory to free,
  * unless that happened since the submitter last looked. */
@@ -348,6 +351,8 @@ void blk_order_take_dirty_locked(BlkMigDevice *dev, BlkChunkJob *job, uint64_t o
 void blk_order_enter_locked(BlkOrder *o, BlkChunkJob *job);
 /* Lock held: every unit of JOB's chunk before it has been handed on. */
 bool blk_order_is_first_locked(BlkOrder *o, const BlkChunkJob *job);
+/* The first unit of JOB's chunk (JOB itself when it is first). */
+BlkChunkJob *blk_order_first_locked(BlkOrder *o, const BlkChunkJob *job);
 /* Lock held: JOB was handed to its connection (or dropped). */
 void blk_order_leave_locked(BlkOrder *o, BlkChunkJob *job);
 /* The same, taking the lock. */
@@ -376,6 +381,9 @@ void blk_mirror_stop_waiting(BlkMirror *m);
 /* Migration thread: the oldest unit that is read and first of its chunk,
  * removed from the order; NULL when none. */
 BlkChunkJob *blk_mirror_take(BlkMirror *m);
+/* A pipeline job that a mirrored write, read already, waits for (it is
+ * first of the write's chunk), or NULL. */
+BlkChunkJob *blk_mirror_blocker(BlkMirror *m);
 /* JOB (taken) is on the wire and flushed (SENT), or was dropped: its
  * write may complete; JOB is freed.  Any thread. */
 void blk_mirror_done(BlkMirror *m, BlkChunkJob *job, bool sent);
@@ -446,8 +454,9 @@ bool blk_passes_walk(BlkPasses *p, uint64_t written, bool force);
 uint64_t blk_passes_dirty_rate(const BlkPasses *p, uint64_t written);
 
 /* send.c: hands units that are ready to the wire, pipeline jobs and
- * mirrored writes together, in each chunk's order, mirrored writes
- * getting at most half of the link while the background copy has work. */
+ * mirrored writes together, in each chunk's order, mirrored writes first
+ * but the background copy keeping a quarter of the link while it has
+ * work. */
 typedef struct BlkSender {
     BlkPipeline *pipeline;
     BlkMirror *mirror;
@@ -456,7 +465,7 @@ typedef struct BlkSender {
     /* Called once a unit is on the wire (main stream: flushed too for
      * mirrored writes) or was dropped, with the wire bytes a channel sent. */
     void (*sent)(BlkChunkJob *job, bool sent, uint64_t wire_bytes, void *opaque);
-    int64_t balance;            /* mirrored minus background bytes, bounded */
+    int64_t balance;            /* mirrored minus weighted background bytes, bounded */
     char *error;                /* a unit that failed to read: why */
 } BlkSender;
 /* Send ready units on F (or their channels) until *SENT (wire bytes

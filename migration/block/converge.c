@@ -12,9 +12,14 @@
  * clock, the bulk copy included): when the guest wrote more than
  * throttle-trigger-threshold percent of the bytes sent in the period, for
  * the second time, the throttle starts at cpu-throttle-initial or rises
- * by cpu-throttle-increment, up to max-cpu-throttle.  It is lifted when
- * the guest stops for the switchover and when the migration ends. */
+ * by cpu-throttle-increment, up to max-cpu-throttle.  A period at whose
+ * end the switchover still waited for less data to move (its expected
+ * downtime, fixed costs included, did not fit downtime-limit) counts the
+ * same, so the throttle keeps rising until the estimate fits.  It is
+ * lifted when the guest stops for the switchover and when the migration
+ * ends. */
 #include "block-internal.h"
+#include "migration/migration.h"
 #include "migration/options.h"
 
 #define PERIOD_US G_USEC_PER_SEC
@@ -89,9 +94,12 @@ static void raise_throttle(BlkConverge *c, uint64_t guest_rate)
 static void check_period(BlkConverge *c, uint64_t dirtied, uint64_t sent, gint64 elapsed_us)
 {
     MigrationParameters p;
+    bool high;
 
     mig_params_get(&p);
-    if (dirtied > sent * p.throttle_trigger_threshold / 100 && ++c->high_count >= 2) {
+    high = dirtied > sent * p.throttle_trigger_threshold / 100 ||
+           (dirtied > 0 && migration_switchover_waits_for_data());
+    if (high && ++c->high_count >= 2) {
         c->high_count = 0;
         raise_throttle(c, dirtied * (double)G_USEC_PER_SEC / elapsed_us);
     }

@@ -1,8 +1,9 @@
 /* Background flushing of the destination's drives while a migration
  * loads, so that the flush before the guest starts (part of the downtime)
  * finds little left to write back.  After each flush a blkmig source is
- * told how much is durable: it keeps the guest running until little is
- * left to flush, instead of the destination throttling its writes. */
+ * told how long it took and how much is durable: it keeps the guest
+ * running until little is left to flush and the final flush fits the
+ * downtime, instead of the destination throttling its writes. */
 
 #include "block/block.h"
 #include "block-internal.h"
@@ -62,9 +63,11 @@ static gpointer flusher_thread(gpointer opaque)
         g_mutex_unlock(&fl->lock);
         /* block-resume: the journals count what this flush makes durable. */
         GPtrArray *counted = blk_resume_load_snapshot(false);
+        gint64 start_us = g_get_monotonic_time();
         if (blk_flush_all_drives("block migration", &error)) {
             blk_resume_load_commit(g_steal_pointer(&counted));
             if (report) {
+                fl->ctx->report_flushed(fl->ctx->opaque, g_get_monotonic_time() - start_us);
                 fl->ctx->report_durable(fl->ctx->opaque, covered);
             }
         }

@@ -51,9 +51,11 @@
  * cleared them reads its data and comes first in the chunk's queue, and
  * the write's unit (then without ranges: it only holds a place) waits for
  * it.  So a guest write to a range the bulk copy passed leaves no dirty
- * bit behind: the dirty set only shrinks.  The background copy (bulk walk
- * and dirty passes) gets at least half of the link while it has work
- * (send.c), so it ends, and max-bandwidth bounds both together.
+ * bit behind: the dirty set only shrinks.  Mirrored writes go out before
+ * the background copy (bulk walk and dirty passes), and a pipeline job one
+ * of them waits for goes out before its turn, but the background copy
+ * keeps at least a quarter of the link while it has work (send.c), so it
+ * ends, and max-bandwidth bounds both together.
  *
  * Switchover.  The migration thread stops the guest, which waits for the
  * guest writes in flight, so those must not wait for the migration thread
@@ -335,6 +337,23 @@ BlkChunkJob *blk_mirror_take(BlkMirror *m)
     }
     blk_order_unlock(m->order);
     return found;
+}
+
+BlkChunkJob *blk_mirror_blocker(BlkMirror *m)
+{
+    BlkChunkJob *blocker = NULL;
+
+    blk_order_lock(m->order);
+    for (GList *l = m->units.head; l && !blocker; l = l->next) {
+        BlkChunkJob *job = l->data;
+        BlkChunkJob *first = job->done ? blk_order_first_locked(m->order, job) : NULL;
+
+        if (first && first != job && !first->mirrored) {
+            blocker = first;
+        }
+    }
+    blk_order_unlock(m->order);
+    return blocker;
 }
 
 void blk_mirror_done(BlkMirror *m, BlkChunkJob *job, bool sent)

@@ -125,6 +125,13 @@ bool blk_order_is_first_locked(BlkOrder *o, const BlkChunkJob *job)
     return q && g_queue_peek_head(q) == job;
 }
 
+BlkChunkJob *blk_order_first_locked(BlkOrder *o, const BlkChunkJob *job)
+{
+    GQueue *q = chunk_queue(o, job, false);
+
+    return q ? g_queue_peek_head(q) : NULL;
+}
+
 void blk_order_leave_locked(BlkOrder *o, BlkChunkJob *job)
 {
     ChunkKey key = { job->bs, job->chunk };

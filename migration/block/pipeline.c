@@ -1,8 +1,10 @@
 /* The source's read pipeline: a few worker threads read (and compress)
  * chunk jobs while the migration thread sends finished ones, so disk
  * reads, zero detection, compression and sending overlap.  Jobs leave in
- * the order they came in, which keeps a chunk's versions in order (and
- * mirrored guest writes, mirror.c, take their places among them).  The
+ * the order they came in, except that one a mirrored guest write waits
+ * for may leave before its turn; a chunk's units go out in the order
+ * order.c keeps either way (mirrored writes, mirror.c, take their places
+ * among them).  The
  * chunk buffers of the jobs in flight, until they are sent, stay within
  * max-inflight bytes. */
 #include "block/block.h"
@@ -195,6 +197,16 @@ BlkChunkJob *blk_pipeline_pop_ready(BlkPipeline *p)
     }
     g_mutex_unlock(&p->lock);
     return job;
+}
+
+bool blk_pipeline_take(BlkPipeline *p, BlkChunkJob *job)
+{
+    bool taken;
+
+    g_mutex_lock(&p->lock);
+    taken = job->done && g_queue_remove(&p->fifo, job);
+    g_mutex_unlock(&p->lock);
+    return taken;
 }
 
 bool blk_pipeline_is_empty(BlkPipeline *p)

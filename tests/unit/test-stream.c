@@ -256,6 +256,30 @@ static void test_rate_limit(void)
     g_assert_cmpfloat(secs, <, 0.3);
 }
 
+/* How long the limit would hold up a write: from an empty bucket at
+ * 1 MiB/s, 64 KiB (and what is buffered) wait about 62 ms; unlimited,
+ * nothing waits; a write that waited leaves the bucket empty again. */
+static void test_rate_delay(void)
+{
+    int sv[2];
+    MigStream *f;
+    gint64 delay;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    f = mig_stream_new_writer(sv[0]);
+    g_assert_cmpint(mig_stream_rate_delay_us(f, 64 * 1024), ==, 0);
+    mig_stream_set_rate_limit(f, 1 << 20);
+    delay = mig_stream_rate_delay_us(f, 64 * 1024);
+    g_assert_cmpint(delay, >, 50 * 1000);
+    g_assert_cmpint(delay, <=, 63 * 1000);
+    mig_put_be64(f, 0);
+    g_assert_cmpint(mig_stream_rate_delay_us(f, 64 * 1024), >, delay);
+    g_usleep(70 * 1000);
+    g_assert_cmpint(mig_stream_rate_delay_us(f, 64 * 1024), <, 10 * 1000);
+    mig_stream_close(f);
+    close(sv[1]);
+}
+
 typedef struct LiveLimit {
     MigStream *f;
     uint8_t *buf;
@@ -493,6 +517,7 @@ int main(int argc, char **argv)
     g_test_add_func("/stream/eof-message", test_eof_message);
     g_test_add_func("/stream/error-latching", test_error_latching);
     g_test_add_func("/stream/rate-limit", test_rate_limit);
+    g_test_add_func("/stream/rate-delay", test_rate_delay);
     g_test_add_func("/stream/rate-limit-live-change", test_rate_limit_live_change);
     g_test_add_func("/stream/shutdown-unblocks", test_shutdown_unblocks);
     g_test_add_func("/stream/shutdown-rate-limited", test_shutdown_stops_rate_limited_writer);

@@ -46,38 +46,26 @@ static bool put_extension(HeaderArea *a, uint32_t type, const void *data, uint32
     return area_put(a, be, 8, 8) && area_put(a, data, len, ROUND_UP8((uint64_t)len));
 }
 
+/* Copies one extension into the area, all but the backing format. */
+static bool copy_extension(Qcow2State *s, uint32_t type, const uint8_t *data, uint32_t len,
+                           void *opaque, GError **errp)
+{
+    return type == QCOW2_EXT_BACKING_FORMAT || put_extension(opaque, type, data, len);
+}
+
 /* The extensions of the header C0 on disk (as checked at open, or as
  * this file wrote them), all but the backing format; the new one first
  * when FORMAT is given. */
 static bool copy_extensions(Qcow2State *s, const uint8_t *c0, uint64_t c0_len,
                             HeaderArea *a, const char *format)
 {
-    uint64_t end = c0_len, pos = s->h.header_length, name_off;
+    uint64_t zero = 0;
 
     if (format && !put_extension(a, QCOW2_EXT_BACKING_FORMAT, format, (uint32_t)strlen(format))) {
         return false;
     }
-    memcpy(&name_off, c0 + offsetof(Qcow2Header, backing_file_offset), 8);
-    name_off = GUINT64_FROM_BE(name_off);
-    if (name_off > pos) {
-        end = MIN(end, name_off);
-    }
-    while (pos + 8 <= end) {
-        uint32_t type, len;
-        memcpy(&type, c0 + pos, 4);
-        memcpy(&len, c0 + pos + 4, 4);
-        type = GUINT32_FROM_BE(type);
-        len = GUINT32_FROM_BE(len);
-        if (type == QCOW2_EXT_END) {
-            break;
-        }
-        if (type != QCOW2_EXT_BACKING_FORMAT && !put_extension(a, type, c0 + pos + 8, len)) {
-            return false;
-        }
-        pos += 8 + ROUND_UP8((uint64_t)len);
-    }
-    uint64_t zero = 0;
-    return area_put(a, &zero, 8, 8);            /* the end marker */
+    return qcow2_walk_extensions(s, c0, c0_len, copy_extension, a, NULL) &&
+           area_put(a, &zero, 8, 8);            /* the end marker */
 }
 
 /* The fixed header of C0 with the backing name at the area's end. */

@@ -224,8 +224,10 @@ static bool check_snapshots_backing(Qcow2State *s, const char *name, uint64_t fi
 /* ---- Extensions ---- */
 
 static bool parse_extension(Qcow2State *s, uint32_t type, const uint8_t *data, uint32_t len,
-                            const char *name, GError **errp)
+                            void *opaque, GError **errp)
 {
+    const char *name = s->bs->filename;
+
     if (type == QCOW2_EXT_BACKING_FORMAT) {
         if (len == 0 || len > 15) {
             FAIL("'%s': the backing format extension has length %u (1..15)", name, len);
@@ -238,9 +240,10 @@ static bool parse_extension(Qcow2State *s, uint32_t type, const uint8_t *data, u
     return true;       /* others (bitmaps, ...) are safe to ignore */
 }
 
-static bool parse_extensions(Qcow2State *s, const uint8_t *c0, uint64_t c0_len,
-                             const char *name, GError **errp)
+bool qcow2_walk_extensions(Qcow2State *s, const uint8_t *c0, uint64_t c0_len,
+                           Qcow2ExtensionVisit visit, void *opaque, GError **errp)
 {
+    const char *name = s->bs->filename;
     uint64_t end = c0_len;
     uint64_t pos = s->h.header_length;
 
@@ -260,7 +263,7 @@ static bool parse_extensions(Qcow2State *s, const uint8_t *c0, uint64_t c0_len,
             FAIL("'%s': header extension %#x (length %u) runs past the header area",
                  name, type, len);
         }
-        if (!parse_extension(s, type, c0 + pos + 8, len, name, errp)) {
+        if (!visit(s, type, c0 + pos + 8, len, opaque, errp)) {
             return false;
         }
         pos += 8 + ROUND_UP8((uint64_t)len);
@@ -339,7 +342,7 @@ int qcow2_read_header(Qcow2State *s, GError **errp)
     if (read_cluster0(s, &c0, &c0_len, errp) < 0) {
         return -EIO;
     }
-    bool ok = parse_extensions(s, c0, c0_len, s->bs->filename, errp) &&
+    bool ok = qcow2_walk_extensions(s, c0, c0_len, parse_extension, NULL, errp) &&
               check_header(s, file_size, errp);
     if (ok && s->h.backing_file_offset) {
         s->backing_file = g_strndup((const char *)c0 + s->h.backing_file_offset,

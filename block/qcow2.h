@@ -187,6 +187,14 @@ typedef struct Qcow2State {
 int qcow2_probe(const uint8_t *buf, size_t len);
 /* Reads and checks the header and its extensions into S. */
 int qcow2_read_header(Qcow2State *s, GError **errp);
+/* Calls VISIT for each extension in C0 (the header cluster, C0_LEN bytes
+ * of it read) from the end of the fixed header to the end marker or the
+ * backing file name; one that runs past that area fails, naming it, and
+ * VISIT returning false stops the walk with false. */
+typedef bool (*Qcow2ExtensionVisit)(Qcow2State *s, uint32_t type, const uint8_t *data,
+                                    uint32_t len, void *opaque, GError **errp);
+bool qcow2_walk_extensions(Qcow2State *s, const uint8_t *c0, uint64_t c0_len,
+                           Qcow2ExtensionVisit visit, void *opaque, GError **errp);
 /* qcow2-backing.c: the header names NAME (format FORMAT), or no backing
  * file when NAME is NULL; crash-safe (qcow2-backing.c says how). */
 int qcow2_change_backing_file(BlockDriverState *bs, const char *name, const char *format);

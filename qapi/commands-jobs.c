@@ -8,14 +8,9 @@
 
 static JsonObject *block_job_info(const JobInfo *j)
 {
-    JsonObject *obj = json_object_new();
-    json_object_set_string_member(obj, "type", j->type);
-    json_object_set_string_member(obj, "device", j->id);
-    json_object_set_int_member(obj, "len", (gint64)j->len);
-    json_object_set_int_member(obj, "offset", (gint64)j->offset);
+    JsonObject *obj = qmp_block_job_members(j);
     json_object_set_boolean_member(obj, "busy", j->busy);
     json_object_set_boolean_member(obj, "paused", j->paused);
-    json_object_set_int_member(obj, "speed", j->speed);
     json_object_set_string_member(obj, "io-status", job_io_status_name(j->io_status));
     json_object_set_boolean_member(obj, "ready", j->ready);
     json_object_set_string_member(obj, "status", job_status_name(j->status));

@@ -14,8 +14,7 @@ static void on_status_changed(const char *id, JobStatus status, void *opaque)
     qmp_event_emit("JOB_STATUS_CHANGE", data);
 }
 
-/* The members BLOCK_JOB_COMPLETED, _CANCELLED and _READY share. */
-static JsonObject *block_job_data(const JobInfo *info)
+JsonObject *qmp_block_job_members(const JobInfo *info)
 {
     JsonObject *data = json_object_new();
     json_object_set_string_member(data, "type", info->type);
@@ -28,7 +27,7 @@ static JsonObject *block_job_data(const JobInfo *info)
 
 static void on_completed(const JobInfo *info, const char *error, void *opaque)
 {
-    JsonObject *data = block_job_data(info);
+    JsonObject *data = qmp_block_job_members(info);
     if (error) {
         json_object_set_string_member(data, "error", error);
     }
@@ -37,7 +36,7 @@ static void on_completed(const JobInfo *info, const char *error, void *opaque)
 
 static void on_cancelled(const JobInfo *info, void *opaque)
 {
-    qmp_event_emit("BLOCK_JOB_CANCELLED", block_job_data(info));
+    qmp_event_emit("BLOCK_JOB_CANCELLED", qmp_block_job_members(info));
 }
 
 static void on_error(const JobInfo *info, const char *operation, JobErrorAction action,
@@ -52,7 +51,7 @@ static void on_error(const JobInfo *info, const char *operation, JobErrorAction 
 
 static void on_ready(const JobInfo *info, void *opaque)
 {
-    qmp_event_emit("BLOCK_JOB_READY", block_job_data(info));
+    qmp_event_emit("BLOCK_JOB_READY", qmp_block_job_members(info));
 }
 
 void qmp_job_events_init(void)

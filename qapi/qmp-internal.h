@@ -7,6 +7,7 @@
 #include <json-glib/json-glib.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include "jobs/job.h"
 #include "qapi/qmp.h"
 #include "util/tls.h"
 
@@ -93,5 +94,8 @@ void qmp_register_job_commands(void);
 void qmp_register_stream_commands(void);
 /* job-events.c: JOB_STATUS_CHANGE, BLOCK_JOB_* events. */
 void qmp_job_events_init(void);
+/* The members BLOCK_JOB_COMPLETED, _CANCELLED and _READY share, which
+ * query-block-jobs' BlockJobInfo starts from. */
+JsonObject *qmp_block_job_members(const JobInfo *info);
 
 #endif

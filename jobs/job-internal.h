@@ -64,8 +64,6 @@ bool job_registry_add(Job *job, GError **errp);
 void job_registry_remove(Job *job);
 /* The last act of a job's thread (shutdown waits for every one). */
 void job_registry_thread_done(void);
-/* QEMU's rule for ids: a letter, then letters, digits, '-', '.', '_'. */
-bool job_id_is_valid(const char *id);
 
 /* stream-copier.c: copies of the stream job in flight (its thread only). */
 typedef struct StreamCopier StreamCopier;

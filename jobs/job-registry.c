@@ -7,25 +7,14 @@
 #include <gio/gio.h>
 #include <string.h>
 
+#include "util/id.h"
+
 #define MAX_ID_LEN 255
 
 static GMutex registry_lock;
 static GCond threads_done;
 static GQueue jobs = G_QUEUE_INIT;     /* Job *, creation order */
 static unsigned live_threads;          /* created jobs whose thread has not ended */
-
-bool job_id_is_valid(const char *id)
-{
-    if (!g_ascii_isalpha(id[0]) || strlen(id) > MAX_ID_LEN) {
-        return false;
-    }
-    for (const char *p = id; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
-}
 
 static Job *find_locked(const char *id, const char *device)
 {
@@ -60,7 +49,7 @@ bool job_check_device_free(const char *device, GError **errp)
 
 static bool check_new_locked(Job *job, GError **errp)
 {
-    if (!job_id_is_valid(job->id)) {
+    if (!id_wellformed(job->id, MAX_ID_LEN)) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "Invalid job ID '%s'",
                     job->id);
         return false;

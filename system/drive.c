@@ -6,6 +6,7 @@
 
 #include "block/block.h"
 #include "system-internal.h"
+#include "util/id.h"
 #include "util/size.h"
 
 #define OPT "--drive"
@@ -38,20 +39,6 @@ static void drive_spec_clear(DriveSpec *d)
     g_free(d->backing);
     g_free(d->backing_format);
     g_free(d->tls_creds);
-}
-
-/* QEMU's rule for ids: a letter, then letters, digits, '-', '.', '_'. */
-static bool id_is_valid(const char *id)
-{
-    if (!g_ascii_isalpha(id[0]) || strlen(id) > MAX_ID_LEN) {
-        return false;
-    }
-    for (const char *p = id; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 static bool parse_choice(const KeyValue *kv, const char *on_value, const char *off_value,
@@ -117,7 +104,7 @@ static char **string_field(DriveSpec *d, const char *key)
 
 static bool parse_id(const KeyValue *kv, DriveSpec *d, GError **errp)
 {
-    if (!id_is_valid(kv->value)) {
+    if (!id_wellformed(kv->value, MAX_ID_LEN)) {
         g_set_error(errp, BLKMIGD_ERROR, 0, OPT ": invalid id '%s' (a letter, then "
                     "letters, digits, '-', '.' or '_')", kv->value);
         return false;

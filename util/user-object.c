@@ -3,8 +3,10 @@
 #include "util/user-object.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <string.h>
 
+#include "util/id.h"
 #include "util/tls.h"
 
 #define OBJECT_ERROR g_quark_from_static_string("blkmig-object-error")
@@ -151,19 +153,6 @@ static const UserObjectType *find_type(const char *name, GError **errp)
     return NULL;
 }
 
-static bool id_wellformed(const char *id)
-{
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (const char *c = id + 1; *c; c++) {
-        if (!g_ascii_isalnum(*c) && !strchr("-._", *c)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Type and id of PROPS, checked. */
 static const UserObjectType *parse_header(JsonObject *props, UserObjectProps *p,
                                           GError **errp)
@@ -180,7 +169,7 @@ static const UserObjectType *parse_header(JsonObject *props, UserObjectProps *p,
         g_set_error(errp, OBJECT_ERROR, 0, "%s: Parameter 'id' is missing", type->name);
         return NULL;
     }
-    if (!id_wellformed(p->id)) {
+    if (!id_wellformed(p->id, SIZE_MAX)) {
         g_set_error(errp, OBJECT_ERROR, 0, "%s: invalid id '%s' (a letter, then letters, "
                     "digits, '-', '.', '_')", type->name, p->id);
         return NULL;

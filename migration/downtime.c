@@ -23,6 +23,12 @@ static uint64_t ms_at(uint64_t bytes, uint64_t rate)
     return (uint64_t)((double)bytes * 1000 / rate + 0.999);
 }
 
+/* The quickest recent flush, which the final one takes at least. */
+static uint64_t least_flush_ms(const DowntimeInputs *in)
+{
+    return (in->flush_us + 999) / 1000;
+}
+
 /* Sending what is left, and the destination making it all durable. */
 static uint64_t data_ms(const DowntimeInputs *in)
 {
@@ -41,7 +47,7 @@ static uint64_t data_ms(const DowntimeInputs *in)
  * recent flushes did. */
 static uint64_t flush_extra_ms(const DowntimeInputs *in)
 {
-    uint64_t least = (in->flush_us + 999) / 1000;
+    uint64_t least = least_flush_ms(in);
     uint64_t unflushed = in->to_send + in->not_durable;
     uint64_t ms = in->flush_rate && unflushed ? ms_at(unflushed, in->flush_rate) : 0;
 
@@ -51,19 +57,19 @@ static uint64_t flush_extra_ms(const DowntimeInputs *in)
 void downtime_estimate(const DowntimeInputs *in, DowntimeEstimate *out)
 {
     bool moving = in->to_send || in->not_durable;
-    uint64_t least_flush_ms = (in->flush_us + 999) / 1000;
+    uint64_t least = least_flush_ms(in);
 
     *out = (DowntimeEstimate){ 0 };
     /* A destination that reports its flushes has not flushed yet: the
      * final flush's cost is unknown, and so is the downtime. */
     out->known = !(in->await_flush_report || (moving && !in->bandwidth));
     out->overrun_ms = in->overrun_ms;
-    out->fixed_ms = least_flush_ms + (in->rtt_us + 999) / 1000 + in->overrun_ms;
+    out->fixed_ms = least + (in->rtt_us + 999) / 1000 + in->overrun_ms;
     if (out->known) {
         uint64_t extra = flush_extra_ms(in);
 
         out->data_ms = data_ms(in) + extra;
-        out->flush_ms = least_flush_ms + extra;
+        out->flush_ms = least + extra;
     }
     out->total_ms = out->data_ms + out->fixed_ms;
 }

@@ -286,13 +286,14 @@ static void switchover_inputs(MigrationRun *run, DowntimeInputs *in)
 {
     uint64_t durable, processed = savevm_state_progress();
     bool reported = dest_durable(run, &durable);
+    bool reports_flushes = dest_reports_flushes(run);
     uint64_t flush_us = 0, flush_rate = 0;
     bool flush_known = run->rp && return_path_flush_cost(run->rp, &flush_us, &flush_rate);
 
     in->to_send = savevm_state_pending();
     if (reported) {
         in->not_durable = processed > durable ? processed - durable : 0;
-    } else if (dest_reports_flushes(run)) {
+    } else if (reports_flushes) {
         in->not_durable = processed;
     } else {
         in->not_durable = mig_stream_unsent_bytes(run->f);
@@ -302,7 +303,7 @@ static void switchover_inputs(MigrationRun *run, DowntimeInputs *in)
     /* A destination that sent DURABLE without FLUSHED predates it. */
     in->flush_us = flush_known ? flush_us : 0;
     in->flush_rate = flush_rate;
-    in->await_flush_report = !flush_known && !reported && dest_reports_flushes(run);
+    in->await_flush_report = !flush_known && !reported && reports_flushes;
     in->rtt_us = run->kind == MIG_CHANNEL_SOCKET ? mig_channel_rtt_us(mig_stream_fd(run->f)) : 0;
     g_mutex_lock(&out.lock);
     in->overrun_ms = out.overrun_ms;

@@ -443,6 +443,12 @@ void mig_stream_share_rate_limit(MigStream *f, MigStream *with)
     f->rate = with->rate;
 }
 
+/* The most tokens a bucket holds: a tenth of a second at RATE. */
+static uint64_t bucket_depth(uint64_t rate)
+{
+    return MAX(rate / 10, 1);
+}
+
 /* b->lock held. */
 static void bucket_refill(RateBucket *b, uint64_t rate, uint64_t depth)
 {
@@ -465,7 +471,7 @@ static void bucket_refill(RateBucket *b, uint64_t rate, uint64_t depth)
  * first). */
 static size_t bucket_take(RateBucket *b, uint64_t rate, size_t want, double *wait_us)
 {
-    uint64_t depth = MAX(rate / 10, 1);
+    uint64_t depth = bucket_depth(rate);
     uint64_t chunk = MIN(want, depth);
     size_t got = 0;
 
@@ -485,7 +491,7 @@ gint64 mig_stream_rate_delay_us(MigStream *f, size_t bytes)
 {
     RateBucket *b = f->rate;
     uint64_t rate = atomic_load(&b->rate_limit);
-    uint64_t depth = MAX(rate / 10, 1);
+    uint64_t depth = bucket_depth(rate);
     double want;
     gint64 delay = 0;
 

@@ -61,9 +61,10 @@ static const char copy_help[] =
     "  --connections N        NBD connections per side on multi-conn servers (1-16,\n"
     "                         default 4)\n"
     "  --requests N           requests in flight, each read and then written by its\n"
-    "                         own thread (1-64; default 2 between local files,\n"
-    "                         16 with an NBD side or a stream)\n"
-    "  --request-size SIZE    bytes per request (4 KiB multiples, 4k-32M, default 1M)\n"
+    "                         own thread (1-64; default 2 between local files, 8\n"
+    "                         from NBD into a local file, 16 into NBD or a stream)\n"
+    "  --request-size SIZE    bytes per request (4 KiB multiples, 4k-32M; default\n"
+    "                         256k into NBD, 1M otherwise)\n"
     "  -p                     show a progress bar on stderr (plain lines when stderr\n"
     "                         is not a terminal)\n"
     "  --progress=FD          write 'Progress: N' lines (N percent, 0-100, never\n"
@@ -279,14 +280,25 @@ static void open_ends(const CopyCmdOptions *o, CopyEnd *src, CopyEnd *base, Copy
 }
 
 /* --requests, or the default for the sides: between local files, where
- * the CPU copies every byte, COPY_DEFAULT_LOCAL_REQUESTS; else (an NBD
- * side, a stream) the engine's, which keeps a server busy. */
+ * the CPU copies every byte, COPY_DEFAULT_LOCAL_REQUESTS; from an NBD
+ * server into a local file COPY_DEFAULT_NBD_SOURCE_REQUESTS; else (an NBD
+ * target, a stream) the engine's, which keeps a server busy. */
 static unsigned requests_for(const CopyCmdOptions *o, const CopyEnd *src, const CopyEnd *base,
                              const CopyTarget *t)
 {
-    bool local = src->is_local && t->end.is_local && (!o->base || base->is_local);
+    bool local_src = src->is_local && (!o->base || base->is_local);
 
-    return o->requests ? o->requests : local ? COPY_DEFAULT_LOCAL_REQUESTS : 0;
+    if (o->requests || !t->end.is_local) {
+        return o->requests;
+    }
+    return local_src ? COPY_DEFAULT_LOCAL_REQUESTS
+                     : src->is_stream ? 0 : COPY_DEFAULT_NBD_SOURCE_REQUESTS;
+}
+
+/* --request-size, or for an NBD target the size its servers write best. */
+static uint64_t request_size_for(const CopyCmdOptions *o, const CopyTarget *t)
+{
+    return o->request_size ? o->request_size : t->is_remote ? COPY_DEFAULT_NBD_WRITE_SIZE : 0;
 }
 
 static CopyOutcome run_copy(const CopyCmdOptions *o, CopyEnd *src, CopyEnd *base,
@@ -294,7 +306,7 @@ static CopyOutcome run_copy(const CopyCmdOptions *o, CopyEnd *src, CopyEnd *base
 {
     CopyRun r = { .o = o, .last_percent = -1 };
     CopyParams p = { .requests = requests_for(o, src, base, t),
-                     .request_size = o->request_size,
+                     .request_size = request_size_for(o, t),
                      .target_is_zero = o->target_is_zero || t->is_new,
                      .base = base->side, .verify = o->verify,
                      .flush_interval = t->is_remote ? REMOTE_FLUSH_INTERVAL : 0,

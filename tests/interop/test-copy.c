@@ -127,7 +127,23 @@ static void test_to_qemu_nbd(void)
     copy_run_clear(&r);
 }
 
-/* nbdkit memory, multi-conn: --connections is what nbdkit sees. */
+/* The largest Write request in an nbdkit log. */
+static uint64_t largest_logged_write(const char *text)
+{
+    uint64_t largest = 0;
+    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+
+    for (char **l = lines; *l; l++) {
+        const char *count = strstr(*l, " count=");
+        if (strstr(*l, " Write ") && count) {
+            largest = MAX(largest, g_ascii_strtoull(count + 7, NULL, 0));
+        }
+    }
+    return largest;
+}
+
+/* nbdkit memory, multi-conn: --connections is what nbdkit sees, and the
+ * writes are of the NBD default size (256 KiB, not the local 1 MiB). */
 static void test_to_nbdkit_memory(void)
 {
     if (!need_tools()) {
@@ -146,6 +162,7 @@ static void test_to_nbdkit_memory(void)
     g_assert_true(g_file_get_contents(log, &text, NULL, NULL));
     g_assert_nonnull(strstr(text, "connection=3 "));
     g_assert_null(strstr(text, "connection=4 "));
+    g_assert_cmpuint(largest_logged_write(text), ==, MiB / 4);
     g_assert_true(qt_compare(src, "raw", s->uri, "raw"));
     copy_run_clear(&r);
     ns_free(s);

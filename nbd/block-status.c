@@ -37,15 +37,15 @@ static bool add_run(StatusChunk *ch, unsigned max, uint64_t len, uint32_t value)
 {
     uint8_t *last = ch->n ? ch->desc + 8 * (ch->n - 1) : NULL;
 
-    if (last && nbd_get32(last + 4) == value) {
-        nbd_put32(last, nbd_get32(last) + (uint32_t)len);
+    if (last && ld_be32(last + 4) == value) {
+        st_be32(last, ld_be32(last) + (uint32_t)len);
         return true;
     }
     if (ch->n == max) {
         return false;
     }
-    nbd_put32(ch->desc + 8 * ch->n, (uint32_t)len);
-    nbd_put32(ch->desc + 8 * ch->n + 4, value);
+    st_be32(ch->desc + 8 * ch->n, (uint32_t)len);
+    st_be32(ch->desc + 8 * ch->n + 4, value);
     ch->n++;
     return true;
 }
@@ -96,7 +96,7 @@ static int send_chunks(NBDConn *c, const NBDRequest *r, const StatusRequest *s)
         if (!(c->meta_contexts & (1u << i))) {
             continue;
         }
-        nbd_put32(id, NBD_META_ID(i));
+        st_be32(id, NBD_META_ID(i));
         if (nbd_reply_chunk(c, r->cookie, --left == 0 ? NBD_REPLY_FLAG_DONE : 0,
                             NBD_REPLY_TYPE_BLOCK_STATUS, id, sizeof(id),
                             s->chunks[i].desc, 8 * s->chunks[i].n) < 0) {

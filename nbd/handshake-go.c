@@ -63,7 +63,7 @@ static int send_info(NBDConn *c, uint32_t opt, uint16_t type,
 {
     g_autofree uint8_t *buf = g_malloc(2 + len);
 
-    nbd_put16(buf, type);
+    st_be16(buf, type);
     memcpy(buf + 2, payload, len);
     return nbd_opt_reply(c, opt, NBD_REP_INFO, buf, 2 + len);
 }
@@ -71,7 +71,7 @@ static int send_info(NBDConn *c, uint32_t opt, uint16_t type,
 static bool requested(const uint8_t *reqs, uint16_t n, uint16_t type)
 {
     for (uint16_t i = 0; i < n; i++) {
-        if (nbd_get16(reqs + 2 * i) == type) {
+        if (ld_be16(reqs + 2 * i) == type) {
             return true;
         }
     }
@@ -87,11 +87,11 @@ static int send_infos(NBDConn *c, uint32_t opt, BlockDriverState *bs,
     uint8_t export[10], sizes[12];
     const char *id = bdrv_get_id(bs);
 
-    nbd_put64(export, size);
-    nbd_put16(export + 8, export_flags(c, bs));
-    nbd_put32(sizes, NBD_MIN_BLOCK);
-    nbd_put32(sizes + 4, NBD_PREF_BLOCK);
-    nbd_put32(sizes + 8, NBD_MAX_PAYLOAD);
+    st_be64(export, size);
+    st_be16(export + 8, export_flags(c, bs));
+    st_be32(sizes, NBD_MIN_BLOCK);
+    st_be32(sizes + 4, NBD_PREF_BLOCK);
+    st_be32(sizes + 8, NBD_MAX_PAYLOAD);
     if (send_info(c, opt, NBD_INFO_EXPORT, export, sizeof(export)) < 0 ||
         send_info(c, opt, NBD_INFO_BLOCK_SIZE, sizes, sizeof(sizes)) < 0) {
         return -1;
@@ -120,10 +120,10 @@ NBDOptResult nbd_opt_info_go(NBDConn *c, uint32_t opt, const uint8_t *data, uint
     int64_t size;
     int ret;
 
-    if (len < 6 || (name_len = nbd_get32(data)) > len - 6) {
+    if (len < 6 || (name_len = ld_be32(data)) > len - 6) {
         goto invalid;
     }
-    nreqs = nbd_get16(data + 4 + name_len);
+    nreqs = ld_be16(data + 4 + name_len);
     if (len != 4 + name_len + 2 + 2u * nreqs ||
         !(name = wire_name(data + 4, name_len))) {
         goto invalid;
@@ -170,8 +170,8 @@ NBDOptResult nbd_opt_export_name(NBDConn *c, const uint8_t *data, uint32_t len)
         return NBD_OPT_CLOSE;
     }
     start_transmission(c, bs, size);
-    nbd_put64(reply, size);
-    nbd_put16(reply + 8, c->tflags);
+    st_be64(reply, size);
+    st_be16(reply + 8, c->tflags);
     if (nbd_send(c, reply, c->no_zeroes ? 10 : sizeof(reply)) < 0) {
         return NBD_OPT_CLOSE;
     }

@@ -25,7 +25,7 @@ static bool take32(Cursor *cur, uint32_t *v)
     if (cur->left < 4) {
         return false;
     }
-    *v = nbd_get32(cur->p);
+    *v = ld_be32(cur->p);
     cur->p += 4;
     cur->left -= 4;
     return true;
@@ -110,7 +110,7 @@ static int reply_contexts(NBDConn *c, uint32_t opt, unsigned selected)
             continue;
         }
         g_assert(nlen <= sizeof(rep) - 4);
-        nbd_put32(rep, opt == NBD_OPT_SET_META_CONTEXT ? NBD_META_ID(i) : 0);
+        st_be32(rep, opt == NBD_OPT_SET_META_CONTEXT ? NBD_META_ID(i) : 0);
         memcpy(rep + 4, contexts[i].name, nlen);
         if (nbd_opt_reply(c, opt, NBD_REP_META_CONTEXT, rep, 4 + nlen) < 0) {
             return -1;

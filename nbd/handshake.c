@@ -16,10 +16,10 @@ int nbd_opt_reply(NBDConn *c, uint32_t opt, uint32_t type,
     uint8_t hdr[OPTION_REPLY_LEN];
     struct iovec iov[2];
 
-    nbd_put64(hdr, NBD_REP_MAGIC);
-    nbd_put32(hdr + 8, opt);
-    nbd_put32(hdr + 12, type);
-    nbd_put32(hdr + 16, len);
+    st_be64(hdr, NBD_REP_MAGIC);
+    st_be32(hdr + 8, opt);
+    st_be32(hdr + 12, type);
+    st_be32(hdr + 16, len);
     iov[0] = (struct iovec){ .iov_base = hdr, .iov_len = sizeof(hdr) };
     iov[1] = (struct iovec){ .iov_base = (void *)data, .iov_len = len };
     return nbd_sendv(c, iov, len ? 2 : 1);
@@ -44,9 +44,9 @@ static int send_greeting(NBDConn *c)
 {
     uint8_t buf[GREETING_LEN];
 
-    nbd_put64(buf, NBD_MAGIC);
-    nbd_put64(buf + 8, NBD_OPTS_MAGIC);
-    nbd_put16(buf + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+    st_be64(buf, NBD_MAGIC);
+    st_be64(buf + 8, NBD_OPTS_MAGIC);
+    st_be16(buf + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
     return nbd_send(c, buf, sizeof(buf));
 }
 
@@ -61,7 +61,7 @@ static bool recv_client_flags(NBDConn *c)
     if (nbd_recv(c, buf, sizeof(buf)) < 0) {
         return false;
     }
-    flags = nbd_get32(buf);
+    flags = ld_be32(buf);
     if (flags & ~known) {
         g_warning("%s: unknown client flags 0x%08x, disconnecting", c->peer, flags);
         return false;
@@ -86,7 +86,7 @@ static NBDOptResult opt_list(NBDConn *c, uint32_t len)
         uint32_t name_len = strlen(name);
         g_autofree uint8_t *rep = g_malloc(4 + name_len);
 
-        nbd_put32(rep, name_len);
+        st_be32(rep, name_len);
         memcpy(rep + 4, name, name_len);
         if (nbd_opt_reply(c, NBD_OPT_LIST, NBD_REP_SERVER, rep, 4 + name_len) < 0) {
             g_list_free(drives);
@@ -162,9 +162,9 @@ static NBDOptResult next_option(NBDConn *c)
     if (nbd_recv(c, hdr, sizeof(hdr)) < 0) {
         return NBD_OPT_CLOSE;
     }
-    magic = nbd_get64(hdr);
-    opt = nbd_get32(hdr + 8);
-    len = nbd_get32(hdr + 12);
+    magic = ld_be64(hdr);
+    opt = ld_be32(hdr + 8);
+    len = ld_be32(hdr + 12);
     if (magic != NBD_OPTS_MAGIC) {
         g_warning("%s: bad option magic, disconnecting", c->peer);
         return NBD_OPT_CLOSE;

@@ -34,6 +34,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "util/bswap.h"
 #include "block/block.h"
 #include "nbd/server.h"
 #include "util/tls.h"
@@ -190,42 +191,6 @@ typedef enum NBDMetaContext {
  * given back anyway once its client is quiet for NBD_SLICE_KEEP_MS. */
 #define NBD_STALL_MS                50
 #define NBD_SLICE_KEEP_MS           1000
-
-/* ---- Byte order ------------------------------------------------------- */
-
-static inline void nbd_put16(uint8_t *p, uint16_t v)
-{
-    v = GUINT16_TO_BE(v);
-    memcpy(p, &v, sizeof(v));
-}
-static inline void nbd_put32(uint8_t *p, uint32_t v)
-{
-    v = GUINT32_TO_BE(v);
-    memcpy(p, &v, sizeof(v));
-}
-static inline void nbd_put64(uint8_t *p, uint64_t v)
-{
-    v = GUINT64_TO_BE(v);
-    memcpy(p, &v, sizeof(v));
-}
-static inline uint16_t nbd_get16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, sizeof(v));
-    return GUINT16_FROM_BE(v);
-}
-static inline uint32_t nbd_get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof(v));
-    return GUINT32_FROM_BE(v);
-}
-static inline uint64_t nbd_get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof(v));
-    return GUINT64_FROM_BE(v);
-}
 
 /* ---- Connection ------------------------------------------------------- */
 

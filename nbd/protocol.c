@@ -32,16 +32,16 @@ static int recv_request(NBDConn *c, NBDRequest *req)
     if (nbd_recv(c, hdr, sizeof(hdr)) < 0) {
         return -1;
     }
-    magic = nbd_get32(hdr);
+    magic = ld_be32(hdr);
     if (magic != NBD_REQUEST_MAGIC) {
         g_warning("%s: bad request magic 0x%08x, disconnecting", c->peer, magic);
         return -1;
     }
-    req->flags = nbd_get16(hdr + 4);
-    req->type = nbd_get16(hdr + 6);
-    req->cookie = nbd_get64(hdr + 8);
-    req->offset = nbd_get64(hdr + 16);
-    req->len = nbd_get32(hdr + 24);
+    req->flags = ld_be16(hdr + 4);
+    req->type = ld_be16(hdr + 6);
+    req->cookie = ld_be64(hdr + 8);
+    req->offset = ld_be64(hdr + 16);
+    req->len = ld_be32(hdr + 24);
     return 0;
 }
 

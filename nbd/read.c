@@ -149,7 +149,7 @@ static int send_data_chunk(NBDConn *c, const NBDRequest *r, uint16_t flags,
     NBDFrame head = { .len = NBD_CHUNK_HEADER_LEN + 8 };
 
     nbd_chunk_header(head.bytes, r->cookie, flags, NBD_REPLY_TYPE_OFFSET_DATA, 8 + len);
-    nbd_put64(head.bytes + NBD_CHUNK_HEADER_LEN, off);
+    st_be64(head.bytes + NBD_CHUNK_HEADER_LEN, off);
     return send_frame(c, r, &head, off, len);
 }
 
@@ -178,8 +178,8 @@ static int send_hole(NBDConn *c, const NBDRequest *r, const ReadExtent *e, bool 
 {
     uint8_t head[12];
 
-    nbd_put64(head, e->offset);
-    nbd_put32(head + 8, e->len);
+    st_be64(head, e->offset);
+    st_be32(head + 8, e->len);
     return nbd_reply_chunk(c, r->cookie, last ? NBD_REPLY_FLAG_DONE : 0,
                            NBD_REPLY_TYPE_OFFSET_HOLE, head, sizeof(head), NULL, 0);
 }

@@ -10,19 +10,19 @@
 
 void nbd_simple_header(uint8_t *hdr, uint64_t cookie, uint32_t error)
 {
-    nbd_put32(hdr, NBD_SIMPLE_REPLY_MAGIC);
-    nbd_put32(hdr + 4, error);
-    nbd_put64(hdr + 8, cookie);
+    st_be32(hdr, NBD_SIMPLE_REPLY_MAGIC);
+    st_be32(hdr + 4, error);
+    st_be64(hdr + 8, cookie);
 }
 
 void nbd_chunk_header(uint8_t *hdr, uint64_t cookie, uint16_t flags, uint16_t type,
                       uint32_t len)
 {
-    nbd_put32(hdr, NBD_STRUCTURED_REPLY_MAGIC);
-    nbd_put16(hdr + 4, flags);
-    nbd_put16(hdr + 6, type);
-    nbd_put64(hdr + 8, cookie);
-    nbd_put32(hdr + 16, len);
+    st_be32(hdr, NBD_STRUCTURED_REPLY_MAGIC);
+    st_be16(hdr + 4, flags);
+    st_be16(hdr + 6, type);
+    st_be64(hdr + 8, cookie);
+    st_be32(hdr + 16, len);
 }
 
 int nbd_reply_simple(NBDConn *c, uint64_t cookie, uint32_t error,
@@ -76,8 +76,8 @@ int nbd_reply_error(NBDConn *c, const NBDRequest *req, uint32_t error,
     if (!c->structured) {
         return nbd_reply_simple(c, req->cookie, error, NULL, 0);
     }
-    nbd_put32(head, error);
-    nbd_put16(head + 4, len);
+    st_be32(head, error);
+    st_be16(head + 4, len);
     return nbd_reply_chunk(c, req->cookie, NBD_REPLY_FLAG_DONE,
                            NBD_REPLY_TYPE_ERROR, head, sizeof(head), msg, len);
 }

@@ -15,6 +15,10 @@
 #include "tls-opts.h"
 
 #define PROGRESS_INTERVAL_US (500 * 1000)
+/* How often the source's status is asked: a migration of a small disk
+ * ends well within one progress interval, and the command returns this
+ * soon after it does. */
+#define STATUS_POLL_US (50 * 1000)
 #define DST_WAIT_TIMEOUT_US (60 * G_USEC_PER_SEC)
 /* --retries: at most this many, and this long between two attempts. */
 #define MAX_RETRIES 1000
@@ -332,15 +336,20 @@ static void retry_paused(QmpClient *src, Retries *r, MigrateReport *report)
     migrate_report_note(report, note);
 }
 
-/* Poll the source until the migration ends; returns the last query-migrate. */
+/* Poll the source until the migration ends; returns the last query-migrate.
+ * Progress is shown every PROGRESS_INTERVAL_US, and the final status at once. */
 static JsonNode *follow_migration(QmpClient *src, Retries *retries, MigrateReport *report)
 {
     bool cancel_sent = false;
+    gint64 next_report = 0;
 
     for (;;) {
         JsonNode *info = execute_or_die(src, "query-migrate", NULL);
         const char *status = jstr(info, "status");
-        migrate_report_progress(report, info);
+        if (is_final(status) || g_get_monotonic_time() >= next_report) {
+            migrate_report_progress(report, info);
+            next_report = g_get_monotonic_time() + PROGRESS_INTERVAL_US;
+        }
         if (is_final(status)) {
             return info;
         }
@@ -353,7 +362,7 @@ static JsonNode *follow_migration(QmpClient *src, Retries *retries, MigrateRepor
             json_node_unref(execute_or_die(src, "migrate_cancel", NULL));
             cancel_sent = true;
         }
-        g_usleep(PROGRESS_INTERVAL_US);
+        g_usleep(STATUS_POLL_US);
     }
 }
 
@@ -382,7 +391,7 @@ static char *wait_destination(QmpClient *dst)
             return g_strdup_printf("destination still '%s' (runstate '%s') after 60 s",
                                    status ? status : "?", run ? run : "?");
         }
-        g_usleep(100 * 1000);
+        g_usleep(STATUS_POLL_US);
     }
 }
 

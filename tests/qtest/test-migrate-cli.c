@@ -125,6 +125,27 @@ static void test_json_completed(void)
     mf_free(&m);
 }
 
+/* A small disk migrates in a fraction of a progress interval (500 ms):
+ * the command returns soon after the source completes, not at the next
+ * progress line (it did: at least 500 ms after migrate). */
+static void test_returns_promptly(void)
+{
+    Migration m = { 0 };
+    g_autofree char *out = NULL;
+
+    start(&m, 4 * MIB, "");
+    gint64 t0 = g_get_monotonic_time();
+    g_assert_cmpint(migrate(&m, "prompt.log", (char *[]){ "--bandwidth", "0", NULL }, &out), ==, 0);
+    gint64 wall_ms = (g_get_monotonic_time() - t0) / 1000;
+    JsonNode *info = qtest_qmp_ok(m.src, "{\"execute\": \"query-migrate\"}");
+    gint64 total_ms = qtest_json_int(info, "total-time");
+    json_node_unref(info);
+    g_test_message("blkmig migrate took %" G_GINT64_FORMAT " ms, the migration %" G_GINT64_FORMAT
+                   " ms", wall_ms, total_ms);
+    g_assert_cmpint(wall_ms - total_ms, <, 350);
+    mf_free(&m);
+}
+
 /* A guest faster than the link: --progress-timeout fails the migration,
  * exit 1 with the reason; --on-timeout write-blocking finishes it. */
 static void test_timeouts(void)
@@ -235,6 +256,7 @@ int main(int argc, char **argv)
     qtest_tmpdir();
     g_test_add_func("/migrate-cli/usage", test_usage);
     g_test_add_func("/migrate-cli/json-completed", test_json_completed);
+    g_test_add_func("/migrate-cli/returns-promptly", test_returns_promptly);
     g_test_add_func("/migrate-cli/timeouts", test_timeouts);
     g_test_add_func("/migrate-cli/completion-timeout-per-gib", test_completion_per_gib);
     g_test_add_func("/migrate-cli/interrupt", test_interrupt);

@@ -243,7 +243,8 @@ report() {
 }
 
 build_helpers
-say "scratch $W on $(stat -f -c %T "$W"); blkmig $("$BLKMIG" --version)"
+# df names the file system type (stat -f says ext2/ext3 for ext4).
+say "scratch $W on $(df --output=fstype "$W" | tail -n 1); blkmig $("$BLKMIG" --version)"
 make_images
 run_all
 report

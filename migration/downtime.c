@@ -12,9 +12,17 @@
  * no amount of waiting makes smaller: that flush takes at least as long
  * as the quickest of the recent ones, the acknowledgement takes a round
  * trip (the kernel's smoothed RTT of the connection), and the last
- * switchover of this process may have taken longer than its own estimate
- * (stopping the guest, the last scan of the dirty bitmaps, whatever else
- * was not foreseen): that overrun counts again. */
+ * completed switchover of this process may have taken longer than its
+ * own estimate (stopping the guest, the last scan of the dirty bitmaps,
+ * whatever else was not foreseen).
+ *
+ * That overrun counts again, in full until everything else in the
+ * estimate first fits downtime-limit; from then on, while the migration
+ * waits on it, it halves every DOWNTIME_OVERRUN_HALVING_S seconds.
+ * A cost that recurs still makes the next migration wait for less data
+ * to be left, and its switchover measures the overrun afresh; a one-off
+ * stall (a 2 s hiccup) delays the next migration by a few seconds
+ * instead of holding every later one back for the daemon's life. */
 #include "migration-internal.h"
 
 /* ms to move BYTES at RATE bytes/s. */
@@ -27,6 +35,15 @@ static uint64_t ms_at(uint64_t bytes, uint64_t rate)
 static uint64_t least_flush_ms(const DowntimeInputs *in)
 {
     return (in->flush_us + 999) / 1000;
+}
+
+/* The last switchover's overrun, halved for every
+ * DOWNTIME_OVERRUN_HALVING_S seconds waited on it. */
+static uint64_t carried_overrun_ms(const DowntimeInputs *in)
+{
+    uint64_t halvings = in->overrun_waited_us / (DOWNTIME_OVERRUN_HALVING_S * G_USEC_PER_SEC);
+
+    return halvings < 64 ? in->overrun_ms >> halvings : 0;
 }
 
 /* Sending what is left, and the destination making it all durable. */
@@ -63,8 +80,8 @@ void downtime_estimate(const DowntimeInputs *in, DowntimeEstimate *out)
     /* A destination that reports its flushes has not flushed yet: the
      * final flush's cost is unknown, and so is the downtime. */
     out->known = !(in->await_flush_report || (moving && !in->bandwidth));
-    out->overrun_ms = in->overrun_ms;
-    out->fixed_ms = least + (in->rtt_us + 999) / 1000 + in->overrun_ms;
+    out->overrun_ms = carried_overrun_ms(in);
+    out->fixed_ms = least + (in->rtt_us + 999) / 1000 + out->overrun_ms;
     if (out->known) {
         uint64_t extra = flush_extra_ms(in);
 

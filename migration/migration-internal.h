@@ -65,6 +65,9 @@ void mig_limits_start(MigLimits *l);
 bool mig_limits_check(MigLimits *l, uint64_t pending, uint64_t rate, GError **errp);
 
 /* downtime.c: what a switchover would cost if the guest stopped now. */
+/* The last switchover's overrun halves every this many seconds once all
+ * else in a migration's estimate fits downtime-limit (see downtime.c). */
+#define DOWNTIME_OVERRUN_HALVING_S 2
 typedef struct DowntimeInputs {
     uint64_t to_send;           /* bytes still to send */
     uint64_t not_durable;       /* sent but not durable at the destination yet */
@@ -75,12 +78,13 @@ typedef struct DowntimeInputs {
     bool await_flush_report;    /* it will say, but has not yet */
     uint64_t rtt_us;            /* the connection's round trip */
     uint64_t overrun_ms;        /* the last switchover's cost beyond its estimate */
+    uint64_t overrun_waited_us; /* since all else first fit downtime-limit */
 } DowntimeInputs;
 typedef struct DowntimeEstimate {
     bool known;                 /* false until the inputs needed were measured */
     uint64_t data_ms;           /* moving the data left and writing it back */
     uint64_t flush_ms;          /* the destination's final flush (in both parts) */
-    uint64_t overrun_ms;        /* the last switchover's overrun (part of fixed_ms) */
+    uint64_t overrun_ms;        /* what of it counts now (part of fixed_ms) */
     uint64_t fixed_ms;          /* what no waiting makes shorter */
     uint64_t total_ms;
 } DowntimeEstimate;

@@ -43,8 +43,9 @@ typedef struct Outgoing {
     /* The last estimate did not fit downtime-limit while there was data
      * to move (auto-converge throttles harder then). */
     bool waits_for_data;
-    /* What the last switchover of this process took beyond its estimate:
-     * counted in the next one's estimate. */
+    /* What the last completed switchover of this process took beyond its
+     * estimate: counted in the next ones' estimates, fading while they
+     * wait on it (downtime.c). */
     uint64_t overrun_ms;
     bool cancel_requested;
     /* A cancel is announced on the stream (to a blkmig destination over a
@@ -89,6 +90,9 @@ typedef struct MigrationRun {
     uint64_t switchover_bytes;  /* as the last round saw it */
     DowntimeEstimate estimate;  /* ...and what moving them would cost */
     bool warned_fixed;          /* said that the fixed costs alone are too long */
+    /* When the estimate without the last switchover's overrun first fit
+     * downtime-limit (0: not yet): the overrun fades from then on. */
+    gint64 overrun_wait_us;
     bool vm_stopped;
     bool was_running;
     gint64 stop_us;
@@ -308,6 +312,8 @@ static void switchover_inputs(MigrationRun *run, DowntimeInputs *in)
     g_mutex_lock(&out.lock);
     in->overrun_ms = out.overrun_ms;
     g_mutex_unlock(&out.lock);
+    in->overrun_waited_us = run->overrun_wait_us ? g_get_monotonic_time() - run->overrun_wait_us
+                                                 : 0;
 }
 
 /* Say once why the migration waits although nothing is left to move. */
@@ -319,10 +325,27 @@ static void warn_fixed_costs(MigrationRun *run, uint64_t downtime_limit_ms)
         return;
     }
     run->warned_fixed = true;
+    if (e->fixed_ms - e->overrun_ms <= downtime_limit_ms) {
+        g_message("migration: the last switchover's overrun (%" G_GUINT64_FORMAT " ms) alone "
+                  "keeps the expected downtime above downtime-limit (%" G_GUINT64_FORMAT " ms): "
+                  "waiting while it halves every %d s", e->overrun_ms, downtime_limit_ms,
+                  DOWNTIME_OVERRUN_HALVING_S);
+        return;
+    }
     g_message("migration: the switchover's fixed costs alone (%" G_GUINT64_FORMAT " ms, of "
               "which the destination's flush %" G_GUINT64_FORMAT " ms) exceed downtime-limit "
               "(%" G_GUINT64_FORMAT " ms): waiting; raise downtime-limit to finish",
               e->fixed_ms, e->flush_ms, downtime_limit_ms);
+}
+
+/* Whether the switchover may go ahead if its expected downtime is MS:
+ * the bulk phase is over, the estimate is known and trusted, and MS fits
+ * the limit. */
+static bool estimate_fits(const MigrationRun *run, bool bulk_done, uint64_t ms,
+                          uint64_t downtime_limit_ms)
+{
+    return bulk_done && run->estimate.known && ms <= downtime_limit_ms &&
+           (run->switchover_bytes == 0 || run->bandwidth_measured);
 }
 
 /* True once the handlers' bulk phase is over and the switchover's whole
@@ -337,8 +360,11 @@ static bool ready_to_switch(MigrationRun *run, bool bulk_done, uint64_t downtime
     switchover_inputs(run, &in);
     downtime_estimate(&in, e);
     run->switchover_bytes = in.to_send + in.not_durable;
-    fits = bulk_done && e->known && e->total_ms <= downtime_limit_ms &&
-           (run->switchover_bytes == 0 || run->bandwidth_measured);
+    fits = estimate_fits(run, bulk_done, e->total_ms, downtime_limit_ms);
+    if (!run->overrun_wait_us &&
+        estimate_fits(run, bulk_done, e->total_ms - e->overrun_ms, downtime_limit_ms)) {
+        run->overrun_wait_us = g_get_monotonic_time();
+    }
     g_mutex_lock(&out.lock);
     out.expected_downtime_ms = e->known ? e->total_ms : 0;
     out.waits_for_data = bulk_done && !fits && e->data_ms > 0;
@@ -572,7 +598,8 @@ static void run_finish(MigrationRun *run, bool ok, GError *err)
     out.total_ms = (now - out.start_us) / 1000;
     out.downtime_ms = ok ? (now - run->stop_us) / 1000 : 0;
     if (ok) {
-        /* Against the estimate without the last overrun in it. */
+        /* Against the estimate without what it counted of the last
+         * overrun. */
         uint64_t foreseen = run->estimate.total_ms - run->estimate.overrun_ms;
         out.overrun_ms = (uint64_t)out.downtime_ms > foreseen ? out.downtime_ms - foreseen : 0;
     }

@@ -3,7 +3,7 @@
  * tests/interop and tests/bench.  The one header of the harness, whose
  * files each have one job: libqtest.c (scratch directory, ports,
  * programs, the harness's failures), qtest-daemon.c, qtest-qmp.c,
- * qtest-json.c, qtest-disk.c, qtest-netns.c, qtest-tool.c. */
+ * qtest-json.c, qtest-disk.c, qtest-netns.c, qtest-tool.c, qtest-nbdkit.c. */
 #ifndef TESTS_LIBQTEST_H
 #define TESTS_LIBQTEST_H
 
@@ -174,6 +174,18 @@ void qtest_proxy_corrupt(QTestProxy *p, unsigned conn, uint64_t offset, uint8_t 
 bool qtest_proxy_corrupted(QTestProxy *p);
 /* Close every connection and free P. */
 void qtest_proxy_stop(QTestProxy *p);
+
+/* ---- nbdkit's sh plugin over a disk file (qtest-nbdkit.c) ---- */
+
+/* Writes tmpdir/NAME, a script for nbdkit's sh plugin that serves the
+ * file DISK and runs the shell command FLUSH (which may use $disk) for
+ * each flush; returns its path (caller frees). */
+char *qtest_nbdkit_sh_script(const char *name, const char *disk, const char *flush);
+/* nbdkit serving SCRIPT on the Unix socket SOCK, in the foreground and
+ * gone with this test; its pid, once it listens (writes SOCK.pid). */
+GPid qtest_nbdkit_start(const char *script, const char *sock);
+/* SIGTERM and reap. */
+void qtest_nbdkit_stop(GPid pid);
 
 /* ---- Network namespaces (qtest-netns.c) ---- */
 

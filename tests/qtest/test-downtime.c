@@ -7,68 +7,14 @@
  * stops it and takes twice the limit); query-migrate's expected-downtime
  * shows the flush; once downtime-limit allows it the migration finishes
  * within it. */
-#include <glib/gstdio.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "migration-framework.h"
 
 #define DISK_SIZE (32 * MIB)
-#define FLUSH_S "0.4"
+#define FLUSH_CMD "sleep 0.4"
 #define FLUSH_MS 400
 #define ENOUGH_MS 2000
-
-/* The plugin: pread and pwrite on DISK with dd, a flush that sleeps. */
-static char *write_plugin(const char *disk)
-{
-    char *script = qtest_path("slow-flush.sh");
-    g_autofree char *text = g_strdup_printf(
-        "#!/bin/sh\n"
-        "disk='%s'\n"
-        "case \"$1\" in\n"
-        "get_size) stat -L -c %%s \"$disk\" ;;\n"
-        "pread) dd if=\"$disk\" skip=\"$4\" count=\"$3\" iflag=skip_bytes,count_bytes "
-        "status=none ;;\n"
-        "pwrite) dd of=\"$disk\" seek=\"$4\" oflag=seek_bytes conv=notrunc status=none ;;\n"
-        "can_write|can_flush) exit 0 ;;\n"
-        "flush) sleep " FLUSH_S " ;;\n"
-        "*) exit 2 ;;\n"
-        "esac\n", disk);
-
-    g_assert_true(g_file_set_contents(script, text, -1, NULL));
-    g_assert_cmpint(g_chmod(script, 0755), ==, 0);
-    return script;
-}
-
-/* nbdkit serving the plugin on SOCK, in the foreground and gone with
- * this test; its pid, once it listens (when it writes its pidfile). */
-static GPid start_nbdkit(const char *script, const char *sock)
-{
-    g_autofree char *pidfile = qtest_path("nbdkit.pid");
-    char *argv[] = { "nbdkit", "-f", "--exit-with-parent", "-U", (char *)sock, "-P", pidfile,
-                     "sh", (char *)script, NULL };
-    GPid pid;
-
-    unlink(sock);
-    unlink(pidfile);
-    g_assert_true(g_spawn_async(NULL, argv, NULL,
-                                G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD |
-                                G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, &pid, NULL));
-    for (int i = 0; i < 200 && !g_file_test(pidfile, G_FILE_TEST_EXISTS); i++) {
-        g_usleep(MF_POLL_US);
-    }
-    g_assert_true(g_file_test(pidfile, G_FILE_TEST_EXISTS));
-    return pid;
-}
-
-static void stop_nbdkit(GPid pid)
-{
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
-    g_spawn_close_pid(pid);
-}
 
 /* The source's migration is still under way (the test fails otherwise,
  * saying how it ended); its expected-downtime (0 while there is none). */
@@ -124,8 +70,8 @@ static void test_slow_flush(void)
     }
     mf_make_src_disk(&m, DISK_SIZE, 23, 8, 2 * MIB);
     qtest_disk_create(m.dst_disk, DISK_SIZE);
-    script = write_plugin(m.dst_disk);
-    nbdkit = start_nbdkit(script, sock);
+    script = qtest_nbdkit_sh_script("slow-flush.sh", m.dst_disk, FLUSH_CMD);
+    nbdkit = qtest_nbdkit_start(script, sock);
     dst_args = g_strdup_printf("--drive id=" MF_DRIVE_ID ",format=raw,"
                                "file=nbd+unix:///?socket=%s", sock);
     m.uri = qtest_tcp_uri();
@@ -149,7 +95,7 @@ static void test_slow_flush(void)
     json_node_unref(info);
     mf_quit(&m);
     mf_assert_identical(m.src_disk, m.dst_disk);
-    stop_nbdkit(nbdkit);
+    qtest_nbdkit_stop(nbdkit);
     mf_free(&m);
 }
 

@@ -1,7 +1,8 @@
 /* migration/downtime.c: the expected downtime of a switchover adds the
  * fixed costs (the destination's quickest flush, the round trip, the last
- * overrun) to the time to move what is left and write it back, and is
- * unknown until the destination's flush was measured. */
+ * overrun, fading while the migration waits on it) to the time to move
+ * what is left and write it back, and is unknown until the destination's
+ * flush was measured. */
 #include <glib.h>
 
 #include "../../migration/migration-internal.h"
@@ -78,6 +79,28 @@ static void test_unknown(void)
     g_assert_cmpuint(e.total_ms, ==, 0);
 }
 
+/* The last switchover's overrun counts in full until the migration has
+ * waited on it for DOWNTIME_OVERRUN_HALVING_S, then halves every as long:
+ * a 2 s stall keeps a 300 ms limit from being met for 6 s, not forever. */
+static void test_overrun_fades(void)
+{
+    static const struct {
+        uint64_t waited_ms, counted_ms;
+    } steps[] = { { 0, 2000 }, { 1999, 2000 }, { 2000, 1000 }, { 5999, 500 },
+                  { 6000, 250 }, { 3600 * 1000, 0 } };
+    DowntimeInputs in = { .bandwidth = 128 * MIB, .flush_us = 10000, .overrun_ms = 2000 };
+    DowntimeEstimate e;
+
+    g_assert_cmpint(DOWNTIME_OVERRUN_HALVING_S, ==, 2);
+    for (size_t i = 0; i < G_N_ELEMENTS(steps); i++) {
+        in.overrun_waited_us = steps[i].waited_ms * 1000;
+        downtime_estimate(&in, &e);
+        g_assert_cmpuint(e.overrun_ms, ==, steps[i].counted_ms);
+        g_assert_cmpuint(e.fixed_ms, ==, 10 + steps[i].counted_ms);
+        g_assert_cmpuint(e.total_ms, ==, 10 + steps[i].counted_ms);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -85,5 +108,6 @@ int main(int argc, char **argv)
     g_test_add_func("/downtime/data", test_data);
     g_test_add_func("/downtime/flush-rate", test_flush_rate);
     g_test_add_func("/downtime/unknown", test_unknown);
+    g_test_add_func("/downtime/overrun-fades", test_overrun_fades);
     return g_test_run();
 }

@@ -15,42 +15,28 @@
 #include "migration/options.h"
 #include "migration/savevm.h"
 #include "util/checksum.h"
+#include "../lib/block-load-fixture.h"
 #include "../lib/drives.h"
 #include "../lib/files.h"
 #include "../lib/stream-bytes.h"
 
 #define MiB (1024 * 1024)
 #define CHUNK BLK_MIG_CHUNK_SIZE
-#define DISK_SIZE (8 * MiB)
+#define DISK_SIZE BLF_DISK_SIZE
 #define DIRTY_BLOCK 4096            /* the default dirty-granularity */
 
 static char *tmpdir;
 
-typedef struct Fixture {
-    BlockDriverState *disk;     /* "disk0", DISK_SIZE, sparse */
-    char *disk_path;
-    char *stream_path;
-} Fixture;
+typedef BlockLoadFixture Fixture;
 
 static void fixture_setup(Fixture *fx, gconstpointer data)
 {
-    fx->disk_path = g_build_filename(tmpdir, "disk0.raw", NULL);
-    fx->stream_path = g_build_filename(tmpdir, "stream", NULL);
-    fx->disk = td_open_drive("disk0", fx->disk_path, DISK_SIZE);
-    block_migration_register();
+    blf_setup(fx, tmpdir);
 }
 
 static void fixture_teardown(Fixture *fx, gconstpointer data)
 {
-    savevm_unregister_all();
-    bdrv_close_all();
-    g_unlink(fx->disk_path);
-    g_unlink(fx->stream_path);
-    g_free(fx->disk_path);
-    g_free(fx->stream_path);
-    for (int i = 0; i < MIG_CAP__MAX; i++) {
-        mig_cap_set(i, i == MIG_CAP_RETURN_PATH);
-    }
+    blf_teardown(fx);
 }
 
 /* ---- hand-built streams ---- */
@@ -189,28 +175,6 @@ static void test_device_size_larger_destination(Fixture *fx, gconstpointer data)
 
 /* ---- bad records: the message, and the disk untouched ---- */
 
-static void assert_rejected(Fixture *fx, GByteArray *b, const char *expected)
-{
-    gsize len_before, len_after;
-    uint8_t *before, *after;
-    GError *err;
-
-    td_write_drive(fx->disk, 0, CHUNK, 3);
-    td_write_drive(fx->disk, 7 * MiB, CHUNK, 4);
-    before = tf_read_file(fx->disk_path, &len_before);
-    err = sb_load_file(fx->stream_path, b);
-    g_assert_nonnull(err);
-    g_test_message("error: %s", err->message);
-    if (!strstr(err->message, expected)) {
-        g_error("expected '%s' in '%s'", expected, err->message);
-    }
-    after = tf_read_file(fx->disk_path, &len_after);
-    g_assert_cmpmem(before, len_before, after, len_after);
-    g_free(before);
-    g_free(after);
-    g_error_free(err);
-}
-
 /* OPTION (0x100): be32 code, be32 length, the payload. */
 static void rec_option(GByteArray *b, uint32_t code, uint32_t len)
 {
@@ -251,7 +215,7 @@ static void test_bad_options(Fixture *fx, gconstpointer data)
         rec_option(b, cases[i].code, cases[i].len);
         rec_zero(b, "disk0", 0);
         sb_block_stream_end(b);
-        assert_rejected(fx, b, expected);
+        blf_assert_rejected(fx, b, expected);
     }
 }
 
@@ -298,8 +262,8 @@ static void test_checksum_mismatch(Fixture *fx, gconstpointer data)
     g_autofree uint8_t *chunk = g_malloc(CHUNK);
 
     checksummed_stream(b, chunk, true);
-    assert_rejected(fx, b, "block migration: drive 'disk0': checksum mismatch in the record "
-                    "of 1048576 bytes at offset 1048576 (stream offset");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0': checksum mismatch in the record "
+                        "of 1048576 bytes at offset 1048576 (stream offset");
 }
 
 /* OPTION belongs to the setup part (the START section) only. */
@@ -315,7 +279,7 @@ static void test_option_in_part(Fixture *fx, gconstpointer data)
                                "stream offset %u", b->len);
     rec_option(b, BLK_MIG_OPTION_INCREMENTAL, 0);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, expected);
+    blf_assert_rejected(fx, b, expected);
 }
 
 /* block-incremental onto a drive without a backing image: refused at
@@ -328,8 +292,8 @@ static void test_incremental_needs_backing(Fixture *fx, gconstpointer data)
     rec_size(b, "disk0", DISK_SIZE);
     rec_zero(b, "disk0", 0);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: drive 'disk0' has no backing image, but the "
-                    "source migrates with block-incremental (the top layer only)");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0' has no backing image, but the "
+                        "source migrates with block-incremental (the top layer only)");
 }
 
 static void test_unknown_drive(Fixture *fx, gconstpointer data)
@@ -338,7 +302,7 @@ static void test_unknown_drive(Fixture *fx, gconstpointer data)
 
     rec_zero(b, "nosuch", 0);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: unknown drive 'nosuch'");
+    blf_assert_rejected(fx, b, "block migration: unknown drive 'nosuch'");
 }
 
 static void test_unknown_drive_size(Fixture *fx, gconstpointer data)
@@ -347,7 +311,7 @@ static void test_unknown_drive_size(Fixture *fx, gconstpointer data)
 
     rec_size(b, "x", DISK_SIZE);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: unknown drive 'x'");
+    blf_assert_rejected(fx, b, "block migration: unknown drive 'x'");
 }
 
 static void test_offset_beyond(Fixture *fx, gconstpointer data)
@@ -358,8 +322,8 @@ static void test_offset_beyond(Fixture *fx, gconstpointer data)
     td_fill(chunk, CHUNK, 1);
     rec_data(b, "disk0", DISK_SIZE, chunk);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: drive 'disk0': chunk at offset 8388608 "
-                           "is beyond the destination size 8388608");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0': chunk at offset 8388608 "
+                               "is beyond the destination size 8388608");
     g_free(chunk);
 }
 
@@ -369,8 +333,8 @@ static void test_zero_offset_beyond(Fixture *fx, gconstpointer data)
 
     rec_zero(b, "disk0", 1ULL << 40);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: drive 'disk0': chunk at offset 1099511627776 "
-                           "is beyond the destination size 8388608");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0': chunk at offset 1099511627776 "
+                               "is beyond the destination size 8388608");
 }
 
 static void test_source_larger(Fixture *fx, gconstpointer data)
@@ -380,8 +344,8 @@ static void test_source_larger(Fixture *fx, gconstpointer data)
     rec_size(b, "disk0", 2 * DISK_SIZE);
     rec_zero(b, "disk0", 0);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: drive 'disk0' is 16777216 bytes at the "
-                           "source but only 8388608 bytes at the destination");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0' is 16777216 bytes at the "
+                               "source but only 8388608 bytes at the destination");
 }
 
 static void test_zero_without_device_block(Fixture *fx, gconstpointer data)
@@ -390,7 +354,7 @@ static void test_zero_without_device_block(Fixture *fx, gconstpointer data)
 
     sb_put64(b, BLK_MIG_FLAG_ZERO_BLOCK);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "ZERO_BLOCK flag without DEVICE_BLOCK");
+    blf_assert_rejected(fx, b, "ZERO_BLOCK flag without DEVICE_BLOCK");
 }
 
 /* A data record cut short: nothing of it may reach the disk. */
@@ -405,8 +369,9 @@ static void test_truncated_payload(Fixture *fx, gconstpointer data)
     sb_put_name(b, "disk0");
     g_byte_array_append(b, chunk, CHUNK / 2);
     expected = g_strdup_printf("unexpected end of stream at byte %u", b->len);
-    assert_rejected(fx, b, expected);
-    assert_rejected(fx, b, "block migration: reading the data of the record at stream offset 27");
+    blf_assert_rejected(fx, b, expected);
+    blf_assert_rejected(fx, b, "block migration: reading the data of the record at stream "
+                               "offset 27");
     g_free(chunk);
 }
 
@@ -415,8 +380,8 @@ static void test_truncated_header(Fixture *fx, gconstpointer data)
     g_autoptr(GByteArray) b = sb_block_stream_begin();
 
     sb_put32(b, 0);                                    /* half a be64 */
-    assert_rejected(fx, b, "block migration: reading record at stream offset 27: "
-                           "unexpected end of stream at byte 31");
+    blf_assert_rejected(fx, b, "block migration: reading record at stream offset 27: "
+                               "unexpected end of stream at byte 31");
 }
 
 /* ---- save -> file -> load with the real handlers ---- */

@@ -12,10 +12,34 @@
 #include "stream-bytes.h"
 #include "util/size.h"
 
-void blf_setup(BlockLoadFixture *fx, const char *dir)
+static char *scratch_dir;
+
+void blf_init(const char *template)
 {
-    fx->disk_path = g_build_filename(dir, "disk0.raw", NULL);
-    fx->stream_path = g_build_filename(dir, "stream", NULL);
+    GError *err = NULL;
+
+    scratch_dir = g_dir_make_tmp(template, &err);
+    g_assert_no_error(err);
+}
+
+const char *blf_dir(void)
+{
+    return scratch_dir;
+}
+
+int blf_run(void)
+{
+    int ret = g_test_run();
+
+    g_rmdir(scratch_dir);
+    g_clear_pointer(&scratch_dir, g_free);
+    return ret;
+}
+
+void blf_setup(BlockLoadFixture *fx, gconstpointer data)
+{
+    fx->disk_path = g_build_filename(scratch_dir, "disk0.raw", NULL);
+    fx->stream_path = g_build_filename(scratch_dir, "stream", NULL);
     fx->disk = td_open_drive("disk0", fx->disk_path, BLF_DISK_SIZE);
     block_migration_register();
 }
@@ -31,7 +55,7 @@ static void reset_migration_settings(void)
     g_assert_true(mig_params_apply(&u, NULL));
 }
 
-void blf_teardown(BlockLoadFixture *fx)
+void blf_teardown(BlockLoadFixture *fx, gconstpointer data)
 {
     savevm_unregister_all();
     bdrv_close_all();

@@ -18,12 +18,21 @@ typedef struct BlockLoadFixture {
     char *stream_path;
 } BlockLoadFixture;
 
-/* disk0.raw (fresh) and the name "stream" in DIR; registers the "block"
- * section. */
-void blf_setup(BlockLoadFixture *fx, const char *dir);
-/* Unregisters the sections, closes every drive, removes both files and
- * puts the capabilities and the dirty granularity back to the defaults. */
-void blf_teardown(BlockLoadFixture *fx);
+/* Makes the scratch directory (g_dir_make_tmp of TEMPLATE) the fixture's
+ * files go in; call before g_test_run. */
+void blf_init(const char *template);
+/* The scratch directory. */
+const char *blf_dir(void);
+/* g_test_run, then removes the scratch directory: g_test_run's result. */
+int blf_run(void);
+
+/* The g_test_add setup: a fresh disk0.raw and the name "stream" in the
+ * scratch directory; registers the "block" section. */
+void blf_setup(BlockLoadFixture *fx, gconstpointer data);
+/* The teardown: unregisters the sections, closes every drive, removes
+ * both files and puts the capabilities and the dirty granularity back to
+ * the defaults. */
+void blf_teardown(BlockLoadFixture *fx, gconstpointer data);
 /* With data on the disk, loading B (through the stream file) fails with a
  * message containing EXPECTED and leaves every byte of the disk as it was. */
 void blf_assert_rejected(BlockLoadFixture *fx, const GByteArray *b, const char *expected);

@@ -28,19 +28,7 @@
 /* A disk whose last sector is partial. */
 #define ODD_SIZE (CHUNK + 1536 + 100)
 
-static char *tmpdir;
-
 typedef BlockLoadFixture Fixture;
-
-static void fixture_setup(Fixture *fx, gconstpointer data)
-{
-    blf_setup(fx, tmpdir);
-}
-
-static void fixture_teardown(Fixture *fx, gconstpointer data)
-{
-    blf_teardown(fx);
-}
 
 /* ---- building streams ---- */
 
@@ -134,7 +122,7 @@ static void test_spans_apply(Fixture *fx, gconstpointer data)
  * covers it whole, only the part inside the drive is written. */
 static void test_span_last_sector(Fixture *fx, gconstpointer data)
 {
-    g_autofree char *path = g_build_filename(tmpdir, "odd.raw", NULL);
+    g_autofree char *path = g_build_filename(blf_dir(), "odd.raw", NULL);
     g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t block[2048];
     g_autofree uint8_t *disk = NULL;
@@ -215,7 +203,7 @@ static void test_span_crosses_chunk(Fixture *fx, gconstpointer data)
 static void test_span_past_end(Fixture *fx, gconstpointer data)
 {
     g_autoptr(GByteArray) b = sb_block_stream_begin();
-    g_autofree char *path = g_build_filename(tmpdir, "odd.raw", NULL);
+    g_autofree char *path = g_build_filename(blf_dir(), "odd.raw", NULL);
 
     /* The drive's last sector may be covered, no more. */
     td_open_drive("odd", path, ODD_SIZE);
@@ -457,7 +445,7 @@ static StreamStats scan_stream(const uint8_t *s, size_t len)
 static void test_roundtrip_compressed(Fixture *fx, gconstpointer data)
 {
     MigrationParametersUpdate u = { .has_compress_algorithm = true };
-    g_autofree char *src_path = g_build_filename(tmpdir, "src.raw", NULL);
+    g_autofree char *src_path = g_build_filename(blf_dir(), "src.raw", NULL);
     g_autofree uint8_t *text = g_malloc(CHUNK);
     g_autofree uint8_t *s = NULL, *d = NULL;
     gsize slen, dlen, stream_len;
@@ -507,14 +495,11 @@ static void test_roundtrip_compressed(Fixture *fx, gconstpointer data)
 
 int main(int argc, char **argv)
 {
-    int ret;
-
     g_test_init(&argc, &argv, NULL);
     g_log_set_always_fatal(G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
-    tmpdir = g_dir_make_tmp("test-block-ext-XXXXXX", NULL);
-    g_assert_nonnull(tmpdir);
+    blf_init("test-block-ext-XXXXXX");
 #define ADD(name, fn, data) \
-    g_test_add("/block-ext/" name, Fixture, data, fixture_setup, fn, fixture_teardown)
+    g_test_add("/block-ext/" name, Fixture, data, blf_setup, fn, blf_teardown)
     ADD("spans-apply", test_spans_apply, NULL);
     ADD("span-last-sector", test_span_last_sector, NULL);
     ADD("compressed-apply/zstd", test_compressed_apply, GINT_TO_POINTER(COMPRESS_ZSTD));
@@ -533,8 +518,5 @@ int main(int argc, char **argv)
     ADD("bad/channels-in-file", test_channels_in_file, NULL);
     ADD("roundtrip/zstd", test_roundtrip_compressed, GINT_TO_POINTER(MIG_COMPRESS_ZSTD));
     ADD("roundtrip/zlib", test_roundtrip_compressed, GINT_TO_POINTER(MIG_COMPRESS_ZLIB));
-    ret = g_test_run();
-    g_rmdir(tmpdir);
-    g_free(tmpdir);
-    return ret;
+    return blf_run();
 }

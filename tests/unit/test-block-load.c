@@ -25,19 +25,7 @@
 #define DISK_SIZE BLF_DISK_SIZE
 #define DIRTY_BLOCK 4096            /* the default dirty-granularity */
 
-static char *tmpdir;
-
 typedef BlockLoadFixture Fixture;
-
-static void fixture_setup(Fixture *fx, gconstpointer data)
-{
-    blf_setup(fx, tmpdir);
-}
-
-static void fixture_teardown(Fixture *fx, gconstpointer data)
-{
-    blf_teardown(fx);
-}
 
 /* ---- hand-built streams ---- */
 
@@ -139,7 +127,7 @@ static void test_half_zero_chunk_stays_thin(Fixture *fx, gconstpointer data)
  * chunk is on the wire, only the part inside the disk is written. */
 static void test_last_partial_chunk(Fixture *fx, gconstpointer data)
 {
-    g_autofree char *path = g_build_filename(tmpdir, "small.raw", NULL);
+    g_autofree char *path = g_build_filename(blf_dir(), "small.raw", NULL);
     g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t *chunk = g_malloc(CHUNK);
     uint8_t *contents;
@@ -399,7 +387,7 @@ static const Layout layout[] = {
 static char *drive_path(const char *side, const char *id)
 {
     g_autofree char *name = g_strdup_printf("%s-%s.raw", side, id);
-    return g_build_filename(tmpdir, name, NULL);
+    return g_build_filename(blf_dir(), name, NULL);
 }
 
 /* Run the source side into FX's stream file, with guest writes between
@@ -525,15 +513,12 @@ static void test_roundtrip(Fixture *fx, gconstpointer data)
 
 int main(int argc, char **argv)
 {
-    int ret;
-
     g_test_init(&argc, &argv, NULL);
     /* Failed migrations are logged as warnings; the tests expect some. */
     g_log_set_always_fatal(G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
-    tmpdir = g_dir_make_tmp("test-block-load-XXXXXX", NULL);
-    g_assert_nonnull(tmpdir);
+    blf_init("test-block-load-XXXXXX");
 #define ADD(name, fn, data) \
-    g_test_add("/block-load/" name, Fixture, data, fixture_setup, fn, fixture_teardown)
+    g_test_add("/block-load/" name, Fixture, data, blf_setup, fn, blf_teardown)
     ADD("zero-block-punches-hole", test_zero_block_punches_hole, NULL);
     ADD("half-zero-chunk-stays-thin", test_half_zero_chunk_stays_thin, NULL);
     ADD("last-partial-chunk", test_last_partial_chunk, NULL);
@@ -554,8 +539,5 @@ int main(int argc, char **argv)
     ADD("roundtrip/checksum", test_roundtrip, GINT_TO_POINTER(3));
     ADD("checksum/record", test_checksum_record, NULL);
     ADD("checksum/mismatch", test_checksum_mismatch, NULL);
-    ret = g_test_run();
-    g_rmdir(tmpdir);
-    g_free(tmpdir);
-    return ret;
+    return blf_run();
 }

@@ -19,7 +19,8 @@ LIBBLKMIG := $(BUILD)/libblkmig.a
 # also linked into interop and fuzz tests, tests/lib into all).
 TEST_KINDS := unit qtest interop fuzz faults
 QTEST_HELPERS := $(filter-out tests/qtest/test-%.c,$(wildcard tests/qtest/*.c))
-# tests/lib: helpers every kind of test links (hand-built stream bytes).
+# tests/lib: helpers and fixtures every kind of test links (drives, files,
+# hand-built stream bytes, the block-migration fixtures; each file says why).
 TEST_LIB_SRCS := $(wildcard tests/lib/*.c)
 define test_rules
 $(1)_TESTS := $$(patsubst tests/$(1)/%.c,$(BUILD)/tests/$(1)/%,$$(sort $$(wildcard tests/$(1)/test-*.c)))

@@ -288,7 +288,8 @@ targets() {
 
 say "scratch $W; size $SIZE, links: $BWS; modes: $MODES"
 setup_netns
-if [ ! -x "$OUT/mkimage" ] || [ "$ROOT/tests/bench/mkimage.c" -nt "$OUT/mkimage" ]; then
+if [ ! -x "$OUT/mkimage" ] || [ "$ROOT/tests/bench/mkimage.c" -nt "$OUT/mkimage" ] ||
+   [ "$ROOT/tests/bench/bench-util.h" -nt "$OUT/mkimage" ]; then
     ${CC:-cc} -O2 -Wall -o "$OUT/mkimage" "$ROOT/tests/bench/mkimage.c" || exit 1
 fi
 "$OUT/mkimage" "$W/image.raw" "$SIZE" full 7 >/dev/null || exit 1

@@ -63,7 +63,8 @@ allocated() { stat -c '%b %B' "$1" | awk '{ printf "%.0f", $1 * $2 }'; }
 build_helpers() {
     local h
     for h in mkimage samefile; do
-        if [ ! -x "$OUT/$h" ] || [ "$ROOT/tests/bench/$h.c" -nt "$OUT/$h" ]; then
+        if [ ! -x "$OUT/$h" ] || [ "$ROOT/tests/bench/$h.c" -nt "$OUT/$h" ] ||
+           [ "$ROOT/tests/bench/bench-util.h" -nt "$OUT/$h" ]; then
             ${CC:-cc} -O2 -Wall -o "$OUT/$h" "$ROOT/tests/bench/$h.c" || exit 1
         fi
     done

@@ -23,6 +23,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#define BENCH_PROG "mkimage"
+#include "bench-util.h"
+
 #define UNIT (64 * 1024)           /* run granularity */
 #define MAX_RUN_UNITS 16           /* 1 MiB */
 #define BUF_SIZE (1024 * 1024)
@@ -64,31 +67,6 @@ static void fill(uint64_t *buf, size_t len)
     }
 }
 
-static void die(const char *what)
-{
-    fprintf(stderr, "mkimage: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
-
-static uint64_t parse_size(const char *str)
-{
-    char *end;
-    errno = 0;
-    uint64_t v = strtoull(str, &end, 10);
-    int shift = 0;
-    switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    }
-    if (errno || end == str || *end || v == 0) {
-        fprintf(stderr, "mkimage: bad size '%s'\n", str);
-        exit(2);
-    }
-    return v << shift;
-}
-
 static void write_all(int fd, const void *buf, size_t len, uint64_t off)
 {
     while (len > 0) {
@@ -113,7 +91,7 @@ int main(int argc, char **argv)
                         "       mkimage PATH SIZE scatter PERCENT SEED\n");
         return 2;
     }
-    uint64_t size = parse_size(argv[2]);
+    uint64_t size = parse_size(argv[2], 1);
     int full = !strcmp(argv[3], "full");
     seed(strtoull(argv[full ? 4 : 5], NULL, 0));
 

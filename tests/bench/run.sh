@@ -131,7 +131,8 @@ build_helpers() {
     for h in mkimage tcpcopy wirecount samefile; do
         flags=""
         case "$h" in tcpcopy|wirecount) flags=-pthread ;; esac
-        if [ ! -x "$OUT/$h" ] || [ "$ROOT/tests/bench/$h.c" -nt "$OUT/$h" ]; then
+        if [ ! -x "$OUT/$h" ] || [ "$ROOT/tests/bench/$h.c" -nt "$OUT/$h" ] ||
+           [ "$ROOT/tests/bench/bench-util.h" -nt "$OUT/$h" ]; then
             ${CC:-cc} -O2 -Wall $flags -o "$OUT/$h" "$ROOT/tests/bench/$h.c" || { echo "bench: cannot build $h" >&2; exit 1; }
         fi
     done

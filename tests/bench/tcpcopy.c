@@ -3,7 +3,7 @@
  *   tcpcopy BYTES [BUFFER]
  *
  * Listens on 127.0.0.1 (a port the kernel picks), connects to itself and
- * sends BYTES from a memory buffer of BUFFER bytes (default 1M; k/M/G
+ * sends BYTES from a memory buffer of BUFFER bytes (default 1M; k/M/G/T
  * suffixes) to a receiver thread that reads them into another buffer.
  * Socket buffers are set to 4 MiB on both ends.  No disk is touched.
  * Prints one line: "SECONDS BYTES PEAK_RSS_KIB", the time from connect()
@@ -26,36 +26,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_PROG "tcpcopy"
+#include "bench-util.h"
+
 #define SOCK_BUF (4 * 1024 * 1024)
 
 static uint64_t total;
 static size_t buflen;
 static int listen_fd;
 static uint64_t received;
-
-static void die(const char *what)
-{
-    fprintf(stderr, "tcpcopy: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
-
-static uint64_t parse_size(const char *str)
-{
-    char *end;
-    errno = 0;
-    uint64_t v = strtoull(str, &end, 10);
-    int shift = 0;
-    switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    }
-    if (errno || end == str || *end) {
-        fprintf(stderr, "tcpcopy: bad size '%s'\n", str);
-        exit(2);
-    }
-    return v << shift;
-}
 
 static void set_bufs(int fd)
 {
@@ -105,8 +84,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: tcpcopy BYTES [BUFFER]\n");
         return 2;
     }
-    total = parse_size(argv[1]);
-    buflen = argc > 2 ? parse_size(argv[2]) : 1024 * 1024;
+    total = parse_size(argv[1], 0);
+    buflen = argc > 2 ? parse_size(argv[2], 0) : 1024 * 1024;
     if (buflen == 0) {
         buflen = 1024 * 1024;
     }

@@ -24,6 +24,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#define BENCH_PROG "wirecount"
+#include "bench-util.h"
+
 #define BUF_SIZE (1024 * 1024)
 
 static uint64_t counted[2];     /* __atomic: [0] client->server, [1] back */
@@ -32,12 +35,6 @@ struct pipe_dir {
     int from, to;
     int dir;
 };
-
-static void die(const char *what)
-{
-    fprintf(stderr, "wirecount: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
 
 static void *copy_dir(void *opaque)
 {

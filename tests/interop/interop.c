@@ -168,6 +168,39 @@ void interop_extent_add(GArray *extents, uint64_t offset, uint64_t length, bool 
     g_array_append_val(extents, e);
 }
 
+JsonNode *interop_parse_json(const char *text)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) err = NULL;
+
+    if (!json_parser_load_from_data(parser, text, -1, &err)) {
+        g_error("bad JSON (%s): %s", err->message, text);
+    }
+    return json_node_copy(json_parser_get_root(parser));
+}
+
+GArray *interop_nbdinfo_map(const char *uri)
+{
+    GArray *got = g_array_new(FALSE, FALSE, sizeof(InteropExtent));
+    g_autofree char *out = NULL;
+    g_autoptr(JsonNode) root = NULL;
+    JsonArray *map;
+
+    g_assert_cmpint(interop_run(&out, NULL, "nbdinfo", "--json", "--map", uri, NULL), ==, 0);
+    root = interop_parse_json(out);
+    map = json_node_get_array(root);
+    for (guint i = 0; i < json_array_get_length(map); i++) {
+        JsonObject *e = json_array_get_object_element(map, i);
+        gint64 type = json_object_get_int_member(e, "type");
+
+        /* base:allocation: 3 (hole, zero) for holes, 0 for data */
+        g_assert_true(type == 0 || type == 3);
+        interop_extent_add(got, json_object_get_int_member(e, "offset"),
+                           json_object_get_int_member(e, "length"), type == 0);
+    }
+    return got;
+}
+
 GArray *interop_file_extents(const char *path)
 {
     GArray *ext = g_array_new(FALSE, FALSE, sizeof(InteropExtent));

@@ -4,6 +4,7 @@
 #define TESTS_INTEROP_INTEROP_H
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -43,6 +44,14 @@ GArray *interop_file_extents(const char *path);
 void interop_extent_add(GArray *extents, uint64_t offset, uint64_t length, bool data);
 /* Asserts both layouts are identical, printing both on mismatch. */
 void interop_assert_extents_equal(GArray *expected, GArray *actual, const char *what);
+
+/* TEXT, a tool's JSON output, parsed (json_node_unref); the test fails
+ * showing TEXT when it is not JSON. */
+JsonNode *interop_parse_json(const char *text);
+/* `nbdinfo --json --map` of URI, which must succeed, as extents: every
+ * run is data (type 0) or a hole that reads as zeroes (type 3), as
+ * blkmigd's exports report them; any other type fails the test. */
+GArray *interop_nbdinfo_map(const char *uri);
 
 /* Whether the LEN bytes at OFF of PATH all hold BYTE (qtest_disk_set
  * writes them). */

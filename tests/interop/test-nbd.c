@@ -51,17 +51,6 @@ static char *make_sparse_disk(const char *name, uint64_t size, uint64_t seed)
     return path;
 }
 
-static JsonNode *parse_json(const char *text)
-{
-    g_autoptr(JsonParser) parser = json_parser_new();
-    g_autoptr(GError) err = NULL;
-
-    if (!json_parser_load_from_data(parser, text, -1, &err)) {
-        g_error("bad JSON (%s): %s", err->message, text);
-    }
-    return json_node_copy(json_parser_get_root(parser));
-}
-
 /* nbdinfo --list shows every drive with its size, flags, block sizes and
  * its metadata contexts: base:allocation and qemu:allocation-depth. */
 static void test_nbdinfo_list(void)
@@ -81,7 +70,7 @@ static void test_nbdinfo_list(void)
     fixture_start(&f, "list", img, extra);
     uri = g_strdup_printf("nbd+unix:///?socket=%s", f.sock);
     g_assert_cmpint(interop_run(&out, NULL, "nbdinfo", "--json", "--list", uri, NULL), ==, 0);
-    root = parse_json(out);
+    root = interop_parse_json(out);
     g_assert_true(qtest_json_bool(root, "structured"));
     exports = json_object_get_array_member(json_node_get_object(root), "exports");
     g_assert_cmpuint(json_array_get_length(exports), ==, 2);
@@ -110,35 +99,35 @@ static void test_nbdinfo_list(void)
     unlink(img1);
 }
 
+/* Export a fresh sparse disk NAME.img of SIZE (data seeded by SEED) from
+ * daemon NAME for TOOL: false (the test skipped) without TOOL; *WANT the
+ * file's own data/hole layout. */
+static bool export_sparse_for(const char *tool, Fixture *f, const char *name, uint64_t size,
+                              uint64_t seed, GArray **want)
+{
+    g_autofree char *file = g_strdup_printf("%s.img", name);
+    g_autofree char *img = NULL;
+
+    if (!interop_need(tool)) {
+        return false;
+    }
+    img = make_sparse_disk(file, size, seed);
+    *want = interop_file_extents(img);
+    fixture_start(f, name, img, NULL);
+    return true;
+}
+
 /* nbdinfo --map reports exactly the file's SEEK_DATA/SEEK_HOLE layout. */
 static void test_nbdinfo_map(void)
 {
-    g_autofree char *img = make_sparse_disk("map.img", 256 * MiB, 2);
-    g_autofree char *out = NULL;
-    g_autoptr(JsonNode) root = NULL;
-    g_autoptr(GArray) want = NULL;
-    g_autoptr(GArray) got = g_array_new(FALSE, FALSE, sizeof(InteropExtent));
-    JsonArray *map;
+    g_autoptr(GArray) want = NULL, got = NULL;
     Fixture f;
 
-    if (!interop_need("nbdinfo")) {
+    if (!export_sparse_for("nbdinfo", &f, "map", 256 * MiB, 2, &want)) {
         return;
     }
-    want = interop_file_extents(img);
     g_assert_cmpuint(want->len, >, 10);
-    fixture_start(&f, "map", img, NULL);
-    g_assert_cmpint(interop_run(&out, NULL, "nbdinfo", "--json", "--map", f.uri, NULL), ==, 0);
-    root = parse_json(out);
-    map = json_node_get_array(root);
-    for (guint i = 0; i < json_array_get_length(map); i++) {
-        JsonObject *e = json_array_get_object_element(map, i);
-        gint64 type = json_object_get_int_member(e, "type");
-
-        /* base:allocation: 3 (hole, zero) for holes, 0 for data */
-        g_assert_true(type == 0 || type == 3);
-        interop_extent_add(got, json_object_get_int_member(e, "offset"),
-                           json_object_get_int_member(e, "length"), type == 0);
-    }
+    got = interop_nbdinfo_map(f.uri);
     interop_assert_extents_equal(want, got, "nbdinfo --map");
     fixture_stop(&f);
 }
@@ -146,7 +135,6 @@ static void test_nbdinfo_map(void)
 /* qemu-img sees the same bytes and the same holes. */
 static void test_qemu_img(void)
 {
-    g_autofree char *img = make_sparse_disk("qimg.img", 128 * MiB, 3);
     g_autofree char *out = NULL;
     g_autoptr(JsonNode) root = NULL;
     g_autoptr(GArray) want = NULL;
@@ -154,16 +142,14 @@ static void test_qemu_img(void)
     JsonArray *map;
     Fixture f;
 
-    if (!interop_need("qemu-img")) {
+    if (!export_sparse_for("qemu-img", &f, "qimg", 128 * MiB, 3, &want)) {
         return;
     }
-    want = interop_file_extents(img);
-    fixture_start(&f, "qimg", img, NULL);
     g_assert_cmpint(interop_run(NULL, NULL, "qemu-img", "compare", "-f", "raw", "-F", "raw",
-                                img, f.uri, NULL), ==, 0);
+                                f.img, f.uri, NULL), ==, 0);
     g_assert_cmpint(interop_run(&out, NULL, "qemu-img", "map", "--output=json", "-f", "raw",
                                 f.uri, NULL), ==, 0);
-    root = parse_json(out);
+    root = interop_parse_json(out);
     map = json_node_get_array(root);
     for (guint i = 0; i < json_array_get_length(map); i++) {
         JsonObject *e = json_array_get_object_element(map, i);

@@ -44,6 +44,20 @@ QTestDaemon *mf_start_src(Migration *m, const char *extra)
                               extra);
 }
 
+void mf_start_pair(Migration *m, uint64_t dst_size, const char *src_extra)
+{
+    m->uri = qtest_tcp_uri();
+    m->dst = mf_start_dst(m, "dst", dst_size);
+    m->src = mf_start_src(m, src_extra);
+}
+
+void mf_load_saved(Migration *m, const char *file_uri, uint64_t size)
+{
+    m->uri = g_strdup(file_uri);
+    m->dst = mf_start_dst(m, "dst", size);
+    json_node_unref(qtest_migrate_wait_status(m->dst, "completed", MF_MIGRATE_TIMEOUT_MS));
+}
+
 void mf_start_daemons(Migration *m, const char *src_args, const char *dst_args)
 {
     if (!m->uri) {

@@ -47,6 +47,14 @@ QTestDaemon *mf_start_dst_at(Migration *m, const char *prefix, const char *name,
                              uint64_t size, const char *incoming);
 /* The source "src" on m->src_disk, with EXTRA blkmigd arguments. */
 QTestDaemon *mf_start_src(Migration *m, const char *extra);
+/* The usual pair over TCP: m->uri a free port, the destination "dst"
+ * (mf_start_dst, a blank drive of DST_SIZE) waiting on it, then the source
+ * "src" (mf_start_src, with SRC_EXTRA). */
+void mf_start_pair(Migration *m, uint64_t dst_size, const char *src_extra);
+/* A destination "dst" with a blank drive of SIZE loads the stream the
+ * source saved to FILE_URI ("file:..."; m->uri becomes a copy) and
+ * reports completed. */
+void mf_load_saved(Migration *m, const char *file_uri, uint64_t size);
 /* A destination "dst" with DST_ARGS (its --drive options, as blkmigd takes
  * them) waiting on m->uri (a free TCP port when NULL), then a source "src"
  * with SRC_ARGS. */

@@ -31,9 +31,7 @@ static void start_full(Migration *m, uint64_t size, QTestProxy **proxy)
     *m = (Migration){ .state_timeout_ms = STATE_TIMEOUT_MS };
     mf_make_src_disk(m, size, 1, 0, 0);
     qtest_disk_fill(m->src_disk, size, 13);
-    m->uri = qtest_tcp_uri();
-    m->dst = mf_start_dst(m, "dst", size);
-    m->src = mf_start_src(m, "");
+    mf_start_pair(m, size, "");
     qtest_set_caps(m->src, "block", "zero-blocks", "block-checksum", NULL);
     if (proxy) {
         *proxy = qtest_proxy_start(m->uri);
@@ -141,9 +139,7 @@ static void check_clean(const char *extra_cap)
     /* Zeroes written at the source arrive as holes: they must compare
      * equal all the same. */
     qtest_disk_set(m.src_disk, 30 * MIB + 4 * KIB, 2 * MIB, 0);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", size);
-    m.src = mf_start_src(&m, "");
+    mf_start_pair(&m, size, "");
     qtest_set_caps(m.src, "block", "zero-blocks", "block-checksum", extra_cap, NULL);
     qtest_migrate_start(m.src, m.uri);
     info = mf_wait_completed(&m);
@@ -183,9 +179,7 @@ static void test_tool(void)
     QTestTool t;
 
     mf_make_src_disk(&m, size, 3, 8, 256 * KIB);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", size);
-    m.src = mf_start_src(&m, "");
+    mf_start_pair(&m, size, "");
     src = g_strdup_printf("unix:%s", qtest_daemon_qmp_path(m.src));
     dst = g_strdup_printf("unix:%s", qtest_daemon_qmp_path(m.dst));
     t = qtest_tool_start("checksum-tool.log", (char *[]){ "migrate", "--src", src, "--dst", dst,
@@ -219,9 +213,7 @@ static void test_file_stream(void)
     g_assert_cmpstr(qtest_json_str(info, "status"), ==, "completed");
     g_assert_cmpint(qtest_json_int(info, "disk.verified"), ==, 0);
     json_node_unref(info);
-    m.uri = g_strdup(file_uri);
-    m.dst = mf_start_dst(&m, "dst", size);
-    json_node_unref(qtest_migrate_wait_status(m.dst, "completed", MF_MIGRATE_TIMEOUT_MS));
+    mf_load_saved(&m, file_uri, size);
     mf_assert_identical(m.src_disk, m.dst_disk);
     unlink(stream);
     mf_free(&m);

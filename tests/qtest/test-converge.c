@@ -23,9 +23,7 @@
 static void start(Migration *m, const char *guest)
 {
     mf_make_src_disk(m, DISK_SIZE, 31, 64, MIB);
-    m->uri = qtest_tcp_uri();
-    m->dst = mf_start_dst(m, "dst", DISK_SIZE);
-    m->src = mf_start_src(m, guest);
+    mf_start_pair(m, DISK_SIZE, guest);
     qtest_set_caps(m->src, "block", "zero-blocks", "events", NULL);
     qtest_set_params(m->src, "\"max-bandwidth\": " LINK);
 }
@@ -269,10 +267,8 @@ static void test_background_converges(void)
     m.src_disk = qtest_path("src.raw");
     m.dst_disk = qtest_path("dst.raw");
     qtest_disk_fill(m.src_disk, DISK_SIZE, 5);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", DISK_SIZE);
-    m.src = mf_start_src(&m, "--workload drive=" MF_DRIVE_ID ",pattern=randwrite,bs=4k,"
-                         "rate=50,seed=4");
+    mf_start_pair(&m, DISK_SIZE, "--workload drive=" MF_DRIVE_ID ",pattern=randwrite,bs=4k,"
+                                 "rate=50,seed=4");
     qtest_set_caps(m.src, "block", "zero-blocks", "events", NULL);
     qtest_migrate_start(m.src, m.uri);
     info = finish_completed(&m);

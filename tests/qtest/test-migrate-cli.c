@@ -14,9 +14,7 @@
 static void start(Migration *m, uint64_t size, const char *guest)
 {
     mf_make_src_disk(m, size, 41, 16, MIB);
-    m->uri = qtest_tcp_uri();
-    m->dst = mf_start_dst(m, "dst", size);
-    m->src = mf_start_src(m, guest);
+    mf_start_pair(m, size, guest);
 }
 
 /* Run blkmig migrate from M's source to its destination with EXTRA

@@ -47,9 +47,7 @@ static void test_spans_small_writes(void)
     Migration m = { 0 };
     uint64_t size = 512 * MIB;
     mf_make_src_disk(&m, size, 21, 300, 512 * KIB);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", size);
-    m.src = mf_start_src(&m, "--workload drive=" MF_DRIVE_ID ",pattern=randwrite,bs=4k,rate=16,seed=5");
+    mf_start_pair(&m, size, "--workload drive=" MF_DRIVE_ID ",pattern=randwrite,bs=4k,rate=16,seed=5");
     qtest_set_caps(m.src, "block", "zero-blocks", NULL);
     qtest_set_params(m.src, "\"dirty-granularity\": 4096");
     g_autofree char *before = mf_snapshot_running_disk(&m);
@@ -135,9 +133,7 @@ static void test_qemu_compat_stream(void)
     g_assert_cmpuint(data, ==, qtest_disk_data_chunks(m.src_disk));
 
     /* And it loads. */
-    m.uri = g_strdup(file_uri);
-    m.dst = mf_start_dst(&m, "dst", size);
-    json_node_unref(qtest_migrate_wait_status(m.dst, "completed", MF_MIGRATE_TIMEOUT_MS));
+    mf_load_saved(&m, file_uri, size);
     mf_assert_identical(m.src_disk, m.dst_disk);
     unlink(stream);
     mf_free(&m);
@@ -150,9 +146,7 @@ static void test_multifd_sparse(void)
     Migration m = { 0 };
     uint64_t size = 512 * MIB;
     mf_make_src_disk(&m, size, 23, 150, 128 * KIB);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", size);
-    m.src = mf_start_src(&m, "");
+    mf_start_pair(&m, size, "");
     qtest_set_caps(m.src, "block", "zero-blocks", "multifd", NULL);
     qtest_set_params(m.src, "\"multifd-channels\": 4, \"max-bandwidth\": 0");
 
@@ -177,10 +171,8 @@ static void test_multifd_workload(void)
     Migration m = { 0 };
     uint64_t size = 256 * MIB;
     mf_make_src_disk(&m, size, 24, 64, 256 * KIB);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", size);
-    m.src = mf_start_src(&m, "--workload drive=" MF_DRIVE_ID ",pattern=randwrite,bs=4k,rate=30,"
-                      "zero-frac=0.2,seed=9");
+    mf_start_pair(&m, size, "--workload drive=" MF_DRIVE_ID ",pattern=randwrite,bs=4k,rate=30,"
+                            "zero-frac=0.2,seed=9");
     qtest_set_caps(m.src, "block", "zero-blocks", "multifd", "compress", NULL);
     qtest_set_params(m.src, "\"multifd-channels\": 3, \"dirty-granularity\": 4096, "
                "\"max-bandwidth\": 67108864, \"downtime-limit\": 1000");
@@ -395,9 +387,7 @@ static void test_compress(gconstpointer data)
     mf_make_src_disk(&m, size, 26, 20, 256 * KIB);
     write_text(m.src_disk, size);
     uint64_t nonzero = qtest_disk_nonzero_bytes(m.src_disk);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", size);
-    m.src = mf_start_src(&m, "");
+    mf_start_pair(&m, size, "");
     qtest_set_caps(m.src, "block", "zero-blocks", "compress", NULL);
     qtest_set_params(m.src, "\"compress-algorithm\": \"%s\", \"max-bandwidth\": 0", algo);
 

@@ -25,9 +25,7 @@ static void test_sparse_zero_blocks(void)
     Migration m = { 0 };
     uint64_t size = GIB;
     uint64_t data_chunks = mf_make_src_disk(&m, size, 1, 200, 64 * KIB);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", size);
-    m.src = mf_start_src(&m, "");
+    mf_start_pair(&m, size, "");
     qtest_set_caps(m.src, "block", "zero-blocks", "events", NULL);
 
     gint64 t0 = g_get_monotonic_time();
@@ -67,9 +65,7 @@ static void test_sparse_no_zero_blocks(void)
     Migration m = { 0 };
     uint64_t size = GIB;
     mf_make_src_disk(&m, size, 2, 200, 64 * KIB);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", size);
-    m.src = mf_start_src(&m, "");
+    mf_start_pair(&m, size, "");
     qtest_set_caps(m.src, "block", NULL);
     qtest_set_params(m.src, "\"max-bandwidth\": 0");
 
@@ -120,10 +116,8 @@ static void test_workload(void)
     Migration m = { 0 };
     uint64_t size = 512 * MIB;
     mf_make_src_disk(&m, size, 3, 64, 256 * KIB);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", size);
-    m.src = mf_start_src(&m, "--workload drive=" MF_DRIVE_ID ",pattern=randwrite,bs=4k,"
-                      "rate=50,zero-frac=0.1,seed=7");
+    mf_start_pair(&m, size, "--workload drive=" MF_DRIVE_ID ",pattern=randwrite,bs=4k,"
+                            "rate=50,zero-frac=0.1,seed=7");
     qtest_set_caps(m.src, "block", NULL);
     qtest_set_params(m.src, "\"max-bandwidth\": 0, \"downtime-limit\": 2000");
 
@@ -166,9 +160,7 @@ static void test_sparse_4g_default_bandwidth(void)
     Migration m = { 0 };
     uint64_t size = 4 * GIB;
     mf_make_src_disk(&m, size, 4, 256, 256 * KIB);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", size);
-    m.src = mf_start_src(&m, "");
+    mf_start_pair(&m, size, "");
     qtest_set_caps(m.src, "block", "zero-blocks", NULL);
 
     JsonNode *p = qtest_qmp_ok(m.src, "{\"execute\": \"query-migrate-parameters\"}");
@@ -208,9 +200,7 @@ static void test_cancel(void)
     mf_make_src_disk(&m, size, 5, 100, 64 * KIB);
     g_autofree char *before = qtest_path("src-before.raw");
     qtest_disk_copy(m.src_disk, before);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", size);
-    m.src = mf_start_src(&m, "");
+    mf_start_pair(&m, size, "");
     qtest_set_caps(m.src, "block", NULL);
     qtest_set_params(m.src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, 32 * MIB);
 
@@ -252,9 +242,7 @@ static void test_dest_smaller(void)
 {
     Migration m = { 0 };
     mf_make_src_disk(&m, GIB, 6, 20, 64 * KIB);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", 512 * MIB);
-    m.src = mf_start_src(&m, "");
+    mf_start_pair(&m, 512 * MIB, "");
     qtest_set_caps(m.src, "block", "zero-blocks", NULL);
     qtest_migrate_start(m.src, m.uri);
 
@@ -282,9 +270,7 @@ static void test_dest_killed(void)
 {
     Migration m = { 0 };
     mf_make_src_disk(&m, GIB, 7, 50, 64 * KIB);
-    m.uri = qtest_tcp_uri();
-    m.dst = mf_start_dst(&m, "dst", GIB);
-    m.src = mf_start_src(&m, "");
+    mf_start_pair(&m, GIB, "");
     qtest_set_caps(m.src, "block", NULL);
     qtest_set_params(m.src, "\"max-bandwidth\": %" G_GUINT64_FORMAT, 16 * MIB);
     qtest_migrate_start(m.src, m.uri);
@@ -531,9 +517,7 @@ static void test_corrupt_stream(void)
     mf_assert_runstate(m.src, "postmigrate");
 
     /* It loads into a fresh destination. */
-    m.uri = g_strdup(file_uri);
-    m.dst = mf_start_dst(&m, "dst", size);
-    json_node_unref(qtest_migrate_wait_status(m.dst, "completed", MF_MIGRATE_TIMEOUT_MS));
+    mf_load_saved(&m, file_uri, size);
     qtest_wait_runstate(m.dst, "running", MF_STATE_TIMEOUT_MS);
     mf_assert_identical(m.src_disk, m.dst_disk);
     mf_assert_thin(m.src_disk, m.dst_disk, 0);

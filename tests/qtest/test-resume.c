@@ -27,9 +27,7 @@ static void start_daemons(Migration *m, const char *guest_args)
 {
     mf_make_src_disk(m, DISK_SIZE, 7, 1, MIB);
     qtest_disk_fill(m->src_disk, DISK_SIZE, 7);
-    m->uri = qtest_tcp_uri();
-    m->dst = mf_start_dst(m, "dst", DISK_SIZE);
-    m->src = mf_start_src(m, guest_args);
+    mf_start_pair(m, DISK_SIZE, guest_args);
 }
 
 /* The daemons, block-resume on both sides, 100 MiB/s, the migration

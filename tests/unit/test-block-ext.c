@@ -16,6 +16,7 @@
 #include "migration/options.h"
 #include "migration/savevm.h"
 #include "util/compress.h"
+#include "../lib/block-load-fixture.h"
 #include "../lib/drives.h"
 #include "../lib/files.h"
 #include "../lib/stream-bytes.h"
@@ -23,42 +24,11 @@
 #define KiB 1024
 #define MiB (1024 * 1024)
 #define CHUNK BLK_MIG_CHUNK_SIZE
-#define DISK_SIZE (8 * MiB)
+#define DISK_SIZE BLF_DISK_SIZE
 /* A disk whose last sector is partial. */
 #define ODD_SIZE (CHUNK + 1536 + 100)
 
-static char *tmpdir;
-
-typedef struct Fixture {
-    BlockDriverState *disk;     /* "disk0", DISK_SIZE, sparse */
-    char *disk_path;
-    char *stream_path;
-} Fixture;
-
-static void fixture_setup(Fixture *fx, gconstpointer data)
-{
-    fx->disk_path = g_build_filename(tmpdir, "disk0.raw", NULL);
-    fx->stream_path = g_build_filename(tmpdir, "stream", NULL);
-    fx->disk = td_open_drive("disk0", fx->disk_path, DISK_SIZE);
-    block_migration_register();
-}
-
-static void fixture_teardown(Fixture *fx, gconstpointer data)
-{
-    MigrationParametersUpdate u = { .has_dirty_granularity = true };
-
-    savevm_unregister_all();
-    bdrv_close_all();
-    g_unlink(fx->disk_path);
-    g_unlink(fx->stream_path);
-    g_free(fx->disk_path);
-    g_free(fx->stream_path);
-    for (int i = 0; i < MIG_CAP__MAX; i++) {
-        mig_cap_set(i, i == MIG_CAP_RETURN_PATH);
-    }
-    u.p.dirty_granularity = MIG_DEFAULT_DIRTY_GRANULARITY;
-    g_assert_true(mig_params_apply(&u, NULL));
-}
+typedef BlockLoadFixture Fixture;
 
 /* ---- building streams ---- */
 
@@ -152,7 +122,7 @@ static void test_spans_apply(Fixture *fx, gconstpointer data)
  * covers it whole, only the part inside the drive is written. */
 static void test_span_last_sector(Fixture *fx, gconstpointer data)
 {
-    g_autofree char *path = g_build_filename(tmpdir, "odd.raw", NULL);
+    g_autofree char *path = g_build_filename(blf_dir(), "odd.raw", NULL);
     g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t block[2048];
     g_autofree uint8_t *disk = NULL;
@@ -204,26 +174,6 @@ static void test_compressed_apply(Fixture *fx, gconstpointer data)
 
 /* ---- bad records: the message, and the disk untouched ---- */
 
-static void assert_rejected(Fixture *fx, GByteArray *b, const char *expected)
-{
-    gsize len_before, len_after;
-    g_autofree uint8_t *before = NULL, *after = NULL;
-    GError *err;
-
-    td_write_drive(fx->disk, 0, CHUNK, 3);
-    td_write_drive(fx->disk, 7 * MiB, CHUNK, 4);
-    before = tf_read_file(fx->disk_path, &len_before);
-    err = sb_load_file(fx->stream_path, b);
-    g_assert_nonnull(err);
-    g_test_message("error: %s", err->message);
-    if (!strstr(err->message, expected)) {
-        g_error("expected '%s' in '%s'", expected, err->message);
-    }
-    after = tf_read_file(fx->disk_path, &len_after);
-    g_assert_cmpmem(before, len_before, after, len_after);
-    g_error_free(err);
-}
-
 static void test_bad_span_length(Fixture *fx, gconstpointer data)
 {
     static const uint32_t lengths[] = { 0, 1000, CHUNK + 512, 0xffffffffu };
@@ -236,7 +186,7 @@ static void test_bad_span_length(Fixture *fx, gconstpointer data)
 
         span_header(b, 0, BLK_MIG_FLAG_ZERO_BLOCK, lengths[i]);
         sb_block_stream_end(b);
-        assert_rejected(fx, b, expected);
+        blf_assert_rejected(fx, b, expected);
     }
 }
 
@@ -246,14 +196,14 @@ static void test_span_crosses_chunk(Fixture *fx, gconstpointer data)
 
     rec_span_zero(b, CHUNK - 4 * KiB, 8 * KiB);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: drive 'disk0': span of 8192 bytes at offset "
-                           "1044480 crosses a 1 MiB chunk boundary");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0': span of 8192 bytes at offset "
+                               "1044480 crosses a 1 MiB chunk boundary");
 }
 
 static void test_span_past_end(Fixture *fx, gconstpointer data)
 {
     g_autoptr(GByteArray) b = sb_block_stream_begin();
-    g_autofree char *path = g_build_filename(tmpdir, "odd.raw", NULL);
+    g_autofree char *path = g_build_filename(blf_dir(), "odd.raw", NULL);
 
     /* The drive's last sector may be covered, no more. */
     td_open_drive("odd", path, ODD_SIZE);
@@ -261,8 +211,8 @@ static void test_span_past_end(Fixture *fx, gconstpointer data)
     sb_put_name(b, "odd");
     sb_put32(b, 2560);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: drive 'odd': span of 2560 bytes at offset "
-                           "1048576 ends beyond the destination size 1050212");
+    blf_assert_rejected(fx, b, "block migration: drive 'odd': span of 2560 bytes at offset "
+                               "1048576 ends beyond the destination size 1050212");
     g_unlink(path);
 }
 
@@ -272,8 +222,8 @@ static void test_span_beyond(Fixture *fx, gconstpointer data)
 
     rec_span_zero(b, DISK_SIZE, 4 * KiB);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: drive 'disk0': chunk at offset 8388608 is "
-                           "beyond the destination size 8388608");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0': chunk at offset 8388608 is "
+                               "beyond the destination size 8388608");
 }
 
 /* A data span cut short: nothing of it reaches the disk. */
@@ -285,8 +235,8 @@ static void test_span_truncated(Fixture *fx, gconstpointer data)
     td_fill(block, sizeof(block), 1);
     span_header(b, 0, 0, 8 * KiB);
     g_byte_array_append(b, block, sizeof(block));
-    assert_rejected(fx, b, "block migration: reading the data of the record at stream "
-                           "offset 27: unexpected end of stream");
+    blf_assert_rejected(fx, b, "block migration: reading the data of the record at stream "
+                               "offset 27: unexpected end of stream");
 }
 
 static void test_compressed_too_long(Fixture *fx, gconstpointer data)
@@ -297,12 +247,12 @@ static void test_compressed_too_long(Fixture *fx, gconstpointer data)
 
     rec_span_compressed(b, 0, 4 * KiB, BLK_MIG_COMPRESS_ZSTD, junk, 4 * KiB + 1025);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: compressed length 5121 in record at stream "
-                           "offset 27 is not between 1 and 5120 (4096 bytes uncompressed)");
+    blf_assert_rejected(fx, b, "block migration: compressed length 5121 in record at stream "
+                               "offset 27 is not between 1 and 5120 (4096 bytes uncompressed)");
     rec_span_compressed(c, 0, 4 * KiB, BLK_MIG_COMPRESS_ZLIB, junk, 0);
     sb_block_stream_end(c);
-    assert_rejected(fx, c, "block migration: compressed length 0 in record at stream "
-                           "offset 27 is not between 1 and 5120");
+    blf_assert_rejected(fx, c, "block migration: compressed length 0 in record at stream "
+                               "offset 27 is not between 1 and 5120");
 }
 
 static void test_compressed_corrupt(Fixture *fx, gconstpointer data)
@@ -319,8 +269,8 @@ static void test_compressed_corrupt(Fixture *fx, gconstpointer data)
     cspan[clen / 2] ^= 0x55;
     rec_span_compressed(b, 0, 64 * KiB, algo_byte, cspan, clen);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: drive 'disk0': corrupt compressed data in "
-                           "record at stream offset 27: ");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0': corrupt compressed data in "
+                               "record at stream offset 27: ");
 }
 
 /* Intact data of the wrong size for its span. */
@@ -335,8 +285,8 @@ static void test_compressed_wrong_size(Fixture *fx, gconstpointer data)
     cspan = compress_with(COMPRESS_ZSTD, span, 4 * KiB, &clen);
     rec_span_compressed(b, 0, 8 * KiB, BLK_MIG_COMPRESS_ZSTD, cspan, clen);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: drive 'disk0': corrupt compressed data in "
-                           "record at stream offset 27: ");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0': corrupt compressed data in "
+                               "record at stream offset 27: ");
 }
 
 static void test_compressed_unknown_algorithm(Fixture *fx, gconstpointer data)
@@ -346,8 +296,8 @@ static void test_compressed_unknown_algorithm(Fixture *fx, gconstpointer data)
 
     rec_span_compressed(b, 0, 4 * KiB, 3, junk, sizeof(junk));
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: unknown compression algorithm 3 in record at "
-                           "stream offset 27");
+    blf_assert_rejected(fx, b, "block migration: unknown compression algorithm 3 in record at "
+                               "stream offset 27");
 }
 
 static void test_bad_flag_combinations(Fixture *fx, gconstpointer data)
@@ -373,7 +323,7 @@ static void test_bad_flag_combinations(Fixture *fx, gconstpointer data)
         sb_put_name(b, "disk0");
         sb_put32(b, 4 * KiB);
         sb_block_stream_end(b);
-        assert_rejected(fx, b, cases[i].expected);
+        blf_assert_rejected(fx, b, cases[i].expected);
     }
 }
 
@@ -387,9 +337,9 @@ static void test_channels_in_file(Fixture *fx, gconstpointer data)
     sb_put32(b, 2);
     g_byte_array_append(b, id, sizeof(id));
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: CHANNELS record at stream offset 27: multifd "
-                           "channels are announced, but this incoming migration cannot "
-                           "accept connections");
+    blf_assert_rejected(fx, b, "block migration: CHANNELS record at stream offset 27: multifd "
+                               "channels are announced, but this incoming migration cannot "
+                               "accept connections");
 }
 
 /* ---- save -> file -> load with compression and 4 KiB dirty spans ---- */
@@ -495,7 +445,7 @@ static StreamStats scan_stream(const uint8_t *s, size_t len)
 static void test_roundtrip_compressed(Fixture *fx, gconstpointer data)
 {
     MigrationParametersUpdate u = { .has_compress_algorithm = true };
-    g_autofree char *src_path = g_build_filename(tmpdir, "src.raw", NULL);
+    g_autofree char *src_path = g_build_filename(blf_dir(), "src.raw", NULL);
     g_autofree uint8_t *text = g_malloc(CHUNK);
     g_autofree uint8_t *s = NULL, *d = NULL;
     gsize slen, dlen, stream_len;
@@ -545,14 +495,11 @@ static void test_roundtrip_compressed(Fixture *fx, gconstpointer data)
 
 int main(int argc, char **argv)
 {
-    int ret;
-
     g_test_init(&argc, &argv, NULL);
     g_log_set_always_fatal(G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
-    tmpdir = g_dir_make_tmp("test-block-ext-XXXXXX", NULL);
-    g_assert_nonnull(tmpdir);
+    blf_init("test-block-ext-XXXXXX");
 #define ADD(name, fn, data) \
-    g_test_add("/block-ext/" name, Fixture, data, fixture_setup, fn, fixture_teardown)
+    g_test_add("/block-ext/" name, Fixture, data, blf_setup, fn, blf_teardown)
     ADD("spans-apply", test_spans_apply, NULL);
     ADD("span-last-sector", test_span_last_sector, NULL);
     ADD("compressed-apply/zstd", test_compressed_apply, GINT_TO_POINTER(COMPRESS_ZSTD));
@@ -571,8 +518,5 @@ int main(int argc, char **argv)
     ADD("bad/channels-in-file", test_channels_in_file, NULL);
     ADD("roundtrip/zstd", test_roundtrip_compressed, GINT_TO_POINTER(MIG_COMPRESS_ZSTD));
     ADD("roundtrip/zlib", test_roundtrip_compressed, GINT_TO_POINTER(MIG_COMPRESS_ZLIB));
-    ret = g_test_run();
-    g_rmdir(tmpdir);
-    g_free(tmpdir);
-    return ret;
+    return blf_run();
 }

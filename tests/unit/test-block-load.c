@@ -15,43 +15,17 @@
 #include "migration/options.h"
 #include "migration/savevm.h"
 #include "util/checksum.h"
+#include "../lib/block-load-fixture.h"
 #include "../lib/drives.h"
 #include "../lib/files.h"
 #include "../lib/stream-bytes.h"
 
 #define MiB (1024 * 1024)
 #define CHUNK BLK_MIG_CHUNK_SIZE
-#define DISK_SIZE (8 * MiB)
+#define DISK_SIZE BLF_DISK_SIZE
 #define DIRTY_BLOCK 4096            /* the default dirty-granularity */
 
-static char *tmpdir;
-
-typedef struct Fixture {
-    BlockDriverState *disk;     /* "disk0", DISK_SIZE, sparse */
-    char *disk_path;
-    char *stream_path;
-} Fixture;
-
-static void fixture_setup(Fixture *fx, gconstpointer data)
-{
-    fx->disk_path = g_build_filename(tmpdir, "disk0.raw", NULL);
-    fx->stream_path = g_build_filename(tmpdir, "stream", NULL);
-    fx->disk = td_open_drive("disk0", fx->disk_path, DISK_SIZE);
-    block_migration_register();
-}
-
-static void fixture_teardown(Fixture *fx, gconstpointer data)
-{
-    savevm_unregister_all();
-    bdrv_close_all();
-    g_unlink(fx->disk_path);
-    g_unlink(fx->stream_path);
-    g_free(fx->disk_path);
-    g_free(fx->stream_path);
-    for (int i = 0; i < MIG_CAP__MAX; i++) {
-        mig_cap_set(i, i == MIG_CAP_RETURN_PATH);
-    }
-}
+typedef BlockLoadFixture Fixture;
 
 /* ---- hand-built streams ---- */
 
@@ -153,7 +127,7 @@ static void test_half_zero_chunk_stays_thin(Fixture *fx, gconstpointer data)
  * chunk is on the wire, only the part inside the disk is written. */
 static void test_last_partial_chunk(Fixture *fx, gconstpointer data)
 {
-    g_autofree char *path = g_build_filename(tmpdir, "small.raw", NULL);
+    g_autofree char *path = g_build_filename(blf_dir(), "small.raw", NULL);
     g_autoptr(GByteArray) b = sb_block_stream_begin();
     uint8_t *chunk = g_malloc(CHUNK);
     uint8_t *contents;
@@ -188,28 +162,6 @@ static void test_device_size_larger_destination(Fixture *fx, gconstpointer data)
 }
 
 /* ---- bad records: the message, and the disk untouched ---- */
-
-static void assert_rejected(Fixture *fx, GByteArray *b, const char *expected)
-{
-    gsize len_before, len_after;
-    uint8_t *before, *after;
-    GError *err;
-
-    td_write_drive(fx->disk, 0, CHUNK, 3);
-    td_write_drive(fx->disk, 7 * MiB, CHUNK, 4);
-    before = tf_read_file(fx->disk_path, &len_before);
-    err = sb_load_file(fx->stream_path, b);
-    g_assert_nonnull(err);
-    g_test_message("error: %s", err->message);
-    if (!strstr(err->message, expected)) {
-        g_error("expected '%s' in '%s'", expected, err->message);
-    }
-    after = tf_read_file(fx->disk_path, &len_after);
-    g_assert_cmpmem(before, len_before, after, len_after);
-    g_free(before);
-    g_free(after);
-    g_error_free(err);
-}
 
 /* OPTION (0x100): be32 code, be32 length, the payload. */
 static void rec_option(GByteArray *b, uint32_t code, uint32_t len)
@@ -251,7 +203,7 @@ static void test_bad_options(Fixture *fx, gconstpointer data)
         rec_option(b, cases[i].code, cases[i].len);
         rec_zero(b, "disk0", 0);
         sb_block_stream_end(b);
-        assert_rejected(fx, b, expected);
+        blf_assert_rejected(fx, b, expected);
     }
 }
 
@@ -298,8 +250,8 @@ static void test_checksum_mismatch(Fixture *fx, gconstpointer data)
     g_autofree uint8_t *chunk = g_malloc(CHUNK);
 
     checksummed_stream(b, chunk, true);
-    assert_rejected(fx, b, "block migration: drive 'disk0': checksum mismatch in the record "
-                    "of 1048576 bytes at offset 1048576 (stream offset");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0': checksum mismatch in the record "
+                        "of 1048576 bytes at offset 1048576 (stream offset");
 }
 
 /* OPTION belongs to the setup part (the START section) only. */
@@ -315,7 +267,7 @@ static void test_option_in_part(Fixture *fx, gconstpointer data)
                                "stream offset %u", b->len);
     rec_option(b, BLK_MIG_OPTION_INCREMENTAL, 0);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, expected);
+    blf_assert_rejected(fx, b, expected);
 }
 
 /* block-incremental onto a drive without a backing image: refused at
@@ -328,8 +280,8 @@ static void test_incremental_needs_backing(Fixture *fx, gconstpointer data)
     rec_size(b, "disk0", DISK_SIZE);
     rec_zero(b, "disk0", 0);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: drive 'disk0' has no backing image, but the "
-                    "source migrates with block-incremental (the top layer only)");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0' has no backing image, but the "
+                        "source migrates with block-incremental (the top layer only)");
 }
 
 static void test_unknown_drive(Fixture *fx, gconstpointer data)
@@ -338,7 +290,7 @@ static void test_unknown_drive(Fixture *fx, gconstpointer data)
 
     rec_zero(b, "nosuch", 0);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: unknown drive 'nosuch'");
+    blf_assert_rejected(fx, b, "block migration: unknown drive 'nosuch'");
 }
 
 static void test_unknown_drive_size(Fixture *fx, gconstpointer data)
@@ -347,7 +299,7 @@ static void test_unknown_drive_size(Fixture *fx, gconstpointer data)
 
     rec_size(b, "x", DISK_SIZE);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: unknown drive 'x'");
+    blf_assert_rejected(fx, b, "block migration: unknown drive 'x'");
 }
 
 static void test_offset_beyond(Fixture *fx, gconstpointer data)
@@ -358,8 +310,8 @@ static void test_offset_beyond(Fixture *fx, gconstpointer data)
     td_fill(chunk, CHUNK, 1);
     rec_data(b, "disk0", DISK_SIZE, chunk);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: drive 'disk0': chunk at offset 8388608 "
-                           "is beyond the destination size 8388608");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0': chunk at offset 8388608 "
+                               "is beyond the destination size 8388608");
     g_free(chunk);
 }
 
@@ -369,8 +321,8 @@ static void test_zero_offset_beyond(Fixture *fx, gconstpointer data)
 
     rec_zero(b, "disk0", 1ULL << 40);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: drive 'disk0': chunk at offset 1099511627776 "
-                           "is beyond the destination size 8388608");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0': chunk at offset 1099511627776 "
+                               "is beyond the destination size 8388608");
 }
 
 static void test_source_larger(Fixture *fx, gconstpointer data)
@@ -380,8 +332,8 @@ static void test_source_larger(Fixture *fx, gconstpointer data)
     rec_size(b, "disk0", 2 * DISK_SIZE);
     rec_zero(b, "disk0", 0);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "block migration: drive 'disk0' is 16777216 bytes at the "
-                           "source but only 8388608 bytes at the destination");
+    blf_assert_rejected(fx, b, "block migration: drive 'disk0' is 16777216 bytes at the "
+                               "source but only 8388608 bytes at the destination");
 }
 
 static void test_zero_without_device_block(Fixture *fx, gconstpointer data)
@@ -390,7 +342,7 @@ static void test_zero_without_device_block(Fixture *fx, gconstpointer data)
 
     sb_put64(b, BLK_MIG_FLAG_ZERO_BLOCK);
     sb_block_stream_end(b);
-    assert_rejected(fx, b, "ZERO_BLOCK flag without DEVICE_BLOCK");
+    blf_assert_rejected(fx, b, "ZERO_BLOCK flag without DEVICE_BLOCK");
 }
 
 /* A data record cut short: nothing of it may reach the disk. */
@@ -405,8 +357,9 @@ static void test_truncated_payload(Fixture *fx, gconstpointer data)
     sb_put_name(b, "disk0");
     g_byte_array_append(b, chunk, CHUNK / 2);
     expected = g_strdup_printf("unexpected end of stream at byte %u", b->len);
-    assert_rejected(fx, b, expected);
-    assert_rejected(fx, b, "block migration: reading the data of the record at stream offset 27");
+    blf_assert_rejected(fx, b, expected);
+    blf_assert_rejected(fx, b, "block migration: reading the data of the record at stream "
+                               "offset 27");
     g_free(chunk);
 }
 
@@ -415,8 +368,8 @@ static void test_truncated_header(Fixture *fx, gconstpointer data)
     g_autoptr(GByteArray) b = sb_block_stream_begin();
 
     sb_put32(b, 0);                                    /* half a be64 */
-    assert_rejected(fx, b, "block migration: reading record at stream offset 27: "
-                           "unexpected end of stream at byte 31");
+    blf_assert_rejected(fx, b, "block migration: reading record at stream offset 27: "
+                               "unexpected end of stream at byte 31");
 }
 
 /* ---- save -> file -> load with the real handlers ---- */
@@ -434,7 +387,7 @@ static const Layout layout[] = {
 static char *drive_path(const char *side, const char *id)
 {
     g_autofree char *name = g_strdup_printf("%s-%s.raw", side, id);
-    return g_build_filename(tmpdir, name, NULL);
+    return g_build_filename(blf_dir(), name, NULL);
 }
 
 /* Run the source side into FX's stream file, with guest writes between
@@ -560,15 +513,12 @@ static void test_roundtrip(Fixture *fx, gconstpointer data)
 
 int main(int argc, char **argv)
 {
-    int ret;
-
     g_test_init(&argc, &argv, NULL);
     /* Failed migrations are logged as warnings; the tests expect some. */
     g_log_set_always_fatal(G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
-    tmpdir = g_dir_make_tmp("test-block-load-XXXXXX", NULL);
-    g_assert_nonnull(tmpdir);
+    blf_init("test-block-load-XXXXXX");
 #define ADD(name, fn, data) \
-    g_test_add("/block-load/" name, Fixture, data, fixture_setup, fn, fixture_teardown)
+    g_test_add("/block-load/" name, Fixture, data, blf_setup, fn, blf_teardown)
     ADD("zero-block-punches-hole", test_zero_block_punches_hole, NULL);
     ADD("half-zero-chunk-stays-thin", test_half_zero_chunk_stays_thin, NULL);
     ADD("last-partial-chunk", test_last_partial_chunk, NULL);
@@ -589,8 +539,5 @@ int main(int argc, char **argv)
     ADD("roundtrip/checksum", test_roundtrip, GINT_TO_POINTER(3));
     ADD("checksum/record", test_checksum_record, NULL);
     ADD("checksum/mismatch", test_checksum_mismatch, NULL);
-    ret = g_test_run();
-    g_rmdir(tmpdir);
-    g_free(tmpdir);
-    return ret;
+    return blf_run();
 }

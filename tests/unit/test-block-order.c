@@ -5,48 +5,35 @@
  * its chunk and returns only once its unit is done; a write to a range
  * the bulk copy has not walked is not mirrored. */
 #include <glib.h>
-#include <glib/gstdio.h>
 #include <string.h>
 
 #include "../../migration/block/block-internal.h"
+#include "../lib/blk-mig-device.h"
 #include "../lib/drives.h"
 
 #define DRIVE_SIZE (4 * MiB)
 #define GRAN 4096
 
 typedef struct Fixture {
-    char *dir, *path;
-    BlkMigDevice dev;
+    TestBlkMigDevice d;
     BlkOrder *order;
 } Fixture;
 
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
-    GError *err = NULL;
-
-    f->dir = g_dir_make_tmp("test-block-order-XXXXXX", &err);
-    g_assert_no_error(err);
-    f->path = g_build_filename(f->dir, "disk.raw", NULL);
-    f->dev.bs = td_open_drive("d0", f->path, DRIVE_SIZE);
-    f->dev.id = "d0";
-    f->dev.size = DRIVE_SIZE;
-    f->dev.bitmap = bdrv_create_dirty_bitmap(f->dev.bs, GRAN);
+    tbd_open(&f->d, "test-block-order-XXXXXX", DRIVE_SIZE, GRAN);
     f->order = blk_order_new();
 }
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
     blk_order_free(f->order);
-    bdrv_close(f->dev.bs);
-    g_assert_cmpint(g_unlink(f->path), ==, 0);
-    g_assert_cmpint(g_rmdir(f->dir), ==, 0);
-    g_free(f->path);
-    g_free(f->dir);
+    g_assert_true(tbd_close(&f->d));
 }
 
 static BlkChunkJob *unit(Fixture *f, uint64_t chunk)
 {
-    BlkChunkJob *job = blk_chunk_job_new(f->dev.bs, "d0", chunk, DRIVE_SIZE);
+    BlkChunkJob *job = blk_chunk_job_new(f->d.dev.bs, "d0", chunk, DRIVE_SIZE);
 
     blk_order_lock(f->order);
     blk_order_enter_locked(f->order, job);
@@ -80,29 +67,29 @@ static void test_turnstile(Fixture *f, gconstpointer data)
  * only theirs are cleared. */
 static void test_take_dirty(Fixture *f, gconstpointer data)
 {
-    BlkChunkJob *job = blk_chunk_job_new(f->dev.bs, "d0", MiB, DRIVE_SIZE);
+    BlkChunkJob *job = blk_chunk_job_new(f->d.dev.bs, "d0", MiB, DRIVE_SIZE);
     BlkRange *r;
 
-    dirty_bitmap_mark(f->dev.bitmap, MiB + 8192, 3 * GRAN);         /* granules 2..4 */
-    dirty_bitmap_mark(f->dev.bitmap, MiB + 40 * GRAN, 1);            /* granule 40 */
+    dirty_bitmap_mark(f->d.dev.bitmap, MiB + 8192, 3 * GRAN);         /* granules 2..4 */
+    dirty_bitmap_mark(f->d.dev.bitmap, MiB + 40 * GRAN, 1);            /* granule 40 */
     blk_order_lock(f->order);
-    blk_order_take_dirty_locked(&f->dev, job, MiB + 3 * GRAN + 100, 20 * GRAN, false);
+    blk_order_take_dirty_locked(&f->d.dev, job, MiB + 3 * GRAN + 100, 20 * GRAN, false);
     blk_order_unlock(f->order);
     g_assert_cmpuint(job->ranges->len, ==, 1);
     r = &g_array_index(job->ranges, BlkRange, 0);
     g_assert_cmpuint(r->off, ==, MiB + 3 * GRAN);
     g_assert_cmpuint(r->len, ==, 2 * GRAN);
-    g_assert_true(dirty_bitmap_is_dirty(f->dev.bitmap, MiB + 2 * GRAN));
-    g_assert_false(dirty_bitmap_is_dirty(f->dev.bitmap, MiB + 3 * GRAN));
-    g_assert_true(dirty_bitmap_is_dirty(f->dev.bitmap, MiB + 40 * GRAN));
+    g_assert_true(dirty_bitmap_is_dirty(f->d.dev.bitmap, MiB + 2 * GRAN));
+    g_assert_false(dirty_bitmap_is_dirty(f->d.dev.bitmap, MiB + 3 * GRAN));
+    g_assert_true(dirty_bitmap_is_dirty(f->d.dev.bitmap, MiB + 40 * GRAN));
     blk_chunk_job_free(job);
 
     /* qemu-compat: the whole chunk, once any bit of it was set. */
-    job = blk_chunk_job_new(f->dev.bs, "d0", MiB, DRIVE_SIZE);
-    blk_order_take_dirty_locked(&f->dev, job, MiB + 3 * GRAN, GRAN, true);
+    job = blk_chunk_job_new(f->d.dev.bs, "d0", MiB, DRIVE_SIZE);
+    blk_order_take_dirty_locked(&f->d.dev, job, MiB + 3 * GRAN, GRAN, true);
     g_assert_cmpuint(job->ranges->len, ==, 1);
     g_assert_cmpuint(g_array_index(job->ranges, BlkRange, 0).len, ==, MiB);
-    g_assert_cmpint(dirty_bitmap_next_dirty(f->dev.bitmap, 0), ==, -1);
+    g_assert_cmpint(dirty_bitmap_next_dirty(f->d.dev.bitmap, 0), ==, -1);
     blk_chunk_job_free(job);
 }
 
@@ -120,8 +107,8 @@ static gpointer writer_thread(gpointer opaque)
     uint8_t buf[GRAN];
 
     td_fill(buf, sizeof(buf), 9);
-    g_assert_cmpint(bdrv_pwrite(w->f->dev.bs, w->off, buf, sizeof(buf), 0), ==, 0);
-    blk_mirror_write(w->mirror, &w->f->dev, w->off, sizeof(buf));
+    g_assert_cmpint(bdrv_pwrite(w->f->d.dev.bs, w->off, buf, sizeof(buf), 0), ==, 0);
+    blk_mirror_write(w->mirror, &w->f->d.dev, w->off, sizeof(buf));
     g_atomic_int_set(&w->done, 1);
     return NULL;
 }
@@ -148,12 +135,12 @@ static void test_mirror_waits_for_job(Fixture *f, gconstpointer data)
     BlkChunkJob *job, *u;
     GThread *t;
 
-    f->dev.bulk_cursor = 2 * MiB;       /* chunks 0 and 1 copied */
+    f->d.dev.bulk_cursor = 2 * MiB;       /* chunks 0 and 1 copied */
     blk_mirror_set_active(m, true, 0);
     /* Not copied yet: not mirrored, the bit stays for the bulk walk. */
     writer_thread(&w);
     g_assert_true(blk_mirror_is_empty(m));
-    g_assert_true(dirty_bitmap_is_dirty(f->dev.bitmap, w.off));
+    g_assert_true(dirty_bitmap_is_dirty(f->d.dev.bitmap, w.off));
 
     /* Copied, and a job of the chunk took its place before the write. */
     w.off = MiB + 5 * GRAN;
@@ -167,7 +154,7 @@ static void test_mirror_waits_for_job(Fixture *f, gconstpointer data)
     g_assert_nonnull(u);
     g_assert_cmpuint(u->records->len, ==, 1);
     g_assert_cmpuint(g_array_index(u->records, BlkRecord, 0).offset, ==, w.off);
-    g_assert_false(dirty_bitmap_is_dirty(f->dev.bitmap, w.off));
+    g_assert_false(dirty_bitmap_is_dirty(f->d.dev.bitmap, w.off));
     g_assert_false(g_atomic_int_get(&w.done));          /* not sent yet */
     blk_mirror_done(m, u, true);
     g_thread_join(t);

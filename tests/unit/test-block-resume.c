@@ -6,12 +6,11 @@
  * fewer records than were sent, or a unit that never reached the wire;
  * a map that holds nothing marks every chunk sent. */
 #include <glib.h>
-#include <glib/gstdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../../migration/block/block-internal.h"
-#include "../lib/drives.h"
+#include "../lib/blk-mig-device.h"
 #include "util/bswap.h"
 
 #define CHUNKS 4
@@ -19,45 +18,31 @@
 #define GRAN 4096
 
 typedef struct Fixture {
-    char *dir, *path;
-    BlkMigDevice dev;
+    TestBlkMigDevice d;
     GPtrArray *devs;
 } Fixture;
 
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
-    GError *err = NULL;
-
-    f->dir = g_dir_make_tmp("test-block-resume-XXXXXX", &err);
-    g_assert_no_error(err);
-    f->path = g_build_filename(f->dir, "disk.raw", NULL);
-    f->dev.bs = td_open_drive("d0", f->path, DRIVE_SIZE);
-    f->dev.id = "d0";
-    f->dev.size = DRIVE_SIZE;
-    f->dev.bitmap = bdrv_create_dirty_bitmap(f->dev.bs, GRAN);
-    f->dev.bulk_cursor = DRIVE_SIZE;
+    tbd_open(&f->d, "test-block-resume-XXXXXX", DRIVE_SIZE, GRAN);
+    f->d.dev.bulk_cursor = DRIVE_SIZE;
     f->devs = g_ptr_array_new();
-    g_ptr_array_add(f->devs, &f->dev);
+    g_ptr_array_add(f->devs, &f->d.dev);
 }
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
     blk_resume_save_stop();
     g_ptr_array_unref(f->devs);
-    bdrv_release_dirty_bitmap(f->dev.bitmap);
-    bdrv_close(f->dev.bs);
-    g_unlink(f->path);
-    g_rmdir(f->dir);
-    g_free(f->path);
-    g_free(f->dir);
+    tbd_close(&f->d);
 }
 
 /* ---- the journal ---- */
 
 static void test_journal(Fixture *f, gconstpointer data)
 {
-    g_autofree char *path = blk_resume_journal_path(f->dev.bs);
-    g_autofree char *want = g_strdup_printf("%s.blkmig-resume", f->path);
+    g_autofree char *path = blk_resume_journal_path(f->d.dev.bs);
+    g_autofree char *want = g_strdup_printf("%s.blkmig-resume", f->d.path);
     uint8_t id[BLK_MIG_RESUME_ID_LEN], other[BLK_MIG_RESUME_ID_LEN];
     uint32_t counts[CHUNKS] = { 1, 0, 7, 3 };
     g_autofree uint32_t *back = NULL;
@@ -95,7 +80,7 @@ static void test_journal(Fixture *f, gconstpointer data)
  * with RECORDS records. */
 static void unit(Fixture *f, unsigned i, unsigned records, bool sent)
 {
-    BlkChunkJob *job = blk_chunk_job_new(f->dev.bs, "d0", i * MiB, DRIVE_SIZE);
+    BlkChunkJob *job = blk_chunk_job_new(f->d.dev.bs, "d0", i * MiB, DRIVE_SIZE);
 
     g_array_set_size(job->records, records);
     blk_resume_note_taken(job);
@@ -124,7 +109,7 @@ static GByteArray *map(const uint32_t *counts)
 
 static bool chunk_dirty(Fixture *f, unsigned i)
 {
-    int64_t next = dirty_bitmap_next_dirty(f->dev.bitmap, i * MiB);
+    int64_t next = dirty_bitmap_next_dirty(f->d.dev.bitmap, i * MiB);
 
     return next >= 0 && (uint64_t)next < (i + 1) * MiB;
 }
@@ -154,11 +139,11 @@ static void test_map(Fixture *f, gconstpointer data)
     g_assert_true(chunk_dirty(f, 1));
     g_assert_true(chunk_dirty(f, 2));
     g_assert_false(chunk_dirty(f, 3));
-    g_assert_cmpuint(dirty_bitmap_dirty_bytes(f->dev.bitmap), ==, 2 * MiB);
+    g_assert_cmpuint(dirty_bitmap_dirty_bytes(f->d.dev.bitmap), ==, 2 * MiB);
     /* The counts agree from now on: the same map marks nothing more. */
-    dirty_bitmap_clear_all(f->dev.bitmap);
+    dirty_bitmap_clear_all(f->d.dev.bitmap);
     g_assert_cmpint(blk_resume_apply_map(f->devs, m->data, m->len, &err), ==, 0);
-    g_assert_cmpuint(dirty_bitmap_dirty_bytes(f->dev.bitmap), ==, 0);
+    g_assert_cmpuint(dirty_bitmap_dirty_bytes(f->d.dev.bitmap), ==, 0);
     g_byte_array_unref(m);
 }
 
@@ -171,7 +156,7 @@ static void test_map_from_scratch(Fixture *f, gconstpointer data)
     g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "*holds nothing it can resume*");
     g_assert_cmpint(blk_resume_apply_map(f->devs, m->data, m->len, &err), ==, 0);
     g_test_assert_expected_messages();
-    g_assert_cmpuint(dirty_bitmap_dirty_bytes(f->dev.bitmap), ==, DRIVE_SIZE);
+    g_assert_cmpuint(dirty_bitmap_dirty_bytes(f->d.dev.bitmap), ==, DRIVE_SIZE);
     g_byte_array_set_size(m, 3);
     g_assert_cmpint(blk_resume_apply_map(f->devs, m->data, m->len, &err), ==, -1);
     g_assert_nonnull(strstr(err->message, "malformed"));

@@ -19,7 +19,8 @@
 # Environment (defaults in brackets):
 #   BENCH_SIZE [4G]        image size
 #   BENCH_DATA_PCT [10]    data share of the sparse image
-#   BENCH_REPS [1]         runs per system and row (the median is shown)
+#   BENCH_REPS [1]         runs per system and row (the median is shown;
+#                          each rep starts one system further on)
 #   BENCH_IMAGES [sparse full]
 #   BENCH_PATHS [file-file file-nbd nbdkit-file]
 #   BENCH_COPY_SYSTEMS [blkmig blkmig-r1 cp qemu-img nbdcopy]
@@ -166,12 +167,22 @@ applies() {
     [ "$1" != cp ] || [ "$2" = file-file ]
 }
 
+# SYSTEMS turned left by N places: each rep starts with another system, so
+# that none always runs first after a row's set-up or right after the same
+# other system (the run after a 4 GiB one, whose file was just deleted, is
+# often the slow one).
+rotated() {
+    local -a all=($SYSTEMS)
+    local n=$(($1 % ${#all[@]}))
+    echo "${all[@]:n} ${all[@]:0:n}"
+}
+
 run_all() {
     local image path system rep
     for image in $IMAGES; do
         for path in $PATHS; do
             for ((rep = 1; rep <= REPS; rep++)); do
-                for system in $SYSTEMS; do
+                for system in $(rotated $((rep - 1))); do
                     applies "$system" "$path" && run_one "$system" "$image" "$path" "$rep"
                 done
             done

@@ -127,6 +127,16 @@ static void test_to_qemu_nbd(void)
     copy_run_clear(&r);
 }
 
+/* The count of LINE when it is an nbdkit log filter's line of a KIND
+ * request (" Write ", " Zero "), else 0. */
+static uint64_t logged_request(const char *line, const char *kind)
+{
+    const char *count = strstr(line, " count=");
+
+    return strstr(line, kind) && count && strstr(line, "...") ? g_ascii_strtoull(count + 7, NULL, 0)
+                                                              : 0;
+}
+
 /* The largest Write request in an nbdkit log. */
 static uint64_t largest_logged_write(const char *text)
 {
@@ -134,10 +144,7 @@ static uint64_t largest_logged_write(const char *text)
     g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
 
     for (char **l = lines; *l; l++) {
-        const char *count = strstr(*l, " count=");
-        if (strstr(*l, " Write ") && count) {
-            largest = MAX(largest, g_ascii_strtoull(count + 7, NULL, 0));
-        }
+        largest = MAX(largest, logged_request(*l, " Write "));
     }
     return largest;
 }
@@ -256,10 +263,7 @@ static uint64_t logged_writes(const char *log, size_t from, size_t *end)
     *end = len;
     g_auto(GStrv) lines = g_strsplit(text + MIN(from, len), "\n", -1);
     for (char **l = lines; *l; l++) {
-        const char *count = strstr(*l, " count=");
-        if ((strstr(*l, " Write ") || strstr(*l, " Zero ")) && count && strstr(*l, "...")) {
-            bytes += g_ascii_strtoull(count + 7, NULL, 0);
-        }
+        bytes += logged_request(*l, " Write ") + logged_request(*l, " Zero ");
     }
     return bytes;
 }

@@ -155,18 +155,27 @@ static void test_request_shapes(Fixture *f, gconstpointer data)
     copy_new(f, &(CopyParams){ .requests = 32, .request_size = 32 * MiB });
 }
 
-/* A target full of old data: zero ranges are punched, not written. */
-static void test_existing_target(Fixture *f, gconstpointer data)
+/* The source copied onto a raw target whose first OLD bytes hold old
+ * data: the target then is the source, and as thin. */
+static CopyStats copy_over_old_data(Fixture *f, uint64_t old)
 {
     BlockDriverState *dst = create_image("d", f->dst, "raw", DISK);
 
-    td_write_drive(dst, 0, DISK, 99);
+    td_write_drive(dst, 0, old, 99);
     BlockDriverState *src = open_image("s", f->src, "raw", true);
     CopyStats st = copy_drives(src, dst, &(CopyParams){ 0 }, COPY_DONE);
     bdrv_close(src);
     bdrv_close(dst);
     assert_same_files(f->src, f->dst);
     assert_thin(f->dst, nonzero_bytes(f->src));
+    return st;
+}
+
+/* A target full of old data: zero ranges are punched, not written. */
+static void test_existing_target(Fixture *f, gconstpointer data)
+{
+    CopyStats st = copy_over_old_data(f, DISK);
+
     g_assert_cmpuint(st.zeroed + st.written, ==, DISK);
 }
 
@@ -175,15 +184,8 @@ static void test_existing_target(Fixture *f, gconstpointer data)
  * everywhere else the target's block status says nothing is needed. */
 static void test_existing_target_holes(Fixture *f, gconstpointer data)
 {
-    BlockDriverState *dst = create_image("d", f->dst, "raw", DISK);
+    CopyStats st = copy_over_old_data(f, MiB);
 
-    td_write_drive(dst, 0, MiB, 99);
-    BlockDriverState *src = open_image("s", f->src, "raw", true);
-    CopyStats st = copy_drives(src, dst, &(CopyParams){ 0 }, COPY_DONE);
-    bdrv_close(src);
-    bdrv_close(dst);
-    assert_same_files(f->src, f->dst);
-    assert_thin(f->dst, nonzero_bytes(f->src));
     /* Zeroes went to the first MiB and to zero blocks inside the source's
      * data extents (found when read: ~1 MiB here); without the target's
      * status it was every zero byte (31 MiB). */

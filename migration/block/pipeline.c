@@ -4,9 +4,8 @@
  * the order they came in, except that one a mirrored guest write waits
  * for may leave before its turn; a chunk's units go out in the order
  * order.c keeps either way (mirrored writes, mirror.c, take their places
- * among them).  The
- * chunk buffers of the jobs in flight, until they are sent, stay within
- * max-inflight bytes. */
+ * among them).  The chunk buffers of the jobs in flight, until they are
+ * sent, stay within max-inflight bytes. */
 #include "block/block.h"
 #include "block-internal.h"
 
